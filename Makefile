@@ -1,0 +1,44 @@
+# prednet2: `make demo` and `make test` work on a fresh machine (they install first).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.prednet2-installed
+EXT_SRC := $(wildcard cuda_ext/*.cpp cuda_ext/*.cu cuda_ext/*.h)
+# nvcc lives in the standard toolkit folder; with it the CUDA kernels are compiled too (PREDNET2_NO_CUDA=1 skips).
+export CUDA_HOME ?= $(shell [ -x /usr/local/cuda/bin/nvcc ] && echo /usr/local/cuda)
+DEMO_RUN ?= runs/demo
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-slow lint bench clean
+
+install: $(STAMP)
+
+# Idempotent: the stamp depends on setup.py and the extension sources, so a second `make install` is a no-op.
+$(STAMP): setup.py $(EXT_SRC)
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "setuptools>=64" wheel
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q --no-build-isolation -e '.[dev]'
+	@touch $(STAMP)
+
+demo: install
+	$(PY) train.py --data synthetic:shapes --out $(DEMO_RUN) --steps 300 --set train.image_every=50
+	$(PY) -m eval.linear_probe --checkpoint $(DEMO_RUN)/checkpoints/last.pt --data synthetic:shapes:direction \
+		--out $(DEMO_RUN)/probe.json --seeds 3
+	$(PY) -m eval.linear_probe --checkpoint $(DEMO_RUN)/checkpoints/last.pt --data synthetic:shapes:direction \
+		--out $(DEMO_RUN)/probe_random_init.json --seeds 3 --random-init
+	@echo
+	@echo "Results:     $(DEMO_RUN)/summary.json  $(DEMO_RUN)/probe.json  $(DEMO_RUN)/probe_random_init.json"
+	@echo "TensorBoard: $(VENV)/bin/tensorboard --logdir $(DEMO_RUN)/tb"
+
+test: install
+	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)
+
+test-slow: install
+	$(PY) -m pytest -m slow -q $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf build *.egg-info prednet2/_C*.so runs

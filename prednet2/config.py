@@ -1,0 +1,297 @@
+"""Run configuration: frozen dataclasses, YAML in and out, dotted ``--set`` overrides.
+
+One ``Config`` holds every knob of a run. It is built in this order, later sources winning:
+
+    dataclass defaults  <-  model preset (``model.preset``)  <-  YAML file  <-  ``--set key=value``
+
+Unknown keys and values of the wrong type raise ``ConfigError`` with the dotted key's name, so a typo in a
+YAML file or on the command line never silently does nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config key or value is invalid. The message names the dotted key."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The predictive stack. Field defaults are the ``tiny`` preset; ``preset`` selects another."""
+
+    preset: str = "tiny"
+    in_channels: int = 3  # 3 for RGB, 1 for grayscale
+    channels: tuple[int, ...] = (16, 32, 64)  # one entry per unit; unit l has channels[l] representation channels
+    cell: str = "gru"  # lateral recurrence: "gru" | "lstm"
+    kernel_size: int = 3
+    target: str = "repr"  # "repr": every unit predicts its target encoder's next output; "pixel": layer 0 predicts pixels
+    pass_up: str = "error"  # what unit l hands to unit l+1: "error" (E, as PredNet) | "repr" (a)
+    lateral: bool = True  # ablation switch: the unit's own recurrence
+    feedback: bool = True  # ablation switch: time-delayed top-down input from the unit above
+    anti_collapse: str = "vicreg"  # "vicreg" (variance hinge + covariance) | "none" | "infonce"
+    target_mode: str = "stopgrad"  # "stopgrad" | "ema"
+    ema_momentum: float = 0.95
+    var_weight: float = 1.0
+    cov_weight: float = 0.04
+    layer_weights: tuple[float, ...] = ()  # per-unit loss weights; () means all ones
+    motion_channels: int = 0  # channels of the motion stream's own encoder at layer 0; 0 = no motion stream
+    bind_weight: float = 0.1  # weight of the RGB<->motion InfoNCE binding loss
+    bind_temperature: float = 0.1
+    use_ext_op: bool = True  # use the fused error-unit op when built (falls back to the torch reference)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    clip_len: int = 10  # T, frames per clip
+    stride: int = 1  # frame step inside a clip
+    size: tuple[int, int] = (64, 64)  # (H, W) after resize + centre crop
+    fps: float = 0.0  # resample videos to this frame rate; 0 keeps the native rate
+    grayscale: bool = False
+    batch_size: int = 8
+    num_workers: int = 0
+    cache_dir: str = ""  # decode-once cache; "" means <data>/.prednet2_cache or ~/.cache/prednet2
+    n_synthetic: int = 2048  # clips in a synthetic training set
+    mnist_path: str = ""  # folder with the MNIST idx files; "" means ../shared/data/mnist
+
+
+@dataclass(frozen=True)
+class MotionConfig:
+    enabled: bool = True
+    backend: str = "farneback"  # "farneback" | "dis" | "raft"
+    raft_weights: str = ""  # path to torchvision RAFT weights (this machine cannot download them)
+    min_component: float = 0.002  # drop connected components smaller than this fraction of the frame
+    static_floor: float = 0.5  # residual flow magnitude (pixels) below which nothing counts as moving
+    camera: str = "median"  # dominant-motion model removed before thresholding: "median" | "affine" | "none"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    mode: str = "local"  # "local" (per-unit losses, detached inputs, truncated window) | "end_to_end" (BPTT)
+    window: int = 5  # k: truncated window in local mode (update every k steps, state detached between windows)
+    steps: int = 1000
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 20
+    grad_clip: float = 1.0
+    seed: int = 0
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    amp: bool = True  # bf16/fp16 autocast on CUDA only
+    log_every: int = 10
+    image_every: int = 100
+    stats_every: int = 50  # representation std / effective rank
+    ckpt_every: int = 100
+    keep_numbered: int = 0  # also keep checkpoints/step_XXXXXX.pt for the last N saves; 0 keeps only last.pt
+    threads: int = 0  # torch CPU threads; 0 leaves torch's default
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    motion: MotionConfig = field(default_factory=MotionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    # ---- construction -------------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> Config:
+        """Build from a nested dict, applying the model preset first. Raises ConfigError naming bad keys."""
+        d = _normalise_shortcuts(dict(d or {}))
+        model = dict(d.get("model") or {})
+        preset = model.get("preset", ModelConfig.preset)
+        merged = _deep_merge({"model": preset_overrides(preset)}, d)
+        return _build(cls, merged, prefix="")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path | None, sets: list[str] | None = None) -> Config:
+        """Load a YAML file (or nothing) and apply ``key=value`` overrides on top."""
+        d: dict[str, Any] = {}
+        if path is not None:
+            p = Path(path)
+            if not p.is_file():
+                raise ConfigError(f"config file not found: {p}")
+            try:
+                d = yaml.safe_load(p.read_text()) or {}
+            except yaml.YAMLError as e:
+                raise ConfigError(f"{p}: not valid YAML ({e})") from None
+            if not isinstance(d, dict):
+                raise ConfigError(f"{p}: top level must be a mapping of sections (model, data, motion, train)")
+        for s in sets or []:
+            d = _deep_merge(d, parse_set(s))
+        return cls.from_dict(d)
+
+    def replace(self, sets: list[str] | dict[str, Any]) -> Config:
+        """A copy with overrides applied (``["train.lr=1e-3"]`` or a nested dict). Presets are not re-applied."""
+        over: dict[str, Any] = {}
+        if isinstance(sets, dict):
+            over = sets
+        else:
+            for s in sets:
+                over = _deep_merge(over, parse_set(s))
+        return _build(type(self), _deep_merge(self.to_dict(), _normalise_shortcuts(over)), prefix="")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(dataclasses.asdict(self))
+
+    def to_yaml(self, extra: dict[str, Any] | None = None) -> str:
+        d = self.to_dict()
+        if extra:
+            d = {**extra, **d}
+        return yaml.safe_dump(d, sort_keys=False)
+
+
+# ---- presets ----------------------------------------------------------------------------------------------
+# Model presets are plain dicts of ModelConfig fields. prednet2.presets registers the real ones; config.py
+# only knows how to look them up, so configs can be parsed without importing torch.
+_PRESETS: dict[str, dict[str, Any]] = {"tiny": {}}
+
+
+def register_preset(name: str, fields: dict[str, Any]) -> None:
+    """Register a model preset: a dict of ModelConfig fields applied before the user's own."""
+    known = {f.name for f in dataclasses.fields(ModelConfig)}
+    bad = set(fields) - known
+    if bad:
+        raise ConfigError(f"preset {name!r}: unknown model fields {sorted(bad)}")
+    _PRESETS[name] = dict(fields, preset=name)
+
+
+def preset_overrides(name: str) -> dict[str, Any]:
+    try:
+        import prednet2.presets  # noqa: F401  (registers the presets)
+    except ImportError:
+        pass
+    if name not in _PRESETS:
+        raise ConfigError(f"model.preset: unknown preset {name!r}; choose one of {sorted(_PRESETS)}")
+    return dict(_PRESETS[name])
+
+
+def preset_names() -> list[str]:
+    preset_overrides("tiny")
+    return sorted(_PRESETS)
+
+
+# ---- helpers ----------------------------------------------------------------------------------------------
+def parse_set(s: str) -> dict[str, Any]:
+    """``"train.lr=1e-3"`` -> ``{"train": {"lr": 0.001}}``. Values are parsed as YAML scalars/lists."""
+    if "=" not in s:
+        raise ConfigError(f"--set {s!r}: expected key=value, e.g. --set train.lr=1e-3")
+    key, _, raw = s.partition("=")
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"--set {s!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    out: dict[str, Any] = {}
+    cur = out
+    parts = key.split(".")
+    for p in parts[:-1]:
+        cur = cur.setdefault(p, {})
+    cur[parts[-1]] = value
+    return out
+
+
+def _normalise_shortcuts(d: dict[str, Any]) -> dict[str, Any]:
+    # `--set motion=off` (YAML parses off as False) turns the whole modality off.
+    m = d.get("motion")
+    if isinstance(m, bool | str) and not isinstance(m, dict):
+        if isinstance(m, str) and m.lower() not in {"on", "off", "true", "false"}:
+            raise ConfigError(f"motion: expected on/off or a mapping, got {m!r}")
+        on = m if isinstance(m, bool) else m.lower() in {"on", "true"}
+        d = {**d, "motion": {"enabled": on}}
+    return d
+
+
+def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _build(cls: type, d: Any, prefix: str) -> Any:
+    if not isinstance(d, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {type(d).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        key = prefix + unknown[0]
+        raise ConfigError(f"unknown config key {key!r}; valid keys here: {', '.join(sorted(names))}")
+    kwargs = {}
+    for name in d:
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, d[name], prefix + name + ".")
+        else:
+            kwargs[name] = _coerce(d[name], tp, prefix + name)
+    return cls(**kwargs)
+
+
+def _coerce(v: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(v, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {v!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(x, args[0], f"{key}[{i}]") for i, x in enumerate(v))
+        if len(v) != len(args):
+            raise ConfigError(f"{key}: expected {len(args)} values, got {len(v)}")
+        return tuple(_coerce(x, t, f"{key}[{i}]") for i, (x, t) in enumerate(zip(v, args, strict=True)))
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for t in typing.get_args(tp):
+            try:
+                return _coerce(v, t, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0])
+    if tp is type(None):
+        if v is None:
+            return None
+        raise ConfigError(f"{key}: expected null, got {v!r}")
+    if tp is bool:
+        if isinstance(v, bool):
+            return v
+        raise ConfigError(f"{key}: expected true/false, got {v!r}")
+    if tp is int:
+        if isinstance(v, int) and not isinstance(v, bool):
+            return v
+        raise ConfigError(f"{key}: expected an integer, got {v!r}")
+    if tp is float:
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return float(v)
+        if isinstance(v, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                return float(v)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected a number, got {v!r}")
+    if tp is str:
+        if isinstance(v, str):
+            return v
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return str(v)
+        raise ConfigError(f"{key}: expected a string, got {v!r}")
+    return v
+
+
+def _to_plain(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _to_plain(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_to_plain(v) for v in x]
+    return x
