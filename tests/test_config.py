@@ -1,0 +1,78 @@
+"""prednet2.config: frozen dataclasses, presets, YAML and --set overrides with key-naming errors."""
+
+import dataclasses
+
+import pytest
+
+from prednet2.config import Config, ConfigError, parse_set
+
+
+def test_defaults_are_frozen():
+    cfg = Config()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.train.lr = 1.0  # type: ignore[misc]
+
+
+def test_set_overrides_and_types():
+    cfg = Config.from_yaml(None, ["train.lr=1e-2", "data.size=[32, 48]", "model.channels=[8, 16]", "train.steps=7"])
+    assert cfg.train.lr == pytest.approx(0.01)
+    assert cfg.data.size == (32, 48)
+    assert cfg.model.channels == (8, 16)
+    assert cfg.train.steps == 7
+
+
+def test_motion_off_shortcut():
+    assert Config.from_yaml(None, ["motion=off"]).motion.enabled is False
+    assert Config.from_yaml(None, ["motion=on"]).motion.enabled is True
+    with pytest.raises(ConfigError, match="motion"):
+        Config.from_yaml(None, ["motion=sideways"])
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [("train.lrr=1", "train.lrr"), ("nosection.x=1", "nosection"), ("train.steps=abc", "train.steps"),
+     ("train.amp=3", "train.amp"), ("data.size=[1,2,3]", "data.size")],
+)
+def test_bad_overrides_name_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        Config.from_yaml(None, [override])
+
+
+def test_set_needs_equals():
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_set("train.lr")
+
+
+def test_yaml_roundtrip(tmp_path):
+    cfg = Config.from_yaml(None, ["train.lr=0.5", "model.cell=lstm"])
+    p = tmp_path / "c.yaml"
+    p.write_text(cfg.to_yaml(extra={"git_commit": "abc"}))
+    # Extra top-level keys (git commit) are metadata, not config: strip them on reload.
+    import yaml
+
+    d = yaml.safe_load(p.read_text())
+    d.pop("git_commit")
+    assert Config.from_dict(d) == cfg
+
+
+def test_yaml_unknown_key_names_it(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("train:\n  stepz: 3\n")
+    with pytest.raises(ConfigError, match=r"train\.stepz"):
+        Config.from_yaml(p)
+
+
+def test_missing_yaml_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        Config.from_yaml(tmp_path / "nope.yaml")
+
+
+def test_unknown_preset_lists_choices():
+    with pytest.raises(ConfigError, match="tiny"):
+        Config.from_yaml(None, ["model.preset=enormous"])
+
+
+def test_replace_keeps_other_fields():
+    cfg = Config.from_yaml(None, ["train.lr=0.5"])
+    cfg2 = cfg.replace(["train.steps=3"])
+    assert cfg2.train.lr == 0.5 and cfg2.train.steps == 3
