@@ -1,1 +1,133 @@
-"""Video data for prednet2: raw folders, labelled folders, synthetic generators (installed as prednet2.datasets)."""
+"""Video data for prednet2: raw folders, labelled folders, synthetic generators (installed as prednet2.datasets).
+
+``build_dataset(spec, cfg=...)`` is the one entry point: a folder path or a ``synthetic:`` name in, a Dataset of
+dict items out (``"video"`` uint8 (T, C, H, W), ``"label"`` int64, ``"index"``; ``"mask"`` with motion on).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import torch
+from torch.utils.data import Dataset
+
+from .errors import DataError
+from .shapes import SHAPES, ShapesDataset, render_shapes_clip
+from .synthetic import SyntheticVideoDataset
+
+if TYPE_CHECKING:
+    from prednet2.config import DataConfig, MotionConfig
+
+__all__ = [
+    "SHAPES",
+    "SYNTHETIC_SPECS",
+    "DataError",
+    "ShapesDataset",
+    "SyntheticVideoDataset",
+    "build_dataset",
+    "render_shapes_clip",
+    "to_float",
+]
+
+
+def to_float(video: torch.Tensor) -> torch.Tensor:
+    """uint8 frames (..., C, H, W) -> float32 in [0, 1], the model's input range."""
+    if video.dtype != torch.uint8:
+        raise TypeError(f"to_float expects uint8 frames, got {video.dtype}")
+    return video.float().div_(255.0)
+
+
+# ---- the synthetic registry ------------------------------------------------------------------------------------
+def _split_size(cfg: DataConfig, split: str) -> int:
+    return cfg.n_synthetic if split == "train" else cfg.n_synthetic_test
+
+
+def _shapes(task: str | None) -> Callable[..., Dataset]:
+    def make(cfg: DataConfig, split: str, seed: int) -> Dataset:
+        return ShapesDataset(
+            n=_split_size(cfg, split),
+            size=tuple(cfg.size),
+            clip_len=cfg.clip_len,
+            grayscale=cfg.grayscale,
+            seed=seed,
+            split=split,
+            task=task,
+        )
+
+    return make
+
+
+# spec -> (factory, labelled?). Labelled specs are the probe tasks; the others are for training.
+SYNTHETIC_SPECS: dict[str, tuple[Callable[..., Dataset], bool]] = {
+    "synthetic:shapes": (_shapes(None), False),
+    "synthetic:shapes:shape": (_shapes("shape"), True),
+    "synthetic:shapes:direction": (_shapes("direction"), True),
+    "synthetic:shapes:speed": (_shapes("speed"), True),
+}
+
+
+def build_dataset(
+    spec: str,
+    *,
+    cfg: DataConfig,
+    split: str = "train",
+    seed: int = 0,
+    motion: MotionConfig | None = None,
+    labelled: bool = False,
+) -> Dataset:
+    """The dataset a ``--data``/``--labelled`` spec names.
+
+    Args:
+        spec: a folder of videos; a UCF101-layout folder ``root/<class>/<video>`` when ``labelled``; or one of
+            ``SYNTHETIC_SPECS`` (``synthetic:shapes``, ``synthetic:shapes:direction``, ...).
+        cfg: clip length, size, grayscale, cache and synthetic sizes (``cfg.n_synthetic`` train clips,
+            ``cfg.n_synthetic_test`` val/test clips).
+        split: "train" | "val" | "test". Synthetic splits never share seeds.
+        seed: synthetic sets are a pure function of (spec, split, seed, index).
+        motion: when given and enabled, items also carry ``"mask"`` float32 (T, 1, H, W) from datasets.motion.
+        labelled: a folder is read as a labelled (class per subfolder) set; a synthetic spec must then name a task.
+    Returns:
+        A Dataset of dict items: ``"video"`` uint8 (T, C, H, W), ``"label"`` int64 scalar (-1 when unlabelled),
+        ``"index"`` int, plus per-set extras.
+    Raises:
+        DataError: an unknown synthetic name (the message lists the valid ones) or a path with no usable video.
+    """
+    if spec.startswith("synthetic:"):
+        if spec not in SYNTHETIC_SPECS:
+            raise DataError(f"unknown synthetic data {spec!r}; valid specs: {', '.join(SYNTHETIC_SPECS)}")
+        factory, is_labelled = SYNTHETIC_SPECS[spec]
+        if labelled and not is_labelled:
+            tasks = [s for s, (_, lab) in SYNTHETIC_SPECS.items() if lab and s.startswith(spec + ":")]
+            raise DataError(
+                f"{spec!r} has no labels to probe; use a labelled task: {', '.join(tasks) or 'none available'}"
+            )
+        ds = factory(cfg, split, seed)
+    else:
+        ds = _build_folder(spec, cfg=cfg, split=split, seed=seed, labelled=labelled)
+    if motion is not None and motion.enabled:
+        try:
+            from .motion import with_motion
+        except ImportError as e:
+            raise DataError(
+                f"motion masks were asked for (motion.enabled) but datasets/motion.py is not usable ({e}); "
+                "turn the modality off with --set motion=off"
+            ) from e
+        ds = with_motion(ds, motion, cfg)
+    return ds
+
+
+def _build_folder(spec: str, *, cfg: DataConfig, split: str, seed: int, labelled: bool) -> Dataset:
+    path = os.path.expanduser(spec)
+    if not os.path.isdir(path):
+        what = "file, not a folder" if os.path.exists(path) else "no such folder"
+        raise DataError(f"{spec}: {what}; --data takes a folder of videos or one of: {', '.join(SYNTHETIC_SPECS)}")
+    # Imported here so the synthetic sets work without PyAV or the folder code.
+    if labelled:
+        from .labelled import LabelledVideoFolder
+
+        return LabelledVideoFolder(path, cfg=cfg, split=split, seed=seed)
+    from .folder import VideoFolder
+
+    return VideoFolder(path, cfg=cfg)

@@ -60,6 +60,7 @@ class DataConfig:
     num_workers: int = 0
     cache_dir: str = ""  # decode-once cache; "" means <data>/.prednet2_cache or ~/.cache/prednet2
     n_synthetic: int = 2048  # clips in a synthetic training set
+    n_synthetic_test: int = 512  # clips in a synthetic val or test split
     mnist_path: str = ""  # folder with the MNIST idx files; "" means ../shared/data/mnist
 
 

@@ -1,0 +1,404 @@
+"""``synthetic:shapes``: coloured shapes bouncing over a cluttered, optionally panning background.
+
+One clip holds a *labelled* object and 1-3 smaller distractors. The labelled object is always the largest
+(radius 0.12-0.18 of the frame side; distractors 0.05-0.09) and is drawn on top, so it is never occluded. Its
+three labels:
+
+- ``shape``: 6 classes (circle, square, triangle, diamond, cross, ring); distractors use the same shapes.
+- ``direction``: 8 classes, the *initial* direction of motion (0 = east, counter-clockwise in steps of 45 degrees,
+  with +-10 degrees jitter). Objects bounce off the walls, so the direction at later frames is not the label.
+- ``speed``: 3 classes, mean speeds 1.25 / 2.0 / 2.75 px per frame at 64 px (scaled with the frame), each step
+  jittered by +-35 %, so single steps overlap between classes and only an average over time separates them.
+
+Distractors move in random directions at speeds spread over all three classes, so pooled "how much motion is
+there" features do not give the speed away. The background is low-frequency colour noise with fine grain and dim
+static shapes (clutter); in half of the clips it pans (camera motion) while the objects keep their own screen
+motion. These choices keep untrained features away from the ceiling (DESIGN §5): see docs/synthetic.md.
+
+Geometry: positions are (x, y) in pixels, x to the right, y down; directions are drawn with y up (north = up).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .errors import DataError
+from .synthetic import SyntheticVideoDataset
+
+SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring")
+DIRECTIONS = ("E", "NE", "N", "NW", "W", "SW", "S", "SE")
+SPEEDS = ("slow", "medium", "fast")
+SPEED_PX = (1.25, 2.0, 2.75)  # mean px/frame at a 64-px frame side
+SPEED_JITTER = 0.35  # each step's speed is mean * (1 + U(-j, j))
+DIRECTION_JITTER_DEG = 10.0
+TASKS = ("shape", "direction", "speed")
+TASK_CLASSES = {"shape": SHAPES, "direction": DIRECTIONS, "speed": SPEEDS}
+
+LABELLED_RADIUS = (0.12, 0.18)  # fraction of min(H, W)
+DISTRACTOR_RADIUS = (0.05, 0.09)
+DISTRACTOR_SPEED = (0.8, 3.7)  # px/frame at 64 px: spans all speed classes
+BG_MAX = 0.42  # background luminance stays below this ...
+FG_MIN_LUMA = 0.55  # ... and objects above this, so they stay visible in grayscale
+
+
+@dataclass
+class Scene:
+    """Everything needed to draw a clip. Object 0 is the labelled one; the others are distractors.
+
+    positions: float (N, T, 2) centre (x, y) per frame; shape_seq: int (N, T) shape id per frame (constant unless an
+    anomaly changes it); radii: float (N,); colours: float (N, 3) in [0, 1]; background: float32 (T, H, W, 3);
+    moving: bool (N,) whether each object moves.
+    """
+
+    positions: np.ndarray
+    shape_seq: np.ndarray
+    radii: np.ndarray
+    colours: np.ndarray
+    background: np.ndarray
+    moving: np.ndarray
+
+
+# ---- drawing ---------------------------------------------------------------------------------------------------
+def shape_mask(shape: int, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndarray:
+    """Boolean mask of shape ``shape`` (index into SHAPES) of radius ``r`` at offsets ``dx, dy`` from its centre.
+
+    The shapes have similar areas (about 2.4-3.4 r^2) so size alone does not tell them apart.
+    """
+    name = SHAPES[shape]
+    if name == "circle":
+        return dx * dx + dy * dy <= r * r
+    if name == "square":
+        return np.maximum(np.abs(dx), np.abs(dy)) <= 0.85 * r
+    if name == "triangle":  # apex up, base at dy = 0.6 r; sides at 30 degrees from vertical (equilateral)
+        return (dy <= 0.6 * r) & (np.abs(dx) <= (dy + r) * 0.577)
+    if name == "diamond":
+        return np.abs(dx) + np.abs(dy) <= 1.15 * r
+    if name == "cross":
+        ax, ay = np.abs(dx), np.abs(dy)
+        return ((ax <= 0.36 * r) & (ay <= r)) | ((ay <= 0.36 * r) & (ax <= r))
+    if name == "ring":
+        d2 = dx * dx + dy * dy
+        return (d2 <= r * r) & (d2 >= (0.55 * r) ** 2)
+    raise ValueError(f"unknown shape id {shape}")
+
+
+def object_masks(scene: Scene, size: tuple[int, int]) -> np.ndarray:
+    """bool (N, T, H, W): where each object covers the frame (before occlusion)."""
+    H, W = size
+    N, T = scene.shape_seq.shape
+    ys = np.arange(H, dtype=np.float32)[None, :, None]  # (1, H, 1)
+    xs = np.arange(W, dtype=np.float32)[None, None, :]  # (1, 1, W)
+    out = np.zeros((N, T, H, W), dtype=bool)
+    for i in range(N):
+        dx = xs - scene.positions[i, :, 0, None, None].astype(np.float32)  # (T, 1, W)
+        dy = ys - scene.positions[i, :, 1, None, None].astype(np.float32)  # (T, H, 1)
+        for s in np.unique(scene.shape_seq[i]):
+            ts = np.nonzero(scene.shape_seq[i] == s)[0]
+            out[i, ts] = shape_mask(int(s), dx[ts], dy[ts], float(scene.radii[i]))
+    return out
+
+
+def draw_scene(scene: Scene, *, grayscale: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Paint the objects over the background, distractors first and the labelled object (0) last.
+
+    Returns video uint8 (T, C, H, W) with C = 1 or 3, and masks bool (N, T, H, W) of each object's *visible*
+    pixels (object 0 is never occluded, so its mask is its full silhouette).
+    """
+    T, H, W, _ = scene.background.shape
+    masks = object_masks(scene, (H, W))
+    frame = scene.background.copy()  # (T, H, W, 3)
+    N = masks.shape[0]
+    visible = masks.copy()
+    order = list(range(1, N)) + [0]  # painter's order: labelled object on top
+    for k, i in enumerate(order):
+        frame[masks[i]] = scene.colours[i]
+        for j in order[:k]:  # what object i covers is no longer visible of those painted before it
+            visible[j] &= ~masks[i]
+    if grayscale:
+        frame = frame @ np.array([0.299, 0.587, 0.114], dtype=np.float32)  # (T, H, W)
+        frame = frame[..., None]
+    video = np.clip(frame * 255.0 + 0.5, 0, 255).astype(np.uint8).transpose(0, 3, 1, 2)  # (T, C, H, W)
+    return np.ascontiguousarray(video), visible
+
+
+def bright_colours(rng: np.random.Generator, n: int) -> np.ndarray:
+    """float (n, 3) random colours with luminance >= FG_MIN_LUMA (mixed toward white when too dark)."""
+    c = rng.random((n, 3))
+    luma = c @ np.array([0.299, 0.587, 0.114])
+    a = np.clip((FG_MIN_LUMA + 0.05 - luma) / (1.0 - luma), 0.0, 1.0)[:, None]
+    return (c + a * (1.0 - c)).astype(np.float32)
+
+
+def make_background(
+    rng: np.random.Generator,
+    size: tuple[int, int],
+    T: int,
+    *,
+    pan: tuple[float, float] = (0.0, 0.0),
+    clutter: bool = True,
+) -> np.ndarray:
+    """float32 (T, H, W, 3) in [0, BG_MAX]: colour noise + grain + dim static shapes, moving by ``pan`` px/frame.
+
+    The texture is drawn once on a canvas larger than the frame, and each frame is a window into it; the window
+    moves by -pan per frame so the content appears to move by +pan (x right, y down). Pan offsets are rounded to
+    whole pixels per frame.
+    """
+    H, W = size
+    px, py = float(pan[0]), float(pan[1])
+    P = int(np.ceil(max(abs(px), abs(py)) * max(T - 1, 0))) + 1  # margin so the window never leaves the canvas
+    CH, CW = H + 2 * P, W + 2 * P
+    if clutter:
+        low = rng.random((6, 6, 3)).astype(np.float32)
+        canvas = cv2.resize(low, (CW, CH), interpolation=cv2.INTER_CUBIC)  # (CH, CW, 3)
+        canvas = 0.05 + 0.22 * np.clip(canvas, 0, 1) + 0.07 * rng.random((CH, CW, 1), dtype=np.float32)
+        n_clutter = int(rng.integers(3, 7))
+        ys = np.arange(CH, dtype=np.float32)[:, None]
+        xs = np.arange(CW, dtype=np.float32)[None, :]
+        s = min(H, W)
+        for _ in range(n_clutter):  # dim static shapes: a single frame shows shape-like things that never move
+            cx, cy = rng.uniform(0, CW), rng.uniform(0, CH)
+            r = rng.uniform(0.04, 0.08) * s
+            m = shape_mask(int(rng.integers(len(SHAPES))), xs - cx, ys - cy, r)
+            canvas[m] = rng.uniform(0.15, BG_MAX, size=3).astype(np.float32)
+    else:
+        canvas = np.full((CH, CW, 3), 0.1, dtype=np.float32)
+    canvas = np.minimum(canvas, BG_MAX)
+    t = np.arange(T)
+    ox = P - np.round(px * t).astype(int)
+    oy = P - np.round(py * t).astype(int)
+    return np.stack([canvas[oy[k] : oy[k] + H, ox[k] : ox[k] + W] for k in range(T)])  # (T, H, W, 3)
+
+
+# ---- motion ----------------------------------------------------------------------------------------------------
+def simulate(
+    p0: np.ndarray, dirs: np.ndarray, speeds: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bounce N points around a box.
+
+    Args:
+        p0: (N, 2) start positions; dirs: (N, 2) unit directions; speeds: (N, T-1) step lengths;
+        lo, hi: (N, 2) the box each centre stays in (a wall reflects the overshoot and flips that component).
+    Returns:
+        positions (N, T, 2) and dirs_at (N, T, 2): the direction in force for the step t -> t+1 (after the flips
+        made on arriving at t).
+    """
+    N, S = speeds.shape
+    pos = np.empty((N, S + 1, 2))
+    dirs_at = np.empty((N, S + 1, 2))
+    p = p0.astype(np.float64).copy()
+    d = dirs.astype(np.float64).copy()
+    pos[:, 0], dirs_at[:, 0] = p, d
+    for t in range(S):
+        p = p + d * speeds[:, t, None]
+        under, over = p < lo, p > hi
+        p = np.where(under, 2 * lo - p, p)
+        p = np.where(over, 2 * hi - p, p)
+        d = np.where(under | over, -d, d)
+        pos[:, t + 1], dirs_at[:, t + 1] = p, d
+    return pos, dirs_at
+
+
+def direction_vector(angle_deg: np.ndarray) -> np.ndarray:
+    """(..., 2) unit (x, y) screen vectors for angles measured counter-clockwise from east with y up."""
+    a = np.deg2rad(angle_deg)
+    return np.stack([np.cos(a), -np.sin(a)], axis=-1)
+
+
+# ---- one clip --------------------------------------------------------------------------------------------------
+def sample_scene(
+    rng: np.random.Generator,
+    *,
+    size: tuple[int, int],
+    T: int,
+    n_distractors: int = 2,
+    pan: tuple[float, float] = (0.0, 0.0),
+    static: bool = False,
+    clutter: bool = True,
+    shape: int | None = None,
+    direction: int | None = None,
+    speed: int | None = None,
+) -> tuple[Scene, dict[str, int]]:
+    """Draw the random parts of a clip: labels, object sizes/colours/trajectories, background.
+
+    Returns the scene and its labels ``{"shape", "direction", "speed"}`` (of object 0).
+    """
+    H, W = size
+    if T < 2:
+        raise DataError(f"clip_len must be >= 2 for moving shapes (got {T})")
+    s = min(H, W)
+    if s < 16:
+        raise DataError(f"size {size}: synthetic shapes need frames of at least 16x16")
+    scale = s / 64.0
+    N = 1 + int(n_distractors)
+    labels = {
+        "shape": int(rng.integers(len(SHAPES))) if shape is None else int(shape),
+        "direction": int(rng.integers(len(DIRECTIONS))) if direction is None else int(direction),
+        "speed": int(rng.integers(len(SPEEDS))) if speed is None else int(speed),
+    }
+    shapes = np.concatenate([[labels["shape"]], rng.integers(len(SHAPES), size=N - 1)]).astype(int)
+    radii = np.concatenate([[rng.uniform(*LABELLED_RADIUS)], rng.uniform(*DISTRACTOR_RADIUS, size=N - 1)]) * s  # (N,)
+    colours = bright_colours(rng, N)
+
+    angles = np.concatenate(
+        [
+            [labels["direction"] * 45.0 + rng.uniform(-DIRECTION_JITTER_DEG, DIRECTION_JITTER_DEG)],
+            rng.uniform(0, 360, size=N - 1),
+        ]
+    )
+    dirs = direction_vector(angles)  # (N, 2)
+    mean_speed = np.concatenate([[SPEED_PX[labels["speed"]]], rng.uniform(*DISTRACTOR_SPEED, size=N - 1)]) * scale
+    steps = mean_speed[:, None] * (1.0 + rng.uniform(-SPEED_JITTER, SPEED_JITTER, size=(N, T - 1)))  # (N, T-1)
+    if static:
+        steps[:] = 0.0
+
+    # Centres stay inside [r, side-1-r]; the first step never touches a wall, so the first displacement of the
+    # labelled object shows its direction label exactly (what the tests check).
+    lo = np.stack([radii, radii], axis=1)  # (N, 2)
+    hi = np.stack([W - 1 - radii, H - 1 - radii], axis=1)
+    first = np.abs(dirs) * steps[:, :1] if T > 1 else np.zeros((N, 2))
+    margin_lo = lo + np.where(dirs < 0, first, 0.0)
+    margin_hi = hi - np.where(dirs > 0, first, 0.0)
+    p0 = rng.uniform(margin_lo, np.maximum(margin_hi, margin_lo))
+    positions, _ = simulate(p0, dirs, steps, lo, hi)
+
+    background = make_background(rng, size, T, pan=pan, clutter=clutter)
+    scene = Scene(
+        positions=positions,
+        shape_seq=np.repeat(shapes[:, None], T, axis=1),
+        radii=radii,
+        colours=colours,
+        background=background,
+        moving=np.full(N, not static),
+    )
+    return scene, labels
+
+
+def render_shapes_clip(
+    rng: np.random.Generator,
+    *,
+    size: tuple[int, int] = (64, 64),
+    T: int = 10,
+    n_distractors: int = 2,
+    pan: tuple[float, float] = (0.0, 0.0),
+    static: bool = False,
+    clutter: bool = True,
+    grayscale: bool = False,
+    shape: int | None = None,
+    direction: int | None = None,
+    speed: int | None = None,
+) -> dict[str, Any]:
+    """One moving-shapes clip with its ground truth (numpy; for tests and for building other sets).
+
+    Args:
+        rng: the only source of randomness.
+        size: (H, W); T: frames.
+        n_distractors: smaller objects besides the labelled one (0 for a single object).
+        pan: background (camera) motion in px/frame, (dx, dy) with y down; objects keep their screen motion.
+        static: nothing moves (pan still applies to the background).
+        clutter: textured background with dim static shapes; False gives a flat dark background.
+        shape, direction, speed: force a label (class index) instead of drawing it.
+    Returns:
+        ``video`` uint8 (T, C, H, W); ``true_mask`` bool (T, 1, H, W) of the labelled object; ``moving_mask``
+        bool (T, 1, H, W), the visible pixels of every object that moves (all False when static);
+        ``object_masks`` bool (N, T, H, W) visible pixels per object (0 = labelled); ``positions`` float
+        (N, T, 2) centres (x, y); ``radii`` (N,); ``shape``, ``direction``, ``speed`` int labels of object 0.
+    """
+    scene, labels = sample_scene(
+        rng,
+        size=size,
+        T=T,
+        n_distractors=n_distractors,
+        pan=pan,
+        static=static,
+        clutter=clutter,
+        shape=shape,
+        direction=direction,
+        speed=speed,
+    )
+    video, visible = draw_scene(scene, grayscale=grayscale)
+    moving = (visible & scene.moving[:, None, None, None]).any(axis=0)  # (T, H, W)
+    return {
+        "video": video,
+        "true_mask": visible[0][:, None],  # (T, 1, H, W)
+        "moving_mask": moving[:, None],
+        "object_masks": visible,
+        "positions": scene.positions,
+        "radii": scene.radii,
+        **labels,
+    }
+
+
+# ---- the dataset -----------------------------------------------------------------------------------------------
+class ShapesDataset(SyntheticVideoDataset):
+    """``synthetic:shapes[:task]``: ``n`` clips of moving shapes, deterministic by (seed, split, index).
+
+    Items: ``video`` uint8 (T, C, H, W), ``label`` int64 (the task's class, -1 without a task), ``index``,
+    ``shape``/``direction``/``speed`` ints (all three labels, whatever the task), and ``true_mask`` bool
+    (T, 1, H, W) of the labelled object when ``with_true_mask``.
+
+    Args:
+        task: None (unlabelled), "shape", "direction" or "speed".
+        n_distractors: (lo, hi) inclusive range drawn per clip.
+        pan_prob: chance that a clip's background pans; pan speed U(pan_speed) px/frame (at 64 px) in a random
+            direction.
+    """
+
+    stream = "shapes"
+
+    def __init__(
+        self,
+        *,
+        n: int,
+        size: tuple[int, int] = (64, 64),
+        clip_len: int = 10,
+        grayscale: bool = False,
+        seed: int = 0,
+        split: str = "train",
+        task: str | None = None,
+        n_distractors: tuple[int, int] = (1, 3),
+        pan_prob: float = 0.5,
+        pan_speed: tuple[float, float] = (0.5, 1.5),
+        clutter: bool = True,
+        with_true_mask: bool = True,
+    ):
+        if task is not None and task not in TASKS:
+            raise DataError(f"synthetic:shapes task {task!r}: choose one of {', '.join(TASKS)}")
+        super().__init__(n=n, seed=seed, split=split, classes=list(TASK_CLASSES[task]) if task else [])
+        self.size = (int(size[0]), int(size[1]))
+        self.clip_len = int(clip_len)
+        self.grayscale = bool(grayscale)
+        self.task = task
+        self.n_distractors = n_distractors
+        self.pan_prob = float(pan_prob)
+        self.pan_speed = pan_speed
+        self.clutter = clutter
+        self.with_true_mask = with_true_mask
+
+    def generate(self, rng: np.random.Generator, index: int) -> dict[str, Any]:
+        pan = (0.0, 0.0)
+        if rng.random() < self.pan_prob:
+            v = rng.uniform(*self.pan_speed) * min(self.size) / 64.0
+            pan = tuple(float(x) for x in direction_vector(rng.uniform(0, 360)) * v)
+        clip = render_shapes_clip(
+            rng,
+            size=self.size,
+            T=self.clip_len,
+            n_distractors=int(rng.integers(self.n_distractors[0], self.n_distractors[1] + 1)),
+            pan=pan,
+            clutter=self.clutter,
+            grayscale=self.grayscale,
+        )
+        item = {
+            "video": clip["video"],
+            "label": clip[self.task] if self.task else -1,
+            "shape": clip["shape"],
+            "direction": clip["direction"],
+            "speed": clip["speed"],
+        }
+        if self.with_true_mask:
+            item["true_mask"] = clip["true_mask"]
+        return item

@@ -1,0 +1,88 @@
+"""The common machinery of the built-in synthetic video sets: per-item seeding and the Dataset base class.
+
+Every item is generated on the fly from its own RNG, seeded by ``(generator, split, seed, index)``. No global RNG
+is touched, so DataLoader workers, resumed runs and two processes all see the same clip for the same index, and
+train, val and test never share a seed (the split is part of the seed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .errors import DataError
+
+SPLITS = {"train": 0, "val": 1, "test": 2}
+# One stream id per generator, so synthetic:shapes and synthetic:anomaly clips with the same (seed, index) are
+# unrelated.
+STREAMS = {"shapes": 1, "moving_mnist": 2, "anomaly": 3}
+
+
+def check_split(split: str) -> int:
+    if split not in SPLITS:
+        raise DataError(f"split {split!r}: choose one of {', '.join(SPLITS)}")
+    return SPLITS[split]
+
+
+def item_rng(stream: str, split: str, seed: int, index: int) -> np.random.Generator:
+    """The RNG of one item: a pure function of (generator, split, seed, index)."""
+    if seed < 0 or index < 0:
+        raise DataError(f"seed and index must be >= 0 (got seed={seed}, index={index})")
+    return np.random.default_rng([STREAMS[stream], check_split(split), seed, index])
+
+
+def to_item(d: dict[str, Any]) -> dict[str, Any]:
+    """numpy arrays -> tensors (uint8/bool/int64/float32 kept), ints stay ints. Used by every synthetic set."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, np.ndarray):
+            out[k] = torch.from_numpy(np.ascontiguousarray(v))
+        else:
+            out[k] = v
+    return out
+
+
+class SyntheticVideoDataset(Dataset):
+    """Base class: ``n`` clips, each from ``item_rng(stream, split, seed, index)``.
+
+    Subclasses set ``stream`` and ``classes`` and implement ``generate(rng, index) -> dict`` returning at least
+    ``"video"`` uint8 (T, C, H, W) and ``"label"`` (int, -1 when unlabelled).
+    """
+
+    stream: str = ""
+
+    def __init__(self, *, n: int, seed: int = 0, split: str = "train", classes: list[str] | None = None):
+        check_split(split)
+        if n < 1:
+            raise DataError(f"a synthetic set needs at least 1 clip (got n={n})")
+        self.n = int(n)
+        self.seed = int(seed)
+        self.split = split
+        self.classes: list[str] = list(classes or [])
+        # The same attributes as the video folders, so the training summary reads them without special cases.
+        self.n_skipped = 0
+        self.skipped: list = []
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def generate(self, rng: np.random.Generator, index: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < self.n:
+            raise IndexError(f"index {index} out of range for {len(self)} clips")
+        d = self.generate(item_rng(self.stream, self.split, self.seed, int(index)), int(index))
+        d["label"] = torch.tensor(int(d.get("label", -1)), dtype=torch.int64)
+        d["index"] = int(index)
+        return to_item(d)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(n={self.n}, split={self.split!r}, seed={self.seed}, classes={self.classes})"

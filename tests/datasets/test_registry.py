@@ -1,0 +1,72 @@
+"""build_dataset: the spec registry, split sizes, errors, and the motion hook."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from prednet2.datasets import SYNTHETIC_SPECS, DataError, build_dataset, to_float
+
+from prednet2.config import DataConfig, MotionConfig
+
+CFG = DataConfig(clip_len=6, size=(32, 32), n_synthetic=20, n_synthetic_test=7)
+
+
+def test_to_float_range_and_type():
+    v = torch.tensor([0, 128, 255], dtype=torch.uint8)
+    f = to_float(v)
+    assert f.dtype == torch.float32 and f[0] == 0 and f[2] == 1 and abs(f[1] - 128 / 255) < 1e-6
+    with pytest.raises(TypeError):
+        to_float(f)
+
+
+def test_shapes_specs_and_split_sizes():
+    train = build_dataset("synthetic:shapes", cfg=CFG)
+    assert len(train) == 20 and train.num_classes == 0
+    assert train[0]["label"].item() == -1
+    assert train[0]["video"].shape == (6, 3, 32, 32)
+    test = build_dataset("synthetic:shapes:speed", cfg=CFG, split="test", labelled=True)
+    assert len(test) == 7 and test.classes == ["slow", "medium", "fast"]
+    assert 0 <= test[0]["label"].item() < 3
+
+
+def test_grayscale_follows_config():
+    ds = build_dataset("synthetic:shapes:shape", cfg=dataclasses.replace(CFG, grayscale=True))
+    assert ds[0]["video"].shape == (6, 1, 32, 32)
+
+
+def test_unknown_synthetic_name_lists_valid_specs():
+    with pytest.raises(DataError) as e:
+        build_dataset("synthetic:cubes", cfg=CFG)
+    assert "synthetic:cubes" in str(e.value)
+    for spec in SYNTHETIC_SPECS:
+        assert spec in str(e.value)
+
+
+def test_labelled_needs_a_task():
+    with pytest.raises(DataError, match="synthetic:shapes:direction"):
+        build_dataset("synthetic:shapes", cfg=CFG, labelled=True)
+
+
+def test_bad_split_and_missing_folder(tmp_path):
+    with pytest.raises(DataError, match="split"):
+        build_dataset("synthetic:shapes", cfg=CFG, split="dev")
+    with pytest.raises(DataError, match="no such folder"):
+        build_dataset(str(tmp_path / "nope"), cfg=CFG)
+
+
+def test_motion_off_adds_no_mask():
+    ds = build_dataset("synthetic:shapes", cfg=CFG, motion=MotionConfig(enabled=False))
+    assert "mask" not in ds[0]
+
+
+def test_motion_on_gives_masks_or_a_clear_error():
+    try:
+        import prednet2.datasets.motion  # noqa: F401
+    except ImportError:
+        with pytest.raises(DataError, match="motion=off"):
+            build_dataset("synthetic:shapes", cfg=CFG, motion=MotionConfig())
+        return
+    item = build_dataset("synthetic:shapes", cfg=CFG, motion=MotionConfig())[0]
+    assert item["mask"].shape == (6, 1, 32, 32) and item["mask"].dtype == torch.float32
