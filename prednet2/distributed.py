@@ -38,6 +38,10 @@ __all__ = [
     "all_reduce_grads",
     "broadcast_parameters",
     "reduce_scalars",
+    "batch_sync",
+    "batch_sync_active",
+    "sync_sum",
+    "gather_rows",
 ]
 
 
@@ -192,6 +196,58 @@ def broadcast_parameters(module: torch.nn.Module, src: int = 0) -> None:
         return
     for t in list(module.parameters()) + list(module.buffers()):
         dist.broadcast(t.data, src=src)
+
+
+# ---- batch statistics across the data-parallel group -----------------------------------------------------------
+# VICReg's variance/covariance and InfoNCE's in-batch negatives are statistics of the whole batch, not means over
+# samples: under DDP each rank sees B/N clips, so computing them per rank would be a different loss from the
+# single-process one at the same global batch. While ``batch_sync`` is on, ``prednet2.losses`` computes them over
+# the global batch: sums go through a differentiable all-reduce and InfoNCE keys through a differentiable
+# all-gather (as VICReg's and SimCLR's DDP code do). The backward of an all-reduce sums the (identical) upstream
+# gradient over ranks, i.e. N times each rank's share, and ``all_reduce_grads`` divides by N, so the averaged
+# gradient is exactly the global-batch gradient. Only the data-parallel trainer turns it on: layer-parallel
+# processes hold different units, not different samples, and must not sync.
+_BATCH_SYNC = False
+
+
+class batch_sync:  # noqa: N801  (used as a context manager, like torch.no_grad)
+    """``with batch_sync(True):`` compute batch statistics over all ranks (no-op without a process group)."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+
+    def __enter__(self) -> batch_sync:
+        global _BATCH_SYNC
+        self._prev, _BATCH_SYNC = _BATCH_SYNC, self.enabled
+        return self
+
+    def __exit__(self, *exc) -> None:
+        global _BATCH_SYNC
+        _BATCH_SYNC = self._prev
+
+
+def batch_sync_active() -> bool:
+    return _BATCH_SYNC and is_distributed()
+
+
+def sync_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum of ``t`` over ranks, differentiable (identity when batch sync is off)."""
+    if not batch_sync_active():
+        return t
+    import torch.distributed.nn.functional as dnn
+
+    return dnn.all_reduce(t, op=dist.ReduceOp.SUM)
+
+
+def gather_rows(t: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``(n, ...)`` per rank -> ``(N*n, ...)`` rows of every rank in rank order, differentiable; and this rank's
+    row offset in it. Identity and 0 when batch sync is off. Every rank must pass the same ``n``."""
+    if not batch_sync_active():
+        return t, 0
+    import torch.distributed.nn.functional as dnn
+
+    parts = dnn.all_gather(t.contiguous())
+    return torch.cat(list(parts), dim=0), dist.get_rank() * t.shape[0]
 
 
 def reduce_scalars(values: dict[str, float], device: torch.device | str = "cpu") -> dict[str, float]:
