@@ -1,0 +1,148 @@
+"""Helpers shared by the eval CLIs: failing with exit 2, the device, loading a checkpoint, building data, JSON out.
+
+The library raises; only these CLI helpers turn an error into one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, NoReturn
+
+import torch
+
+from prednet2.config import Config, DataConfig
+
+
+def fail(msg: str) -> NoReturn:
+    """One clear line on stderr, exit status 2 (the CLI contract for a bad option or path)."""
+    print(f"error: {msg}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu. Asking for cuda without one fails with exit 2."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        fail(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        fail(f"--device {name!r}: expected auto, cpu or cuda[:N]")
+
+
+def set_threads(n: int) -> None:
+    if n > 0:
+        torch.set_num_threads(n)
+
+
+@dataclasses.dataclass
+class Loaded:
+    """A checkpoint's model and config, plus what the reports quote about it."""
+
+    model: torch.nn.Module
+    cfg: Config
+    path: Path
+    step: int
+
+
+def load_or_exit(path: str, device: torch.device | str = "cpu") -> Loaded:
+    """Load a trained checkpoint (strict, weights_only), or exit 2 with one line naming the file and why."""
+    from prednet2.checkpoint import CheckpointError, load_checkpoint, load_model
+
+    p = Path(path)
+    if not p.is_file():
+        fail(f"--checkpoint {path}: no such file (expected RUN/checkpoints/last.pt from train.py)")
+    try:
+        model, cfg = load_model(p, device=device)
+        step = int(load_checkpoint(p, map_location="cpu").get("step", 0))
+    except CheckpointError as e:
+        fail(str(e))
+    return Loaded(model=model.eval(), cfg=cfg, path=p, step=step)
+
+
+def random_init_model(
+    cfg: Config, seed: int, device: torch.device | str = "cpu", like: torch.nn.Module | None = None
+) -> torch.nn.Module:
+    """The same architecture as ``cfg.model`` with fresh weights drawn under ``seed`` (the --random-init control).
+
+    Built exactly as ``prednet2.checkpoint.load_model`` builds the trained one; with ``like`` (the trained model)
+    the parameter names and shapes are checked to match, so the control is never a different network.
+    """
+    from prednet2 import build_model
+
+    devices = [torch.device(device)] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        model = build_model(cfg.model)
+    if like is not None:
+        own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        ref = {k: tuple(v.shape) for k, v in like.state_dict().items()}
+        if own != ref:
+            raise RuntimeError("--random-init built a model whose parameters differ from the checkpoint's")
+    return model.to(device).eval()
+
+
+def run_dir_of(checkpoint: str | os.PathLike) -> Path:
+    """RUN/ for RUN/checkpoints/last.pt; the checkpoint's own folder otherwise."""
+    p = Path(checkpoint).resolve()
+    return p.parent.parent if p.parent.name == "checkpoints" else p.parent
+
+
+def data_config(cfg: Config, **overrides: Any) -> DataConfig:
+    """The checkpoint's data config with the CLI's overrides (None values are ignored)."""
+    over = {k: v for k, v in overrides.items() if v is not None}
+    known = {f.name for f in dataclasses.fields(DataConfig)}
+    bad = sorted(set(over) - known)
+    if bad:
+        raise ValueError(f"unknown data options {bad}")
+    return dataclasses.replace(cfg.data, **over)
+
+
+def uses_motion(cfg: Config) -> bool:
+    """Whether the model was built to take motion masks (then the data must make them)."""
+    return bool(cfg.motion.enabled and cfg.model.motion_channels > 0)
+
+
+def build_or_exit(spec: str, *, cfg: DataConfig, split: str, seed: int, motion, labelled: bool, **kw: Any):
+    """``prednet2.datasets.build_dataset`` or exit 2 with the data error's own message."""
+    from prednet2.datasets import build_dataset
+
+    try:
+        return build_dataset(spec, cfg=cfg, split=split, seed=seed, motion=motion, labelled=labelled, **kw)
+    except (ValueError, FileNotFoundError) as e:  # DataError is a ValueError
+        fail(f"--data {spec}: {e}")
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Atomic JSON write (temporary file + os.replace); parent folders are made."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".json.tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=False)
+            f.write("\n")
+        os.replace(tmp, p)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return p
+
+
+def parse_layers(text: str) -> list[int] | None:
+    """``all`` -> None; ``0,2`` -> [0, 2]. Raises ValueError with the option name."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        layers = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--layers {text!r}: expected 'all' or comma-separated layer numbers like 0,1") from None
+    if not layers or any(x < 0 for x in layers):
+        raise ValueError(f"--layers {text!r}: expected 'all' or comma-separated layer numbers like 0,1")
+    return layers

@@ -1,0 +1,82 @@
+"""eval.linear_probe end to end on a tiny random model and a tiny synthetic task (seconds, not minutes)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from prednet2.eval.linear_probe import main
+
+SMALL = ["--data", "synthetic:shapes:direction", "--n-train", "48", "--n-test", "24", "--seeds", "2",
+         "--device", "cpu", "--batch-size", "16"]  # fmt: skip
+DESIGN_KEYS = {"dataset", "top1", "top1_std", "per_layer", "n_train", "n_test", "n_classes", "seeds"}
+
+
+def run_probe_cli(tiny_run, out, *extra):
+    ckpt = str(tiny_run / "checkpoints" / "last.pt")
+    assert main(["--checkpoint", ckpt, "--out", str(out), *SMALL, *extra]) == 0
+    return json.loads(out.read_text())
+
+
+def test_probe_json_has_every_key_and_caches(tiny_run, tmp_path):
+    r = run_probe_cli(tiny_run, tmp_path / "probe.json")
+    assert DESIGN_KEYS <= set(r)
+    assert r["dataset"] == "synthetic:shapes:direction"
+    assert r["n_train"] == 48 and r["n_test"] == 24 and r["n_classes"] == 8
+    assert r["seeds"] == [0, 1]
+    assert set(r["per_layer"]) == {"0", "1"}
+    assert 0.0 <= r["top1"] <= 1.0 and r["top1_std"] >= 0.0
+    assert r["top1"] == r["concat"] and r["top1_is"] == "concat"
+    assert r["variant"] == "trained" and r["steps"] == 3
+    assert len(r["best_layer"]) == 2 and set(r["best_layer"]) <= {"0", "1"}
+    assert r["cache_hits"] == 0
+    # Second call: both splits come from the cache and every figure is identical.
+    r2 = run_probe_cli(tiny_run, tmp_path / "probe2.json")
+    assert r2["cache_hits"] == 2
+    for k in ["top1", "top1_std", "per_layer", "best_layer", "chosen_c"]:
+        assert r2[k] == r[k]
+
+
+def test_random_init_and_pixels(tiny_run, tmp_path):
+    ri = run_probe_cli(tiny_run, tmp_path / "ri.json", "--random-init", "--layers", "1")
+    assert ri["random_init"] is True and ri["variant"] == "random_init" and ri["steps"] == 0
+    assert set(ri["per_layer"]) == {"1"}
+    px = run_probe_cli(tiny_run, tmp_path / "px.json", "--baseline", "pixels")
+    assert px["baseline"] == "pixels" and set(px["per_layer"]) == {"0"}
+    assert px["top1"] == px["per_layer"]["0"]
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--checkpoint", "/nonexistent/last.pt"], "/nonexistent/last.pt"),
+        (["--data", "synthetic:nope"], "synthetic:nope"),
+        (["--data", "synthetic:shapes"], "no labels"),
+        (["--layers", "7"], "--layers"),
+        (["--layers", "x"], "--layers"),
+        (["--random-init", "--baseline", "pixels"], "--random-init"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tiny_run, tmp_path, capsys, argv, needle):
+    base = {"--checkpoint": str(tiny_run / "checkpoints" / "last.pt"), "--data": "synthetic:shapes:direction"}
+    for i in range(0, len(argv) - 1):
+        if argv[i] in base:
+            base.pop(argv[i])
+    args = [x for kv in base.items() for x in kv] + argv
+    with pytest.raises(SystemExit) as e:
+        main([*args, "--out", str(tmp_path / "p.json"), "--n-train", "16", "--n-test", "8", "--seeds", "1"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "p.json").exists()
+
+
+def test_module_entry_point_exit_code(tmp_path):
+    """`python -m prednet2.eval.linear_probe` runs as a module and keeps the exit-2 contract."""
+    p = subprocess.run(
+        [sys.executable, "-m", "prednet2.eval.linear_probe", "--checkpoint", str(tmp_path / "missing.pt"),
+         "--data", "synthetic:shapes:direction", "--out", str(tmp_path / "p.json")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert p.returncode == 2
+    assert p.stderr.strip().splitlines() == [p.stderr.strip()] and "missing.pt" in p.stderr
