@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .errors import DataError
+from .moving_mnist import MovingMNIST, load_mnist
 from .shapes import SHAPES, ShapesDataset, render_shapes_clip
 from .synthetic import SyntheticVideoDataset
 
@@ -24,9 +25,11 @@ __all__ = [
     "SHAPES",
     "SYNTHETIC_SPECS",
     "DataError",
+    "MovingMNIST",
     "ShapesDataset",
     "SyntheticVideoDataset",
     "build_dataset",
+    "load_mnist",
     "render_shapes_clip",
     "to_float",
 ]
@@ -59,12 +62,30 @@ def _shapes(task: str | None) -> Callable[..., Dataset]:
     return make
 
 
+def _moving_mnist(task: str | None) -> Callable[..., Dataset]:
+    def make(cfg: DataConfig, split: str, seed: int) -> Dataset:
+        return MovingMNIST(
+            n=_split_size(cfg, split),
+            size=tuple(cfg.size),
+            clip_len=cfg.clip_len,
+            grayscale=cfg.grayscale,
+            seed=seed,
+            split=split,
+            task=task,
+            mnist_path=cfg.mnist_path or None,
+        )
+
+    return make
+
+
 # spec -> (factory, labelled?). Labelled specs are the probe tasks; the others are for training.
 SYNTHETIC_SPECS: dict[str, tuple[Callable[..., Dataset], bool]] = {
     "synthetic:shapes": (_shapes(None), False),
     "synthetic:shapes:shape": (_shapes("shape"), True),
     "synthetic:shapes:direction": (_shapes("direction"), True),
     "synthetic:shapes:speed": (_shapes("speed"), True),
+    "synthetic:moving_mnist": (_moving_mnist(None), False),
+    "synthetic:moving_mnist:digit": (_moving_mnist("digit"), True),
 }
 
 
