@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch.utils.data import Dataset
 
+from .anomaly import AnomalyDataset, make_anomaly_set, render_anomaly_clip
 from .errors import DataError
 from .moving_mnist import MovingMNIST, load_mnist
 from .shapes import SHAPES, ShapesDataset, render_shapes_clip
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from prednet2.config import DataConfig, MotionConfig
 
 __all__ = [
+    "AnomalyDataset",
     "SHAPES",
     "SYNTHETIC_SPECS",
     "DataError",
@@ -30,6 +32,8 @@ __all__ = [
     "SyntheticVideoDataset",
     "build_dataset",
     "load_mnist",
+    "make_anomaly_set",
+    "render_anomaly_clip",
     "render_shapes_clip",
     "to_float",
 ]
@@ -78,6 +82,17 @@ def _moving_mnist(task: str | None) -> Callable[..., Dataset]:
     return make
 
 
+def _anomaly(cfg: DataConfig, split: str, seed: int) -> Dataset:
+    return AnomalyDataset(
+        n=_split_size(cfg, split),
+        size=tuple(cfg.size),
+        clip_len=cfg.clip_len,
+        grayscale=cfg.grayscale,
+        seed=seed,
+        split=split,
+    )
+
+
 # spec -> (factory, labelled?). Labelled specs are the probe tasks; the others are for training.
 SYNTHETIC_SPECS: dict[str, tuple[Callable[..., Dataset], bool]] = {
     "synthetic:shapes": (_shapes(None), False),
@@ -86,6 +101,7 @@ SYNTHETIC_SPECS: dict[str, tuple[Callable[..., Dataset], bool]] = {
     "synthetic:shapes:speed": (_shapes("speed"), True),
     "synthetic:moving_mnist": (_moving_mnist(None), False),
     "synthetic:moving_mnist:digit": (_moving_mnist("digit"), True),
+    "synthetic:anomaly": (_anomaly, True),
 }
 
 

@@ -51,7 +51,9 @@ class Scene:
 
     positions: float (N, T, 2) centre (x, y) per frame; shape_seq: int (N, T) shape id per frame (constant unless an
     anomaly changes it); radii: float (N,); colours: float (N, 3) in [0, 1]; background: float32 (T, H, W, 3);
-    moving: bool (N,) whether each object moves.
+    moving: bool (N,) whether each object moves. The motion that made ``positions`` (so a trajectory can be
+    re-simulated from any frame): dirs0 (N, 2) initial unit directions, steps (N, T-1) step lengths, lo/hi (N, 2)
+    the box each centre bounces in.
     """
 
     positions: np.ndarray
@@ -60,6 +62,10 @@ class Scene:
     colours: np.ndarray
     background: np.ndarray
     moving: np.ndarray
+    dirs0: np.ndarray
+    steps: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
 
 
 # ---- drawing ---------------------------------------------------------------------------------------------------
@@ -273,6 +279,10 @@ def sample_scene(
         colours=colours,
         background=background,
         moving=np.full(N, not static),
+        dirs0=dirs,
+        steps=steps,
+        lo=lo,
+        hi=hi,
     )
     return scene, labels
 
