@@ -111,11 +111,24 @@ def uses_motion(cfg: Config) -> bool:
 
 def build_or_exit(spec: str, *, cfg: DataConfig, split: str, seed: int, motion, labelled: bool, **kw: Any):
     """``prednet2.datasets.build_dataset`` or exit 2 with the data error's own message."""
+    import inspect
+
     from prednet2.datasets import build_dataset
 
     try:
+        if kw and not set(kw) <= set(inspect.signature(build_dataset).parameters):
+            # UCF101 split lists (splits_dir, fold) go straight to the labelled folder reader when build_dataset
+            # does not forward them.
+            from prednet2.datasets.labelled import LabelledVideoFolder
+
+            ds = LabelledVideoFolder(spec, cfg=cfg, split=split, seed=seed, **kw)
+            if motion is not None and motion.enabled:
+                from prednet2.datasets.motion import with_motion
+
+                ds = with_motion(ds, motion, cfg)
+            return ds
         return build_dataset(spec, cfg=cfg, split=split, seed=seed, motion=motion, labelled=labelled, **kw)
-    except (ValueError, FileNotFoundError) as e:  # DataError is a ValueError
+    except (ValueError, FileNotFoundError, OSError) as e:  # DataError is a ValueError
         fail(f"--data {spec}: {e}")
 
 

@@ -221,7 +221,7 @@ def _split_kwargs(args) -> dict:
     """UCF101-style split lists; passed as build_dataset keywords (the folder reader owns their parsing)."""
     if not args.splits:
         return {}
-    return {"splits": args.splits, "fold": args.fold}
+    return {"splits_dir": args.splits, "fold": args.fold}
 
 
 def _num_classes(ds, y_train: np.ndarray, y_test: np.ndarray) -> int:

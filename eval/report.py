@@ -1,0 +1,323 @@
+"""Results tables from run folders and eval JSON files: ``python -m eval.report``.
+
+    python -m eval.report runs/shapes runs/mnist extra/probe_basketball.json --out docs/RESULTS_tables.md \\
+        --png docs/results_probe.png
+
+Every figure comes from a file: a RUN folder contributes ``summary.json`` and every ``*.json`` in it (and in
+``RUN/eval/``); a JSON file is classified by its keys (probe: ``top1``; next-step: ``per_layer_ratio``;
+surprise: ``auroc``; training summary: ``final_loss``). Probe files are tied to their training run through their
+``run`` key, so the probe table carries that run's steps and wall time. The Markdown ends with the list of files
+read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+VARIANTS = ("trained", "random_init", "pixels")
+VARIANT_TITLES = {"trained": "trained", "random_init": "random init", "pixels": "pixels"}
+
+
+@dataclass
+class Collected:
+    summaries: dict[str, dict] = field(default_factory=dict)  # run dir -> summary.json
+    probes: list[tuple[Path, dict]] = field(default_factory=list)
+    nexts: list[tuple[Path, dict]] = field(default_factory=list)
+    surprises: list[tuple[Path, dict]] = field(default_factory=list)
+    sources: list[Path] = field(default_factory=list)
+
+
+class ReportError(ValueError):
+    pass
+
+
+def kind_of(d: dict) -> str | None:
+    """Which result a JSON dict is, from its keys."""
+    if not isinstance(d, dict):
+        return None
+    if "top1" in d and "per_layer" in d:
+        return "probe"
+    if "per_layer_ratio" in d:
+        return "next"
+    if "auroc" in d:
+        return "surprise"
+    if "final_loss" in d and "steps" in d:
+        return "summary"
+    return None
+
+
+def collect(paths: list[str]) -> Collected:
+    """Read RUN folders and JSON files. Raises ReportError naming a path that is neither."""
+    c = Collected()
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(p.glob("*.json")) + sorted((p / "eval").glob("*.json"))
+            if not found:
+                raise ReportError(f"{p}: a folder with no *.json (expected a RUN folder with summary.json)")
+            files += found
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise ReportError(f"{p}: no such file or folder")
+    for f in dict.fromkeys(files):  # de-duplicate, keep order
+        try:
+            d = json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ReportError(f"{f}: not readable JSON ({e})") from None
+        kind = kind_of(d)
+        if kind is None:
+            continue  # other JSON in a run folder (e.g. a config dump) is not a result
+        c.sources.append(f)
+        if kind == "summary":
+            c.summaries[str(f.resolve().parent)] = d
+        else:
+            getattr(c, {"probe": "probes", "next": "nexts", "surprise": "surprises"}[kind]).append((f, d))
+    # Probe files name their run: read its summary too when it was not given.
+    for _, d in [*c.probes, *c.nexts, *c.surprises]:
+        run = _run_of(d)
+        if run and run not in c.summaries and (Path(run) / "summary.json").is_file():
+            c.summaries[run] = json.loads((Path(run) / "summary.json").read_text())
+            c.sources.append(Path(run) / "summary.json")
+    return c
+
+
+def _run_of(d: dict) -> str:
+    if d.get("run"):
+        return str(Path(d["run"]).resolve())
+    ck = d.get("checkpoint")
+    if ck:
+        p = Path(ck).resolve()
+        return str(p.parent.parent if p.parent.name == "checkpoints" else p.parent)
+    return ""
+
+
+def _name(run: str) -> str:
+    return Path(run).name if run else "?"
+
+
+def _pct(x: float | None, std: float | None = None) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    s = f"{100 * x:.1f}"
+    return s + (f" ± {100 * std:.1f}" if std is not None else "")
+
+
+def _num(x, fmt: str = ".3f") -> str:
+    if x is None or (isinstance(x, float) and (math.isnan(x) or math.isinf(x))):
+        return "–" if x is None else str(x)
+    return format(x, fmt)
+
+
+def _wall(s: float | None) -> str:
+    if s is None:
+        return "–"
+    return f"{s / 60:.1f} min" if s >= 60 else f"{s:.0f} s"
+
+
+def _variant(d: dict) -> str:
+    if d.get("variant") in VARIANTS:
+        return d["variant"]
+    if d.get("baseline") == "pixels":
+        return "pixels"
+    return "random_init" if d.get("random_init") else "trained"
+
+
+# ---- tables ------------------------------------------------------------------------------------------------
+def probe_rows(c: Collected) -> list[dict]:
+    """One row per (run, dataset): the three variants side by side."""
+    rows: dict[tuple[str, str], dict] = {}
+    for f, d in c.probes:
+        run = _run_of(d)
+        row = rows.setdefault((run, d["dataset"]), {"run": run, "dataset": d["dataset"], "files": []})
+        v = _variant(d)
+        if v in row:
+            raise ReportError(f"{f}: a second {v} probe for {_name(run)} / {d['dataset']} (also {row[v + '_file']})")
+        row[v] = d
+        row[v + "_file"] = f
+    return list(rows.values())
+
+
+def probe_table(c: Collected) -> str:
+    rows = probe_rows(c)
+    if not rows:
+        return ""
+    head = (
+        "| run | task | trained | random init | pixels | trained − random | best layer (val) | per layer (trained) "
+        "| chance | train steps | train wall | seeds | train/test clips |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = []
+    for r in rows:
+        tr, ri, px = r.get("trained"), r.get("random_init"), r.get("pixels")
+        any_d = tr or ri or px
+        summ = c.summaries.get(r["run"], {})
+        delta = f"{100 * (tr['top1'] - ri['top1']):+.1f}" if tr and ri else "–"
+        best = "–"
+        per_layer = "–"
+        if tr:
+            layers = tr.get("best_layer") or []
+            best = "/".join(sorted(set(map(str, layers)))) + f" ({_pct(tr.get('best_layer_top1'))})"
+            per_layer = ", ".join(f"{k}: {_pct(v)}" for k, v in tr["per_layer"].items())
+        seeds = sorted({len(d.get("seeds", [])) for d in (tr, ri, px) if d})
+        lines.append(
+            f"| {_name(r['run'])} | {r['dataset']} | {_pct(tr and tr['top1'], tr and tr['top1_std'])} "
+            f"| {_pct(ri and ri['top1'], ri and ri['top1_std'])} | {_pct(px and px['top1'], px and px['top1_std'])} "
+            f"| {delta} | {best} | {per_layer} | {_pct(any_d.get('chance'))} "
+            f"| {summ.get('steps', (tr or {}).get('steps', '–'))} | {_wall(summ.get('wall_s'))} "
+            f"| {'/'.join(map(str, seeds))} | {any_d['n_train']}/{any_d['n_test']} |"
+        )
+    note = (
+        "\nTop-1 on test in %, mean ± std over seeds: a linear probe (standardised L2 logistic regression, C chosen "
+        "on a validation split carved from train) on all layers' features concatenated. *best layer (val)*: the "
+        "layer picked on validation and its test top-1. *random init*: the same architecture with fresh weights. "
+        "*pixels*: frames average-pooled to 8×8, averaged in 4 temporal bins.\n"
+    )
+    return "### Linear probes\n\n" + head + "\n".join(lines) + "\n" + note
+
+
+def next_table(c: Collected) -> str:
+    if not c.nexts:
+        return ""
+    lines = []
+    for _, d in c.nexts:
+        ratios = ", ".join(f"{k}: {_num(v)}" for k, v in d["per_layer_ratio"].items())
+        means = ", ".join(f"{k}: {_num(v)}" for k, v in d.get("per_layer_ratio_mean", {}).items()) or "–"
+        beats = all(v < 1.0 for v in d["per_layer_ratio"].values())
+        summ = c.summaries.get(_run_of(d), {})
+        lines.append(
+            f"| {_name(_run_of(d))} | {d.get('dataset', '?')} | {'random init' if d.get('random_init') else 'trained'} "
+            f"| {ratios} | {means} | {'yes' if beats else 'no'} | {d.get('n_clips', '–')} "
+            f"| {summ.get('steps', d.get('steps', '–'))} |"
+        )
+    out = (
+        "### Next-step prediction\n\n"
+        "| run | data | model | MSE ratio vs copy-last, per layer | MSE ratio vs channel mean, per layer "
+        "| all layers < 1 | clips | train steps |\n|---|---|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n"
+    )
+    pix = [(f, d) for f, d in c.nexts if d.get("pixel")]
+    if pix:
+        out += "\n| run | predictor | MSE | PSNR (dB) | SSIM |\n|---|---|---|---|---|\n"
+        for _, d in pix:
+            for name, m in d["pixel"].items():
+                out += (
+                    f"| {_name(_run_of(d))} | {name} | {_num(m['mse'], '.4f')} | {_num(m['psnr'], '.2f')} "
+                    f"| {_num(m['ssim'])} |\n"
+                )
+    return out + "\nRatios below 1 beat the trivial predictor; frames t ≥ 1 of held-out clips.\n"
+
+
+def surprise_table(c: Collected) -> str:
+    if not c.surprises:
+        return ""
+    lines = []
+    for _, d in c.surprises:
+        per_layer = ", ".join(f"{k}: {_num(v)}" for k, v in d.get("per_layer_auroc", {}).items()) or "–"
+        lines.append(
+            f"| {_name(_run_of(d))} | {'random init' if d.get('random_init') else 'trained'} | {_num(d['auroc'])} "
+            f"| {d.get('score', '–')} | {per_layer} | {d.get('n_clips', '–')} | {d.get('steps', '–')} |"
+        )
+    return (
+        "### Surprise (anomaly AUROC, per frame)\n\n"
+        "| run | model | AUROC | score | AUROC per layer | clips | train steps |\n|---|---|---|---|---|---|---|\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+
+
+def runs_table(c: Collected) -> str:
+    if not c.summaries:
+        return ""
+    lines = []
+    for run, s in c.summaries.items():
+        losses = ", ".join(f"{k}: {_num(v)}" for k, v in (s.get("final_loss") or {}).items())
+        lines.append(
+            f"| {_name(run)} | {s.get('data', '–')} | {s.get('steps', '–')} | {_wall(s.get('wall_s'))} | {losses} "
+            f"| {s.get('n_skipped', '–')} |"
+        )
+    return (
+        "### Training runs\n\n| run | data | steps | wall time | final loss per layer | skipped files |\n"
+        "|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n"
+    )
+
+
+def render(c: Collected, title: str = "prednet2 results") -> str:
+    parts = [f"## {title}\n", "Generated by `python -m eval.report`; every figure is read from the files listed "
+             "at the end.\n"]  # fmt: skip
+    for t in (runs_table(c), probe_table(c), next_table(c), surprise_table(c)):
+        if t:
+            parts.append(t)
+    parts.append("### Sources\n\n" + "\n".join(f"- `{p}`" for p in c.sources) + "\n")
+    return "\n".join(parts)
+
+
+def bar_chart(c: Collected, path: str | Path) -> Path | None:
+    """Grouped bars: per (run, task), trained / random init / pixels top-1 with ± std error bars."""
+    rows = probe_rows(c)
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x = np.arange(len(rows))
+    width = 0.27
+    fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(rows) + 2), 4.2))
+    for k, v in enumerate(VARIANTS):
+        means = [100 * r[v]["top1"] if v in r else np.nan for r in rows]
+        stds = [100 * r[v]["top1_std"] if v in r else 0.0 for r in rows]
+        ax.bar(x + (k - 1) * width, means, width, yerr=stds, capsize=3, label=VARIANT_TITLES[v])
+    chance = [100 * (r.get("trained") or r.get("random_init") or r.get("pixels")).get("chance", np.nan) for r in rows]
+    ax.scatter(x, chance, marker="_", s=600, color="black", zorder=3, label="chance")
+    ax.set_xticks(x, [f"{r['dataset'].replace('synthetic:', '')}\n({_name(r['run'])})" for r in rows], fontsize=8)
+    ax.set_ylabel("test top-1 (%)")
+    ax.set_ylim(0, 100)
+    ax.set_xlim(-0.7, len(rows) - 0.3)
+    ax.set_title("Linear probe on frozen features (mean ± std over seeds)")
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m eval.report", description=__doc__.splitlines()[0])
+    p.add_argument("inputs", nargs="+", help="RUN folders and/or result JSON files")
+    p.add_argument("--out", help="Markdown file to write (default: print)")
+    p.add_argument("--png", help="bar chart of the probe results")
+    p.add_argument("--title", default="prednet2 results")
+    args = p.parse_args(argv)
+    try:
+        c = collect(args.inputs)
+        if not c.sources:
+            raise ReportError(f"no result JSON found in {', '.join(args.inputs)}")
+        md = render(c, args.title)
+    except ReportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(md)
+        print(f"wrote {args.out}")
+    else:
+        print(md)
+    if args.png:
+        if bar_chart(c, args.png):
+            print(f"wrote {args.png}")
+        else:
+            print("no probe results: no chart drawn", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

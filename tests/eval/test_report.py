@@ -1,0 +1,61 @@
+"""eval.report: tables and chart rendered from JSON files only."""
+
+import json
+
+from prednet2.eval.report import collect, main, render
+
+
+def write(path, d):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(d))
+    return path
+
+
+def probe(run, variant, top1, dataset="synthetic:shapes:direction"):
+    return {"dataset": dataset, "top1": top1, "top1_std": 0.01, "per_layer": {"0": top1 - 0.05, "1": top1},
+            "n_train": 100, "n_test": 50, "n_classes": 8, "seeds": [0, 1, 2], "variant": variant,
+            "random_init": variant == "random_init", "baseline": "pixels" if variant == "pixels" else None,
+            "run": str(run), "best_layer": ["1", "1", "1"], "best_layer_top1": top1, "chance": 0.125}  # fmt: skip
+
+
+def make_run(tmp_path):
+    run = tmp_path / "shapes_run"
+    write(run / "summary.json", {"steps": 200, "final_loss": {"0": 0.4}, "n_skipped": 0, "wall_s": 95.0})
+    write(run / "probe.json", probe(run, "trained", 0.6123))
+    write(run / "probe_random_init.json", probe(run, "random_init", 0.4))
+    write(run / "probe_pixels.json", probe(run, "pixels", 0.3))
+    nxt = {"dataset": "synthetic:shapes", "per_layer_ratio": {"0": 0.8, "1": 1.2},
+           "per_layer_ratio_mean": {"0": 0.5, "1": 0.9}, "n_clips": 16, "run": str(run)}  # fmt: skip
+    write(run / "next.json", nxt)
+    write(run / "surprise.json", {"auroc": 0.873, "n_clips": 32, "per_layer_auroc": {"0": 0.8}, "run": str(run)})
+    write(run / "config.json", {"not": "a result"})
+    return run
+
+
+def test_report_renders_every_table_from_files(tmp_path):
+    run = make_run(tmp_path)
+    md = render(collect([str(run)]))
+    assert "| shapes_run | synthetic:shapes:direction | 61.2 ± 1.0 | 40.0 ± 1.0 | 30.0 ± 1.0 | +21.2 |" in md
+    assert "| 200 | 1.6 min | 3 | 100/50 |" in md  # steps and wall time come from the run's summary.json
+    assert "0: 0.800, 1: 1.200" in md and "| no |" in md  # layer 1 does not beat copy-last
+    assert "0.873" in md
+    assert "config.json" not in md  # not a result file
+    assert str(run / "probe.json") in md  # sources listed
+
+
+def test_cli_writes_markdown_and_png(tmp_path):
+    run = make_run(tmp_path)
+    extra = write(tmp_path / "other" / "probe_mnist.json", probe(run, "trained", 0.9, "synthetic:moving_mnist:digit"))
+    out, png = tmp_path / "tables.md", tmp_path / "chart.png"
+    assert main([str(run), str(extra), "--out", str(out), "--png", str(png)]) == 0
+    assert "synthetic:moving_mnist:digit" in out.read_text()
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_bad_inputs_exit_2(tmp_path, capsys):
+    assert main([str(tmp_path / "missing")]) == 2
+    assert "missing" in capsys.readouterr().err
+    run = make_run(tmp_path)
+    write(run / "probe_again.json", probe(run, "trained", 0.5))  # two trained probes for one (run, task)
+    assert main([str(run)]) == 2
+    assert "second trained probe" in capsys.readouterr().err
