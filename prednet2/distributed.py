@@ -234,9 +234,7 @@ def sync_sum(t: torch.Tensor) -> torch.Tensor:
     """Sum of ``t`` over ranks, differentiable (identity when batch sync is off)."""
     if not batch_sync_active():
         return t
-    import torch.distributed.nn.functional as dnn
-
-    return dnn.all_reduce(t, op=dist.ReduceOp.SUM)
+    return _AllReduceSum.apply(t)
 
 
 def gather_rows(t: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -244,10 +242,41 @@ def gather_rows(t: torch.Tensor) -> tuple[torch.Tensor, int]:
     row offset in it. Identity and 0 when batch sync is off. Every rank must pass the same ``n``."""
     if not batch_sync_active():
         return t, 0
-    import torch.distributed.nn.functional as dnn
+    return _AllGatherRows.apply(t), dist.get_rank() * t.shape[0]
 
-    parts = dnn.all_gather(t.contiguous())
-    return torch.cat(list(parts), dim=0), dist.get_rank() * t.shape[0]
+
+class _AllReduceSum(torch.autograd.Function):
+    """y = sum_r x_r on every rank; dx_r = sum_r' dy_r' (each rank's loss depends on every rank's x)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        y = x.clone()
+        dist.all_reduce(y, op=dist.ReduceOp.SUM)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy: torch.Tensor) -> torch.Tensor:
+        dx = dy.contiguous().clone()
+        dist.all_reduce(dx, op=dist.ReduceOp.SUM)
+        return dx
+
+
+class _AllGatherRows(torch.autograd.Function):
+    """y = cat_r x_r (rank order) on every rank; dx_r = sum over ranks of dy's rows that came from rank r."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x.contiguous())
+        ctx.n = x.shape[0]
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, dy: torch.Tensor) -> torch.Tensor:
+        dy = dy.contiguous().clone()
+        dist.all_reduce(dy, op=dist.ReduceOp.SUM)
+        r = dist.get_rank()
+        return dy[r * ctx.n : (r + 1) * ctx.n]
 
 
 def reduce_scalars(values: dict[str, float], device: torch.device | str = "cpu") -> dict[str, float]:

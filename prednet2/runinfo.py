@@ -1,0 +1,75 @@
+"""Facts about the run's environment: git commit, package version, device resolution, peak memory.
+
+Kept apart from the trainer so eval/ and benchmarks/ record the same facts the same way.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import torch
+
+from prednet2.config import ConfigError
+
+_REPO = Path(__file__).resolve().parent.parent
+
+
+def git_commit(repo: str | Path = _REPO) -> str:
+    """The commit hash of the checkout prednet2 runs from, with ``-dirty`` when there are local changes.
+
+    Returns ``"unknown"`` outside a git checkout (an installed wheel) or when git is missing, since a run must
+    not fail for want of provenance.
+    """
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return sha + ("-dirty" if dirty else "") if sha else "unknown"
+
+
+def prednet2_version() -> str:
+    import prednet2
+
+    return getattr(prednet2, "__version__", "unknown")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> cuda when available else cpu; ``"cuda"`` without a GPU raises ConfigError (exit 2 in CLIs)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} requested but CUDA is not available here; use --device cpu or auto")
+        return torch.device(name)
+    raise ConfigError(f"train.device: expected auto, cpu or cuda, got {name!r}")
+
+
+def read_proc_status_kb(field: str) -> int | None:
+    """A ``kB`` field of /proc/self/status (``VmHWM`` peak RSS, ``VmRSS`` current RSS); None off Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS counter (VmHWM) of this process; False where the kernel does not allow it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
