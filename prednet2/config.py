@@ -91,6 +91,7 @@ class TrainConfig:
     stats_every: int = 50  # representation std / effective rank
     ckpt_every: int = 100
     keep_numbered: int = 0  # also keep checkpoints/step_XXXXXX.pt for the last N saves; 0 keeps only last.pt
+    keep_best: bool = True  # also copy last.pt to best.pt when its interval's mean total loss is the lowest yet
     threads: int = 0  # torch CPU threads; 0 leaves torch's default
 
 
