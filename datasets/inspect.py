@@ -1,0 +1,100 @@
+"""``python -m datasets.inspect DATA [--clip-len T] [--json]``: what a video folder yields, and what was skipped.
+
+Scans (and caches) every video under DATA the way training will, then prints the number of usable videos, the
+number of clips, and each skipped file with its reason. ``--json`` prints
+``{"n_videos", "n_clips", "n_skipped", "skipped": [{"path", "reason"}]}``. Exit status: 0 when at least one video
+is usable, 2 when none is (or DATA/an option is bad).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections import Counter
+from pathlib import Path
+
+from prednet2.config import DataConfig
+
+from .errors import DataError
+from .folder import VideoFolder
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line on stderr, exit 2 (argparse would add the usage block)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    d = DataConfig()
+    p = _Parser(prog="python -m datasets.inspect", description=__doc__.split("\n\n")[0])
+    p.add_argument("data", metavar="DATA", help="a folder of videos (searched recursively) or one video file")
+    p.add_argument("--clip-len", type=int, default=d.clip_len, help=f"frames per clip (default {d.clip_len})")
+    p.add_argument("--stride", type=int, default=d.stride, help=f"frame step inside a clip (default {d.stride})")
+    p.add_argument("--size", type=int, nargs=2, default=list(d.size), metavar=("H", "W"), help="frame size")
+    p.add_argument("--fps", type=float, default=d.fps, help="resample to this frame rate (0 = native)")
+    p.add_argument("--grayscale", action="store_true")
+    p.add_argument("--cache-dir", default=d.cache_dir or None, help="decode cache (default: see docs/data.md)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    a = p.parse_args(argv)
+    for name in ("clip_len", "stride"):
+        if getattr(a, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    if min(a.size) < 1 or a.fps < 0:
+        p.error("--size must be positive and --fps >= 0")
+    if not Path(a.data).exists():
+        p.error(f"DATA not found: {a.data}")
+    # Skip warnings go to the report below; keep stderr for real errors.
+    logging.getLogger("prednet2.datasets").setLevel(logging.ERROR)
+    try:
+        ds = VideoFolder(
+            a.data,
+            clip_len=a.clip_len,
+            stride=a.stride,
+            size=tuple(a.size),
+            fps=a.fps,
+            grayscale=a.grayscale,
+            cache_dir=a.cache_dir,
+            progress=not a.json and sys.stderr.isatty(),
+        )
+        n_videos, n_clips, skipped = len(ds.videos), len(ds), ds.skipped
+        clips_of = Counter(v for v, _ in ds.clips)
+        per_video = [(v, ds.num_frames(i), clips_of[i]) for i, v in enumerate(ds.videos)]
+        error = None
+    except DataError as e:  # no usable video: still report what was skipped and why
+        skipped = getattr(e, "skipped", [])
+        n_videos, n_clips, per_video, error = 0, 0, [], str(e)
+    report = {
+        "n_videos": n_videos,
+        "n_clips": n_clips,
+        "n_skipped": len(skipped),
+        "skipped": [{"path": s.path, "reason": s.reason} for s in skipped],
+    }
+    if a.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        _print_table(a.data, per_video, report)
+    if error:
+        print(f"datasets.inspect: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _print_table(data: str, per_video: list[tuple[str, int, int]], report: dict) -> None:
+    print(f"{data}: {report['n_videos']} usable video(s), {report['n_clips']} clip(s), {report['n_skipped']} skipped")
+    if per_video:
+        w = max(len(v) for v, _, _ in per_video)
+        print(f"\n{'video':<{w}}  {'frames':>7}  {'clips':>6}")
+        for v, n, c in per_video:
+            print(f"{v:<{w}}  {n:>7}  {c:>6}")
+    if report["skipped"]:
+        w = max(len(s["path"]) for s in report["skipped"])
+        print(f"\n{'skipped':<{w}}  reason")
+        for s in report["skipped"]:
+            print(f"{s['path']:<{w}}  {s['reason']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

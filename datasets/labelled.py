@@ -1,0 +1,157 @@
+"""LabelledVideoFolder: a UCF101-layout folder ``root/<class>/<video>`` as labelled clips, with a train/test split.
+
+- **Classes** are the sub-folders of ``root`` that hold at least one video (searched recursively inside the class
+  folder), sorted by name; the label is the index in that sorted list. Loose files in ``root`` (``labels.csv``, a
+  README) and folders without video are not classes.
+- **Split files** (``splits_dir``): ``DIR/trainlistKK.txt`` and ``DIR/testlistKK.txt`` for fold ``K`` (zero-padded
+  to two digits, as UCF101's ``trainlist01.txt``), lines ``class/video.avi [label]`` relative to ``root``. The
+  optional label column is ignored: the class is the first path component (UCF101's 1-based labels follow the
+  same alphabetical order, so they agree). A listed file that is missing is an error, not a silent skip.
+- **Without split files**: a deterministic stratified split. Inside each class, files are ordered by
+  ``sha1(f"{seed}:{relative path}")`` and the first ``round(test_fraction * n)`` go to test (at least one test
+  and one train video when the class has two or more). It depends only on file names, so it is the same on every
+  machine, in any scan order, and does not shift when a file fails to decode. With the default 0.2 it gives the
+  226/57 split that ``basketball_actions`` quotes.
+- **Clips**: by default one clip per video from its centre (``clips_per_video="centre"``, the probe's norm), and
+  videos shorter than a clip are padded by repeating their last frame (``pad_short=True``), so every labelled
+  video counts once. ``clips_per_video="all"`` gives every clip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from prednet2.config import DataConfig
+
+from .decode import _SKIP_DIRS, scan_videos
+from .errors import DataError
+from .folder import VideoFolder
+
+SPLITS = ("train", "test", "all")
+
+
+def split_file_paths(splits_dir: str | os.PathLike, fold: int) -> tuple[Path, Path]:
+    """``(DIR/trainlistKK.txt, DIR/testlistKK.txt)`` for fold ``K``."""
+    d = Path(splits_dir)
+    return d / f"trainlist{fold:02d}.txt", d / f"testlist{fold:02d}.txt"
+
+
+def read_split_file(path: str | os.PathLike) -> list[str]:
+    """Relative video paths listed in a UCF101-style split file (``class/video.avi [label]`` per line)."""
+    out = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.rsplit(maxsplit=1)
+        if len(parts) == 2 and parts[1].lstrip("-").isdigit():  # a trailing label column (ignored)
+            line = parts[0]
+        rel = line.replace("\\", "/")
+        out.append(rel[2:] if rel.startswith("./") else rel)
+    return out
+
+
+def stratified_split(rel_paths_by_class: dict[str, list[str]], *, test_fraction: float, seed: int) -> set[str]:
+    """The relative paths that go to test: per class, the first ``round(test_fraction * n)`` by salted name hash."""
+    test: set[str] = set()
+    for files in rel_paths_by_class.values():
+        n = len(files)
+        k = int(round(test_fraction * n))
+        if n >= 2:
+            k = min(max(k, 1), n - 1)
+        else:
+            k = 0
+        ranked = sorted(files, key=lambda r: hashlib.sha1(f"{seed}:{r}".encode()).hexdigest())
+        test.update(ranked[:k])
+    return test
+
+
+class LabelledVideoFolder(VideoFolder):
+    """Labelled clips from ``root/<class>/<video>``; items carry ``"label"`` (the sorted class index).
+
+    Args:
+        split: ``"train"``, ``"test"`` or ``"all"``.
+        splits_dir, fold: read ``trainlistKK.txt``/``testlistKK.txt`` from ``splits_dir`` instead of the
+            stratified split.
+        test_fraction, seed: the stratified split (used without ``splits_dir``).
+        clips_per_video, pad_short, and the rest: as ``VideoFolder`` (defaults here: ``"centre"`` and True).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        cfg: DataConfig | None = None,
+        *,
+        split: str = "train",
+        splits_dir: str | os.PathLike | None = None,
+        fold: int = 1,
+        test_fraction: float = 0.2,
+        seed: int = 0,
+        clips_per_video: str = "centre",
+        pad_short: bool = True,
+        **kwargs,
+    ):
+        if split not in SPLITS:
+            raise DataError(f"split must be one of {SPLITS}, got {split!r}")
+        if not 0.0 <= test_fraction < 1.0:
+            raise DataError(f"test_fraction must be in [0, 1), got {test_fraction}")
+        self.split = split
+        self.splits_dir = Path(splits_dir) if splits_dir else None
+        self.fold = int(fold)
+        self.test_fraction = float(test_fraction)
+        self.seed = int(seed)
+        super().__init__(root, cfg, clips_per_video=clips_per_video, pad_short=pad_short, **kwargs)
+
+    def _find_files(self) -> list[Path]:
+        if not self.root.is_dir():
+            raise DataError(f"a labelled dataset must be a folder root/<class>/<video>, got {self.root}")
+        by_class: dict[str, list[str]] = {}
+        for d in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            if d.name in _SKIP_DIRS or d.name.startswith("."):
+                continue
+            files = [f"{d.name}/{f.relative_to(d).as_posix()}" for f in scan_videos(d)]
+            if files:
+                by_class[d.name] = files
+        if not by_class:
+            raise DataError(
+                f"no class folders with videos in {self.root}; expected the layout root/<class>/<video> (UCF101)"
+            )
+        self.classes: list[str] = sorted(by_class)
+        chosen = self._select(by_class)
+        if not chosen:
+            raise DataError(f"split {self.split!r} of {self.root} holds no video")
+        self._rel_labels = [self.classes.index(r.split("/", 1)[0]) for r in chosen]
+        return [self.root / r for r in chosen]
+
+    def _select(self, by_class: dict[str, list[str]]) -> list[str]:
+        everything = sorted(r for files in by_class.values() for r in files)
+        if self.split == "all":
+            return everything
+        if self.splits_dir is None:
+            test = stratified_split(by_class, test_fraction=self.test_fraction, seed=self.seed)
+            return [r for r in everything if (r in test) == (self.split == "test")]
+        path = split_file_paths(self.splits_dir, self.fold)[0 if self.split == "train" else 1]
+        if not path.is_file():
+            raise DataError(f"split file not found: {path} (expected trainlist{self.fold:02d}.txt/testlist..)")
+        listed = read_split_file(path)
+        known = set(everything)
+        missing = [r for r in listed if r not in known]
+        if missing:
+            raise DataError(
+                f"{path}: {len(missing)} listed video(s) not found under {self.root} as a class-folder video, "
+                f"e.g. {missing[0]!r}"
+            )
+        return sorted(set(listed))
+
+    def _load(self, files: list[Path]) -> None:
+        super()._load(files)
+        self.video_labels: list[int] = [self._rel_labels[i] for i in self._file_index]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def label_of(self, video_idx: int) -> int:
+        return self.video_labels[video_idx]

@@ -1,0 +1,104 @@
+import av
+import numpy as np
+import pytest
+from prednet2.datasets.decode import decode_video, resize_plan, scan_videos
+from prednet2.datasets.errors import DecodeError
+
+
+@pytest.mark.parametrize("codec,ext", [("ffv1", "mkv"), ("libx264rgb", "mkv")])
+def test_lossless_exact_frames(vt, tmp_path, codec, ext):
+    if codec not in av.codecs_available:
+        pytest.skip(f"{codec} not in this PyAV build")
+    truth = np.random.default_rng(0).integers(0, 256, (5, 12, 20, 3), dtype=np.uint8)
+    p = vt.write_video(tmp_path / f"v.{ext}", truth, codec=codec)
+    d = decode_video(p, size=(12, 20))
+    assert d.frames.dtype == np.uint8 and d.frames.shape == (5, 12, 20, 3)
+    np.testing.assert_array_equal(d.frames, truth)
+    assert d.fps == pytest.approx(10) and not d.truncated
+
+
+def test_lossy_within_tolerance(vt, tmp_path):
+    truth = vt.coded_frames(6, 32, 32)
+    d = decode_video(vt.write_video(tmp_path / "v.mp4", truth, codec="mpeg4"), size=(32, 32))
+    assert d.frames.shape == truth.shape
+    assert np.abs(d.frames.astype(int) - truth).mean() < 6
+    vid, idx = vt.decode_id(d.frames)
+    assert idx.tolist() == list(range(6))
+
+
+def test_resize_shorter_side_then_centre_crop(vt, tmp_path):
+    # 16x48 frame: left third red, middle green, right blue. To 8x8: scale 0.5 -> 8x24, centre crop keeps green.
+    f = np.zeros((2, 16, 48, 3), np.uint8)
+    f[:, :, :16, 0] = 255
+    f[:, :, 16:32, 1] = 255
+    f[:, :, 32:, 2] = 255
+    d = decode_video(vt.write_video(tmp_path / "wide.mkv", f), size=(8, 8))
+    assert d.frames.shape == (2, 8, 8, 3)
+    assert d.frames[..., 1].mean() > 240 and d.frames[..., [0, 2]].mean() < 15
+    assert resize_plan(16, 48, (8, 8)) == (8, 24, 0, 8)
+    assert resize_plan(1080, 1920, (64, 64)) == (64, 114, 0, 25)
+
+
+def test_grayscale(vt, tmp_path):
+    f = np.full((3, 8, 8, 3), 128, np.uint8)
+    d = decode_video(vt.write_video(tmp_path / "g.mkv", f), size=(8, 8), grayscale=True)
+    assert d.frames.shape == (3, 8, 8, 1)
+    assert abs(int(d.frames.mean()) - 128) <= 3
+
+
+def test_fps_normalisation_same_duration(vt, tmp_path):
+    # 1 s at 30 fps and 1 s at 10 fps; asking for 10 fps gives 10 frames each, 30 fps gives 30 each.
+    fast = vt.write_video(tmp_path / "fast.mkv", vt.coded_frames(30, 8, 8), fps=30)
+    slow = vt.write_video(tmp_path / "slow.mkv", vt.coded_frames(10, 8, 8), fps=10)
+    for fps in (10, 5, 30):
+        a = decode_video(fast, size=(8, 8), fps=fps).frames
+        b = decode_video(slow, size=(8, 8), fps=fps).frames
+        assert len(a) == len(b) == fps
+    _, idx = vt.decode_id(decode_video(fast, size=(8, 8), fps=10).frames)
+    assert idx.tolist() == list(range(0, 30, 3))  # every 3rd source frame
+    _, idx = vt.decode_id(decode_video(slow, size=(8, 8), fps=30).frames)
+    assert idx.tolist() == [i for i in range(10) for _ in range(3)]  # each source frame held 3 times
+    assert len(decode_video(fast, size=(8, 8)).frames) == 30  # fps=0: native
+
+
+def test_seek_start_duration(vt, tmp_path):
+    p = vt.write_video(tmp_path / "s.mkv", vt.coded_frames(20, 8, 8), fps=10)
+    d = decode_video(p, size=(8, 8), start=1.0, duration=0.5)
+    _, idx = vt.decode_id(d.frames)
+    assert idx.tolist() == [10, 11, 12, 13, 14]
+
+
+def test_bad_files_give_reasons(vt, tmp_path):
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "text.mp4").write_text("hello\n" * 50)
+    vt.write_truncated_mp4(tmp_path / "cut.mp4")
+    vt.write_audio_only(tmp_path / "audio.mkv")
+    expect = {"empty.mp4": "empty file", "text.mp4": "not a readable", "cut.mp4": "truncated or corrupt"}
+    expect["audio.mkv"] = "no video stream"
+    for name, words in expect.items():
+        with pytest.raises(DecodeError) as e:
+            decode_video(tmp_path / name, size=(8, 8))
+        assert words in e.value.reason and name in str(e.value)
+
+
+def test_zero_frame_video(vt, tmp_path):
+    # An AVI with a video stream but no frames (FFmpeg refuses to even open such an mkv or mp4).
+    p = vt.write_video(tmp_path / "zero.avi", np.zeros((0, 8, 8, 3), np.uint8), codec="mpeg4")
+    with pytest.raises(DecodeError, match="no decodable video frames"):
+        decode_video(p, size=(8, 8))
+
+
+def test_truncated_but_decodable_keeps_frames(vt, tmp_path):
+    p = vt.write_video(tmp_path / "t.mkv", np.random.default_rng(1).integers(0, 256, (20, 16, 16, 3), dtype=np.uint8))
+    data = p.read_bytes()
+    p.write_bytes(data[: int(len(data) * 0.6)])
+    d = decode_video(p, size=(16, 16))
+    assert 5 <= len(d.frames) < 20
+
+
+def test_scan_recursive_sorted_case_insensitive(vt, tmp_path):
+    for rel in ["b/x.MP4", "a/ü y.webm", "a/z.txt", "c.Avi", "a/.prednet2_cache/k.mp4", "m.mov", "n.m4v"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    got = [p.relative_to(tmp_path).as_posix() for p in scan_videos(tmp_path)]
+    assert got == ["a/ü y.webm", "b/x.MP4", "c.Avi", "m.mov", "n.m4v"]

@@ -1,0 +1,130 @@
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from prednet2.datasets.errors import DataError, SkippedFile
+from prednet2.datasets.folder import VideoFolder
+from torch.utils.data import DataLoader
+
+from prednet2.config import DataConfig
+
+SMOKE = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "smoke"
+
+
+@pytest.fixture
+def three_videos(vt, tmp_path):
+    root = tmp_path / "three"
+    for v, n in enumerate([9, 14, 6]):
+        vt.write_video(root / f"sub{v % 2}" / f"v{v}.mkv", vt.coded_frames(n, 8, 8, video_id=v + 1))
+    return root
+
+
+def test_items_and_clip_index(three_videos, tmp_path):
+    ds = VideoFolder(three_videos, clip_len=4, size=(8, 8), cache_dir=tmp_path / "c", progress=False)
+    assert [Path(v).name for v in ds.videos] == ["v0.mkv", "v2.mkv", "v1.mkv"]  # sorted by relative path
+    assert ds.clips == [(0, 0), (0, 4), (1, 0), (2, 0), (2, 4), (2, 8)]  # non-overlapping by default
+    item = ds[3]
+    assert item["video"].dtype == torch.uint8 and item["video"].shape == (4, 3, 8, 8)
+    assert item["label"].dtype == torch.int64 and item["label"].item() == -1 and item["index"] == 3
+    assert ds.frames(2).shape == (14, 8, 8, 3) and ds.frames(2).dtype == np.uint8
+    assert isinstance(ds.cache_key(0), str) and ds.n_skipped == 0
+
+
+@pytest.mark.parametrize("clip_len,stride,step", [(3, 1, 1), (3, 2, 1), (2, 3, 2), (5, 1, 0)])
+def test_clips_never_cross_boundaries(vt, three_videos, tmp_path, clip_len, stride, step):
+    ds = VideoFolder(
+        three_videos,
+        clip_len=clip_len,
+        stride=stride,
+        clip_step=step,
+        size=(8, 8),
+        cache_dir=tmp_path / "c",
+        progress=False,
+    )
+    span = (clip_len - 1) * stride + 1
+    n = [9, 6, 14]  # frames of ds.videos in order
+    assert len(ds) == sum(len(range(0, m - span + 1, step or span)) for m in n)
+    for i in range(len(ds)):
+        frames = ds[i]["video"].permute(0, 2, 3, 1).numpy()  # (T, H, W, C)
+        vid, idx = vt.decode_id(frames)
+        assert len(set(vid.tolist())) == 1  # one video per clip
+        assert np.all(np.diff(idx) == stride) and idx[-1] < n[ds.clips[i][0]]
+
+
+def test_dataconfig_and_keyword_overrides(three_videos, tmp_path):
+    cfg = DataConfig(clip_len=3, stride=2, size=(8, 8), cache_dir=str(tmp_path / "c"))
+    ds = VideoFolder(three_videos, cfg, progress=False)
+    assert (ds.clip_len, ds.stride, ds.size, ds.cache_dir) == (3, 2, (8, 8), tmp_path / "c")
+    ds = VideoFolder(three_videos, cfg, clip_len=5, progress=False)
+    assert ds.clip_len == 5 and ds.n_skipped == 1  # 5 frames at stride 2 span 9: the 6-frame video is too short
+
+
+def test_short_videos_skipped_or_padded(vt, three_videos, tmp_path):
+    kw = dict(clip_len=8, size=(8, 8), cache_dir=tmp_path / "c", progress=False)
+    ds = VideoFolder(three_videos, **kw)
+    assert ds.n_skipped == 1 and "too short: 6 frames" in ds.skipped[0].reason
+    ds = VideoFolder(three_videos, pad_short=True, clips_per_video="centre", **kw)
+    assert ds.n_skipped == 0 and len(ds) == 3
+    short = [i for i, (v, _) in enumerate(ds.clips) if ds.num_frames(v) == 6][0]
+    _, idx = vt.decode_id(ds[short]["video"].permute(0, 2, 3, 1).numpy())
+    assert idx.tolist() == [0, 1, 2, 3, 4, 5, 5, 5]  # last frame repeated
+    centre = [i for i, (v, _) in enumerate(ds.clips) if ds.num_frames(v) == 14][0]
+    assert ds.clips[centre][1] == 3  # (14 - 8) // 2
+
+
+def test_mixed_folder_reports_bad_files(mixed_folder, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="prednet2.datasets"):
+        ds = VideoFolder(mixed_folder, clip_len=4, size=(16, 16), cache_dir=tmp_path / "c", progress=False)
+    assert len(ds.videos) == 1 and "good sub ü/good clip.mp4" in ds.videos[0]
+    assert ds.n_skipped == 3 and all(isinstance(s, SkippedFile) for s in ds.skipped)
+    reasons = {Path(s.path).name: s.reason for s in ds.skipped}
+    assert set(reasons) == {"cut.mp4", "empty.mp4", "notes.mp4"}
+    assert "empty" in reasons["empty.mp4"] and "not a readable video" in reasons["notes.mp4"]
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 3 and all(any(name in w for w in warned) for name in reasons)  # one line per file
+    assert len(ds) == 3 and ds[2]["video"].shape == (4, 3, 16, 16)
+
+
+def test_two_frame_video_is_too_short(vt, mixed_folder, tmp_path):
+    vt.write_video(mixed_folder / "two.mkv", vt.coded_frames(2, 8, 8))
+    ds = VideoFolder(mixed_folder, clip_len=4, size=(16, 16), cache_dir=tmp_path / "c", progress=False)
+    assert ds.n_skipped == 4 and "too short: 2 frames" in dict(ds.skipped)[str(mixed_folder / "two.mkv")]
+
+
+def test_errors_name_the_folder(vt, tmp_path):
+    with pytest.raises(DataError, match="not found: .*nope"):
+        VideoFolder(tmp_path / "nope", cache_dir=tmp_path / "c")
+    (tmp_path / "txt").mkdir()
+    (tmp_path / "txt" / "a.txt").write_text("x")
+    with pytest.raises(DataError, match="no video files .* found under .*txt"):
+        VideoFolder(tmp_path / "txt", cache_dir=tmp_path / "c")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "e.mp4").write_bytes(b"")
+    with pytest.raises(DataError, match=r"no usable video in .*bad.*e\.mp4: empty file") as e:
+        VideoFolder(bad, cache_dir=tmp_path / "c", progress=False)
+    assert len(e.value.skipped) == 1
+    with pytest.raises(DataError, match="clips_per_video"):
+        VideoFolder(bad, cache_dir=tmp_path / "c", clips_per_video="middle")
+
+
+def test_dataloader_workers(three_videos, tmp_path):
+    ds = VideoFolder(three_videos, clip_len=3, size=(8, 8), cache_dir=tmp_path / "c", progress=False)
+    ds.frames(0)  # a memmap opened in the parent must not be shared with workers
+    direct = torch.stack([ds[i]["video"] for i in range(len(ds))])
+    loader = DataLoader(ds, batch_size=4, num_workers=2, shuffle=False)
+    batches = list(loader)
+    got = torch.cat([b["video"] for b in batches])
+    assert got.shape == (len(ds), 3, 3, 8, 8)  # (B, T, C, H, W)
+    assert torch.equal(got, direct)
+    assert torch.cat([b["index"] for b in batches]).tolist() == list(range(len(ds)))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SMOKE.is_dir(), reason="../shared/data/smoke not present")
+def test_smoke_folder_loads_completely(tmp_path):
+    ds = VideoFolder(SMOKE, size=(64, 64), cache_dir=tmp_path / "c", progress=False)
+    assert len(ds.videos) == 11 and ds.n_skipped == 0
+    assert ds[len(ds) - 1]["video"].shape == (10, 3, 64, 64)

@@ -1,0 +1,56 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from prednet2.datasets.inspect import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_mixed_folder_json(mixed_folder, tmp_path, capsys):
+    rc = main([str(mixed_folder), "--clip-len", "4", "--json", "--cache-dir", str(tmp_path / "c")])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert set(out) == {"n_videos", "n_clips", "n_skipped", "skipped"}
+    assert (out["n_videos"], out["n_clips"], out["n_skipped"]) == (1, 3, 3)
+    assert sorted(Path(s["path"]).name for s in out["skipped"]) == ["cut.mp4", "empty.mp4", "notes.mp4"]
+    assert all(s["reason"] for s in out["skipped"])
+
+
+def test_table_output(mixed_folder, tmp_path, capsys):
+    assert main([str(mixed_folder), "--clip-len", "4", "--cache-dir", str(tmp_path / "c")]) == 0
+    out = capsys.readouterr().out
+    assert "1 usable video(s), 3 clip(s), 3 skipped" in out and "good clip.mp4" in out and "empty file" in out
+
+
+def test_no_usable_video_exits_2(tmp_path, capsys):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.mp4").write_bytes(b"")
+    assert main([str(tmp_path / "bad"), "--json", "--cache-dir", str(tmp_path / "c")]) == 2
+    cap = capsys.readouterr()
+    out = json.loads(cap.out)
+    assert out["n_videos"] == 0 and out["n_skipped"] == 1 and "no usable video" in cap.err
+
+
+def test_bad_path_and_option_exit_2(tmp_path, capsys):
+    for argv in ([str(tmp_path / "missing")], [str(tmp_path), "--clip-len", "0"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "error:" in err
+
+
+# Each run imports torch in a fresh interpreter (~5-10 s on a loaded 2-core machine): one is in the fast suite.
+@pytest.mark.parametrize(
+    "module", ["datasets.inspect", pytest.param("prednet2.datasets.inspect", marks=pytest.mark.slow)]
+)
+def test_module_entry_points(mixed_folder, tmp_path, module):
+    cmd = [sys.executable, "-m", module, str(mixed_folder), "--clip-len", "4", "--json"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd + ["--cache-dir", str(tmp_path / "c")], cwd=REPO, capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["n_skipped"] == 3

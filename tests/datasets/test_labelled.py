@@ -1,0 +1,109 @@
+import collections
+import random
+from pathlib import Path
+
+import pytest
+from prednet2.datasets.errors import DataError
+from prednet2.datasets.labelled import LabelledVideoFolder, read_split_file, stratified_split
+
+BASKETBALL = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "basketball_actions"
+CLASSES = {"Archery": 5, "BabyCrawling": 6, "Walk": 4}
+
+
+@pytest.fixture
+def ucf(vt, tmp_path):
+    """UCF101 layout with 3 classes, plus a loose file and a folder without videos (neither is a class)."""
+    root = tmp_path / "ucf"
+    for c, (name, n) in enumerate(CLASSES.items()):
+        for i in range(n):
+            vt.write_video(
+                root / name / f"v_{name}_g{i:02d}_c01.avi", vt.coded_frames(5, 8, 8, video_id=c), codec="mpeg4"
+            )
+    (root / "labels.csv").write_text("video,label\n")
+    (root / "docs").mkdir()
+    (root / "docs" / "readme.txt").write_text("no videos here")
+    return root
+
+
+def _labels_by_name(ds):
+    return {Path(v).name: ds.classes[lab] for v, lab in zip(ds.videos, ds.video_labels, strict=True)}
+
+
+def test_classes_and_labels(vt, ucf, tmp_path):
+    ds = LabelledVideoFolder(ucf, split="all", clip_len=4, size=(8, 8), cache_dir=tmp_path / "c", progress=False)
+    assert ds.classes == sorted(CLASSES) and ds.num_classes == 3
+    assert len(ds) == sum(CLASSES.values())  # one (centre) clip per video
+    for i in range(len(ds)):
+        item = ds[i]
+        vid, _ = vt.decode_id(item["video"].permute(0, 2, 3, 1).numpy())
+        assert item["label"].item() == vid[0]  # the label is the class the video was written for
+    assert all(name.split("_")[1] == cls for name, cls in _labels_by_name(ds).items())
+
+
+def test_stratified_split_deterministic_and_disjoint(ucf, tmp_path):
+    kw = dict(clip_len=4, size=(8, 8), cache_dir=tmp_path / "c", progress=False)
+    train = LabelledVideoFolder(ucf, split="train", **kw)
+    test = LabelledVideoFolder(ucf, split="test", **kw)
+    assert set(train.videos).isdisjoint(test.videos) and len(train.videos) + len(test.videos) == 15
+    per_class = collections.Counter(test.classes[lab] for lab in test.video_labels)
+    assert per_class == {c: max(1, round(0.2 * n)) for c, n in CLASSES.items()}  # stratified: every class in test
+    assert LabelledVideoFolder(ucf, split="test", **kw).videos == test.videos  # deterministic
+    other_seed = LabelledVideoFolder(ucf, split="test", seed=1, **kw)
+    assert collections.Counter(other_seed.video_labels) == collections.Counter(test.video_labels)
+
+
+def test_stratified_split_ignores_order():
+    by_class = {"a": [f"a/{i}.mp4" for i in range(10)], "b": [f"b/{i}.mp4" for i in range(7)], "c": ["c/0.mp4"]}
+    first = stratified_split(by_class, test_fraction=0.2, seed=0)
+    shuffled = {k: random.Random(3).sample(v, len(v)) for k, v in reversed(by_class.items())}
+    assert stratified_split(shuffled, test_fraction=0.2, seed=0) == first
+    assert sum(r.startswith("a/") for r in first) == 2 and sum(r.startswith("b/") for r in first) == 1
+    assert "c/0.mp4" not in first  # a one-video class stays in train
+
+
+def test_split_files_honoured(ucf, tmp_path):
+    splits = tmp_path / "splits"
+    splits.mkdir()
+    train = ["Archery/v_Archery_g00_c01.avi 1", "Walk/v_Walk_g01_c01.avi 3", ""]
+    (splits / "trainlist02.txt").write_text("\n".join(train))
+    (splits / "testlist02.txt").write_text("BabyCrawling/v_BabyCrawling_g03_c01.avi\n")
+    kw = dict(splits_dir=splits, fold=2, clip_len=4, size=(8, 8), cache_dir=tmp_path / "c", progress=False)
+    ds = LabelledVideoFolder(ucf, split="train", **kw)
+    assert _labels_by_name(ds) == {"v_Archery_g00_c01.avi": "Archery", "v_Walk_g01_c01.avi": "Walk"}
+    assert ds.num_classes == 3  # classes come from the folder, not from the split
+    ds = LabelledVideoFolder(ucf, split="test", **kw)
+    assert _labels_by_name(ds) == {"v_BabyCrawling_g03_c01.avi": "BabyCrawling"}
+    with pytest.raises(DataError, match="split file not found: .*trainlist01.txt"):
+        LabelledVideoFolder(ucf, split="train", **{**kw, "fold": 1})
+    (splits / "testlist02.txt").write_text("Walk/missing.avi 3\n")
+    with pytest.raises(DataError, match="testlist02.txt: 1 listed video.*missing.avi"):
+        LabelledVideoFolder(ucf, split="test", **kw)
+
+
+def test_read_split_file_formats(tmp_path):
+    p = tmp_path / "l.txt"
+    p.write_text("A/x y.avi 3\r\nB/z.avi\n\n# comment\n./C/w.mp4 12\n")
+    assert read_split_file(p) == ["A/x y.avi", "B/z.avi", "C/w.mp4"]
+
+
+def test_not_a_labelled_layout(vt, tmp_path):
+    vt.write_video(tmp_path / "flat" / "a.mkv", vt.coded_frames(4, 8, 8))
+    with pytest.raises(DataError, match="root/<class>/<video>"):
+        LabelledVideoFolder(tmp_path / "flat", cache_dir=tmp_path / "c")
+
+
+@pytest.mark.skipif(not BASKETBALL.is_dir(), reason="../shared/data/basketball_actions not present")
+def test_basketball_actions_loads(tmp_path):
+    kw = dict(clip_len=6, size=(32, 32), cache_dir=tmp_path / "c", progress=False)
+    ds = LabelledVideoFolder(BASKETBALL, split="all", **kw)
+    assert ds.num_classes == 5 and len(ds) == 283 and ds.n_skipped == 0
+    assert collections.Counter(ds.classes[i] for i in ds.video_labels) == {
+        "dribbling": 68,
+        "passing": 65,
+        "defense": 64,
+        "nothing": 57,
+        "shooting": 29,
+    }
+    assert ds[0]["video"].shape == (6, 3, 32, 32)
+    test = LabelledVideoFolder(BASKETBALL, split="test", **kw)
+    assert len(test) == 57  # the 226/57 split the source quotes
