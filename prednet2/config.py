@@ -59,6 +59,7 @@ class DataConfig:
     batch_size: int = 8
     num_workers: int = 0
     cache_dir: str = ""  # decode-once cache; "" means <data>/.prednet2_cache or ~/.cache/prednet2
+    clip_step: int = 0  # frames between the starts of consecutive clips of a video; 0 = the clip span (no overlap)
     n_synthetic: int = 2048  # clips in a synthetic training set
     n_synthetic_test: int = 512  # clips in a synthetic val or test split
     mnist_path: str = ""  # folder with the MNIST idx files; "" means ../shared/data/mnist
