@@ -4,7 +4,8 @@
 
 ``synthetic:anomaly`` clips carry ``frame_label`` (T,) bool: True on frames where something impossible happened
 (an object teleports, reverses, or changes shape). The model's ``frame_errors[l]`` (B, T) is the per-frame mean of
-unit l's error units. Frames t < ``--skip-frames`` (default 1: at t = 0 nothing was predicted yet) are not scored.
+unit l's error units. Only the frames the set marks ``scored`` count (t >= 3 there: before that no model has
+context; ``--skip-frames K`` scores t >= K instead).
 Scores (all reported in ``per_score_auroc``; ``--score`` picks the headline ``auroc``):
 
 - ``layer<l>``: unit l's frame error as is (``per_layer_auroc``).
@@ -45,23 +46,25 @@ DEFAULT_SCORE = "clip_rel"
 
 
 # ---- scores (pure numpy: tested on constructed cases) ------------------------------------------------------
-def frame_scores(errors: np.ndarray, skip: int = 1, eps: float = 1e-12) -> dict[str, np.ndarray]:
+def frame_scores(errors: np.ndarray, scored: np.ndarray, eps: float = 1e-12) -> dict[str, np.ndarray]:
     """Per-frame surprise scores from per-layer frame errors.
 
     Args:
         errors: (N, L, T) per-clip, per-layer, per-frame error-unit means.
-        skip: frames t < skip are not scored (their score is NaN).
+        scored: (N, T) bool, the frames to score (others come back NaN and take no part in any statistic).
     Returns:
         {"layer0": (N, T), ..., "sum_z": (N, T), "clip_rel": (N, T)}; NaN at unscored frames.
     """
     e = np.asarray(errors, dtype=np.float64)
+    scored = np.asarray(scored, dtype=bool)
     if e.ndim != 3:
         raise ValueError(f"errors must be (N, L, T), got shape {e.shape}")
-    n, L, T = e.shape
-    if not 0 <= skip < T:
-        raise ValueError(f"skip={skip} leaves no frame to score in clips of {T} frames")
-    e = e.copy()
-    e[:, :, :skip] = np.nan
+    if scored.shape != (e.shape[0], e.shape[2]):
+        raise ValueError(f"scored must be (N, T) = {(e.shape[0], e.shape[2])}, got {scored.shape}")
+    if not scored.any(axis=1).all():
+        raise ValueError("every clip needs at least one scored frame")
+    L = e.shape[1]
+    e = np.where(scored[:, None, :], e, np.nan)
     out = {f"layer{l}": e[:, l] for l in range(L)}
     mean = np.nanmean(e, axis=(0, 2), keepdims=True)  # (1, L, 1)
     std = np.nanstd(e, axis=(0, 2), keepdims=True)
@@ -69,6 +72,13 @@ def frame_scores(errors: np.ndarray, skip: int = 1, eps: float = 1e-12) -> dict[
     med = np.nanmedian(e, axis=2, keepdims=True)  # (N, L, 1): each clip's typical error per layer
     out["clip_rel"] = np.log((e + eps) / (med + eps)).sum(axis=1)
     return out
+
+
+def scored_frames(n: int, T: int, skip: int) -> np.ndarray:
+    """(n, T) bool: frames t >= skip."""
+    if not 0 <= skip < T:
+        raise ValueError(f"skip={skip} leaves no frame to score in clips of {T} frames")
+    return np.broadcast_to(np.arange(T) >= skip, (n, T)).copy()
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -79,6 +89,21 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
     if y.all() or not y.any():
         return float("nan")
     return float(roc_auc_score(y, s))
+
+
+def per_kind_auroc(score: np.ndarray, labels: np.ndarray, kind: np.ndarray) -> dict[str, float]:
+    """AUROC of each anomaly kind's anomalous frames against all normal frames (``kind`` (N,) = KINDS index)."""
+    try:
+        from prednet2.datasets.anomaly import KINDS
+    except ImportError:
+        return {}
+    out = {}
+    for k, name in enumerate(KINDS):
+        if name == "normal" or not (kind == k).any():
+            continue
+        sel = ~labels | (kind[:, None] == k)  # every normal frame, and the anomalous frames of kind k
+        out[name] = auroc(np.where(sel, score, np.nan), labels)
+    return out
 
 
 # ---- outputs -----------------------------------------------------------------------------------------------
@@ -146,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="anomaly-set seed (and --random-init weight seed)")
     p.add_argument("--split", default="test", help="anomaly-set split (default test)")
     p.add_argument("--score", choices=SCORES, default=DEFAULT_SCORE, help=f"headline score (default {DEFAULT_SCORE})")
-    p.add_argument("--skip-frames", type=int, default=1, help="frames at the clip start not scored (default 1)")
+    p.add_argument("--skip-frames", type=int, help="score frames t >= K (default: the set's own 'scored' frames)")
     p.add_argument("--png", help="surprise curve PNG (default: next to --out, surprise.png)")
     p.add_argument("--tb", help="also write TensorBoard scalars to this folder")
     p.add_argument("--random-init", action="store_true", help="the same architecture with fresh weights")
@@ -170,13 +195,13 @@ def main(argv: list[str] | None = None) -> int:
     cfg = loaded.cfg
     model = random_init_model(cfg, args.seed, device, like=loaded.model) if args.random_init else loaded.model
     dcfg = data_config(cfg, clip_len=args.clip_len, n_synthetic=args.n_clips, n_synthetic_test=args.n_clips)
-    if not 0 <= args.skip_frames < dcfg.clip_len:
+    if args.skip_frames is not None and not 0 <= args.skip_frames < dcfg.clip_len:
         fail(f"--skip-frames {args.skip_frames}: must be in [0, clip_len={dcfg.clip_len})")
     motion = cfg.motion if uses_motion(cfg) else None
     ds = build_or_exit(ANOMALY_SPEC, cfg=dcfg, split=args.split, seed=args.seed, motion=motion, labelled=False)
 
     # Step 2. Per-frame errors of every layer.
-    errs, labels = [], []
+    errs, labels, scored, kinds = [], [], [], []
     model.eval()
     with torch.no_grad():
         for batch in tqdm(DataLoader(ds, batch_size=args.batch_size, shuffle=False), desc="surprise", leave=False):
@@ -187,12 +212,20 @@ def main(argv: list[str] | None = None) -> int:
             out = model(clip, mask=mask)
             errs.append(torch.stack(out.frame_errors, dim=1).float().cpu().numpy())  # (B, L, T)
             labels.append(batch["frame_label"].bool().cpu().numpy())  # (B, T)
-    errors, frame_label = np.concatenate(errs), np.concatenate(labels)
+            if "scored" in batch:
+                scored.append(batch["scored"].bool().cpu().numpy())
+            kinds.append(torch.as_tensor(batch.get("label", -1)).reshape(-1).cpu().numpy())
+    errors, frame_label, kind = np.concatenate(errs), np.concatenate(labels), np.concatenate(kinds)
+    n, _, T = errors.shape
+    if args.skip_frames is not None or not scored:
+        keep = scored_frames(n, T, 1 if args.skip_frames is None else args.skip_frames)
+    else:
+        keep = np.concatenate(scored)
 
     # Step 3. Scores, AUROCs, outputs.
-    scores = frame_scores(errors, skip=args.skip_frames)
+    scores = frame_scores(errors, keep)
     per_score = {k: auroc(v, frame_label) for k, v in scores.items()}
-    scored = frame_label[:, args.skip_frames :]
+    per_kind = per_kind_auroc(scores[args.score], frame_label, kind)
     png = Path(args.png) if args.png else Path(args.out).with_name(Path(args.out).stem + ".png")
     result = {
         "auroc": per_score[args.score],
@@ -200,10 +233,13 @@ def main(argv: list[str] | None = None) -> int:
         "score": args.score,
         "per_layer_auroc": {k[len("layer") :]: v for k, v in per_score.items() if k.startswith("layer")},
         "per_score_auroc": per_score,
-        "n_frames_scored": int(scored.size),
-        "n_anomalous_frames": int(scored.sum()),
+        "per_kind_auroc": per_kind,
+        "n_frames_scored": int(keep.sum()),
+        "n_anomalous_frames": int((frame_label & keep).sum()),
         "n_anomalous_clips": int(frame_label.any(axis=1).sum()),
-        "skip_frames": args.skip_frames,
+        "scored_frames": "the set's 'scored' frames"
+        if args.skip_frames is None and scored
+        else f"t >= {1 if args.skip_frames is None else args.skip_frames}",  # fmt: skip
         "clip_len": dcfg.clip_len,
         "seed": args.seed,
         "checkpoint": str(loaded.path),

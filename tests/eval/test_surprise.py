@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from prednet2.eval.surprise import auroc, frame_scores, plot_curves, write_tensorboard
+from prednet2.eval.surprise import auroc, frame_scores, per_kind_auroc, plot_curves, scored_frames, write_tensorboard
 
 
 def constructed(n=60, L=2, T=8, seed=0):
@@ -21,7 +21,7 @@ def constructed(n=60, L=2, T=8, seed=0):
 
 def test_clip_relative_score_separates_a_spike():
     e, labels = constructed()
-    s = frame_scores(e, skip=1)
+    s = frame_scores(e, scored_frames(len(e), e.shape[2], 1))
     assert set(s) == {"layer0", "layer1", "sum_z", "clip_rel"}
     assert np.isnan(s["clip_rel"][:, 0]).all()  # t = 0 is not scored
     # The spike is small next to the clip-to-clip spread, so raw errors rank poorly; the clip-relative score
@@ -39,15 +39,53 @@ def test_auroc_of_constant_score_is_half_and_needs_both_classes():
 
 def test_frame_scores_rejects_bad_shapes():
     with pytest.raises(ValueError, match="N, L, T"):
-        frame_scores(np.zeros((3, 4)))
+        frame_scores(np.zeros((3, 4)), np.ones((3, 4), bool))
     with pytest.raises(ValueError, match="skip"):
-        frame_scores(np.zeros((2, 1, 3)), skip=3)
+        scored_frames(2, 3, skip=3)
+    with pytest.raises(ValueError, match="scored"):
+        frame_scores(np.zeros((2, 1, 3)), np.ones((2, 4), bool))
+
+
+def test_scored_mask_excludes_frames_from_statistics():
+    e, labels = constructed(n=20)
+    keep = scored_frames(20, e.shape[2], 3)
+    s = frame_scores(e, keep)
+    assert np.isnan(s["sum_z"][:, :3]).all() and not np.isnan(s["sum_z"][:, 3:]).any()
+
+
+def test_per_kind_auroc():
+    # kinds 1 and 2 (teleport, reverse): kind 1's anomalies spike, kind 2's do not.
+    score = np.zeros((4, 5))
+    labels = np.zeros((4, 5), bool)
+    kind = np.array([0, 1, 2, 0])
+    labels[1, 3] = labels[2, 3] = True
+    score[1, 3] = 5.0
+    score[:, 1] = np.array([0.1, 0.2, 0.3, 0.4])  # some spread among normal frames
+    r = per_kind_auroc(score, labels, kind)
+    assert r["teleport"] == pytest.approx(1.0)
+    assert r["reverse"] < 0.7
 
 
 def test_png_and_tensorboard(tmp_path):
     e, labels = constructed(n=10)
-    s = frame_scores(e)["clip_rel"]
+    s = frame_scores(e, scored_frames(len(e), e.shape[2], 1))["clip_rel"]
     png = plot_curves(tmp_path / "s.png", s, labels, "clip_rel")
     assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
     write_tensorboard(tmp_path / "tb", s, labels, {"auroc": 0.9, "per_layer_auroc": {"0": 0.8}})
     assert list((tmp_path / "tb").glob("events.out.tfevents*"))
+
+
+def test_cli_end_to_end(tiny_run, tmp_path):
+    import json
+
+    from prednet2.eval.surprise import main
+
+    out = tmp_path / "surprise.json"
+    ckpt = str(tiny_run / "checkpoints" / "last.pt")
+    assert main(["--checkpoint", ckpt, "--out", str(out), "--n-clips", "8", "--device", "cpu"]) == 0
+    r = json.loads(out.read_text())
+    assert {"auroc", "n_clips", "per_layer_auroc"} <= set(r)
+    assert r["n_clips"] == 8 and set(r["per_layer_auroc"]) == {"0", "1"}
+    assert r["n_anomalous_frames"] == 4  # odd clips hold one anomalous onset frame each
+    assert 0.0 <= r["auroc"] <= 1.0
+    assert (tmp_path / "surprise.png").is_file()
