@@ -1,0 +1,524 @@
+"""Run a trained stack on a live stream, frame by frame, and optionally keep learning from it.
+
+    python -m prednet2.stream SOURCE --checkpoint CKPT [--learn] [--out DIR] [--max-frames N]
+                              [--gate threshold|lr|always] [--z-threshold 1.0] [--history 100] [--window K]
+
+SOURCE is a video file, a folder of videos (played in sorted order, as ``datasets`` scans it), or a camera: a V4L2
+device path (``/dev/video0``) or its index (``0``). Frames are decoded one at a time with PyAV and resized like the
+training data (shorter side, then centre crop to the checkpoint's ``data.size``), so memory does not grow with the
+length of the stream.
+
+What it writes to ``--out`` (default ``stream_out``):
+- ``surprise.csv``: one row per frame: surprise, its z-score, the gate value, and each layer's error.
+- ``stream.json``: summary (frames, updates, frames/s, RSS at frames 100 and the last, the RSS trace, options).
+- ``stream.mp4``: the frame, one error heatmap per layer and (motion enabled) the motion mask, side by side.
+- ``last.pt`` with ``--learn``: the model after online learning (a normal checkpoint).
+
+Online learning (``--learn``): the stack runs in local mode with a truncated window of ``--window`` steps
+(default ``train.window``). After each window the summed per-unit losses are back-propagated, the optimizer steps
+and the state is detached, so the graph never spans more than one window (constant memory). Each update is gated
+by surprise. A frame's surprise s_t is the mean over layers of its per-layer error-unit mean; its z-score is
+z_t = (s_t - mean) / std over the previous ``--history`` frames (the first ``--min-history`` frames have no
+baseline and count as surprising: a new stream is worth learning from). Gates:
+- ``threshold`` (default): a window's loss is the mean of the losses of its frames with z_t > ``--z-threshold``;
+  a window with none is skipped (no backward, no step).
+- ``lr``: every window updates on all its frames, with lr scaled by clamp(max_t z_t / z_threshold, 0, 1).
+- ``always``: plain online learning, every window, full lr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import re
+import sys
+import time
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["SourceError", "FrameSource", "SurpriseGate", "StreamMotion", "read_rss_mb", "run_stream", "main"]
+
+
+class SourceError(ValueError):
+    """SOURCE cannot be opened or holds no decodable video. The message names it and says what to do."""
+
+
+# ---- memory ---------------------------------------------------------------------------------------------------
+def read_rss_mb() -> dict[str, float]:
+    """Current and peak resident set size of this process in MiB, from /proc/self/status (VmRSS, VmHWM)."""
+    out = {"rss_mb": float("nan"), "peak_rss_mb": float("nan")}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    out["rss_mb"] = int(line.split()[1]) / 1024
+                elif line.startswith("VmHWM:"):
+                    out["peak_rss_mb"] = int(line.split()[1]) / 1024
+    except OSError:  # not Linux: fall back to the peak from getrusage (KiB on Linux, bytes on macOS)
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        out["peak_rss_mb"] = peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
+    return out
+
+
+# ---- frames in --------------------------------------------------------------------------------------------------
+_CAMERA = re.compile(r"^(\d+|/dev/video\d+)$")
+
+
+class FrameSource:
+    """Iterate uint8 ``(H, W, C)`` frames (C = 3 RGB or 1 gray) of a file, a folder or a camera, one at a time.
+
+    ``size=(H, W)``: shorter-side resize inside FFmpeg (``VideoFrame.to_ndarray``), then centre crop, as
+    ``datasets.decode`` does for training clips. ``fps`` is the native rate of the first video (for the mp4).
+    Raises SourceError on open; a folder's file that fails mid-way is skipped with a warning (``skipped``).
+    """
+
+    def __init__(self, source: str, *, size: tuple[int, int], grayscale: bool = False):
+        import av
+
+        from prednet2.datasets.decode import scan_videos
+
+        self.source = source
+        self.size = (int(size[0]), int(size[1]))
+        self.fmt = "gray" if grayscale else "rgb24"
+        self.skipped: list[tuple[str, str]] = []
+        self.camera = bool(_CAMERA.match(source))
+        if self.camera:
+            dev = f"/dev/video{source}" if source.isdigit() else source
+            try:
+                self._first = av.open(dev, format="v4l2")
+            except (av.FFmpegError, OSError, ValueError) as e:
+                raise SourceError(
+                    f"cannot open camera {dev} through PyAV's v4l2 input ({e}); check the device exists "
+                    "(ls /dev/video*) and that this user may read it (group 'video')"
+                ) from None
+            self.paths = [Path(dev)]
+        else:
+            p = Path(source)
+            if not p.exists():
+                raise SourceError(f"SOURCE {source}: no such file or folder (nor a camera like /dev/video0 or 0)")
+            self.paths = scan_videos(p)
+            if not self.paths:
+                what = "folder holds no video files" if p.is_dir() else "file is not a known video type"
+                raise SourceError(f"SOURCE {source}: {what} (.mp4 .avi .mkv .webm .mov .mpg .mpeg .m4v)")
+            self._first = self._open(self.paths[0], strict=True)
+        s = self._first.streams.video[0]
+        rate = s.average_rate or s.guessed_rate or s.base_rate
+        self.fps = float(rate) if rate else 25.0
+
+    def _open(self, path: Path, *, strict: bool):
+        import av
+
+        try:
+            c = av.open(str(path), metadata_errors="ignore")
+            if not c.streams.video:
+                c.close()
+                raise SourceError(f"{path}: no video stream")
+            return c
+        except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as e:
+            if strict and len(self.paths) == 1:
+                raise SourceError(f"SOURCE {path}: not a readable video ({e})") from None
+            self.skipped.append((str(path), str(e)))
+            print(f"prednet2.stream: skipping {path}: {e}", file=sys.stderr)
+            return None
+
+    def _frames(self, container) -> Iterator[np.ndarray]:
+        import av
+
+        from prednet2.datasets.decode import resize_plan
+
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        plan = None
+        H, W = self.size
+        try:
+            for frame in container.decode(stream):
+                if plan is None:
+                    plan = resize_plan(frame.height, frame.width, self.size)
+                sh, sw, top, left = plan
+                a = frame.to_ndarray(width=sw, height=sh, format=self.fmt, interpolation="BILINEAR")
+                a = a[top : top + H, left : left + W]
+                yield np.ascontiguousarray(a[..., None] if a.ndim == 2 else a)
+        except av.FFmpegError as e:  # a truncated file: keep what decoded, go on with the next
+            self.skipped.append((str(container.name), f"decode error after some frames: {e}"))
+            print(f"prednet2.stream: {container.name}: decode error, moving on ({e})", file=sys.stderr)
+        finally:
+            container.close()
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        first, self._first = self._first, None
+        if first is None:
+            raise RuntimeError("FrameSource can be iterated once")
+        yield from self._frames(first)
+        for path in self.paths[1:]:
+            c = self._open(path, strict=False)
+            if c is not None:
+                yield from self._frames(c)
+
+    def close(self) -> None:
+        if self._first is not None:
+            self._first.close()
+            self._first = None
+
+
+# ---- motion masks -----------------------------------------------------------------------------------------------
+class StreamMotion:
+    """Motion mask of each new frame from the flow to the previous one (``datasets.flow`` + ``datasets.masks``).
+
+    Same convention as the data pipeline: the mask of frame t comes from the backward flow t -> t-1; the first
+    frame has no predecessor and gets an empty mask.
+    """
+
+    def __init__(self, motion_cfg):
+        from prednet2.datasets.flow import make_flow
+
+        self.cfg = motion_cfg
+        self.flow_fn = make_flow(motion_cfg.backend, raft_weights=motion_cfg.raft_weights)
+        self.prev: np.ndarray | None = None
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        """uint8 (H, W, C) -> float32 (H, W) in {0, 1}."""
+        from prednet2.datasets.flow import compute_flow
+        from prednet2.datasets.masks import motion_masks
+
+        h, w = frame.shape[:2]
+        if self.prev is None:
+            self.prev = frame
+            return np.zeros((h, w), np.float32)
+        flow = compute_flow(np.stack([self.prev, frame]), flow_fn=self.flow_fn)[1:]  # (1, H, W, 2): t -> t-1
+        self.prev = frame
+        m = motion_masks(
+            flow, camera=self.cfg.camera, static_floor=self.cfg.static_floor, min_component=self.cfg.min_component
+        )
+        return m[0]
+
+
+# ---- the surprise gate ------------------------------------------------------------------------------------------
+class SurpriseGate:
+    """Running z-score of surprise over the previous ``history`` frames, and the gate it opens (see module doc)."""
+
+    MODES = ("threshold", "lr", "always")
+
+    def __init__(self, mode: str = "threshold", *, z_threshold: float = 1.0, history: int = 100, min_history: int = 10):
+        if mode not in self.MODES:
+            raise ValueError(f"gate: unknown mode {mode!r}; choose one of {', '.join(self.MODES)}")
+        if history < 2 or min_history < 2 or min_history > history:
+            raise ValueError("gate: need 2 <= min_history <= history")
+        self.mode, self.z_threshold = mode, z_threshold
+        self.min_history = min_history
+        self.past: deque[float] = deque(maxlen=history)
+
+    def zscore(self, s: float) -> float:
+        """z of ``s`` against the previous frames (``inf`` before ``min_history`` frames), then remember ``s``."""
+        if len(self.past) < self.min_history:
+            z = math.inf
+        else:
+            a = np.asarray(self.past, np.float64)
+            z = float((s - a.mean()) / (a.std() + 1e-8))
+        self.past.append(float(s))
+        return z
+
+    def frame_open(self, z: float) -> bool:
+        """Does this frame's loss enter the window's update?"""
+        return self.mode != "threshold" or z > self.z_threshold
+
+    def lr_scale(self, zs: list[float]) -> float:
+        """The lr multiplier of a window from its frames' z-scores."""
+        if self.mode != "lr" or not zs:
+            return 1.0
+        return float(min(1.0, max(0.0, max(zs) / self.z_threshold))) if self.z_threshold > 0 else 1.0
+
+
+# ---- the loop ---------------------------------------------------------------------------------------------------
+def _to_input(frame: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 (H, W, C) -> float (1, C, H, W) in [0, 1]."""
+    return torch.from_numpy(frame).to(device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+
+
+def _build_optimizer(model: torch.nn.Module, cfg, ckpt_path: str, fresh: bool) -> tuple[torch.optim.Optimizer, str]:
+    """AdamW on the trainable parameters at ``train.lr``; the checkpoint's optimizer state when it fits."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    if fresh:
+        return opt, "fresh"
+    from prednet2.checkpoint import load_checkpoint
+
+    state = load_checkpoint(ckpt_path).get("optimizer")
+    if not state:
+        return opt, "fresh (checkpoint has none)"
+    try:
+        opt.load_state_dict(state)
+    except (ValueError, KeyError) as e:  # another optimizer type or param layout: start fresh, say so
+        print(f"prednet2.stream: optimizer state not reusable ({e}); starting a fresh AdamW", file=sys.stderr)
+        return opt, "fresh (checkpoint's did not fit)"
+    for g in opt.param_groups:  # the trainer's schedule may have left lr anywhere: online learning uses train.lr
+        g["lr"] = cfg.train.lr
+    return opt, "checkpoint"
+
+
+def run_stream(
+    source: str,
+    checkpoint: str,
+    out_dir: str | Path,
+    *,
+    learn: bool = False,
+    max_frames: int = 0,
+    gate: str = "threshold",
+    z_threshold: float = 1.0,
+    history: int = 100,
+    min_history: int = 10,
+    window: int = 0,
+    lr: float = 0.0,
+    fresh_optimizer: bool = False,
+    device: str = "cpu",
+    video: bool = True,
+    panel_height: int = 192,
+    rss_at: tuple[int, ...] = (100,),
+    progress: bool = True,
+) -> dict:
+    """Stream ``source`` through the checkpoint's model; see the module docstring. Returns the stream.json dict."""
+    from tqdm import tqdm
+
+    from prednet2 import detach_state
+    from prednet2.checkpoint import load_model, save_checkpoint
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dev = torch.device(
+        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    )
+    model, cfg = load_model(checkpoint, dev)
+    if lr > 0:
+        cfg = cfg.replace({"train": {"lr": lr}})
+    window = window or cfg.train.window
+    if window < 1:
+        raise ValueError(f"--window must be >= 1, got {window}")
+    end_to_end = cfg.train.mode == "end_to_end"
+    grayscale = cfg.model.in_channels == 1
+    src = FrameSource(source, size=tuple(cfg.data.size), grayscale=grayscale)
+    motion = StreamMotion(cfg.motion) if cfg.motion.enabled else None
+    use_mask = getattr(model.cfg, "motion_channels", 0) > 0
+    gate_ = SurpriseGate(gate, z_threshold=z_threshold, history=history, min_history=min_history)
+    opt, opt_from = (None, "")
+    if learn:
+        model.train()
+        opt, opt_from = _build_optimizer(model, cfg, checkpoint, fresh_optimizer)
+    L = model.num_layers
+
+    writer = None
+    if video:
+        from prednet2.video_writer import Mp4Writer, RunningMax
+
+        writer = Mp4Writer(out_dir / "stream.mp4", fps=src.fps)
+        vmax = [RunningMax() for _ in range(L)]
+
+    csv_f = open(out_dir / "surprise.csv", "w", newline="")
+    rows = csv.writer(csv_f)
+    rows.writerow(["frame", "surprise", "z", "gate", "update"] + [f"error_{l}" for l in range(L)])
+    rss_marks: dict[str, dict[str, float]] = {}
+    rss_trace: list[tuple[int, float, float]] = []
+    state = None
+    win_losses: list[torch.Tensor] = []
+    win_z: list[float] = []
+    n_updates = n_windows = 0
+    surprises: list[float] = []
+    n = 0
+    t0 = time.perf_counter()
+    bar = tqdm(total=max_frames or None, desc="stream", unit="frame", disable=not progress)
+    try:
+        for frame in src:
+            if max_frames and n >= max_frames:
+                break
+            x = _to_input(frame, dev)
+            m_np = motion(frame) if motion is not None else None
+            mask = torch.from_numpy(m_np).to(dev)[None, None] if (use_mask and m_np is not None) else None
+            # Step 1. One step of the stack (a graph only when learning, and only for the current window).
+            with torch.set_grad_enabled(learn):
+                out, state = model.step(x, state, mask, detach_between=not end_to_end, compute_losses=learn)
+            # Step 2. Surprise: mean over layers of the per-layer error-unit mean (0 at the very first frame).
+            per_layer = [float(fe[0]) for fe in out.frame_errors]
+            s = float(np.mean(per_layer))
+            z = gate_.zscore(s) if out.valid else 0.0
+            is_open = out.valid and gate_.frame_open(z)
+            # Step 3. Online learning over a truncated window: backward, step, detach (memory flat in length).
+            updated = False
+            if learn:
+                if is_open:
+                    win_losses.append(torch.stack(out.losses).sum())
+                if out.valid:
+                    win_z.append(z)
+                if (n + 1) % window == 0:
+                    n_windows += 1
+                    scale = gate_.lr_scale(win_z)
+                    if win_losses and scale > 0:
+                        opt.zero_grad(set_to_none=True)
+                        torch.stack(win_losses).mean().backward()
+                        if cfg.train.grad_clip > 0:
+                            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+                        for g in opt.param_groups:
+                            g["lr"] = cfg.train.lr * scale
+                        opt.step()
+                        model.update_ema()
+                        n_updates += 1
+                        updated = True
+                    win_losses, win_z = [], []
+                    state = detach_state(state)
+            else:
+                state = detach_state(state)  # no graph anyway (no_grad); keeps the contract explicit
+            surprises.append(s)
+            rows.writerow([n, f"{s:.6g}", f"{z:.4g}", int(is_open), int(updated)] + [f"{v:.6g}" for v in per_layer])
+            # Step 4. The side-by-side panel.
+            if writer is not None:
+                writer.write(_panel(frame, out.errors, vmax, m_np, panel_height))
+            n += 1
+            bar.update(1)
+            if n in rss_at:
+                rss_marks[str(n)] = read_rss_mb()
+            if n % 50 == 0 or n == 1:
+                r = read_rss_mb()
+                rss_trace.append((n, round(r["rss_mb"], 1), round(r["peak_rss_mb"], 1)))
+    finally:
+        bar.close()
+        csv_f.close()
+        if writer is not None:
+            writer.close()
+        src.close()
+    if n == 0:
+        raise SourceError(f"SOURCE {source}: no frame decoded")
+    wall = time.perf_counter() - t0
+    rss_marks[str(n)] = read_rss_mb()
+    summary = {
+        "source": str(source),
+        "checkpoint": str(checkpoint),
+        "n_frames": n,
+        "learn": learn,
+        "gate": gate,
+        "z_threshold": z_threshold,
+        "history": history,
+        "window": window,
+        "lr": cfg.train.lr,
+        "optimizer": opt_from,
+        "n_windows": n_windows,
+        "n_updates": n_updates,
+        "wall_s": round(wall, 3),
+        "frames_per_s": round(n / wall, 2),
+        "surprise_mean": float(np.mean(surprises)),
+        "rss": rss_marks,
+        "rss_trace": rss_trace,
+        "peak_rss_ratio_last_vs_100": (
+            rss_marks[str(n)]["peak_rss_mb"] / rss_marks["100"]["peak_rss_mb"] if "100" in rss_marks else None
+        ),
+        "video": str(out_dir / "stream.mp4") if writer is not None else None,
+        "surprise_csv": str(out_dir / "surprise.csv"),
+        "skipped": [{"path": p, "reason": r} for p, r in src.skipped],
+        "motion_panel": motion is not None,
+    }
+    if learn:
+        save_checkpoint(
+            out_dir / "last.pt", model=model, optimizer=opt, config=cfg, step=n_updates, extra={"stream": summary}
+        )
+        summary["checkpoint_out"] = str(out_dir / "last.pt")
+    tmp = out_dir / "stream.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2))
+    os.replace(tmp, out_dir / "stream.json")
+    return summary
+
+
+def _panel(frame: np.ndarray, errors: list[torch.Tensor], vmax, mask: np.ndarray | None, height: int) -> np.ndarray:
+    """frame (H, W, C) uint8, errors[l] (1, 2C_l, H_l, W_l), mask (H, W) -> one (height, W_total, 3) uint8 image."""
+    from prednet2.video_writer import gray_panel, heatmap, hstack_panels, to_panel
+
+    rgb = frame if frame.shape[2] == 3 else np.repeat(frame, 3, axis=2)
+    panels = [to_panel(rgb, height, "frame")]
+    for l, e in enumerate(errors):
+        m = e[0].detach().float().mean(dim=0).cpu().numpy()  # (H_l, W_l): mean |error| over channels
+        panels.append(to_panel(heatmap(m, vmax[l].update(float(m.max()))), height, f"error L{l}"))
+    if mask is not None:
+        panels.append(to_panel(gray_panel(mask), height, "motion"))
+    return hstack_panels(panels)
+
+
+# ---- CLI --------------------------------------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m prednet2.stream",
+        description="Run a prednet2 checkpoint on a video file, folder or camera; optionally learn online.",
+    )
+    p.add_argument("source", help="video file, folder of videos (sorted), or camera (/dev/video0 or 0)")
+    p.add_argument("--checkpoint", required=True, help="checkpoint .pt (e.g. RUN/checkpoints/last.pt)")
+    p.add_argument("--out", default="stream_out", help="output folder (default: stream_out)")
+    p.add_argument("--learn", action="store_true", help="keep training online, gated by surprise")
+    p.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0: the whole stream)")
+    p.add_argument("--gate", default="threshold", choices=SurpriseGate.MODES, help="how surprise gates updates")
+    p.add_argument("--z-threshold", type=float, default=1.0, help="surprise z-score that opens the gate")
+    p.add_argument("--history", type=int, default=100, help="frames in the running surprise baseline")
+    p.add_argument("--min-history", type=int, default=10, help="frames before z-scores exist (gate open until then)")
+    p.add_argument("--window", type=int, default=0, help="truncated window k in frames (0: train.window)")
+    p.add_argument("--lr", type=float, default=0.0, help="online learning rate (0: train.lr of the checkpoint)")
+    p.add_argument("--fresh-optimizer", action="store_true", help="ignore the checkpoint's optimizer state")
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--no-video", action="store_true", help="skip stream.mp4")
+    p.add_argument("--panel-height", type=int, default=192, help="pixel height of each panel in the mp4")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _parser()
+    a = p.parse_args(argv)
+    if not Path(a.checkpoint).is_file():
+        p.error(f"--checkpoint {a.checkpoint}: no such file (train one: python train.py --data ... --out RUN)")
+    for name in ("max_frames", "window", "panel_height", "threads"):
+        if getattr(a, name) < 0:
+            p.error(f"--{name.replace('_', '-')} must be >= 0")
+    if a.history < 2 or not 2 <= a.min_history <= a.history:
+        p.error("--history and --min-history: need 2 <= min-history <= history")
+    if a.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device here; use --device cpu")
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    from prednet2.checkpoint import CheckpointError
+
+    try:
+        summary = run_stream(
+            a.source,
+            a.checkpoint,
+            a.out,
+            learn=a.learn,
+            max_frames=a.max_frames,
+            gate=a.gate,
+            z_threshold=a.z_threshold,
+            history=a.history,
+            min_history=a.min_history,
+            window=a.window,
+            lr=a.lr,
+            fresh_optimizer=a.fresh_optimizer,
+            device=a.device,
+            video=not a.no_video,
+            panel_height=a.panel_height,
+            progress=not a.no_progress,
+        )
+    except (SourceError, CheckpointError) as e:
+        print(f"prednet2.stream: error: {e}", file=sys.stderr)
+        return 2
+    r = summary["rss"]
+    last = str(summary["n_frames"])
+    print(
+        f"{summary['n_frames']} frames at {summary['frames_per_s']} frames/s, {summary['n_updates']} updates; "
+        f"peak RSS {r[last]['peak_rss_mb']:.0f} MiB; wrote {a.out}/stream.json, surprise.csv"
+        + (", stream.mp4" if summary["video"] else "")
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

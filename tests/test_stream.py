@@ -1,0 +1,168 @@
+"""prednet2.stream: frame sources, the surprise gate, online learning, outputs (csv/json/mp4) and CLI errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import av
+import numpy as np
+import pytest
+import torch
+
+import prednet2
+from prednet2.checkpoint import load_checkpoint, save_checkpoint
+from prednet2.config import Config
+from prednet2.stream import FrameSource, SourceError, SurpriseGate, main, run_stream
+
+
+def write_video(path, n: int, *, h: int = 48, w: int = 80, seed: int = 0) -> np.ndarray:
+    """A square moving right over noise, encoded with PyAV; returns the (n, h, w, 3) frames written."""
+    rng = np.random.default_rng(seed)
+    frames = rng.integers(0, 40, (n, h, w, 3), dtype=np.uint8)
+    for t in range(n):
+        x = 4 + 2 * t
+        frames[t, 10:26, x : x + 16] = 230
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=10)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        for f in frames:
+            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    return frames
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    """A fresh tiny model with a motion stream, saved as a normal checkpoint (32x32 input)."""
+    torch.manual_seed(0)
+    cfg = Config.from_dict(
+        {
+            "model": {"channels": [8, 16], "motion_channels": 4},
+            "data": {"size": [32, 32]},
+            "train": {"lr": 1e-2, "window": 3},
+        }
+    )
+    model = prednet2.build_model(cfg.model)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    save_checkpoint(path, model=model, optimizer=opt, config=cfg, step=0)
+    return path
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    path = tmp_path_factory.mktemp("vid") / "clip.mp4"
+    write_video(path, 20)
+    return path
+
+
+def test_frame_source_file_and_folder(tmp_path):
+    a = write_video(tmp_path / "b.mp4", 5, seed=1)
+    write_video(tmp_path / "a.mp4", 7, seed=2)
+    src = FrameSource(str(tmp_path / "b.mp4"), size=(16, 24))
+    frames = list(src)
+    assert len(frames) == 5 and frames[0].shape == (16, 24, 3) and frames[0].dtype == np.uint8
+    # Shorter-side resize + centre crop: the bright square (rows 10:26 of 48) lands in rows ~3:9 of 16.
+    assert frames[0][5, :].max() > 150 and frames[0][14, :].max() < 120
+    assert abs(src.fps - 10) < 1e-6
+    # A folder plays its videos in sorted order: a.mp4 (7 frames) first, then b.mp4 (5).
+    folder = list(FrameSource(str(tmp_path), size=(16, 24), grayscale=True))
+    assert len(folder) == 12 and folder[0].shape == (16, 24, 1)
+    np.testing.assert_array_equal(folder[7][..., 0], list(FrameSource(str(tmp_path / "b.mp4"), size=(16, 24),
+                                                                        grayscale=True))[0][..., 0])  # fmt: skip
+    assert a.shape[0] == 5
+
+
+def test_frame_source_errors(tmp_path):
+    with pytest.raises(SourceError, match="no such file"):
+        FrameSource(str(tmp_path / "missing.mp4"), size=(16, 16))
+    with pytest.raises(SourceError, match="no video files"):
+        FrameSource(str(tmp_path), size=(16, 16))
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video at all")
+    with pytest.raises(SourceError, match="not a readable video"):
+        FrameSource(str(bad), size=(16, 16))
+    # No camera on this machine: the v4l2 path must fail with a clear message, not a traceback.
+    with pytest.raises(SourceError, match="cannot open camera /dev/video57"):
+        FrameSource("57", size=(16, 16))
+
+
+def test_surprise_gate():
+    g = SurpriseGate("threshold", z_threshold=1.0, history=5, min_history=3)
+    zs = [g.zscore(s) for s in (1.0, 1.0, 1.0)]
+    assert all(math.isinf(z) for z in zs)  # no baseline yet: counts as surprising
+    assert g.zscore(1.0) == pytest.approx(0.0, abs=1e-6)
+    g.past.extend([1.0, 2.0, 1.0, 2.0, 1.0])  # window of 5: mean 1.4, std ~0.49
+    z = g.zscore(3.0)
+    assert z == pytest.approx((3.0 - 1.4) / np.std([1, 2, 1, 2, 1]), rel=1e-6)
+    assert g.frame_open(z) and not g.frame_open(0.5)
+    assert g.lr_scale([0.2, 5.0]) == 1.0  # threshold mode never scales lr
+    lr = SurpriseGate("lr", z_threshold=2.0)
+    assert lr.frame_open(-3.0)
+    assert lr.lr_scale([0.5, 1.0]) == pytest.approx(0.5) and lr.lr_scale([-1.0]) == 0.0 and lr.lr_scale([9]) == 1.0
+    with pytest.raises(ValueError, match="unknown mode"):
+        SurpriseGate("sometimes")
+
+
+def test_stream_learns_and_writes_outputs(tmp_path, ckpt, video):
+    before = load_checkpoint(ckpt)["model"]
+    s = run_stream(str(video), str(ckpt), tmp_path, learn=True, gate="always", progress=False, panel_height=64)
+    assert s["n_frames"] == 20 and s["window"] == 3
+    assert s["n_windows"] == 6 and s["n_updates"] == 6  # gate "always": every full window of 3 frames
+    # Surprise per frame in the csv, with per-layer errors; the first frame has nothing predicted yet.
+    rows = list(csv.DictReader(open(tmp_path / "surprise.csv")))
+    assert [int(r["frame"]) for r in rows] == list(range(20))
+    assert float(rows[0]["surprise"]) == 0 and all(float(r["surprise"]) > 0 for r in rows[1:])
+    assert set(rows[0]) >= {"z", "gate", "update", "error_0", "error_1"}
+    assert sum(int(r["update"]) for r in rows) == 6
+    # The mp4 decodes with PyAV: one frame per input frame, frame + 2 error maps + motion mask side by side.
+    with av.open(str(tmp_path / "stream.mp4")) as c:
+        dec = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(dec) == 20 and dec[0].shape[0] == 64 and dec[0].shape[1] >= 4 * 64
+    assert s["motion_panel"]
+    # RSS marks: the end is always recorded (frame 100 only when the stream is that long).
+    j = json.loads((tmp_path / "stream.json").read_text())
+    assert j["rss"]["20"]["peak_rss_mb"] > 0 and "100" not in j["rss"]
+    # Online learning changed the weights and saved them.
+    after = load_checkpoint(tmp_path / "last.pt")["model"]
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_stream_threshold_gate_skips_unsurprising_windows(tmp_path, ckpt, video):
+    # A huge threshold: only the warm-up frames (no baseline yet) open the gate, so only early windows update.
+    s = run_stream(
+        str(video), str(ckpt), tmp_path, learn=True, z_threshold=1e9, min_history=4, history=8, video=False,
+        progress=False,
+    )  # fmt: skip
+    rows = list(csv.DictReader(open(tmp_path / "surprise.csv")))
+    opened = [int(r["frame"]) for r in rows if r["gate"] == "1"]
+    assert opened == [1, 2, 3, 4]  # frame 0 predicts nothing; frames 1-4 have < min_history past surprises
+    assert s["n_updates"] == 2 and s["n_windows"] == 6  # windows [0-2] and [3-5] hold open frames
+    assert s["video"] is None and not (tmp_path / "stream.mp4").exists()
+
+
+def test_stream_without_learning_keeps_weights(tmp_path, ckpt, video):
+    s = run_stream(str(video), str(ckpt), tmp_path, max_frames=7, video=False, progress=False)
+    assert s["n_frames"] == 7 and s["n_updates"] == 0
+    assert not (tmp_path / "last.pt").exists()
+
+
+def test_cli_errors_exit_2(tmp_path, ckpt, video, capsys):
+    for argv in (
+        [str(video), "--checkpoint", str(tmp_path / "nope.pt")],
+        [str(video), "--checkpoint", str(ckpt), "--max-frames", "-1"],
+        [str(video), "--checkpoint", str(ckpt), "--gate", "sometimes"],
+    ):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+    capsys.readouterr()
+    assert main(["/dev/video57", "--checkpoint", str(ckpt), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot open camera /dev/video57" in err[0]
+    assert main([str(tmp_path / "none.avi"), "--checkpoint", str(ckpt), "--out", str(tmp_path / "o")]) == 2
+    assert "no such file" in capsys.readouterr().err
