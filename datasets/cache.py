@@ -169,12 +169,16 @@ class FrameCache:
         for i, path, _st, k in bar:
             entries[i] = self._decode_one(path, k)
         done: list[CacheEntry] = entries  # type: ignore[assignment]
-        if misses or set(old) != {e.path for e in done}:
-            new = {
-                e.path: {"key": e.key, "n_frames": e.n_frames, "reason": e.reason, "truncated": e.truncated}
-                for e in done
-                if e.key
-            }
+        scanned = {
+            e.path: {"key": e.key, "n_frames": e.n_frames, "reason": e.reason, "truncated": e.truncated}
+            for e in done
+            if e.key
+        }
+        # Keep entries of files this scan did not ask about (e.g. the other split of a labelled folder) while the
+        # file exists, so alternating scans neither rewrite the index nor re-decode each other's failures.
+        new = {p: e for p, e in old.items() if p not in scanned and os.path.exists(p)}
+        new.update(scanned)
+        if new != old:
             for path, e in old.items():  # drop .npy files of entries that changed (stale frames)
                 ne = new.get(path)
                 if ne and ne["key"] != e.get("key") and not e.get("reason"):

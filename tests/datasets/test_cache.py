@@ -132,3 +132,16 @@ def test_store_is_atomic_and_readable(tmp_path):
     c.store("/x/y z.mp4", "k1", frames)
     np.testing.assert_array_equal(c.load("/x/y z.mp4", "k1"), frames)
     assert [p.name for p in tmp_path.iterdir()] == ["y_z-k1.npy"]
+
+
+def test_index_keeps_other_scans(vt, tmp_path, count_decodes):
+    # Two scans of one root over different file subsets (train/test of a labelled folder) share one index.
+    root = tmp_path / "r"
+    vt.write_video(root / "a.mkv", vt.coded_frames(6, 8, 8))
+    (root / "bad.mp4").write_text("nope")
+    cache = FrameCache(tmp_path / "c", size=(8, 8), fps=0, grayscale=False)
+    cache.build(root, [root / "a.mkv"], progress=False)
+    cache.build(root, [root / "bad.mp4"], progress=False)
+    cache.build(root, [root / "a.mkv"], progress=False)
+    e = cache.build(root, [root / "bad.mp4"], progress=False)
+    assert len(count_decodes) == 2 and e[0].reason
