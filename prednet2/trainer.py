@@ -256,7 +256,11 @@ class StepResult:
 
 
 def _forward_params(model: nn.Module) -> set[str]:
-    return set(inspect.signature(unwrap_model(model).forward).parameters)
+    """Names ``model.forward`` accepts (a ``**kwargs`` wrapper is taken to pass state/detach_between through)."""
+    params = inspect.signature(unwrap_model(model).forward).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return set(params) | {"mask", "state", "detach_between"}
+    return set(params)
 
 
 def _detach(x: Any) -> Any:

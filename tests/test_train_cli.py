@@ -1,0 +1,127 @@
+"""train.py: exit codes and one-line messages, the run folder it writes, --steps as a total, SIGTERM."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from train_helpers import TINY_SETS
+
+from prednet2.checkpoint import load_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("train_cli", REPO / "train.py")
+cli = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(cli)
+
+SUMMARY_KEYS = {"steps", "final_loss", "n_skipped", "wall_s", "frames_per_s", "mode", "preset", "params", "device"}
+
+
+def _args(*sets: str) -> list[str]:
+    return [a for s in (*TINY_SETS, *sets) for a in ("--set", s)] + ["--no-progress"]
+
+
+def _run(argv: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        code = cli.main(argv)
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _one_error_line(err: str) -> str:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("train.py: error: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "argv,expect",
+    [
+        (["--data", "synthetic:shapes", "--out", "X", "--bogus"], "unrecognized arguments: --bogus"),
+        (["--out", "X"], "--data"),
+        (["--data", "/nonexistent/videos", "--out", "X"], "/nonexistent/videos: no such file or folder"),
+        (["--data", "synthetic:shapes", "--out", "X", "--set", "train.lrr=1"], "'train.lrr'"),
+        (["--data", "synthetic:shapes", "--out", "X", "--set", "train.steps=abc"], "train.steps: expected an integer"),
+        (["--data", "synthetic:shapes", "--out", "X", "--set", "noequals"], "expected key=value"),
+        (["--data", "synthetic:nope", "--out", "X"], "unknown synthetic data"),
+        (["--data", "synthetic:shapes", "--out", "X", "--steps", "0"], "--steps"),
+        (["--data", "synthetic:shapes", "--out", "X", "--config", "/no/such.yaml"], "config file not found"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(argv, expect, capsys, tmp_path):
+    argv = [str(tmp_path / a) if a == "X" else a for a in argv]
+    code, _, err = _run(argv, capsys)
+    assert code == 2
+    assert expect in _one_error_line(err)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message when CUDA is absent")
+def test_cuda_requested_without_gpu(capsys, tmp_path):
+    code, _, err = _run(["--data", "synthetic:shapes", "--out", str(tmp_path), "--device", "cuda", *_args()], capsys)
+    assert code == 2 and "CUDA is not available" in _one_error_line(err)
+
+
+def test_run_folder_steps_total_and_resume(capsys, tmp_path):
+    run = tmp_path / "run"
+    base = ["--data", "synthetic:shapes", "--out", str(run), *_args()]
+    code, out, _ = _run([*base, "--steps", "3"], capsys)
+    assert code == 0 and "TensorBoard: tensorboard --logdir" in out
+    summary = json.loads((run / "summary.json").read_text())
+    assert SUMMARY_KEYS <= set(summary)
+    assert summary["steps"] == 3 and set(summary["final_loss"]) == {"0", "1"}
+    assert summary["mode"] == "local" and summary["preset"] == "tiny" and summary["device"] == "cpu"
+    assert summary["params"] > 0 and summary["frames_per_s"] > 0 and summary["n_skipped"] == 0
+    header = (run / "config.yaml").read_text().splitlines()[0]
+    assert header.startswith("# prednet2 ") and "git commit" in header
+    assert (run / "checkpoints" / "last.pt").is_file() and any((run / "tb").iterdir())
+
+    # The folder holds a run: without --resume that is refused, with it --steps counts the total.
+    code, _, err = _run([*base, "--steps", "5"], capsys)
+    assert code == 2 and "--resume" in _one_error_line(err)
+    code, _, _ = _run([*base, "--steps", "5", "--resume"], capsys)
+    assert code == 0
+    assert json.loads((run / "summary.json").read_text())["steps"] == 5
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 5
+
+    # A different architecture on resume: one line naming the mismatching keys, shapes and config fields.
+    code, _, err = _run([*base, "--steps", "6", "--resume", "--set", "model.channels=[4,6]"], capsys)
+    line = _one_error_line(err)
+    assert code == 2 and "architecture differs" in line and "shape mismatch" in line and "model.channels" in line
+    code, _, err = _run([*base, "--resume", "--config", "configs/tiny.yaml"], capsys)
+    assert code == 2 and "--config cannot be combined with --resume" in _one_error_line(err)
+
+
+def test_sigterm_saves_a_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    cmd = [sys.executable, str(REPO / "train.py"), "--data", "synthetic:shapes", "--out", str(run),
+           *_args("train.ckpt_every=1"), "--steps", "100000"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # The first checkpoint means the loop (and its signal handlers) is running.
+        deadline = time.monotonic() + 120
+        while not (run / "checkpoints" / "last.pt").exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no checkpoint within 120 s"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert "interrupted by SIGTERM" in err and "--resume" in err
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == summary["steps"] >= 1

@@ -1,0 +1,138 @@
+"""prednet2.trainer: exact resume, non-finite stop, data order, config resolution, step modes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from train_helpers import tiny_config
+
+from prednet2 import PredictiveStack, build_model
+from prednet2.checkpoint import load_checkpoint
+from prednet2.config import Config
+from prednet2.trainer import (
+    DEFAULT_MOTION_CHANNELS,
+    NonFiniteLossError,
+    ResumableBatchSampler,
+    RunFolderError,
+    build_optimizer,
+    resolve_config,
+    train,
+    train_step,
+    unit_param_groups,
+)
+
+
+class NoisyStack(PredictiveStack):
+    """The real stack with input noise from the global torch RNG, so exact resume must restore the RNG too."""
+
+    def forward(self, clip, mask=None, state=None, *, detach_between=True):
+        return super().forward(clip + 0.05 * torch.randn_like(clip), mask, state, detach_between=detach_between)
+
+
+class NaNAfter(PredictiveStack):
+    """The real stack whose layer-0 loss turns NaN from forward call ``bad_call`` on."""
+
+    bad_call = 10**9
+
+    def forward(self, *args, **kwargs):
+        self.calls = getattr(self, "calls", 0) + 1
+        out = super().forward(*args, **kwargs)
+        if self.calls >= self.bad_call:
+            out.losses[0] = out.losses[0] * float("nan")
+        return out
+
+
+def _params(run) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run / "checkpoints" / "last.pt")["model"]
+
+
+def test_resume_matches_straight_run(tmp_path):
+    # ckpt_every=4 and log_every=5 do not divide 6: the resume point is a forced final save, mid-epoch (8 steps
+    # per epoch, so the resumed part crosses an epoch), and the runs log at different steps (logging must not
+    # change the numbers). NoisyStack draws from the torch RNG every window, so the RNG must be restored too.
+    extra = ("train.ckpt_every=4", "train.log_every=5")
+    straight = train(tiny_config(*extra, steps=12), "synthetic:shapes", tmp_path / "a", model_factory=NoisyStack,
+                     progress=False)  # fmt: skip
+    train(tiny_config(*extra, steps=6), "synthetic:shapes", tmp_path / "b", model_factory=NoisyStack, progress=False)
+    resumed = train(tiny_config(*extra, steps=12), "synthetic:shapes", tmp_path / "b", resume=True,
+                    model_factory=NoisyStack, progress=False)  # fmt: skip
+    assert straight["steps"] == resumed["steps"] == 12 and resumed["resumed_from"] == 6
+    a, b = _params(tmp_path / "a"), _params(tmp_path / "b")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-7, msg=k)
+    assert straight["final_loss"] == pytest.approx(resumed["final_loss"], rel=1e-5)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    class Bad(NaNAfter):
+        bad_call = 2 * 8 - 1  # 2 windows per step: step 8's first window
+
+    with pytest.raises(NonFiniteLossError) as e:
+        train(tiny_config(steps=30), "synthetic:shapes", tmp_path, model_factory=Bad, progress=False)
+    assert (e.value.step, e.value.layer, e.value.last_good_step) == (8, 0, 5)
+    assert "step 8" in str(e.value) and "layer 0" in str(e.value)
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert ckpt["step"] == 5
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "non_finite" and summary["steps"] == 8
+
+
+def test_refuses_existing_run_without_resume(tmp_path):
+    train(tiny_config(steps=2), "synthetic:shapes", tmp_path, progress=False)
+    with pytest.raises(RunFolderError, match="--resume"):
+        train(tiny_config(steps=2), "synthetic:shapes", tmp_path, progress=False)
+    with pytest.raises(RunFolderError, match="no checkpoint"):
+        train(tiny_config(steps=2), "synthetic:shapes", tmp_path / "empty", resume=True, progress=False)
+
+
+def test_sampler_position_and_epochs():
+    s = ResumableBatchSampler(10, 3, seed=0)
+    full = list(s)
+    assert len(full) == len(s) == 3 and all(len(b) == 3 for b in full)
+    s.set_position(0, 2)
+    assert list(s) == full[2:]
+    s.set_position(1, 0)
+    assert list(s) != full  # a new permutation per epoch
+    assert list(ResumableBatchSampler(2, 8, seed=0)) == [[1, 0]] or len(list(ResumableBatchSampler(2, 8, 0))) == 1
+
+
+def test_resolve_config_motion_channels_and_prednet():
+    cfg = Config.from_yaml(None, ["model.channels=[4,8]"])
+    assert resolve_config(cfg).model.motion_channels == DEFAULT_MOTION_CHANNELS
+    assert resolve_config(cfg.replace(["model.motion_channels=3"])).model.motion_channels == 3
+    off = resolve_config(cfg.replace(["motion=off", "model.motion_channels=3"]))
+    assert off.model.motion_channels == 0
+    no_mask = resolve_config(cfg, {"video": torch.zeros(4, 1, 16, 16, dtype=torch.uint8)})
+    assert not no_mask.motion.enabled and no_mask.model.motion_channels == 0 and no_mask.model.in_channels == 1
+    pn = resolve_config(Config.from_yaml(None, ["model.preset=prednet"]))
+    assert pn.train.mode == "end_to_end" and not pn.motion.enabled
+
+
+def test_param_groups_cover_each_parameter_once():
+    model = build_model(tiny_config().model)
+    groups = unit_param_groups(model)
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert len(ids) == len(set(ids)) == len([p for p in model.parameters() if p.requires_grad])
+    assert [g["name"] for g in groups][:2] == ["unit0", "unit1"]
+
+
+@pytest.mark.parametrize("mode,window", [("local", 2), ("local", 1), ("end_to_end", 2)])
+def test_train_step_modes(mode, window):
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    opt, _ = build_optimizer(model, cfg)
+    clip = torch.rand(2, 4, 3, 16, 16)
+    before = [p.detach().clone() for p in model.parameters()]
+    res = train_step(model, opt, clip, mode=mode, window=window, want_stats=True, want_outputs=True)
+    assert res.losses.shape == (2,) and torch.isfinite(res.losses).all()
+    assert res.grad_norms.numel() == (len(opt.param_groups) if mode == "local" else 1)
+    for l in range(2):
+        assert torch.isfinite(res.metrics[f"pred_vs_copy_last/layer{l}"])
+        assert res.metrics[f"error/layer{l}"] > 0
+    assert res.last.errors[0].shape[1] == (window if mode == "local" else 4)  # the last window's outputs
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
