@@ -128,3 +128,16 @@ def test_smoke_folder_loads_completely(tmp_path):
     ds = VideoFolder(SMOKE, size=(64, 64), cache_dir=tmp_path / "c", progress=False)
     assert len(ds.videos) == 11 and ds.n_skipped == 0
     assert ds[len(ds) - 1]["video"].shape == (10, 3, 64, 64)
+
+
+def test_truncated_file_keeps_decodable_frames(vt, tmp_path):
+    frames = np.random.default_rng(1).integers(0, 256, (20, 16, 16, 3), dtype=np.uint8)
+    p = vt.write_video(tmp_path / "t" / "cut.mkv", frames)  # lossless
+    data = p.read_bytes()
+    p.write_bytes(data[: int(len(data) * 0.6)])
+    ds = VideoFolder(p.parent, clip_len=4, size=(16, 16), cache_dir=tmp_path / "c", progress=False)
+    n = ds.num_frames(0)
+    assert 4 <= n < 20
+    np.testing.assert_array_equal(ds.frames(0), frames[:n])  # the frames before the cut, exactly
+    with pytest.raises(DataError, match="too short"):
+        VideoFolder(p.parent, clip_len=n + 1, size=(16, 16), cache_dir=tmp_path / "c", progress=False)
