@@ -236,13 +236,15 @@ def runs_table(c: Collected) -> str:
     lines = []
     for run, s in c.summaries.items():
         losses = ", ".join(f"{k}: {_num(v)}" for k, v in (s.get("final_loss") or {}).items())
+        fps = s.get("frames_per_s")
         lines.append(
-            f"| {_name(run)} | {s.get('data', '–')} | {s.get('steps', '–')} | {_wall(s.get('wall_s'))} | {losses} "
-            f"| {s.get('n_skipped', '–')} |"
+            f"| {_name(run)} | {s.get('data', '–')} | {s.get('preset', '–')} | {s.get('mode', '–')} "
+            f"| {s.get('steps', '–')} | {_wall(s.get('wall_s'))} | {_num(fps, '.0f') if fps else '–'} "
+            f"| {s.get('device', '–')} | {losses} | {s.get('n_skipped', '–')} |"
         )
     return (
-        "### Training runs\n\n| run | data | steps | wall time | final loss per layer | skipped files |\n"
-        "|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n"
+        "### Training runs\n\n| run | data | preset | mode | steps | wall time | frames/s | device "
+        "| final loss per layer | skipped files |\n" + "|---" * 10 + "|\n" + "\n".join(lines) + "\n"
     )
 
 
