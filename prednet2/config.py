@@ -47,6 +47,12 @@ class ModelConfig:
     bind_weight: float = 0.1  # weight of the RGB<->motion InfoNCE binding loss
     bind_temperature: float = 0.1
     use_ext_op: bool = True  # use the fused error-unit op when built (falls back to the torch reference)
+    arch: str = "stack"  # "stack" (PredictiveStack) | "prednet" (faithful PredNet baseline, end-to-end only)
+    hidden_channels: tuple[int, ...] = ()  # recurrent state channels per unit; () means the same as channels
+    encoder_norm: str = "none"  # target encoder norm: "none" | "group"
+    head_kernel: int = 1  # kernel of the head r -> a_hat (1 or 3)
+    input_kernel: int = 1  # kernel of the cell's input-to-hidden conv; 0 means kernel_size
+    stem: int = 2  # space-to-depth factor applied to frames (and masks) before unit 0: layer 0 runs at H/stem
 
 
 @dataclass(frozen=True)

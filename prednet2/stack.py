@@ -1,0 +1,405 @@
+"""PredictiveStack: locally trained recurrent units that predict their own future representation (DESIGN §2).
+
+Per time step, in PredNet's order:
+
+    for l = L-1 .. 0:
+        r_l(t) = cell_l(r_l(t-1), cat(a_l(t-1), e_l(t-1), up(r_{l+1}(t-1))));  â_l(t) = head_l(r_l(t))
+    x_0 = frame(t)
+    for l = 0 .. L-1:
+        a_l(t) = enc_l(x_l);  e_l(t) = [relu(a - â), relu(â - a)] against sg(a_l(t));  x_{l+1} = pool(sg(e_l))
+
+``forward`` is a loop over ``step``, so training and streaming cannot diverge. Tensor layout: (B, T, C, H, W).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .cells import State, upsample2
+from .config import ModelConfig
+from .losses import covariance_penalty, error_loss, info_nce, reference_error_unit, variance_hinge
+from .units import PredictiveUnit
+
+
+@dataclass
+class StackState:
+    """What one step hands the next: per layer the cell state, r, a and e from t-1, and the step count t."""
+
+    t: int
+    cell: list[State | None]
+    r: list[Tensor | None]
+    a: list[Tensor | None]
+    e: list[Tensor | None]
+
+
+def detach_state(state: StackState | None) -> StackState | None:
+    """The same state cut from the autograd graph: call it between truncated windows (memory flat in T)."""
+    if state is None:
+        return None
+
+    def d(x):
+        if x is None:
+            return None
+        if isinstance(x, tuple):
+            return tuple(v.detach() for v in x)
+        return x.detach()
+
+    return StackState(
+        t=state.t,
+        cell=[d(c) for c in state.cell],
+        r=[d(x) for x in state.r],
+        a=[d(x) for x in state.a],
+        e=[d(x) for x in state.e],
+    )
+
+
+@dataclass
+class StepOutput:
+    """One time step. Lists are per layer; tensors are (B, C, H, W) (errors 2C), frame_errors (B,).
+
+    ``losses[l]`` is unit l's local loss for this step alone (what ``step``-based online learning minimises);
+    ``terms`` holds its raw parts (``err/l``, ``var/l``, ``cov/l``, ``nce/l``, ``bind``); ``valid`` is False at t=0
+    (no prediction yet, so no error loss: PredNet's time weight 0 at t=0).
+    """
+
+    preds: list[Tensor]
+    targets: list[Tensor]
+    errors: list[Tensor]
+    states: list[Tensor]
+    frame_errors: list[Tensor]
+    losses: list[Tensor]
+    terms: dict[str, Tensor]
+    valid: bool
+    bind_pair: tuple[Tensor, Tensor] | None = None
+
+
+class StackOutput:
+    """A clip. Lists are per layer; tensors are (B, T, C_l, H_l, W_l) (errors 2*C_l), frame_errors (B, T).
+
+    ``losses[l]``: unit l's scalar local loss = layer_weight_l * mean error loss over valid steps + anti-collapse
+    terms (+ binding at unit 0). ``stats``: detached scalars for logging. ``state``: final state for the next window.
+    ``frame_errors[l][:, t]`` is the per-sample error-unit mean at t (surprise); it is 0 at the clip's first step
+    when no state was passed in (nothing was predicted there).
+
+    ``preds``, ``targets``, ``errors`` and ``states`` are stacked over time on first access: a training step that
+    only reads ``losses`` pays no copy for them.
+    """
+
+    def __init__(self, steps: list[StepOutput], losses: list[Tensor], stats: dict[str, Tensor], state: StackState):
+        self.steps = steps
+        self.losses = losses
+        self.stats = stats
+        self.state = state
+        self._cache: dict[str, list[Tensor]] = {}
+
+    def _stacked(self, key: str) -> list[Tensor]:
+        if key not in self._cache:
+            n = len(getattr(self.steps[0], key))
+            self._cache[key] = [torch.stack([getattr(s, key)[l] for s in self.steps], dim=1) for l in range(n)]
+        return self._cache[key]  # per layer (B, T, ...)
+
+    @property
+    def preds(self) -> list[Tensor]:
+        return self._stacked("preds")
+
+    @property
+    def targets(self) -> list[Tensor]:
+        return self._stacked("targets")
+
+    @property
+    def errors(self) -> list[Tensor]:
+        return self._stacked("errors")
+
+    @property
+    def states(self) -> list[Tensor]:
+        return self._stacked("states")
+
+    @property
+    def frame_errors(self) -> list[Tensor]:
+        return self._stacked("frame_errors")
+
+
+class PredictiveStack(nn.Module):
+    """The prednet2 model. Build it with ``prednet2.build_model(cfg)``; see docs/model.md."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        _validate(cfg)
+        self.cfg = cfg
+        L = len(cfg.channels)
+        hidden = cfg.hidden_channels or cfg.channels
+        pixel0 = cfg.target == "pixel"
+        units = []
+        in_ch = cfg.in_channels * cfg.stem**2
+        for l in range(L):
+            pixel = pixel0 and l == 0
+            unit = PredictiveUnit(
+                in_channels=in_ch,
+                channels=cfg.channels[l],
+                hidden_channels=hidden[l],
+                td_channels=hidden[l + 1] if (cfg.feedback and l + 1 < L) else 0,
+                cell=cfg.cell,
+                lateral=cfg.lateral,
+                kernel_size=cfg.kernel_size,
+                head_kernel=cfg.head_kernel,
+                encoder_norm=cfg.encoder_norm,
+                pixel=pixel,
+                motion_channels=cfg.motion_channels if l == 0 else 0,
+                mask_channels=cfg.stem**2,
+                input_kernel=cfg.input_kernel or None,
+                ema=cfg.target_mode == "ema",
+            )
+            units.append(unit)
+            in_ch = 2 * unit.target_channels if cfg.pass_up == "error" else unit.target_channels
+        self.units = nn.ModuleList(units)
+        self.layer_weights = tuple(cfg.layer_weights) or (1.0,) * L
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.units)
+
+    @property
+    def stride(self) -> int:
+        """Total downsampling: input sizes must be a multiple of it."""
+        return self.cfg.stem * 2 ** (self.num_layers - 1)
+
+    def unit_parameters(self, l: int) -> list[nn.Parameter]:
+        """Trainable parameters of unit l (what its local loss updates)."""
+        return [p for p in self.units[l].parameters() if p.requires_grad]
+
+    # ---- streaming ------------------------------------------------------------------------------------------
+    def step(
+        self,
+        frame: Tensor,
+        state: StackState | None = None,
+        mask: Tensor | None = None,
+        *,
+        detach_between: bool = True,
+        compute_losses: bool = True,
+    ) -> tuple[StepOutput, StackState]:
+        """One time step. frame (B, C, H, W) in [0, 1]; mask (B, 1, H, W) or None; state None on the first call.
+
+        ``detach_between=True`` (local mode) cuts every gradient path between units; False is end-to-end BPTT.
+        """
+        cfg = self.cfg
+        L = self.num_layers
+        self._check_input(frame.shape[-2:], mask is not None)
+        if cfg.stem > 1:  # space-to-depth: (B, C, H, W) -> (B, C*s*s, H/s, W/s); nothing is thrown away
+            frame = F.pixel_unshuffle(frame, cfg.stem)
+            mask = None if mask is None else F.pixel_unshuffle(mask, cfg.stem)
+        B, _, H, W = frame.shape
+        if state is None:
+            state = StackState(t=0, cell=[None] * L, r=[None] * L, a=[None] * L, e=[None] * L)
+
+        # Step 1. Top-down: states from t-1, then the predictions of what frame t will bring.
+        preds: list[Tensor] = [frame] * L
+        r_new: list[Tensor] = [frame] * L
+        cell_new: list[State | None] = [None] * L
+        for l in reversed(range(L)):
+            u = self.units[l]
+            h, w = H >> l, W >> l
+            a_prev = state.a[l] if state.a[l] is not None else frame.new_zeros(B, u.target_channels, h, w)
+            e_prev = state.e[l] if state.e[l] is not None else frame.new_zeros(B, 2 * u.target_channels, h, w)
+            td = None
+            if u.td_channels:
+                r_above = state.r[l + 1]
+                if r_above is None:
+                    r_above = frame.new_zeros(B, u.td_channels, h >> 1, w >> 1)
+                td = upsample2(r_above.detach() if detach_between else r_above)
+            preds[l], r_new[l], cell_new[l] = u.predict(a_prev, e_prev, td, state.cell[l])
+
+        # Step 2. Bottom-up: what arrived, and how wrong the predictions were.
+        valid = state.t > 0
+        x = frame
+        a_new: list[Tensor] = []
+        targets: list[Tensor] = []
+        errors: list[Tensor] = []
+        frame_errors: list[Tensor] = []
+        terms: dict[str, Tensor] = {}
+        bind_pair = None
+        for l in range(L):
+            u = self.units[l]
+            a, target = u.encode(x, mask if l == 0 else None)
+            e, per_sample = self._error(preds[l], target)
+            a_new.append(a)
+            targets.append(target)
+            errors.append(e)
+            frame_errors.append(per_sample.detach() if valid else torch.zeros_like(per_sample.detach()))
+            if compute_losses:
+                terms[f"err/{l}"] = per_sample.mean() if valid else 0.0 * per_sample.sum()
+                terms.update(self._anti_collapse(l, a, preds[l]))
+                if u.motion_channels:
+                    bind_pair = u.bind_projections(a)
+            if l + 1 < L:
+                up = e if cfg.pass_up == "error" else a
+                x = F.max_pool2d(up.detach() if detach_between else up, 2)
+
+        losses: list[Tensor] = []
+        if compute_losses:
+            if bind_pair is not None:
+                terms["bind"] = info_nce(*bind_pair, cfg.bind_temperature) if B > 1 else 0.0 * bind_pair[0].sum()
+            losses = self._compose(terms)
+        new_state = StackState(t=state.t + 1, cell=cell_new, r=r_new, a=a_new, e=errors)
+        out = StepOutput(preds, targets, errors, r_new, frame_errors, losses, terms, valid, bind_pair)
+        return out, new_state
+
+    def forward(
+        self,
+        clip: Tensor,
+        mask: Tensor | None = None,
+        state: StackState | None = None,
+        *,
+        detach_between: bool = True,
+    ) -> StackOutput:
+        """A clip (B, T, C, H, W) in [0, 1]; mask (B, T, 1, H, W) or None. See StackOutput for what comes back."""
+        if clip.dim() != 5:
+            raise ValueError(f"expected a clip (B, T, C, H, W), got shape {tuple(clip.shape)}")
+        self._check_input(clip.shape[-2:], mask is not None)
+        T = clip.shape[1]
+        steps: list[StepOutput] = []
+        for t in range(T):
+            out, state = self.step(
+                clip[:, t], state, None if mask is None else mask[:, t], detach_between=detach_between
+            )
+            steps.append(out)
+
+        # Aggregate: error loss averaged over valid steps, anti-collapse over all steps, binding over (B*T) pairs.
+        n_valid = sum(s.valid for s in steps)
+        terms: dict[str, Tensor] = {}
+        for key in steps[0].terms:
+            if key == "bind":
+                continue
+            vals = [s.terms[key] for s in steps if s.valid or not key.startswith("err/")]
+            terms[key] = torch.stack(vals).mean() if n_valid or not key.startswith("err/") else steps[0].terms[key]
+        if steps[0].bind_pair is not None:
+            rgb = torch.cat([s.bind_pair[0] for s in steps], dim=0)  # (T*B, D)
+            mot = torch.cat([s.bind_pair[1] for s in steps], dim=0)
+            terms["bind"] = info_nce(rgb, mot, self.cfg.bind_temperature)
+        losses = self._compose(terms)
+
+        stats = {k: v.detach() for k, v in terms.items()}
+        return StackOutput(steps, losses, stats, state)
+
+    @torch.no_grad()
+    def extract_features(self, clip: Tensor, mask: Tensor | None = None, *, grid: int = 1) -> dict[int, Tensor]:
+        """Per-layer features for probes: {l: (B, F_l)}, F_l = (C_target_l + C_hidden_l) * grid**2.
+
+        Per layer the concatenation of a (identity) and r (motion), each mean-pooled over time and over a
+        ``grid x grid`` spatial grid (grid=1: global pooling). Runs in eval mode without grad; the training mode
+        is restored afterwards.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            self._check_input(clip.shape[-2:], mask is not None)
+            sums: dict[int, Tensor] = {}
+            state = None
+            T = clip.shape[1]
+            for t in range(T):
+                out, state = self.step(clip[:, t], state, None if mask is None else mask[:, t], compute_losses=False)
+                a_list = state.a
+                for l in range(self.num_layers):
+                    f = torch.cat([a_list[l], out.states[l]], dim=1)
+                    f = F.adaptive_avg_pool2d(f, grid).flatten(1)  # (B, C*grid*grid)
+                    sums[l] = f if t == 0 else sums[l] + f
+            return {l: s / T for l, s in sums.items()}
+        finally:
+            self.train(was_training)
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """Move EMA target encoders toward the online ones (call after each optimizer step; no-op in stopgrad)."""
+        for u in self.units:
+            u.update_ema(self.cfg.ema_momentum)
+
+    # ---- helpers --------------------------------------------------------------------------------------------
+    def _error(self, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        if self.cfg.use_ext_op:
+            return error_loss(pred, target)
+        return reference_error_unit(pred, target)
+
+    def _anti_collapse(self, l: int, a: Tensor, a_hat: Tensor) -> dict[str, Tensor]:
+        u = self.units[l]
+        mode = self.cfg.anti_collapse
+        if mode == "none":
+            return {}
+        if u.pixel:  # the pixel part is the frame itself; only a motion part can collapse
+            if not u.motion_channels:
+                return {}
+            a = a[:, u.repr_channels :]
+            a_hat = a_hat[:, u.repr_channels :]
+        if mode == "vicreg":
+            return {f"var/{l}": variance_hinge(a), f"cov/{l}": covariance_penalty(a)}
+        # "infonce": the prediction at a position must pick out the actual representation at that position among
+        # other positions of the batch (CPC); the key is not detached, so the encoder learns to be discriminative.
+        q = a_hat.permute(0, 2, 3, 1).flatten(0, 2)  # (B*H*W, C)
+        k = a.permute(0, 2, 3, 1).flatten(0, 2)
+        n = q.shape[0]
+        if n > 256:  # a fixed, evenly spaced subset keeps the (N, N) logits small
+            idx = torch.linspace(0, n - 1, 256, device=a.device).long()
+            q, k = q[idx], k[idx]
+        return {f"nce/{l}": info_nce(q, k, self.cfg.bind_temperature)}
+
+    def _compose(self, terms: dict[str, Tensor]) -> list[Tensor]:
+        cfg = self.cfg
+        losses = []
+        for l in range(self.num_layers):
+            loss = self.layer_weights[l] * terms[f"err/{l}"]
+            if f"var/{l}" in terms:
+                loss = loss + cfg.var_weight * terms[f"var/{l}"] + cfg.cov_weight * terms[f"cov/{l}"]
+            if f"nce/{l}" in terms:
+                loss = loss + cfg.var_weight * terms[f"nce/{l}"]
+            if l == 0 and "bind" in terms:
+                loss = loss + cfg.bind_weight * terms["bind"]
+            losses.append(loss)
+        return losses
+
+    def _check_input(self, hw, has_mask: bool) -> None:
+        h, w = int(hw[0]), int(hw[1])
+        m = self.stride
+        if h % m or w % m:
+            raise ValueError(
+                f"input size {h}x{w} is not a multiple of {m} "
+                f"(the total stride stem*2^(L-1) of {self.num_layers} units); "
+                f"resize or crop to e.g. {max(m, h // m * m)}x{max(m, w // m * m)} (data.size)"
+            )
+        if self.cfg.motion_channels and not has_mask:
+            raise ValueError(
+                f"model.motion_channels={self.cfg.motion_channels} needs motion masks: pass mask (B, T, 1, H, W) "
+                "(datasets give batch['mask'] when motion is enabled), or turn the stream off with --set motion=off "
+                "or model.motion_channels=0"
+            )
+
+
+def _validate(cfg: ModelConfig) -> None:
+    L = len(cfg.channels)
+    if L < 1:
+        raise ValueError("model.channels: need at least one unit")
+    checks = {
+        "cell": (cfg.cell, {"gru", "lstm"}),
+        "target": (cfg.target, {"repr", "pixel"}),
+        "pass_up": (cfg.pass_up, {"error", "repr"}),
+        "anti_collapse": (cfg.anti_collapse, {"vicreg", "none", "infonce"}),
+        "target_mode": (cfg.target_mode, {"stopgrad", "ema"}),
+        "encoder_norm": (cfg.encoder_norm, {"none", "group"}),
+    }
+    for key, (v, ok) in checks.items():
+        if v not in ok:
+            raise ValueError(f"model.{key}: unknown value {v!r}; choose one of {sorted(ok)}")
+    if cfg.layer_weights and len(cfg.layer_weights) != L:
+        raise ValueError(f"model.layer_weights: {len(cfg.layer_weights)} weights for {L} units (model.channels)")
+    if cfg.hidden_channels and len(cfg.hidden_channels) != L:
+        raise ValueError(f"model.hidden_channels: {len(cfg.hidden_channels)} entries for {L} units (model.channels)")
+    if cfg.stem < 1:
+        raise ValueError("model.stem must be >= 1")
+    if cfg.motion_channels < 0:
+        raise ValueError("model.motion_channels must be >= 0")
+
+
+def with_motion(cfg: ModelConfig, enabled: bool) -> ModelConfig:
+    """``cfg`` with the motion stream off when ``enabled`` is False (what ``--set motion=off`` means for the model)."""
+    return cfg if enabled else replace(cfg, motion_channels=0)

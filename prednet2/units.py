@@ -1,0 +1,165 @@
+"""PredictiveUnit: one level of the stack (DESIGN §2).
+
+A unit owns everything its local loss trains:
+- a target encoder ``enc`` (conv3x3 -> optional GroupNorm -> ReLU) mapping its input x to its representation a;
+- optionally a motion encoder ``enc_motion`` (layer 0 with the motion stream), so the target is ``cat(a, m)``;
+- a recurrent cell (ConvGRU / ConvLSTM / state-free) whose state r sees ``cat(a(t-1), e(t-1), up(r_above(t-1)))``;
+- a head mapping r to â, the prediction of the target at t made before seeing frame t;
+- optionally EMA copies of the encoders (``target_mode="ema"``) and the binding projections.
+
+The stack wires units together; a unit never sees another unit's parameters, which is what makes local learning
+local.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor, nn
+
+from .cells import State, build_cell
+
+
+class Encoder(nn.Module):
+    """conv3x3 -> (GroupNorm) -> ReLU. (B, C_in, H, W) -> (B, C, H, W). ReLU as PredNet's A_l = relu(conv(.))."""
+
+    def __init__(self, in_channels: int, channels: int, *, kernel_size: int = 3, norm: str = "none"):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, channels, kernel_size, padding=kernel_size // 2)
+        if norm == "group":
+            self.norm: nn.Module = nn.GroupNorm(max(1, channels // 8), channels)
+        elif norm == "none":
+            self.norm = nn.Identity()
+        else:
+            raise ValueError(f"model.encoder_norm: unknown norm {norm!r}; choose 'none' or 'group'")
+        self.act = nn.ReLU()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.norm(self.conv(x)))
+
+
+class PredictiveUnit(nn.Module):
+    """One predictive unit. See the module docstring for what it holds.
+
+    Args:
+        in_channels: channels of the unit's input x (frame channels at layer 0, 2*C_below for pass_up="error").
+        channels: C, channels of the representation a (ignored for a pixel unit, whose target is x itself).
+        hidden_channels: channels of the recurrent state r.
+        td_channels: channels of the top-down input (hidden channels of the unit above; 0 for none).
+        pixel: the target is the input itself (PredNet's pixel layer); â = sigmoid(head(r)).
+        motion_channels: >0 adds a motion encoder (mask -> motion_channels) and the binding projections.
+        mask_channels: channels of the mask as the unit sees it (1, or stem**2 after space-to-depth).
+        ema: keep EMA copies of the encoders to produce the target (BYOL-style); else the target is sg(a).
+    """
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        channels: int,
+        hidden_channels: int,
+        td_channels: int,
+        cell: str = "gru",
+        lateral: bool = True,
+        kernel_size: int = 3,
+        head_kernel: int = 1,
+        encoder_norm: str = "none",
+        pixel: bool = False,
+        motion_channels: int = 0,
+        mask_channels: int = 1,
+        input_kernel: int | None = None,
+        ema: bool = False,
+        bind_dim: int = 32,
+    ):
+        super().__init__()
+        self.pixel = pixel
+        self.repr_channels = in_channels if pixel else channels  # channels of a (without the motion part)
+        self.motion_channels = motion_channels
+        self.target_channels = self.repr_channels + motion_channels
+        self.hidden_channels = hidden_channels
+        self.td_channels = td_channels
+
+        self.enc = None if pixel else Encoder(in_channels, channels, kernel_size=kernel_size, norm=encoder_norm)
+        self.enc_motion = (
+            Encoder(mask_channels, motion_channels, kernel_size=kernel_size, norm=encoder_norm)
+            if motion_channels
+            else None
+        )
+        # cell input: a(t-1) (target channels), e(t-1) (2x target channels), up(r_above(t-1)) (td channels)
+        self.cell = build_cell(
+            cell,
+            lateral=lateral,
+            in_channels=3 * self.target_channels + td_channels,
+            hidden_channels=hidden_channels,
+            kernel_size=kernel_size,
+            input_kernel=input_kernel,
+        )
+        self.head = nn.Conv2d(hidden_channels, self.target_channels, head_kernel, padding=head_kernel // 2)
+        if motion_channels:
+            self.bind_rgb = nn.Linear(self.repr_channels, bind_dim)
+            self.bind_motion = nn.Linear(motion_channels, bind_dim)
+        self.ema = ema
+        if ema:
+            # Target encoders: not trained by gradient, moved toward the online ones by update_ema().
+            self.enc_target = copy.deepcopy(self.enc)
+            self.enc_motion_target = copy.deepcopy(self.enc_motion)
+            for p in list(_params(self.enc_target)) + list(_params(self.enc_motion_target)):
+                p.requires_grad_(False)
+
+    # ---- bottom-up ------------------------------------------------------------------------------------------
+    def encode(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """What arrived: x (B, C_in, H, W), mask (B, 1, H, W) or None -> (a, target), each (B, C_target, H, W).
+
+        ``a`` is the online representation (trains the encoder through the recurrence and the anti-collapse
+        terms); ``target`` is what the error compares the prediction with: sg(a), or the EMA encoders' output.
+        """
+        parts = [x if self.enc is None else self.enc(x)]
+        if self.enc_motion is not None:
+            if mask is None:
+                raise ValueError("this unit has a motion stream (motion_channels > 0) but no mask was given")
+            parts.append(self.enc_motion(mask))
+        a = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        if not self.ema:
+            return a, a.detach()
+        with torch.no_grad():
+            t_parts = [x if self.enc_target is None else self.enc_target(x)]
+            if self.enc_motion_target is not None:
+                t_parts.append(self.enc_motion_target(mask))
+            target = t_parts[0] if len(t_parts) == 1 else torch.cat(t_parts, dim=1)
+        return a, target
+
+    # ---- top-down -------------------------------------------------------------------------------------------
+    def predict(
+        self, a_prev: Tensor, e_prev: Tensor, td: Tensor | None, state: State | None
+    ) -> tuple[Tensor, Tensor, State]:
+        """The state update and the prediction. a_prev (B, C_t, H, W), e_prev (B, 2C_t, H, W), td (B, C_td, H, W).
+
+        Returns (â (B, C_t, H, W), r (B, C_h, H, W), cell state).
+        """
+        inputs = [a_prev, e_prev] if td is None else [a_prev, e_prev, td]
+        r, state = self.cell(torch.cat(inputs, dim=1), state)
+        a_hat = self.head(r)
+        if self.pixel:
+            # Pixels live in [0, 1]; the motion part (if any) is a representation and stays linear.
+            px, rest = a_hat.split([self.repr_channels, self.motion_channels], dim=1)
+            a_hat = torch.sigmoid(px) if self.motion_channels == 0 else torch.cat([torch.sigmoid(px), rest], dim=1)
+        return a_hat, r, state
+
+    def bind_projections(self, a: Tensor) -> tuple[Tensor, Tensor]:
+        """Spatially pooled projections for the RGB<->motion binding loss. a (B, C_t, H, W) -> two (B, D)."""
+        rgb, motion = a.split([self.repr_channels, self.motion_channels], dim=1)
+        return self.bind_rgb(rgb.mean(dim=(2, 3))), self.bind_motion(motion.mean(dim=(2, 3)))
+
+    @torch.no_grad()
+    def update_ema(self, momentum: float) -> None:
+        """target <- momentum * target + (1 - momentum) * online (BYOL, Grill et al. 2020, eq. 1). No-op without EMA."""
+        if not self.ema:
+            return
+        for online, target in ((self.enc, self.enc_target), (self.enc_motion, self.enc_motion_target)):
+            for p_o, p_t in zip(_params(online), _params(target)):
+                p_t.lerp_(p_o, 1.0 - momentum)
+
+
+def _params(m: nn.Module | None):
+    return iter(()) if m is None else m.parameters()

@@ -1,0 +1,228 @@
+import dataclasses
+
+import pytest
+import torch
+
+from prednet2 import Config, ModelConfig, PredictiveStack, build_model, detach_state
+
+SMALL = dict(channels=(4, 6, 8), stem=1, input_kernel=3)
+
+
+def make(**over) -> PredictiveStack:
+    torch.manual_seed(0)
+    return build_model(dataclasses.replace(ModelConfig(), **{**SMALL, **over}))
+
+
+def clip(b=2, t=4, c=3, h=16, w=16):
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(b, t, c, h, w, generator=g)
+
+
+def test_forward_shapes_and_finite():
+    m = make()
+    x = clip()
+    out = m(x)
+    assert m.num_layers == 3 and len(out.losses) == 3
+    for l, (c, s) in enumerate(zip((4, 6, 8), (16, 8, 4))):
+        assert out.preds[l].shape == (2, 4, c, s, s)
+        assert out.targets[l].shape == (2, 4, c, s, s)
+        assert out.errors[l].shape == (2, 4, 2 * c, s, s)
+        assert out.states[l].shape == (2, 4, c, s, s)
+        assert out.frame_errors[l].shape == (2, 4)
+        assert out.losses[l].dim() == 0 and torch.isfinite(out.losses[l])
+    for k in ("err/0", "var/0", "cov/0", "err/2"):
+        assert k in out.stats and not out.stats[k].requires_grad
+
+
+def test_no_error_loss_at_t0():
+    m = make()
+    out = m(clip(t=1))
+    for l in range(3):
+        assert out.stats[f"err/{l}"].item() == 0.0
+        assert torch.all(out.frame_errors[l][:, 0] == 0)
+    out = m(clip(t=3))
+    assert torch.all(out.frame_errors[0][:, 0] == 0) and torch.all(out.frame_errors[0][:, 1:] > 0)
+    # the error loss is the mean over t >= 1 only
+    want = out.frame_errors[1][:, 1:].mean()
+    torch.testing.assert_close(out.stats["err/1"], want)
+
+
+def test_loss_backward_with_single_frame_and_no_anti_collapse():
+    m = make(anti_collapse="none")
+    out = m(clip(t=1))
+    sum(out.losses).backward()  # a zero but differentiable loss, so a trainer's backward never fails
+
+
+def test_step_equals_forward():
+    m = make()
+    x = clip(t=5)
+    out = m(x)
+    state = None
+    for t in range(5):
+        so, state = m.step(x[:, t], state)
+        for l in range(3):
+            torch.testing.assert_close(so.preds[l], out.preds[l][:, t])
+            torch.testing.assert_close(so.errors[l], out.errors[l][:, t])
+            torch.testing.assert_close(so.states[l], out.states[l][:, t])
+    torch.testing.assert_close(state.r[2], out.state.r[2])
+
+
+def test_windows_continue_the_state():
+    m = make()
+    x = clip(t=6)
+    full = m(x)
+    w1 = m(x[:, :3])
+    w2 = m(x[:, 3:], state=detach_state(w1.state))
+    for l in range(3):
+        torch.testing.assert_close(w2.preds[l], full.preds[l][:, 3:])
+        assert torch.all(w2.frame_errors[l] > 0)  # the window's first step has a prediction: it counts
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        {},
+        {"cell": "lstm"},
+        {"pass_up": "repr"},
+        {"anti_collapse": "infonce"},
+        {"target_mode": "ema"},
+        {"target": "pixel"},
+        {"motion_channels": 3},
+        {"lateral": False},
+    ],
+)
+def test_gradient_isolation_local_mode(over):
+    m = make(**over)
+    x = clip(t=4)
+    mask = (torch.rand(2, 4, 1, 16, 16) > 0.5).float() if over.get("motion_channels") else None
+    for l in range(3):
+        m.zero_grad(set_to_none=True)
+        out = m(x, mask)
+        out.losses[l].backward()
+        for k, u in enumerate(m.units):
+            grads = [p.grad for p in u.parameters() if p.requires_grad]
+            if k == l:
+                assert any(g is not None and g.abs().sum() > 0 for g in grads), f"unit {l} got no gradient"
+            else:
+                assert all(g is None or torch.all(g == 0) for g in grads), f"loss {l} leaked into unit {k}"
+
+
+def test_gradients_cross_units_end_to_end():
+    m = make()
+    out = m(clip(t=4), detach_between=False)
+    out.losses[2].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.units[0].parameters())
+    m.zero_grad(set_to_none=True)
+    out = m(clip(t=4), detach_between=False)
+    out.losses[0].backward()  # via the top-down input up(r_1(t-1))
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.units[1].parameters())
+
+
+def test_size_not_multiple_of_stride():
+    m = make(stem=2)  # total stride 2 * 2^2 = 8
+    assert m.stride == 8
+    with pytest.raises(ValueError, match=r"20x16 is not a multiple of 8"):
+        m(torch.rand(1, 2, 3, 20, 16))
+
+
+def test_extract_features_shapes_no_grad_and_mode():
+    m = make()
+    m.train()
+    feats = m.extract_features(clip(t=3))
+    assert m.training
+    assert sorted(feats) == [0, 1, 2]
+    for l, c in enumerate((4, 6, 8)):
+        assert feats[l].shape == (2, 2 * c)
+        assert not feats[l].requires_grad
+    grid = m.extract_features(clip(t=3), grid=2)
+    assert grid[0].shape == (2, 2 * 4 * 4)
+
+
+def test_motion_stream_shapes_and_errors():
+    m = make(motion_channels=3)
+    x = clip(t=3)
+    mask = (torch.rand(2, 3, 1, 16, 16) > 0.5).float()
+    out = m(x, mask)
+    assert out.targets[0].shape == (2, 3, 4 + 3, 16, 16)
+    assert out.preds[0].shape == (2, 3, 7, 16, 16)
+    assert out.errors[0].shape == (2, 3, 14, 16, 16)
+    assert "bind" in out.stats and out.stats["bind"] > 0
+    assert m.extract_features(x, mask)[0].shape == (2, 7 + 4)
+    with pytest.raises(ValueError, match="motion_channels=3 needs motion masks"):
+        m(x)
+
+
+def test_motion_binding_loss_decreases_on_matched_toy():
+    # Clip b shows one square of size 2 + b whose mask is that square: RGB and motion co-occur per clip, so pooled
+    # projections can learn to match (the two frames of a clip are alike, so the floor is about log 2, not 0).
+    m = make(motion_channels=4, bind_weight=1.0)
+    x = torch.zeros(8, 2, 3, 16, 16)
+    mask = torch.zeros(8, 2, 1, 16, 16)
+    for b in range(8):
+        s = 2 + b
+        x[b, :, :, 1 : 1 + s, 2 : 2 + s] = 1.0
+        mask[b, :, :, 1 : 1 + s, 2 : 2 + s] = 1.0
+    opt = torch.optim.Adam(m.units[0].parameters(), lr=1e-2)
+    first = None
+    for _ in range(40):
+        out = m(x, mask)
+        bind = out.stats["bind"].item()
+        first = bind if first is None else first
+        opt.zero_grad()
+        out.losses[0].backward()
+        opt.step()
+    assert bind < 0.6 * first, (first, bind)
+
+
+def test_ema_target_and_update():
+    m = make(target_mode="ema", ema_momentum=0.5)
+    u = m.units[1]
+    with torch.no_grad():
+        u.enc.conv.weight.add_(1.0)
+    before = u.enc_target.conv.weight.clone()
+    m.update_ema()
+    torch.testing.assert_close(u.enc_target.conv.weight, 0.5 * before + 0.5 * u.enc.conv.weight)
+    assert not any(p.requires_grad for p in u.enc_target.parameters())
+
+
+def test_pixel_mode_layer0_target_is_the_frame():
+    m = make(target="pixel")
+    x = clip(t=2)
+    out = m(x)
+    torch.testing.assert_close(out.targets[0], x)
+    assert out.preds[0].min() >= 0 and out.preds[0].max() <= 1
+    assert "var/0" not in out.stats  # nothing to collapse at the pixel layer
+
+
+def test_stem_space_to_depth():
+    m = make(stem=2)
+    out = m(clip(t=2))
+    assert out.preds[0].shape == (2, 2, 4, 8, 8)
+    assert out.preds[2].shape == (2, 2, 8, 2, 2)
+
+
+def test_build_model_motion_off_from_config():
+    cfg = Config.from_dict(
+        {
+            "model": {**{k: list(v) if isinstance(v, tuple) else v for k, v in SMALL.items()}, "motion_channels": 3},
+            "motion": {"enabled": False},
+        }
+    )
+    assert build_model(cfg).cfg.motion_channels == 0
+    assert build_model(cfg.model).cfg.motion_channels == 3
+
+
+@pytest.mark.parametrize(
+    "key,val",
+    [
+        ("cell", "rnn"),
+        ("pass_up", "x"),
+        ("anti_collapse", "y"),
+        ("target", "z"),
+        ("layer_weights", (1.0,)),
+        ("arch", "transformer"),
+    ],
+)
+def test_bad_model_config(key, val):
+    with pytest.raises(ValueError, match=f"model.{key}"):
+        make(**{key: val})
