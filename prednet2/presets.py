@@ -18,6 +18,19 @@ PRESETS = {
     "tiny": {"channels": [16, 32, 64], "cell": "gru", "stem": 2, "input_kernel": 1},
     "small": {"channels": [32, 64, 128], "cell": "gru", "stem": 2, "input_kernel": 3},
     "base": {"channels": [64, 128, 256, 256], "cell": "gru", "stem": 1, "input_kernel": 3},
+    # The KITTI stack of Lotter et al. 2016 (prednet2/prednet.py); train.py forces train.mode=end_to_end for it.
+    "prednet": {
+        "arch": "prednet",
+        "channels": [3, 48, 96, 192],
+        "cell": "lstm",
+        "kernel_size": 3,
+        "input_kernel": 3,
+        "stem": 1,
+        "target": "pixel",
+        "anti_collapse": "none",
+        "layer_weights": [1.0, 0.0, 0.0, 0.0],
+        "motion_channels": 0,
+    },
 }
 
 for _name, _fields in PRESETS.items():

@@ -1,0 +1,59 @@
+import pytest
+import torch
+
+from prednet2 import Config, build_model
+from prednet2.prednet import PredNet
+
+
+def kitti(**over):
+    cfg = Config.from_dict({"model": {"preset": "prednet", **over}})
+    torch.manual_seed(0)
+    return build_model(cfg.model)
+
+
+def test_kitti_stack_shapes_match_the_original():
+    # Lotter et al. 2016, KITTI: stack sizes (3, 48, 96, 192) at 128x160.
+    m = kitti()
+    assert isinstance(m, PredNet) and m.num_layers == 4
+    out = m(torch.rand(1, 2, 3, 128, 160))
+    a_shapes = [(3, 128, 160), (48, 64, 80), (96, 32, 40), (192, 16, 20)]
+    for l, (c, h, w) in enumerate(a_shapes):
+        assert out.targets[l].shape == (1, 2, c, h, w)  # A_l
+        assert out.preds[l].shape == (1, 2, c, h, w)  # Â_l
+        assert out.states[l].shape == (1, 2, c, h, w)  # R_l: R stack sizes equal the A stack sizes
+        assert out.errors[l].shape == (1, 2, 2 * c, h, w)  # E_l
+    assert out.preds[0].min() >= 0 and out.preds[0].max() <= 1  # SatLU
+    assert len(out.losses) == 4
+    assert all(out.losses[l].item() == 0 for l in (1, 2, 3))  # L_0 weights [1, 0, 0, 0]
+
+
+def test_prednet_is_end_to_end_and_top_down_is_same_time():
+    m = kitti(channels=[3, 4, 6], layer_weights=[1.0, 0.0, 0.0])
+    x = torch.rand(2, 3, 3, 16, 16)
+    out = m(x)
+    sum(out.losses).backward()
+    # the pixel loss alone trains every layer (through the targets A_l and the same-t top-down input)
+    for u in m.units:
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in u.parameters())
+
+
+def test_prednet_step_equals_forward_and_t0_has_no_loss():
+    m = kitti(channels=[3, 4, 6], layer_weights=[1.0, 0.1, 0.1])
+    x = torch.rand(2, 3, 3, 16, 16)
+    out = m(x)
+    assert torch.all(out.frame_errors[0][:, 0] == 0)
+    state = None
+    for t in range(3):
+        so, state = m.step(x[:, t], state)
+        torch.testing.assert_close(so.preds[0], out.preds[0][:, t])
+    torch.testing.assert_close(out.losses[1], 0.1 * out.frame_errors[1][:, 1:].mean())
+
+
+def test_prednet_grayscale_and_features_and_size_error():
+    m = kitti(in_channels=1, channels=[3, 4, 6], layer_weights=[1.0, 0.0, 0.0])
+    x = torch.rand(2, 2, 1, 16, 16)
+    assert m(x).targets[0].shape == (2, 2, 1, 16, 16)
+    feats = m.extract_features(x)
+    assert feats[0].shape == (2, 1 + 3) and feats[2].shape == (2, 12)
+    with pytest.raises(ValueError, match="not a multiple of 4"):
+        m(torch.rand(1, 2, 1, 18, 16))
