@@ -49,7 +49,9 @@ def ext_modules():
         return [], {}
 
     sources_cu = sorted(glob.glob("cuda_ext/*.cu"))
-    cxx = ["-O3", "-std=c++20", "-fopenmp"]  # torch 2.14 headers need C++20
+    # torch 2.14 headers need C++20. -fno-trapping-math lets GCC turn the error-unit backward's selects into blends
+    # and vectorise it (nothing here relies on floating-point exception flags).
+    cxx = ["-O3", "-std=c++20", "-fopenmp", "-fno-trapping-math"]
     with_cuda = bool(sources_cu) and CUDA_HOME is not None and os.environ.get("PREDNET2_NO_CUDA") != "1"
     if with_cuda:
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")

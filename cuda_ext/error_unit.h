@@ -37,8 +37,13 @@ HOST_DEVICE_INLINE void error_unit_forward_elem(acc_t p, acc_t t, acc_t& pos, ac
 // d E_pos / d t = [d > 0], d E_neg / d t = -[d < 0]; the loss term reaches both E halves.
 template <typename acc_t>
 HOST_DEVICE_INLINE acc_t error_unit_backward_elem(acc_t p, acc_t t, acc_t g_pos, acc_t g_neg, acc_t g_loss_w) {
+  // Select the upstream gradient first, then one add: no floating-point op sits under a branch, so the compiler
+  // turns the selects into blends and vectorises the loop (a branch around an add blocks that under -ftrapping-math).
   const acc_t d = t - p;
-  return d > acc_t(0) ? (g_pos + g_loss_w) : (d < acc_t(0) ? -(g_neg + g_loss_w) : acc_t(0));
+  const acc_t s = (d > acc_t(0) ? g_pos : g_neg) + g_loss_w;
+  acc_t g = d < acc_t(0) ? -s : acc_t(0);
+  g = d > acc_t(0) ? s : g;
+  return g;
 }
 
 // 1 / (2C * sum_i w[b, i]), or 0 when the denominator is 0 (the sample then has loss 0 and no loss gradient).

@@ -246,6 +246,31 @@ def test_extension_is_used_when_built():
     assert torch._C._dispatch_has_kernel_for_dispatch_key("prednet2::error_unit", "CPU")
 
 
+def _cuda_arches(so_path: str) -> set[int]:
+    """SM versions of the CUDA ELF images (cubins) embedded in a shared library's fatbin."""
+    data = Path(so_path).read_bytes()
+    arches = set()
+    i = data.find(b"\x7fELF", 1)
+    while i != -1:
+        if int.from_bytes(data[i + 18 : i + 20], "little") == 190:  # e_machine == EM_CUDA
+            arches.add((int.from_bytes(data[i + 48 : i + 52], "little") >> 8) & 0xFF)  # e_flags: SM in bits 8-15
+        i = data.find(b"\x7fELF", i + 1)
+    return arches
+
+
+def test_cuda_kernels_compiled_into_extension():
+    """Where nvcc exists (CI), `make install` must have compiled the CUDA kernels for sm_80 and sm_90."""
+    built = glob.glob(str(REPO / "prednet2" / "_C*.so"))
+    cuda_home = os.environ.get("CUDA_HOME") or ("/usr/local/cuda" if os.path.exists("/usr/local/cuda/bin/nvcc") else "")
+    if not built or not cuda_home or os.environ.get("PREDNET2_NO_CUDA") == "1":
+        pytest.skip("no built extension or no CUDA toolkit (nvcc) here: the CUDA kernels are not expected")
+    arches = _cuda_arches(built[0])
+    assert {80, 90} <= arches, (
+        f"{built[0]} holds CUDA images for SM {sorted(arches)}, expected 80 and 90: rebuild with `make install` "
+        "(CUDA_HOME set, PREDNET2_NO_CUDA unset)"
+    )
+
+
 def test_fallback_without_extension_registers_op_and_matches():
     """With the extension hidden, the op name still exists, runs the reference, and says so once."""
     code = textwrap.dedent(
