@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor, nn
 
 from .cells import upsample2
@@ -54,7 +55,8 @@ _TAG_X, _TAG_R = 1, 2  # message kinds: bottom-up input x_{l+1}(t), top-down sta
 
 def unit_costs(model: nn.Module, size: tuple[int, int]) -> list[float]:
     """Rough per-unit cost: parameters x spatial positions at that unit (conv FLOPs scale with both)."""
-    H, W = size
+    s = int(getattr(model.cfg, "stem", 1))
+    H, W = size[0] // s, size[1] // s
     return [sum(p.numel() for p in u.parameters()) * (H >> l) * (W >> l) for l, u in enumerate(model.units)]
 
 
@@ -137,6 +139,10 @@ class LayerParallelWorker:
         self.mine = blocks[self.rank]
         self.owner = {l: r for r, b in enumerate(blocks) for l in b}
         self.B, self.T, self.size = batch_size, clip_len, (int(size[0]), int(size[1]))
+        self.stem = int(getattr(cfg, "stem", 1))
+        if self.size[0] % model.stride or self.size[1] % model.stride:
+            raise ValueError(f"layer-parallel: size {self.size} is not a multiple of the model's stride {model.stride}")
+        self.grid = (self.size[0] // self.stem, self.size[1] // self.stem)  # unit 0's grid after the stem
         self.window = max(1, min(window, clip_len))
         self.grad_clip = grad_clip
         self.feedback = bool(cfg.feedback)
@@ -161,10 +167,10 @@ class LayerParallelWorker:
     def _x_shape(self, l: int) -> tuple[int, ...]:
         below = self.model.units[l - 1]
         c = 2 * below.target_channels if self.pass_error else below.target_channels
-        return (self.B, c, self.size[0] >> l, self.size[1] >> l)
+        return (self.B, c, self.grid[0] >> l, self.grid[1] >> l)
 
     def _r_shape(self, l: int) -> tuple[int, ...]:
-        return (self.B, self.model.units[l].hidden_channels, self.size[0] >> l, self.size[1] >> l)
+        return (self.B, self.model.units[l].hidden_channels, self.grid[0] >> l, self.grid[1] >> l)
 
     def _send(self, t: Tensor, dst: int, tag: int) -> None:
         self._pending.append(dist.isend(t.contiguous(), dst=dst, tag=tag))
@@ -189,13 +195,19 @@ class LayerParallelWorker:
                 raise ValueError(f"layer-parallel: unit 0 needs a clip of (B, T, ., H, W) = {want}, got {got}")
             clip = clip.to(self.device)
             mask = None if mask is None else mask.to(self.device)
+            if self.stem > 1:  # the stack's space-to-depth stem, as in PredictiveStack.step
+                clip = rearrange(F.pixel_unshuffle(rearrange(clip, "b t c h w -> (b t) c h w"), self.stem),
+                                 "(b t) c h w -> b t c h w", b=self.B)  # fmt: skip
+                if mask is not None:
+                    mask = rearrange(F.pixel_unshuffle(rearrange(mask, "b t c h w -> (b t) c h w"), self.stem),
+                                     "(b t) c h w -> b t c h w", b=self.B)  # fmt: skip
         st = {l: _UnitState() for l in self.mine}
         local: dict[int, Tensor] = {}  # messages between two units of this process, keyed (kind, unit, t)
         loss_acc = {l: 0.0 for l in self.mine}
         for _, op, l, t in tick_schedule(self.mine, self.T):
             u = model.units[l]
             s = st[l]
-            h, w = self.size[0] >> l, self.size[1] >> l
+            h, w = self.grid[0] >> l, self.grid[1] >> l
             if op == "C":
                 # Step C. Top-down: the cell update from t-1 and the prediction of what step t brings.
                 a_prev = s.a if s.a is not None else torch.zeros(self.B, u.target_channels, h, w, device=self.device)
