@@ -113,6 +113,8 @@ def build_dataset(
     seed: int = 0,
     motion: MotionConfig | None = None,
     labelled: bool = False,
+    splits_dir: str | os.PathLike | None = None,
+    fold: int = 1,
 ) -> Dataset:
     """The dataset a ``--data``/``--labelled`` spec names.
 
@@ -125,12 +127,16 @@ def build_dataset(
         seed: synthetic sets are a pure function of (spec, split, seed, index).
         motion: when given and enabled, items also carry ``"mask"`` float32 (T, 1, H, W) from datasets.motion.
         labelled: a folder is read as a labelled (class per subfolder) set; a synthetic spec must then name a task.
+        splits_dir, fold: UCF101-style split lists (``trainlist01.txt``/``testlist01.txt`` for fold 1) for a
+            labelled folder; without them the folder reader makes a deterministic stratified split.
     Returns:
         A Dataset of dict items: ``"video"`` uint8 (T, C, H, W), ``"label"`` int64 scalar (-1 when unlabelled),
         ``"index"`` int, plus per-set extras.
     Raises:
         DataError: an unknown synthetic name (the message lists the valid ones) or a path with no usable video.
     """
+    if splits_dir is not None and (spec.startswith("synthetic:") or not labelled):
+        raise DataError(f"split lists ({splits_dir}) apply to labelled video folders only, not to {spec!r}")
     if spec.startswith("synthetic:"):
         if spec not in SYNTHETIC_SPECS:
             raise DataError(f"unknown synthetic data {spec!r}; valid specs: {', '.join(SYNTHETIC_SPECS)}")
@@ -142,7 +148,7 @@ def build_dataset(
             )
         ds = factory(cfg, split, seed)
     else:
-        ds = _build_folder(spec, cfg=cfg, split=split, seed=seed, labelled=labelled)
+        ds = _build_folder(spec, cfg=cfg, split=split, seed=seed, labelled=labelled, splits_dir=splits_dir, fold=fold)
     if motion is not None and motion.enabled:
         try:
             from .motion import with_motion
@@ -155,7 +161,16 @@ def build_dataset(
     return ds
 
 
-def _build_folder(spec: str, *, cfg: DataConfig, split: str, seed: int, labelled: bool) -> Dataset:
+def _build_folder(
+    spec: str,
+    *,
+    cfg: DataConfig,
+    split: str,
+    seed: int,
+    labelled: bool,
+    splits_dir: str | os.PathLike | None,
+    fold: int,
+) -> Dataset:
     path = os.path.expanduser(spec)
     if not os.path.isdir(path):
         what = "file, not a folder" if os.path.exists(path) else "no such folder"
@@ -164,7 +179,7 @@ def _build_folder(spec: str, *, cfg: DataConfig, split: str, seed: int, labelled
     if labelled:
         from .labelled import LabelledVideoFolder
 
-        return LabelledVideoFolder(path, cfg=cfg, split=split, seed=seed)
+        return LabelledVideoFolder(path, cfg=cfg, split=split, seed=seed, splits_dir=splits_dir, fold=fold)
     from .folder import VideoFolder
 
     return VideoFolder(path, cfg=cfg)

@@ -70,3 +70,42 @@ def test_motion_on_gives_masks_or_a_clear_error():
         return
     item = build_dataset("synthetic:shapes", cfg=CFG, motion=MotionConfig())[0]
     assert item["mask"].shape == (6, 1, 32, 32) and item["mask"].dtype == torch.float32
+
+
+def test_split_lists_only_for_labelled_folders(tmp_path):
+    with pytest.raises(DataError, match="labelled video folders only"):
+        build_dataset("synthetic:shapes:shape", cfg=CFG, labelled=True, splits_dir=str(tmp_path))
+    with pytest.raises(DataError, match="labelled video folders only"):
+        build_dataset(str(tmp_path), cfg=CFG, splits_dir=str(tmp_path))
+
+
+def _write_clip(path, n=10, size=32, colour=0):
+    import av
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("ffv1", rate=10)
+        s.height = s.width = size
+        s.pix_fmt = "bgr0"
+        for t in range(n):
+            f = np.full((size, size, 3), 20 * t, np.uint8)
+            f[..., colour] = 255
+            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+
+
+def test_folders_delegate_to_the_video_readers(tmp_path):
+    pytest.importorskip("prednet2.datasets.folder")
+    pytest.importorskip("prednet2.datasets.labelled")
+    root = tmp_path / "videos"
+    for k, cls in enumerate(["red", "green"]):
+        for i in range(3):
+            _write_clip(root / cls / f"{cls}{i}.mkv", colour=k)
+    cfg = dataclasses.replace(CFG, clip_len=4, size=(16, 16), cache_dir=str(tmp_path / "cache"))
+    plain = build_dataset(str(root), cfg=cfg)
+    assert type(plain).__name__ == "VideoFolder" and plain[0]["video"].shape == (4, 3, 16, 16)
+    lab = build_dataset(str(root), cfg=cfg, labelled=True, split="train")
+    assert type(lab).__name__ == "LabelledVideoFolder" and lab.num_classes == 2
