@@ -24,6 +24,8 @@ import sys
 import time
 
 import torch
+import torch.nn.functional as F
+from einops import rearrange
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
@@ -103,6 +105,15 @@ def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 7) -> torch.Tensor:
     return kornia.metrics.ssim(x.float(), y.float(), window_size=w).flatten(1).mean(dim=1)
 
 
+def to_frames(pred: torch.Tensor, stem: int) -> torch.Tensor:
+    """Layer 0's pixel prediction back to frames: (B, T, C*s*s, H/s, W/s) -> (B, T, C, H, W) when the model
+    has a space-to-depth stem s > 1 (its layer 0 works on ``pixel_unshuffle``-d frames); unchanged for s = 1."""
+    if stem <= 1:
+        return pred
+    frames = F.pixel_shuffle(rearrange(pred, "b t c h w -> (b t) c h w"), stem)  # (B*T, C, H, W)
+    return rearrange(frames, "(b t) c h w -> b t c h w", b=pred.shape[0])
+
+
 class PixelMetrics:
     """MSE, PSNR, SSIM of the predicted frame vs the true one, for the model, copy-last-frame and black."""
 
@@ -175,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"--data {args.data}: no clips")
     ds = Subset(ds, range(min(args.n_clips, len(ds))))
     pixel_mode = cfg.model.target == "pixel"
+    stem = int(getattr(cfg.model, "stem", 1) or 1)
 
     # Step 2. One pass: accumulate per-layer errors (and pixel metrics in pixel mode).
     layers: list[LayerErrors] = []
@@ -191,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             for l, acc in enumerate(layers):
                 acc.add(out.preds[l], out.targets[l])
             if pixels is not None:
-                pixels.add(out.preds[0], clip)
+                pixels.add(to_frames(out.preds[0], stem), clip)
 
     # Step 3. Ratios and the JSON.
     per_layer = {str(l): acc.summary() for l, acc in enumerate(layers)}

@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from prednet2.eval.next_step import LayerErrors, PixelMetrics, main, psnr, ssim
+from prednet2.eval.next_step import LayerErrors, PixelMetrics, main, psnr, ssim, to_frames
 
 from prednet2 import build_model
 from prednet2.checkpoint import save_checkpoint
@@ -50,6 +50,13 @@ def test_pixel_metrics():
     assert s["model"]["mse"] == 0 and s["model"]["ssim"] == pytest.approx(1.0, abs=1e-4)
     assert s["copy_last"]["mse"] > 0 and s["black"]["mse"] > s["model"]["mse"]
     assert pm.count == 2 * 3  # frames t >= 1
+
+
+def test_to_frames_undoes_the_space_to_depth_stem():
+    x = torch.rand(2, 3, 3, 8, 8)  # (B, T, C, H, W)
+    packed = torch.nn.functional.pixel_unshuffle(x.flatten(0, 1), 2).unflatten(0, (2, 3))  # (B, T, 12, 4, 4)
+    assert torch.equal(to_frames(packed, 2), x)
+    assert to_frames(x, 1) is x
 
 
 def test_cli_repr_mode(tiny_run, tmp_path):
