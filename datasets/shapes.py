@@ -4,7 +4,8 @@ One clip holds a *labelled* object and 1-3 smaller distractors. The labelled obj
 (radius 0.12-0.18 of the frame side; distractors 0.05-0.09) and is drawn on top, so it is never occluded. Its
 three labels:
 
-- ``shape``: 6 classes (circle, square, triangle, diamond, cross, ring); distractors use the same shapes.
+- ``shape``: 6 classes (circle, square, triangle, cross, ring, star), each object at a random rotation;
+  distractors use the same shapes.
 - ``direction``: 8 classes, the *initial* direction of motion (0 = east, counter-clockwise in steps of 45 degrees,
   with +-10 degrees jitter). Objects bounce off the walls, so the direction at later frames is not the label.
 - ``speed``: 3 classes, mean speeds 1.25 / 2.0 / 2.75 px per frame at 64 px (scaled with the frame), each step
@@ -29,7 +30,7 @@ import numpy as np
 from .errors import DataError
 from .synthetic import SyntheticVideoDataset
 
-SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring")
+SHAPES = ("circle", "square", "triangle", "cross", "ring", "star")
 DIRECTIONS = ("E", "NE", "N", "NW", "W", "SW", "S", "SE")
 SPEEDS = ("slow", "medium", "fast")
 SPEED_PX = (1.25, 2.0, 2.75)  # mean px/frame at a 64-px frame side
@@ -50,7 +51,8 @@ class Scene:
     """Everything needed to draw a clip. Object 0 is the labelled one; the others are distractors.
 
     positions: float (N, T, 2) centre (x, y) per frame; shape_seq: int (N, T) shape id per frame (constant unless an
-    anomaly changes it); radii: float (N,); colours: float (N, 3) in [0, 1]; background: float32 (T, H, W, 3);
+    anomaly changes it); radii: float (N,); angles: float (N,) rotation in radians; colours: float (N, 3) in [0, 1];
+    background: float32 (T, H, W, 3);
     moving: bool (N,) whether each object moves. The motion that made ``positions`` (so a trajectory can be
     re-simulated from any frame): dirs0 (N, 2) initial unit directions, steps (N, T-1) step lengths, lo/hi (N, 2)
     the box each centre bounces in.
@@ -59,6 +61,7 @@ class Scene:
     positions: np.ndarray
     shape_seq: np.ndarray
     radii: np.ndarray
+    angles: np.ndarray
     colours: np.ndarray
     background: np.ndarray
     moving: np.ndarray
@@ -69,26 +72,32 @@ class Scene:
 
 
 # ---- drawing ---------------------------------------------------------------------------------------------------
-def shape_mask(shape: int, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndarray:
-    """Boolean mask of shape ``shape`` (index into SHAPES) of radius ``r`` at offsets ``dx, dy`` from its centre.
+def shape_mask(shape: int, dx: np.ndarray, dy: np.ndarray, r: float, angle: float = 0.0) -> np.ndarray:
+    """Boolean mask of shape ``shape`` (index into SHAPES) of radius ``r``, rotated by ``angle`` radians, at offsets
+    ``dx, dy`` from its centre.
 
-    The shapes have similar areas (about 2.4-3.4 r^2) so size alone does not tell them apart.
+    The areas are similar (2.2-3.1 r^2) so size alone does not tell the shapes apart, and with random rotations
+    neither do edge orientations (no two shapes are rotations of each other).
     """
     name = SHAPES[shape]
-    if name == "circle":
+    if angle:
+        c, s = np.cos(angle), np.sin(angle)
+        dx, dy = c * dx + s * dy, c * dy - s * dx  # coordinates in the shape's own frame
+    if name == "circle":  # 3.14 r^2
         return dx * dx + dy * dy <= r * r
-    if name == "square":
+    if name == "square":  # 2.89 r^2
         return np.maximum(np.abs(dx), np.abs(dy)) <= 0.85 * r
-    if name == "triangle":  # apex up, base at dy = 0.6 r; sides at 30 degrees from vertical (equilateral)
-        return (dy <= 0.6 * r) & (np.abs(dx) <= (dy + r) * 0.577)
-    if name == "diamond":
-        return np.abs(dx) + np.abs(dy) <= 1.15 * r
-    if name == "cross":
+    if name == "triangle":  # 2.50 r^2; equilateral, apex up, base at dy = 0.78 r
+        return (dy <= 0.78 * r) & (np.abs(dx) <= (dy + 1.3 * r) * 0.577)
+    if name == "cross":  # 2.56 r^2
         ax, ay = np.abs(dx), np.abs(dy)
-        return ((ax <= 0.36 * r) & (ay <= r)) | ((ay <= 0.36 * r) & (ax <= r))
-    if name == "ring":
+        return ((ax <= 0.4 * r) & (ay <= r)) | ((ay <= 0.4 * r) & (ax <= r))
+    if name == "ring":  # 2.19 r^2
         d2 = dx * dx + dy * dy
         return (d2 <= r * r) & (d2 >= (0.55 * r) ** 2)
+    if name == "star":  # 2.16 r^2; five rounded points
+        R = 1.25 * r * (0.6 + 0.4 * np.cos(5 * np.arctan2(dy, dx)))
+        return dx * dx + dy * dy <= R * R
     raise ValueError(f"unknown shape id {shape}")
 
 
@@ -104,7 +113,7 @@ def object_masks(scene: Scene, size: tuple[int, int]) -> np.ndarray:
         dy = ys - scene.positions[i, :, 1, None, None].astype(np.float32)  # (T, H, 1)
         for s in np.unique(scene.shape_seq[i]):
             ts = np.nonzero(scene.shape_seq[i] == s)[0]
-            out[i, ts] = shape_mask(int(s), dx[ts], dy[ts], float(scene.radii[i]))
+            out[i, ts] = shape_mask(int(s), dx[ts], dy[ts], float(scene.radii[i]), float(scene.angles[i]))
     return out
 
 
@@ -168,7 +177,7 @@ def make_background(
         for _ in range(n_clutter):  # dim static shapes: a single frame shows shape-like things that never move
             cx, cy = rng.uniform(0, CW), rng.uniform(0, CH)
             r = rng.uniform(0.04, 0.08) * s
-            m = shape_mask(int(rng.integers(len(SHAPES))), xs - cx, ys - cy, r)
+            m = shape_mask(int(rng.integers(len(SHAPES))), xs - cx, ys - cy, r, rng.uniform(0, 2 * np.pi))
             canvas[m] = rng.uniform(0.15, BG_MAX, size=3).astype(np.float32)
     else:
         canvas = np.full((CH, CW, 3), 0.1, dtype=np.float32)
@@ -276,6 +285,7 @@ def sample_scene(
         positions=positions,
         shape_seq=np.repeat(shapes[:, None], T, axis=1),
         radii=radii,
+        angles=rng.uniform(0, 2 * np.pi, size=N),
         colours=colours,
         background=background,
         moving=np.full(N, not static),

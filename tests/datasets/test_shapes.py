@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -29,22 +30,20 @@ def angle_error(measured_deg: float, label: int) -> float:
 
 
 def classify_shape(m: np.ndarray) -> str:
-    """Name a single binary silhouette from its geometry alone (independent of the generator's formulas)."""
+    """Name a single binary silhouette at any rotation from its geometry alone (not the generator's formulas)."""
     ys, xs = np.nonzero(m)
-    y0, y1, x0, x1 = ys.min(), ys.max(), xs.min(), xs.max()
-    fill = m.sum() / ((y1 - y0 + 1) * (x1 - x0 + 1))
-    cy, cx = int(round(ys.mean())), int(round(xs.mean()))
-    if not m[cy, cx]:
+    cy, cx = ys.mean(), xs.mean()
+    if not m[int(round(cy)), int(round(cx))]:
         return "ring"
-    if fill > 0.9:
-        return "square"
-    if fill > 0.7:
-        return "circle"
-    mid = (y0 + y1) / 2
-    top, bottom = (ys < mid).sum(), (ys > mid).sum()
-    if top < 0.7 * bottom:
-        return "triangle"
-    return "cross" if fill > 0.55 else "diamond"
+    area = float(m.sum())
+    hull = cv2.convexHull(np.stack([xs, ys], axis=1).astype(np.int32))
+    solidity = area / (cv2.contourArea(hull) + len(hull) / 2 + 1)  # pixel centres: the hull misses half a pixel
+    if solidity < 0.68:
+        return "star"
+    if solidity < 0.85:
+        return "cross"
+    compact = area / ((xs - cx) ** 2 + (ys - cy) ** 2).max()  # circle pi, square 2, triangle 1.3
+    return "circle" if compact > 2.6 else "square" if compact > 1.65 else "triangle"
 
 
 def test_item_contract_and_nonsquare_size():
