@@ -244,9 +244,10 @@ def _to_input(frame: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 def _build_optimizer(model: torch.nn.Module, cfg, ckpt_path: str, fresh: bool) -> tuple[torch.optim.Optimizer, str]:
-    """AdamW on the trainable parameters at ``train.lr``; the checkpoint's optimizer state when it fits."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    """AdamW at ``train.lr`` with the trainer's per-unit param groups; the checkpoint's optimizer state when it fits."""
+    from prednet2.trainer import unit_param_groups
+
+    opt = torch.optim.AdamW(unit_param_groups(model), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     if fresh:
         return opt, "fresh"
     from prednet2.checkpoint import load_checkpoint
@@ -362,7 +363,10 @@ def run_stream(
                         opt.zero_grad(set_to_none=True)
                         torch.stack(win_losses).mean().backward()
                         if cfg.train.grad_clip > 0:
-                            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+                            # As the trainer: per unit in local mode (units stay independent), global end to end.
+                            groups = [g["params"] for g in opt.param_groups]
+                            for ps in [[p for g in groups for p in g]] if end_to_end else groups:
+                                torch.nn.utils.clip_grad_norm_(ps, cfg.train.grad_clip)
                         for g in opt.param_groups:
                             g["lr"] = cfg.train.lr * scale
                         opt.step()

@@ -47,7 +47,9 @@ def ckpt(tmp_path_factory):
         }
     )
     model = prednet2.build_model(cfg.model)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
+    from prednet2.trainer import build_optimizer
+
+    opt, _ = build_optimizer(model, cfg)
     path = tmp_path_factory.mktemp("ckpt") / "model.pt"
     save_checkpoint(path, model=model, optimizer=opt, config=cfg, step=0)
     return path
@@ -112,6 +114,7 @@ def test_stream_learns_and_writes_outputs(tmp_path, ckpt, video):
     before = load_checkpoint(ckpt)["model"]
     s = run_stream(str(video), str(ckpt), tmp_path, learn=True, gate="always", progress=False, panel_height=64)
     assert s["n_frames"] == 20 and s["window"] == 3
+    assert s["optimizer"] == "checkpoint"  # the trainer's per-unit AdamW state is reused
     assert s["n_windows"] == 6 and s["n_updates"] == 6  # gate "always": every full window of 3 frames
     # Surprise per frame in the csv, with per-layer errors; the first frame has nothing predicted yet.
     rows = list(csv.DictReader(open(tmp_path / "surprise.csv")))
