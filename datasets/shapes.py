@@ -368,6 +368,7 @@ class ShapesDataset(SyntheticVideoDataset):
     """
 
     stream = "shapes"
+    version = 2  # 2: random rotations, star instead of diamond
 
     def __init__(
         self,

@@ -53,6 +53,9 @@ class SyntheticVideoDataset(Dataset):
     """
 
     stream: str = ""
+    # Bumped whenever a generator draws different clips for the same (seed, split, index): caches of features
+    # computed from synthetic clips (eval's feature cache) should include it in their key.
+    version: int = 1
 
     def __init__(self, *, n: int, seed: int = 0, split: str = "train", classes: list[str] | None = None):
         check_split(split)
