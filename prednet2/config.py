@@ -74,11 +74,16 @@ class DataConfig:
 @dataclass(frozen=True)
 class MotionConfig:
     enabled: bool = True
-    backend: str = "farneback"  # "farneback" | "dis" | "raft"
+    # OpenCV DIS ("fast" preset) by default: better masks than Farneback on shapes with pans and distractors at a
+    # similar cost (docs/results/motion.md).
+    backend: str = "dis"  # "dis" | "farneback" | "raft"
     raft_weights: str = ""  # path to torchvision RAFT weights (this machine cannot download them)
     min_component: float = 0.002  # drop connected components smaller than this fraction of the frame
     static_floor: float = 0.5  # residual flow magnitude (pixels) below which nothing counts as moving
     camera: str = "median"  # dominant-motion model removed before thresholding: "median" | "affine" | "none"
+    photo_margin: float = 0.02  # drop mask pixels the camera motion explains better by this colour margin; 0: off
+    flow_size: int = 0  # compute flow with the shorter side upsampled to >= this many px (0: at data resolution)
+    cache: bool = True  # cache masks on disk (video folders); synthetic sets compute them on the fly
 
 
 @dataclass(frozen=True)
