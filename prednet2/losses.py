@@ -82,7 +82,7 @@ def covariance_penalty(a: Tensor) -> Tensor:
 
     a: (B, C, H, W) or (N, C). Returns a scalar that pushes channels to decorrelate (no redundant channels).
     """
-    z = _as_samples(a)
+    z = _as_samples(a).float()
     n, c = z.shape
     if batch_sync_active():  # DDP: the covariance of the global batch (see prednet2.distributed.batch_sync)
         n_all = sync_sum(z.new_tensor(float(n)))
@@ -103,8 +103,8 @@ def info_nce(query: Tensor, key: Tensor, temperature: float = 0.1) -> Tensor:
     """
     if query.shape != key.shape or query.dim() != 2:
         raise ValueError(f"info_nce: query and key must both be (N, D); got {tuple(query.shape)}, {tuple(key.shape)}")
-    q = F.normalize(query, dim=1)
-    k = F.normalize(key, dim=1)
+    q = F.normalize(query.float(), dim=1)
+    k = F.normalize(key.float(), dim=1)
     if batch_sync_active():  # DDP: negatives from the global batch; rows of this rank sit at `offset` in it
         k_all, offset = gather_rows(k)
         q_all, _ = gather_rows(q)

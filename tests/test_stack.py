@@ -89,6 +89,8 @@ def test_windows_continue_the_state():
         {"target": "pixel"},
         {"motion_channels": 3},
         {"lateral": False},
+        {"feedback": False},
+        {"stem": 2, "motion_channels": 2},
     ],
 )
 def test_gradient_isolation_local_mode(over):
