@@ -1,0 +1,249 @@
+"""Motion masks in the data pipeline: ``with_motion(ds, motion_cfg, data_cfg)`` adds ``"mask"`` to every item.
+
+Two ways to get a clip's masks, picked by what the wrapped dataset offers:
+
+- **Video folders** (``VideoFolder`` and subclasses: they expose ``frames(video_idx)``, ``cache_key(video_idx)`` and
+  ``clips``). Flow and masks are computed once per *video*, over its consecutive decoded frames, and stored next
+  to the decoded frames as ``<cache_dir>/motion/<stem>-<key>.npy``: uint8 ``(N, H, W)`` in {0, 1}, read back as a
+  memmap and sliced with the clip's frame indices. The key hashes the video's decode-cache key (file identity +
+  decode options) with the mask options, so a changed file or option never reads stale masks. ``with_motion``
+  fills the cache up front with a progress bar; each file is written atomically (tmp + ``os.replace``), so a
+  killed run recomputes only the videos whose file is missing.
+- **Anything else** (the synthetic sets, generated on the fly). Masks are computed from the item's own clip and
+  cached per clip, content-addressed: the key hashes the clip's uint8 bytes with the mask options, so it needs no
+  knowledge of the generator. Reading a 5 kB bit-packed file costs well under a millisecond, while computing a
+  10-frame 64x64 clip's flow and masks costs tens of milliseconds (docs/results/motion.md), so the cache wins
+  after the first epoch. ``motion.cache=false`` computes on the fly and writes nothing.
+
+Masks always follow the clip frames: item["mask"][t] is the motion at item["video"][t] (flow.py's convention).
+For a folder clip with stride s, that is the motion between source frames (i-1, i) of the frame it shows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from prednet2.config import DataConfig, MotionConfig
+
+from .flow import BACKENDS, FlowError, compute_flow, make_flow
+from .masks import CAMERA_MODELS, motion_masks
+
+MASK_VERSION = 1  # bump when the mask algorithm changes: old cache files are then ignored
+log = logging.getLogger("prednet2.datasets")
+
+
+def check_motion_config(m: MotionConfig) -> None:
+    """Raise ValueError naming the ``motion.*`` key whose value cannot work."""
+    if m.backend not in BACKENDS:
+        raise FlowError(f"motion.backend: unknown flow backend {m.backend!r}; choose one of {', '.join(BACKENDS)}")
+    if m.camera not in CAMERA_MODELS:
+        raise ValueError(f"motion.camera: {m.camera!r} is not one of {', '.join(CAMERA_MODELS)}")
+    if not 0.0 <= m.min_component < 1.0:
+        raise ValueError(f"motion.min_component: {m.min_component} must be a fraction of the frame in [0, 1)")
+    for name in ("static_floor", "photo_margin"):
+        if getattr(m, name) < 0:
+            raise ValueError(f"motion.{name}: {getattr(m, name)} must be >= 0")
+    if m.flow_size < 0:
+        raise ValueError(f"motion.flow_size: {m.flow_size} must be >= 0 (0 computes flow at the data resolution)")
+
+
+def mask_options(m: MotionConfig) -> dict[str, Any]:
+    """Everything that changes a mask, as a plain dict (hashed into cache keys)."""
+    opts: dict[str, Any] = {
+        "backend": m.backend,
+        "min_component": m.min_component,
+        "static_floor": m.static_floor,
+        "camera": m.camera,
+        "photo_margin": m.photo_margin,
+        "flow_size": m.flow_size,
+        "version": MASK_VERSION,
+    }
+    if m.backend == "raft":  # other weights, other flow
+        p = Path(m.raft_weights).expanduser()
+        st = p.stat() if p.is_file() else None
+        opts["raft"] = [str(p.resolve()), st.st_size if st else 0, st.st_mtime_ns if st else 0]
+    return opts
+
+
+def _hash(*parts: Any) -> str:
+    h = hashlib.blake2b(digest_size=12)
+    for p in parts:
+        h.update(p if isinstance(p, bytes | memoryview) else json.dumps(p, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def _atomic_save(dest: Path, arr: np.ndarray) -> None:
+    """np.save to a temporary name in the same folder, then os.replace: readers never see half a file."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, arr)
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _default_cache_dir(data_cfg: DataConfig) -> Path:
+    return Path(data_cfg.cache_dir).expanduser() if data_cfg.cache_dir else Path.home() / ".cache" / "prednet2"
+
+
+class MotionDataset(Dataset):
+    """Wraps a dataset; items gain ``"mask"`` float32 (T, 1, H, W) in {0, 1}. Build it with ``with_motion``.
+
+    Attributes forwarded from the wrapped dataset (``classes``, ``num_classes``, ``n_skipped``, ``skipped``, ...)
+    read through, so code that inspects a dataset does not care whether motion is on.
+    """
+
+    def __init__(self, ds: Dataset, motion_cfg: MotionConfig, data_cfg: DataConfig, *, progress: bool = True):
+        check_motion_config(motion_cfg)
+        self.ds = ds
+        self.motion_cfg = motion_cfg
+        self.options = mask_options(motion_cfg)
+        self.per_video = all(hasattr(ds, a) for a in ("frames", "cache_key", "clips"))
+        base = Path(getattr(ds, "cache_dir", None) or _default_cache_dir(data_cfg))
+        self.cache_dir = base / "motion"
+        self._flow_fn = None
+        self._flow_pid = -1
+        self.n_computed = 0  # masks computed by this process (videos or clips): what the cache saved shows here
+        if motion_cfg.backend == "raft":
+            self._get_flow_fn()  # fail now, with the message about the weights, not in a DataLoader worker
+        if self.per_video and motion_cfg.cache:
+            precompute_video_masks(self, progress=progress)
+
+    # ---- the flow backend, one per process (OpenCV objects do not pickle) ----------------------------------
+    def _get_flow_fn(self):
+        if self._flow_fn is None or self._flow_pid != os.getpid():
+            self._flow_fn = make_flow(self.motion_cfg.backend, raft_weights=self.motion_cfg.raft_weights)
+            self._flow_pid = os.getpid()
+        return self._flow_fn
+
+    def __getstate__(self) -> dict:
+        d = self.__dict__.copy()
+        d["_flow_fn"] = None
+        return d
+
+    def compute(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 (N, H, W, C) frames -> uint8 (N, H, W) masks in {0, 1} (no cache)."""
+        m = self.motion_cfg
+        flow = compute_flow(frames, flow_fn=self._get_flow_fn(), work_size=m.flow_size)
+        masks = motion_masks(
+            flow,
+            frames,
+            camera=m.camera,
+            static_floor=m.static_floor,
+            min_component=m.min_component,
+            photo_margin=m.photo_margin,
+        )
+        self.n_computed += 1
+        return masks.astype(np.uint8)
+
+    # ---- per-video cache (video folders) -----------------------------------------------------------------
+    def video_mask_path(self, video_idx: int) -> Path:
+        ds = self.ds
+        stem = Path(ds.videos[video_idx]).stem if hasattr(ds, "videos") else f"video{video_idx}"
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem)[:40]
+        return self.cache_dir / f"{stem}-{_hash(ds.cache_key(video_idx), self.options)}.npy"
+
+    def video_masks(self, video_idx: int) -> np.ndarray:
+        """uint8 (N, H, W) masks of a whole video: from the cache (a memmap), computed and stored on a miss."""
+        if not self.motion_cfg.cache:
+            return self.compute(np.asarray(self.ds.frames(video_idx)))
+        path = self.video_mask_path(video_idx)
+        try:
+            return np.load(path, mmap_mode="r")
+        except (FileNotFoundError, ValueError, OSError):
+            pass  # missing (or unreadable: recompute and overwrite)
+        masks = self.compute(np.asarray(self.ds.frames(video_idx)))
+        _atomic_save(path, masks)
+        return masks
+
+    def _clip_indices(self, index: int, n: int) -> np.ndarray:
+        """Source frame indices of clip ``index`` (as VideoFolder.clip_frames picks them, last frame repeated)."""
+        _, start = self.ds.clips[index]
+        stride = int(getattr(self.ds, "stride", 1))
+        return np.minimum(start + np.arange(int(self.ds.clip_len)) * stride, n - 1)
+
+    # ---- per-clip cache (everything else) ----------------------------------------------------------------
+    def clip_masks(self, video: torch.Tensor) -> np.ndarray:
+        """uint8 (T, H, W) masks of one clip given as uint8 (T, C, H, W); cached by content when enabled."""
+        frames = np.ascontiguousarray(video.numpy().transpose(0, 2, 3, 1))  # (T, H, W, C)
+        if not self.motion_cfg.cache:
+            return self.compute(frames)
+        key = _hash(frames.shape, memoryview(frames).cast("B"), self.options)
+        path = self.cache_dir / "clips" / key[:2] / f"{key}.npy"
+        t, h, w = frames.shape[:3]
+        try:
+            packed = np.load(path)
+            if packed.shape == (t, h, (w + 7) // 8):
+                return np.unpackbits(packed, axis=-1, count=w)
+        except (FileNotFoundError, ValueError, OSError):
+            pass
+        masks = self.compute(frames)
+        _atomic_save(path, np.packbits(masks.astype(bool), axis=-1))  # (T, H, ceil(W/8)): 8x smaller
+        return masks
+
+    # ---- Dataset -----------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.ds[index]
+        if self.per_video:
+            v = self.ds.clips[index][0]
+            vm = self.video_masks(v)
+            masks = np.asarray(vm[self._clip_indices(index, vm.shape[0])])  # (T, H, W)
+        else:
+            masks = self.clip_masks(item["video"])
+        item["mask"] = torch.from_numpy(masks.astype(np.float32))[:, None]  # (T, 1, H, W)
+        return item
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called when normal lookup fails: read through to the wrapped dataset (classes, n_skipped, ...).
+        if name == "ds" or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.ds, name)
+
+    def __repr__(self) -> str:
+        return f"MotionDataset({self.ds!r}, backend={self.motion_cfg.backend!r}, cache={str(self.cache_dir)!r})"
+
+
+def precompute_video_masks(mds: MotionDataset, *, progress: bool = True) -> int:
+    """Fill the per-video mask cache of a video-folder MotionDataset; returns how many videos were computed.
+
+    Resumable: videos whose file exists are skipped without being opened, so an interrupted run picks up where
+    it stopped.
+    """
+    ds = mds.ds
+    n_videos = len(ds.videos) if hasattr(ds, "videos") else 1 + max(v for v, _ in ds.clips)
+    todo = [v for v in range(n_videos) if not mds.video_mask_path(v).is_file()]
+    if not todo:
+        return 0
+    log.info("motion masks: computing %d of %d videos into %s", len(todo), n_videos, mds.cache_dir)
+    for v in tqdm(todo, desc="motion masks", unit="video", disable=not progress):
+        mds.video_masks(v)
+    return len(todo)
+
+
+def with_motion(ds: Dataset, motion_cfg: MotionConfig, data_cfg: DataConfig, *, progress: bool = True) -> Dataset:
+    """``ds`` with ``"mask"`` float32 (T, 1, H, W) in {0, 1} added to every item; ``ds`` itself when motion is off.
+
+    Raises:
+        ValueError (FlowError for flow backends) naming the ``motion.*`` option that cannot work.
+    """
+    if not motion_cfg.enabled:
+        return ds
+    return MotionDataset(ds, motion_cfg, data_cfg, progress=progress)

@@ -1,0 +1,131 @@
+"""datasets.motion: the wrapper adds aligned masks, caches them (per video / per clip), resumes, and fails clearly."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from prednet2.datasets import motion as M
+from prednet2.datasets.flow import FlowError
+from prednet2.datasets.folder import VideoFolder
+from prednet2.datasets.shapes import ShapesDataset, render_shapes_clip
+
+from prednet2.config import DataConfig, MotionConfig
+
+
+def no_flow(*a, **k):
+    raise AssertionError("flow was computed: the cache missed")
+
+
+@pytest.fixture
+def shapes(tmp_path):
+    cfg = DataConfig(clip_len=6, cache_dir=str(tmp_path / "cache"))
+    return ShapesDataset(n=3, size=(64, 64), clip_len=6, seed=0), cfg
+
+
+def test_synthetic_items_get_masks_and_second_pass_hits_cache(shapes, monkeypatch):
+    ds, cfg = shapes
+    mds = M.with_motion(ds, MotionConfig(), cfg)
+    first = [mds[i] for i in range(len(mds))]
+    assert mds.n_computed == 3
+    for it in first:
+        assert it["mask"].shape == (6, 1, 64, 64) and it["mask"].dtype == torch.float32
+        assert set(it["mask"].unique().tolist()) <= {0.0, 1.0}
+        assert it["video"].shape == (6, 3, 64, 64)
+    monkeypatch.setattr(M, "compute_flow", no_flow)
+    again = M.with_motion(ds, MotionConfig(), cfg)  # a fresh wrapper: only the disk cache can answer
+    for i, it in enumerate(first):
+        torch.testing.assert_close(again[i]["mask"], it["mask"])
+    assert again.n_computed == 0
+    # Another option is another key: this one must compute (and so hit the patched flow).
+    with pytest.raises(AssertionError, match="cache missed"):
+        M.with_motion(ds, MotionConfig(static_floor=0.7), cfg)[0]
+
+
+def test_masks_find_the_moving_object(shapes):
+    ds, cfg = shapes
+    mds = M.with_motion(ds, MotionConfig(cache=False), cfg)
+    ious = []
+    for i in range(len(ds)):
+        it = mds[i]
+        m, true = it["mask"][1:, 0] > 0.5, it["true_mask"][1:, 0].bool()
+        ious.append(((m & true).sum() / (m | true).sum()).item())
+    assert np.mean(ious) > 0.5  # the labelled object, with 1-3 distractors also moving: a loose sanity floor
+
+
+def test_motion_off_returns_the_dataset(shapes):
+    ds, cfg = shapes
+    assert M.with_motion(ds, MotionConfig(enabled=False), cfg) is ds
+
+
+def test_attributes_read_through_and_pickle(shapes):
+    ds, cfg = shapes
+    mds = M.with_motion(ds, MotionConfig(cache=False), cfg)
+    assert mds.num_classes == ds.num_classes and mds.n_skipped == 0 and len(mds) == 3
+    clone = pickle.loads(pickle.dumps(mds))  # DataLoader workers receive a pickled copy
+    torch.testing.assert_close(clone[1]["mask"], mds[1]["mask"])
+    batch = next(iter(torch.utils.data.DataLoader(mds, batch_size=2)))
+    assert batch["mask"].shape == (2, 6, 1, 64, 64)
+
+
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        ("camera", "homography", "motion.camera"),
+        ("backend", "lucas", "motion.backend"),
+        ("min_component", 1.5, "motion.min_component"),
+        ("static_floor", -1.0, "motion.static_floor"),
+        ("flow_size", -4, "motion.flow_size"),
+    ],
+)
+def test_bad_options_name_the_key(shapes, field, value, match):
+    ds, cfg = shapes
+    with pytest.raises(ValueError, match=match):
+        M.with_motion(ds, MotionConfig(**{field: value}), cfg)
+
+
+def test_raft_without_weights_fails_at_construction(shapes):
+    ds, cfg = shapes
+    with pytest.raises(FlowError, match="cannot download"):
+        M.with_motion(ds, MotionConfig(backend="raft"), cfg)
+
+
+# ---- video folders: per-video cache --------------------------------------------------------------------------
+@pytest.fixture
+def folder(tmp_path, vt):
+    """Two lossless 64x64 videos of moving shapes (24 frames each) in a folder."""
+    root = tmp_path / "videos"
+    for i in range(2):
+        clip = render_shapes_clip(np.random.default_rng(i), T=24, n_distractors=0)
+        vt.write_video(root / f"v{i}.mkv", np.ascontiguousarray(clip["video"].transpose(0, 2, 3, 1)), codec="ffv1")
+    cfg = DataConfig(clip_len=5, stride=2, size=(64, 64), cache_dir=str(tmp_path / "cache"))
+    return VideoFolder(root, cfg=cfg, progress=False), cfg
+
+
+def test_video_masks_cached_aligned_and_resumable(folder, monkeypatch):
+    ds, cfg = folder
+    mds = M.with_motion(ds, MotionConfig(), cfg, progress=False)
+    assert mds.n_computed == 2  # one flow pass per video, at construction
+    files = sorted(mds.cache_dir.glob("*.npy"))
+    assert len(files) == 2 and not list(mds.cache_dir.glob(".*.tmp"))  # no temporary left behind
+    # Clip masks are the video's masks at the clip's frames (stride 2): same as computing over the whole video.
+    v, start = ds.clips[1]
+    full = mds.compute(np.asarray(ds.frames(v)))  # (N, H, W)
+    item = mds[1]
+    np.testing.assert_array_equal(item["mask"][:, 0].numpy(), full[start : start + 10 : 2])
+    assert item["mask"].shape == (5, 1, 64, 64)
+
+    # Second pass: no flow at all.
+    monkeypatch.setattr(M, "compute_flow", no_flow)
+    again = M.with_motion(ds, MotionConfig(), cfg, progress=False)
+    assert again.n_computed == 0
+    torch.testing.assert_close(again[1]["mask"], item["mask"])
+
+    # Killed run: one file missing -> only that video is recomputed.
+    monkeypatch.undo()
+    files[0].unlink()
+    resumed = M.with_motion(ds, MotionConfig(), cfg, progress=False)
+    assert resumed.n_computed == 1
+    assert len(list(mds.cache_dir.glob("*.npy"))) == 2
