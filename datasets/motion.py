@@ -247,3 +247,52 @@ def with_motion(ds: Dataset, motion_cfg: MotionConfig, data_cfg: DataConfig, *, 
     if not motion_cfg.enabled:
         return ds
     return MotionDataset(ds, motion_cfg, data_cfg, progress=progress)
+
+
+# ---- visual check without TensorBoard ---------------------------------------------------------------------------
+def preview_grid(items: list[dict], *, scale: int = 2) -> np.ndarray:
+    """uint8 (rows, cols, 3) RGB image: per item, a row of frames and below it the same frames with the mask in red."""
+    rows = []
+    for it in items:
+        v = it["video"].numpy().transpose(0, 2, 3, 1)  # (T, H, W, C)
+        if v.shape[-1] == 1:
+            v = np.repeat(v, 3, axis=-1)
+        m = it["mask"].numpy()[:, 0, :, :, None]  # (T, H, W, 1)
+        red = np.array([255, 0, 0], np.float32)
+        over = (v * (1 - 0.6 * m) + red * 0.6 * m).astype(np.uint8)  # red tint where moving
+        rows.append(np.concatenate(list(v), axis=1))  # (H, T*W, 3)
+        rows.append(np.concatenate(list(over), axis=1))
+    img = np.concatenate(rows, axis=0)
+    return np.repeat(np.repeat(img, scale, axis=0), scale, axis=1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m prednet2.datasets.motion DATA --out preview.png [--n 4] [--set motion.camera=affine ...]``"""
+    import argparse
+
+    import cv2
+
+    from prednet2.config import Config, ConfigError
+
+    from . import build_dataset
+
+    p = argparse.ArgumentParser(description="Save a PNG of clips with their motion masks (red) for a visual check.")
+    p.add_argument("data", help="a video folder or a synthetic spec (synthetic:shapes, ...)")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--n", type=int, default=4, help="clips to show (spread over the dataset)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, repeatable")
+    a = p.parse_args(argv)
+    try:
+        cfg = Config.from_yaml(None, ["motion.enabled=true", *a.set])
+        ds = build_dataset(a.data, cfg=cfg.data, motion=cfg.motion)
+    except (ConfigError, ValueError) as e:
+        p.error(str(e))
+    idx = np.linspace(0, len(ds) - 1, min(a.n, len(ds))).round().astype(int)
+    img = preview_grid([ds[int(i)] for i in idx])
+    if not cv2.imwrite(a.out, img[..., ::-1]):
+        p.error(f"--out {a.out}: could not write the PNG (does the folder exist?)")
+    print(f"wrote {a.out}: {len(idx)} clips, frames on top, masks in red below")
+
+
+if __name__ == "__main__":
+    main()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -129,3 +130,13 @@ def test_video_masks_cached_aligned_and_resumable(folder, monkeypatch):
     resumed = M.with_motion(ds, MotionConfig(), cfg, progress=False)
     assert resumed.n_computed == 1
     assert len(list(mds.cache_dir.glob("*.npy"))) == 2
+
+
+def test_preview_png(tmp_path, capsys):
+    out = tmp_path / "p.png"
+    M.main(["synthetic:shapes", "--out", str(out), "--n", "2", "--set", "motion.cache=false"])
+    img = cv2.imread(str(out))
+    assert img.shape == (2 * 2 * 64 * 2, 10 * 64 * 2, 3)
+    with pytest.raises(SystemExit) as e:
+        M.main(["synthetic:nope", "--out", str(out)])
+    assert e.value.code == 2 and "unknown synthetic" in capsys.readouterr().err
