@@ -7,6 +7,7 @@ CHW float in [0, 1]. Nothing here calls ``.item()``: the trainer decides when to
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 
 import torch
@@ -95,6 +96,14 @@ def frame_strip(clip: Tensor, max_frames: int = 10) -> Tensor:
     """Frames of one clip side by side. clip: (T, C, H, W) in [0, 1] -> (3, H, n*W), n = min(T, max_frames)."""
     clip = clip[:max_frames]
     return rearrange(torch.stack([to_rgb(f) for f in clip]), "t c h w -> c h (t w)")
+
+
+def depth_to_frames(x: Tensor, channels: int) -> Tensor:
+    """Undo a space-to-depth stem: (T, C*s*s, H/s, W/s) -> (T, C, H, W) (``F.pixel_shuffle``); as is when s = 1."""
+    s = math.isqrt(x.shape[1] // channels)
+    if s > 1 and x.shape[1] == channels * s * s:
+        return F.pixel_shuffle(x, s)
+    return x
 
 
 def pred_vs_actual_image(pred: Tensor, actual: Tensor, max_frames: int = 10) -> Tensor:

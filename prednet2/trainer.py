@@ -538,7 +538,8 @@ def _log_images(ts: TrainState, out: Any, clip: Tensor, mask: Tensor | None) -> 
     if mask is not None:
         ts.logger.image("motion_mask", tblog.mask_image(frame, mask[0, T - 1]), step)
     if ts.cfg.model.target == "pixel":
-        ts.logger.image("pred_vs_actual", tblog.pred_vs_actual_image(out.preds[0][0], clip[0, T - k :]), step)
+        pred = tblog.depth_to_frames(out.preds[0][0].float(), clip.shape[2])  # (k, C, H, W): undo the model's stem
+        ts.logger.image("pred_vs_actual", tblog.pred_vs_actual_image(pred, clip[0, T - k :]), step)
 
 
 def train_one_epoch(ts: TrainState, loader: DataLoader, total_steps: int) -> bool:

@@ -25,6 +25,9 @@ def test_heatmap_and_images():
     assert tblog.mask_image(frame, torch.rand(1, 16, 16)).shape == (3, 16, 32)
     assert tblog.frame_strip(torch.rand(12, 3, 8, 8)).shape == (3, 8, 80)  # at most 10 frames
     assert tblog.pred_vs_actual_image(torch.rand(4, 1, 8, 8), torch.rand(4, 1, 8, 8)).shape == (3, 16, 32)
+    frames = torch.rand(4, 3, 8, 8)
+    assert torch.equal(tblog.depth_to_frames(torch.nn.functional.pixel_unshuffle(frames, 2), 3), frames)
+    assert tblog.depth_to_frames(frames, 3) is frames
 
 
 def test_logger_disabled_is_a_no_op(tmp_path):
