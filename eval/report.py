@@ -175,8 +175,8 @@ def probe_table(c: Collected) -> str:
     note = (
         "\nTop-1 on test in %, mean ± std over seeds: a linear probe (standardised L2 logistic regression, C chosen "
         "on a validation split carved from train) on all layers' features concatenated. *best layer (val)*: the "
-        "layer picked on validation and its test top-1. *random init*: the same architecture with fresh weights. "
-        "*pixels*: frames average-pooled to 8×8, averaged in 4 temporal bins.\n"
+        "layer(s) picked on validation across seeds and their mean test top-1. *random init*: the same "
+        "architecture with fresh weights. *pixels*: frames average-pooled to 8×8, averaged in 4 temporal bins.\n"
     )
     return "### Linear probes\n\n" + head + "\n".join(lines) + "\n" + note
 
@@ -193,7 +193,7 @@ def next_table(c: Collected) -> str:
         lines.append(
             f"| {_name(_run_of(d))} | {d.get('dataset', '?')} | {'random init' if d.get('random_init') else 'trained'} "
             f"| {ratios} | {means} | {'yes' if beats else 'no'} | {d.get('n_clips', '–')} "
-            f"| {summ.get('steps', d.get('steps', '–'))} |"
+            f"| {0 if d.get('random_init') else summ.get('steps', d.get('steps', '–'))} |"
         )
     out = (
         "### Next-step prediction\n\n"
