@@ -162,10 +162,10 @@ def photometric_reject(
         labels, k = remap[labels], len(keep)
     if k <= 1:
         return drop
-    # Each component's flow (median) seeds its block-matching search.
-    init = np.zeros((k, 2), np.float32)
-    for i in range(1, k):
-        init[i] = np.median(flow_t[labels == i], axis=0)
+    # Each component's mean flow seeds its block-matching search (bincount: one pass, not one per component).
+    lab = labels.ravel()
+    count = np.maximum(np.bincount(lab, minlength=k), 1)
+    init = np.stack([np.bincount(lab, weights=flow_t[..., c].ravel(), minlength=k) / count for c in (0, 1)], 1)
     towards = t - 1 if t >= 1 else t + 1  # where flow[t] points
     for nb in (t - 1, t + 1):
         if not 0 <= nb < n:
