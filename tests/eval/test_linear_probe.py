@@ -80,3 +80,44 @@ def test_module_entry_point_exit_code(tmp_path):
     )  # fmt: skip
     assert p.returncode == 2
     assert p.stderr.strip().splitlines() == [p.stderr.strip()] and "missing.pt" in p.stderr
+
+
+def _write_clip(path, brightness: int, n: int = 8, size: int = 32):
+    """A small lossless mkv (ffv1) of ``n`` frames whose brightness encodes the class."""
+    import av
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(abs(hash(path.name)) % 2**32)
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("ffv1", rate=10)
+        s.height = s.width = size
+        s.pix_fmt = "bgr0"
+        for _ in range(n):
+            f = np.clip(brightness + rng.integers(-20, 20, (size, size, 3)), 0, 255).astype(np.uint8)
+            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+
+
+def test_ucf101_folder_with_and_without_split_lists(tiny_run, tmp_path):
+    """A class-per-folder set: the stratified split by default, and trainlist01/testlist01 with --splits."""
+    root = tmp_path / "ucf"
+    for cls, b in [("dark", 40), ("bright", 200)]:
+        for i in range(5):
+            _write_clip(root / cls / f"v{i}.mkv", b)
+    (root / "notes").mkdir()  # a folder without video is not a class
+    splits = tmp_path / "splits"
+    splits.mkdir()
+    (splits / "trainlist01.txt").write_text("dark/v0.mkv 1\ndark/v1.mkv 1\nbright/v0.mkv 2\nbright/v1.mkv 2\n")
+    (splits / "testlist01.txt").write_text("dark/v2.mkv\nbright/v2.mkv\n")
+    ckpt = str(tiny_run / "checkpoints" / "last.pt")
+    common = ["--checkpoint", ckpt, "--data", str(root), "--baseline", "pixels", "--seeds", "1", "--device", "cpu"]
+    assert main([*common, "--out", str(tmp_path / "a.json")]) == 0
+    a = json.loads((tmp_path / "a.json").read_text())
+    assert a["n_classes"] == 2 and a["n_train"] + a["n_test"] == 10 and a["n_test"] == 2  # 20% of each class
+    assert a["top1"] == 1.0  # brightness separates the classes
+    assert main([*common, "--out", str(tmp_path / "b.json"), "--splits", str(splits), "--fold", "1"]) == 0
+    b = json.loads((tmp_path / "b.json").read_text())
+    assert (b["n_train"], b["n_test"]) == (4, 2)
