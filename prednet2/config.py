@@ -33,7 +33,8 @@ class ModelConfig:
     channels: tuple[int, ...] = (16, 32, 64)  # one entry per unit; unit l has channels[l] representation channels
     cell: str = "gru"  # lateral recurrence: "gru" | "lstm"
     kernel_size: int = 3
-    target: str = "repr"  # "repr": every unit predicts its target encoder's next output; "pixel": layer 0 predicts pixels
+    # "repr": every unit predicts its target encoder's next output; "pixel": layer 0 predicts pixels
+    target: str = "repr"
     pass_up: str = "error"  # what unit l hands to unit l+1: "error" (E, as PredNet) | "repr" (a)
     lateral: bool = True  # ablation switch: the unit's own recurrence
     feedback: bool = True  # ablation switch: time-delayed top-down input from the unit above

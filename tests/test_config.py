@@ -30,8 +30,13 @@ def test_motion_off_shortcut():
 
 @pytest.mark.parametrize(
     "override, key",
-    [("train.lrr=1", "train.lrr"), ("nosection.x=1", "nosection"), ("train.steps=abc", "train.steps"),
-     ("train.amp=3", "train.amp"), ("data.size=[1,2,3]", "data.size")],
+    [
+        ("train.lrr=1", "train.lrr"),
+        ("nosection.x=1", "nosection"),
+        ("train.steps=abc", "train.steps"),
+        ("train.amp=3", "train.amp"),
+        ("data.size=[1,2,3]", "data.size"),
+    ],
 )
 def test_bad_overrides_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
