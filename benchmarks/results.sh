@@ -4,6 +4,7 @@
 #   bash benchmarks/results.sh                  # everything, into runs/results (about an hour on 2 idle cores)
 #   STEPS=200 bash benchmarks/results.sh        # shorter training runs
 #   ONLY="shapes mnist" bash benchmarks/results.sh
+#   ONLY=collapse COLLAPSE_ALTS="ema" bash benchmarks/results.sh   # one anti-collapse alternative
 #
 # Each block trains one run, then probes it beside the same architecture at random init and pooled raw
 # pixels (3 seeds each), so every trained figure has its baselines from the same protocol and data.
@@ -77,7 +78,7 @@ fi
 
 # Anti-collapse ablation (picks the default): the same run with each alternative, probed on direction.
 if want collapse; then
-  for alt in none infonce ema; do
+  for alt in ${COLLAPSE_ALTS:-none infonce ema}; do
     case $alt in
       none) sets=(--set model.anti_collapse=none) ;;
       infonce) sets=(--set model.anti_collapse=infonce) ;;
