@@ -130,7 +130,9 @@ def test_two_processes_match_sequential_local(tmp_path, blocks):
             # Stated tolerance: 1e-5 relative (the same ops on the same values; only float rounding may differ).
             assert got["losses"][i][l] == pytest.approx(ref, rel=1e-5), (i, l)
     for k, v in ref_model.items():
-        torch.testing.assert_close(got["model"][k], v, rtol=1e-5, atol=1e-6, msg=lambda m, k=k: f"{k}: {m}")
+        # atol 1e-5: parameters move by ~1e-2 here, and AdamW divides by sqrt(v), so float rounding in a
+        # near-zero gradient can show as ~1e-6 in a near-zero parameter (seen once in CI: 1.04e-6).
+        torch.testing.assert_close(got["model"][k], v, rtol=1e-5, atol=1e-5, msg=lambda m, k=k: f"{k}: {m}")
     # The weights moved (a test that trains nothing would pass the comparison trivially).
     init, _ = _model()
     assert any(not torch.allclose(init.state_dict()[k], v) for k, v in ref_model.items())
