@@ -21,12 +21,15 @@ $(STAMP): setup.py $(EXT_SRC)
 	$(PY) -m pip install -q --no-build-isolation -e '.[dev]'
 	@touch $(STAMP)
 
+# The demo: train the default tiny stack, then probe the 8-way direction task (which needs motion: a single
+# frame cannot answer it) for the trained model and for the same architecture at random init.
+DEMO_PROBE := --data synthetic:shapes:direction --seeds 3 --n-train 512 --n-test 256
 demo: install
-	$(PY) train.py --data synthetic:shapes --out $(DEMO_RUN) --steps 300 --set train.image_every=50
-	$(PY) -m eval.linear_probe --checkpoint $(DEMO_RUN)/checkpoints/last.pt --data synthetic:shapes:direction \
-		--out $(DEMO_RUN)/probe.json --seeds 3
-	$(PY) -m eval.linear_probe --checkpoint $(DEMO_RUN)/checkpoints/last.pt --data synthetic:shapes:direction \
-		--out $(DEMO_RUN)/probe_random_init.json --seeds 3 --random-init
+	rm -rf $(DEMO_RUN)
+	$(PY) train.py --data synthetic:shapes --out $(DEMO_RUN) --steps 200 --set train.image_every=50
+	$(PY) -m eval.linear_probe --checkpoint $(DEMO_RUN)/checkpoints/last.pt $(DEMO_PROBE) --out $(DEMO_RUN)/probe.json
+	$(PY) -m eval.linear_probe --checkpoint $(DEMO_RUN)/checkpoints/last.pt $(DEMO_PROBE) --random-init \
+		--out $(DEMO_RUN)/probe_random_init.json
 	@echo
 	@echo "Results:     $(DEMO_RUN)/summary.json  $(DEMO_RUN)/probe.json  $(DEMO_RUN)/probe_random_init.json"
 	@echo "TensorBoard: $(VENV)/bin/tensorboard --logdir $(DEMO_RUN)/tb"
