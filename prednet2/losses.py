@@ -18,27 +18,7 @@ from einops import rearrange
 from torch import Tensor
 
 from .distributed import batch_sync_active, gather_rows, sync_sum
-
-
-def _error_unit(pred: Tensor, target: Tensor, weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    try:
-        from prednet2.ops import error_unit
-    except ImportError:  # ops.py not there yet: the same math in plain torch
-        error_unit = reference_error_unit
-    return error_unit(pred, target, weight)
-
-
-def reference_error_unit(pred: Tensor, target: Tensor, weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Plain-torch error units (the math of DESIGN §4), kept here for when ``prednet2.ops`` is unavailable.
-
-    pred, target: (B, C, H, W); weight: (B, 1, H, W) or None. Returns E (B, 2C, H, W) and loss (B,).
-    """
-    e = torch.cat([F.relu(target - pred), F.relu(pred - target)], dim=1)
-    c2 = e.shape[1]
-    if weight is None:
-        return e, e.mean(dim=(1, 2, 3))
-    w = weight.expand(-1, 1, *e.shape[2:])
-    return e, (e * w).sum(dim=(1, 2, 3)) / (c2 * w.sum(dim=(1, 2, 3)).clamp_min(1e-12))
+from .ops import error_unit
 
 
 def error_loss(pred: Tensor, target: Tensor, weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -46,7 +26,7 @@ def error_loss(pred: Tensor, target: Tensor, weight: Tensor | None = None) -> tu
 
     pred, target: (B, C, H, W). Returns ``(E, loss)``: E (B, 2C, H, W), loss (B,). Dispatches to the fused op.
     """
-    return _error_unit(pred, target, weight)
+    return error_unit(pred, target, weight)
 
 
 def _as_samples(a: Tensor) -> Tensor:

@@ -21,7 +21,8 @@ from torch import Tensor, nn
 
 from .cells import State, upsample2
 from .config import ModelConfig
-from .losses import covariance_penalty, error_loss, info_nce, reference_error_unit, variance_hinge
+from .losses import covariance_penalty, error_loss, info_nce, variance_hinge
+from .ops import reference_error_unit
 from .units import PredictiveUnit
 
 

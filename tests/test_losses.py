@@ -7,10 +7,10 @@ from prednet2.losses import (
     effective_rank,
     error_loss,
     info_nce,
-    reference_error_unit,
     repr_std,
     variance_hinge,
 )
+from prednet2.ops import reference_error_unit
 
 
 def test_error_loss_matches_definition():

@@ -136,3 +136,47 @@ def test_train_step_modes(mode, window):
         assert res.metrics[f"error/layer{l}"] > 0
     assert res.last.errors[0].shape[1] == (window if mode == "local" else 4)  # the last window's outputs
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_fused_op_and_reference_train_alike(monkeypatch):
+    """Issue 4: 10 training steps with the fused error-unit op and with the pure-torch reference give the same
+    losses and parameters (the op dispatches to the reference when the extension is not built, so this always
+    compares two code paths only where prednet2._C exists)."""
+    import prednet2
+    from prednet2 import ops
+    from prednet2.trainer import build_optimizer, train_step
+
+    if not ops.extension_available():
+        pytest.skip("prednet2._C not built: the op is the reference, nothing to compare")
+    import prednet2.losses
+
+    calls = {"fused": 0}
+    fused = prednet2.losses.error_unit
+
+    def counting(*a, **k):
+        calls["fused"] += 1
+        return fused(*a, **k)
+
+    monkeypatch.setattr(prednet2.losses, "error_unit", counting)
+    results = []
+    for use_ext in (True, False):
+        cfg = tiny_config(f"model.use_ext_op={str(use_ext).lower()}", "model.channels=[8,16]")
+        torch.manual_seed(0)
+        model = prednet2.build_model(cfg)
+        opt, sched = build_optimizer(model, cfg)
+        g = torch.Generator().manual_seed(1)
+        losses = []
+        for _ in range(10):
+            clip = torch.rand(2, 4, 3, 16, 16, generator=g)
+            res = train_step(model, opt, clip, mode="local", window=2, grad_clip=cfg.train.grad_clip)
+            sched.step()
+            losses.append(res.losses.clone())
+        results.append((torch.stack(losses), {k: v.clone() for k, v in model.state_dict().items()}))
+        if use_ext:
+            assert calls["fused"] > 0, "use_ext_op=true did not go through the fused op"
+            calls["fused"] = 0
+    assert calls["fused"] == 0, "use_ext_op=false still called the fused op"
+    (l_ext, p_ext), (l_ref, p_ref) = results
+    torch.testing.assert_close(l_ext, l_ref, rtol=1e-5, atol=1e-6)
+    for k in p_ref:
+        torch.testing.assert_close(p_ext[k], p_ref[k], rtol=1e-4, atol=1e-5, msg=lambda m, k=k: f"{k}: {m}")
