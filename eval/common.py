@@ -109,6 +109,18 @@ def uses_motion(cfg: Config) -> bool:
     return bool(cfg.motion.enabled and cfg.model.motion_channels > 0)
 
 
+def model_for_eval(args: Any, device: torch.device) -> tuple[Loaded, torch.nn.Module, DataConfig, Any]:
+    """The loaded checkpoint; its model (or, with ``args.random_init``, the same architecture seeded by
+    ``args.seed``); the data config in the checkpoint's input format with ``args.n_clips`` clips; and the motion
+    config to pass to ``build_dataset`` (None without a motion stream). Exits 2 with one line on a bad checkpoint."""
+    loaded = load_or_exit(args.checkpoint, device)
+    cfg = loaded.cfg
+    model = random_init_model(cfg, args.seed, device, like=loaded.model) if args.random_init else loaded.model
+    dcfg = data_config(cfg, clip_len=args.clip_len, n_synthetic=args.n_clips, n_synthetic_test=args.n_clips)
+    motion = cfg.motion if uses_motion(cfg) else None
+    return loaded, model, dcfg, motion
+
+
 def build_or_exit(spec: str, *, cfg: DataConfig, split: str, seed: int, motion, labelled: bool, **kw: Any):
     """``prednet2.datasets.build_dataset`` or exit 2 with the data error's own message."""
     import inspect

@@ -31,13 +31,10 @@ from tqdm import tqdm
 
 from .common import (
     build_or_exit,
-    data_config,
     fail,
-    load_or_exit,
-    random_init_model,
+    model_for_eval,
     resolve_device,
     set_threads,
-    uses_motion,
     write_json,
 )
 from .features import to_unit_float
@@ -174,13 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
 
     # Step 1. Model and data (the checkpoint's input format; held-out clips).
-    loaded = load_or_exit(args.checkpoint, device)
+    loaded, model, dcfg, motion = model_for_eval(args, device)
     cfg = loaded.cfg
-    model = random_init_model(cfg, args.seed, device, like=loaded.model) if args.random_init else loaded.model
-    dcfg = data_config(cfg, clip_len=args.clip_len, n_synthetic=args.n_clips, n_synthetic_test=args.n_clips)
     if dcfg.clip_len < 2:
         fail(f"--clip-len {dcfg.clip_len}: next-step prediction needs at least 2 frames")
-    motion = cfg.motion if uses_motion(cfg) else None
     ds = build_or_exit(args.data, cfg=dcfg, split=args.split, seed=args.data_seed, motion=motion, labelled=False)
     if len(ds) == 0:
         fail(f"--data {args.data}: no clips")

@@ -29,13 +29,10 @@ from tqdm import tqdm
 
 from .common import (
     build_or_exit,
-    data_config,
     fail,
-    load_or_exit,
-    random_init_model,
+    model_for_eval,
     resolve_device,
     set_threads,
-    uses_motion,
     write_json,
 )
 from .features import to_unit_float
@@ -191,13 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
 
     # Step 1. Model and the anomaly set in the checkpoint's input format.
-    loaded = load_or_exit(args.checkpoint, device)
-    cfg = loaded.cfg
-    model = random_init_model(cfg, args.seed, device, like=loaded.model) if args.random_init else loaded.model
-    dcfg = data_config(cfg, clip_len=args.clip_len, n_synthetic=args.n_clips, n_synthetic_test=args.n_clips)
+    loaded, model, dcfg, motion = model_for_eval(args, device)
     if args.skip_frames is not None and not 0 <= args.skip_frames < dcfg.clip_len:
         fail(f"--skip-frames {args.skip_frames}: must be in [0, clip_len={dcfg.clip_len})")
-    motion = cfg.motion if uses_motion(cfg) else None
     ds = build_or_exit(ANOMALY_SPEC, cfg=dcfg, split=args.split, seed=args.seed, motion=motion, labelled=False)
 
     # Step 2. Per-frame errors of every layer.
