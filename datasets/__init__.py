@@ -18,6 +18,7 @@ from .errors import DataError
 from .moving_mnist import MovingMNIST, load_mnist
 from .shapes import SHAPES, ShapesDataset, render_shapes_clip
 from .synthetic import SyntheticVideoDataset
+from .trajectories import KINDS, TrajectoriesDataset
 
 if TYPE_CHECKING:
     from prednet2.config import DataConfig, MotionConfig
@@ -30,6 +31,8 @@ __all__ = [
     "MovingMNIST",
     "ShapesDataset",
     "SyntheticVideoDataset",
+    "KINDS",
+    "TrajectoriesDataset",
     "build_dataset",
     "load_mnist",
     "make_anomaly_set",
@@ -82,6 +85,21 @@ def _moving_mnist(task: str | None) -> Callable[..., Dataset]:
     return make
 
 
+def _trajectories(task: str | None) -> Callable[..., Dataset]:
+    def make(cfg: DataConfig, split: str, seed: int) -> Dataset:
+        return TrajectoriesDataset(
+            n=_split_size(cfg, split),
+            size=tuple(cfg.size),
+            clip_len=cfg.clip_len,
+            grayscale=cfg.grayscale,
+            seed=seed,
+            split=split,
+            task=task,
+        )
+
+    return make
+
+
 def _anomaly(cfg: DataConfig, split: str, seed: int) -> Dataset:
     return AnomalyDataset(
         n=_split_size(cfg, split),
@@ -101,6 +119,8 @@ SYNTHETIC_SPECS: dict[str, tuple[Callable[..., Dataset], bool]] = {
     "synthetic:shapes:speed": (_shapes("speed"), True),
     "synthetic:moving_mnist": (_moving_mnist(None), False),
     "synthetic:moving_mnist:digit": (_moving_mnist("digit"), True),
+    "synthetic:trajectories": (_trajectories(None), False),
+    "synthetic:trajectories:kind": (_trajectories("kind"), True),
     "synthetic:anomaly": (_anomaly, True),
 }
 
