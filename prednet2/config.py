@@ -54,6 +54,14 @@ class ModelConfig:
     head_kernel: int = 1  # kernel of the head r -> a_hat (1 or 3)
     input_kernel: int = 1  # kernel of the cell's input-to-hidden conv; 0 means kernel_size
     stem: int = 2  # space-to-depth factor applied to frames (and masks) before unit 0: layer 0 runs at H/stem
+    # What the head predicts: "direct" (â = head(r)) | "residual" (â = sg(a(t-1)) + head(r): the change, so copying
+    # the present costs nothing and the state must hold what moves). Pixel units always predict directly.
+    predict: str = "direct"
+    horizon: int = 1  # K: the state at t also predicts the targets at t+1 .. t+K-1 (extra heads; errors summed)
+    # Probe readout (extract_features): comma-separated parts pooled per layer: a (what is there), r (the state),
+    # e (the error units), da (|a(t) - a(t-1)|, what changed); each mean-pooled over readout_bins time segments.
+    readout: str = "a,r"
+    readout_bins: int = 1
 
 
 @dataclass(frozen=True)

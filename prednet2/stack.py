@@ -76,6 +76,7 @@ class StepOutput:
     terms: dict[str, Tensor]
     valid: bool
     bind_pair: tuple[Tensor, Tensor] | None = None
+    ahead: list[list[Tensor]] | None = None  # per layer, the predictions of t+1 .. t+K-1 (model.horizon > 1)
 
 
 class StackOutput:
@@ -153,6 +154,8 @@ class PredictiveStack(nn.Module):
                 mask_channels=cfg.stem**2,
                 input_kernel=cfg.input_kernel or None,
                 ema=cfg.target_mode == "ema",
+                residual=cfg.predict == "residual",
+                horizon=cfg.horizon,
             )
             units.append(unit)
             in_ch = 2 * unit.target_channels if cfg.pass_up == "error" else unit.target_channels
@@ -200,6 +203,7 @@ class PredictiveStack(nn.Module):
         preds: list[Tensor] = [frame] * L
         r_new: list[Tensor] = [frame] * L
         cell_new: list[State | None] = [None] * L
+        ahead: list[list[Tensor]] | None = [[] for _ in range(L)] if (compute_losses and cfg.horizon > 1) else None
         for l in reversed(range(L)):
             u = self.units[l]
             h, w = H >> l, W >> l
@@ -212,6 +216,8 @@ class PredictiveStack(nn.Module):
                     r_above = frame.new_zeros(B, u.td_channels, h >> 1, w >> 1)
                 td = upsample2(r_above.detach() if detach_between else r_above)
             preds[l], r_new[l], cell_new[l] = u.predict(a_prev, e_prev, td, state.cell[l])
+            if ahead is not None:
+                ahead[l] = u.predict_ahead(r_new[l], a_prev)
 
         # Step 2. Bottom-up: what arrived, and how wrong the predictions were.
         valid = state.t > 0
@@ -245,7 +251,7 @@ class PredictiveStack(nn.Module):
                 terms["bind"] = info_nce(*bind_pair, cfg.bind_temperature) if B > 1 else 0.0 * bind_pair[0].sum()
             losses = self._compose(terms)
         new_state = StackState(t=state.t + 1, cell=cell_new, r=r_new, a=a_new, e=errors)
-        out = StepOutput(preds, targets, errors, r_new, frame_errors, losses, terms, valid, bind_pair)
+        out = StepOutput(preds, targets, errors, r_new, frame_errors, losses, terms, valid, bind_pair, ahead)
         return out, new_state
 
     def forward(
@@ -280,6 +286,8 @@ class PredictiveStack(nn.Module):
             rgb = torch.cat([s.bind_pair[0] for s in steps], dim=0)  # (T*B, D)
             mot = torch.cat([s.bind_pair[1] for s in steps], dim=0)
             terms["bind"] = info_nce(rgb, mot, self.cfg.bind_temperature)
+        if self.cfg.horizon > 1:
+            terms.update(self._ahead_terms(steps))
         losses = self._compose(terms)
 
         stats = {k: v.detach() for k, v in terms.items()}
@@ -287,27 +295,40 @@ class PredictiveStack(nn.Module):
 
     @torch.no_grad()
     def extract_features(self, clip: Tensor, mask: Tensor | None = None, *, grid: int = 1) -> dict[int, Tensor]:
-        """Per-layer features for probes: {l: (B, F_l)}, F_l = (C_target_l + C_hidden_l) * grid**2.
+        """Per-layer features for probes: {l: (B, F_l)}, F_l = (channels of the readout parts) * grid**2 * bins.
 
-        Per layer the concatenation of a (identity) and r (motion), each mean-pooled over time and over a
-        ``grid x grid`` spatial grid (grid=1: global pooling). Runs in eval mode without grad; the training mode
-        is restored afterwards.
+        Per layer the parts named by ``model.readout`` (default ``a,r``: a carries identity, r motion; ``e`` the
+        error units, ``da`` = |a(t) - a(t-1)|), each mean-pooled over a ``grid x grid`` spatial grid (grid=1:
+        global pooling) and over ``model.readout_bins`` equal time segments. Runs in eval mode without grad;
+        the training mode is restored afterwards.
         """
         was_training = self.training
         self.eval()
         try:
             self._check_input(clip.shape[-2:], mask is not None)
-            sums: dict[int, Tensor] = {}
-            state = None
+            parts = _readout_parts(self.cfg.readout)
             T = clip.shape[1]
+            bins = max(1, min(self.cfg.readout_bins, T))
+            bin_of = [min(t * bins // T, bins - 1) for t in range(T)]
+            counts = [bin_of.count(b) for b in range(bins)]
+            sums: dict[int, list[Tensor | None]] = {l: [None] * bins for l in range(self.num_layers)}
+            state = None
             for t in range(T):
+                a_before = state.a if state is not None else [None] * self.num_layers
                 out, state = self.step(clip[:, t], state, None if mask is None else mask[:, t], compute_losses=False)
-                a_list = state.a
                 for l in range(self.num_layers):
-                    f = torch.cat([a_list[l], out.states[l]], dim=1)
+                    a = state.a[l]
+                    pieces = {
+                        "a": lambda: a,
+                        "r": lambda: out.states[l],
+                        "e": lambda: out.errors[l],
+                        "da": lambda: (a - a_before[l]).abs() if a_before[l] is not None else torch.zeros_like(a),
+                    }
+                    f = torch.cat([pieces[p]() for p in parts], dim=1)
                     f = F.adaptive_avg_pool2d(f, grid).flatten(1)  # (B, C*grid*grid)
-                    sums[l] = f if t == 0 else sums[l] + f
-            return {l: s / T for l, s in sums.items()}
+                    b = bin_of[t]
+                    sums[l][b] = f if sums[l][b] is None else sums[l][b] + f
+            return {l: torch.cat([s / n for s, n in zip(sums[l], counts)], dim=1) for l in sums}
         finally:
             self.train(was_training)
 
@@ -345,11 +366,36 @@ class PredictiveStack(nn.Module):
             q, k = q[idx], k[idx]
         return {f"nce/{l}": info_nce(q, k, self.cfg.bind_temperature)}
 
+    def _ahead_terms(self, steps: list[StepOutput]) -> dict[str, Tensor]:
+        """Errors of the further-horizon predictions within this clip/window, summed over k = 2..K per layer.
+
+        The state made at step t predicts the target at t+k-1 (k = 1 is the ordinary error); only pairs whose
+        target falls inside the window count, and steps with no prediction yet (``valid`` False) are skipped.
+        """
+        T = len(steps)
+        out: dict[str, Tensor] = {}
+        for l in range(self.num_layers):
+            total = None
+            for k in range(2, self.cfg.horizon + 1):
+                errs = [
+                    error_loss(steps[t].ahead[l][k - 2], steps[t + k - 1].targets[l])[1].mean()
+                    for t in range(T - k + 1)
+                    if steps[t].valid
+                ]
+                if errs:
+                    e = torch.stack(errs).mean()
+                    total = e if total is None else total + e
+            if total is not None:
+                out[f"ahead/{l}"] = total
+        return out
+
     def _compose(self, terms: dict[str, Tensor]) -> list[Tensor]:
         cfg = self.cfg
         losses = []
         for l in range(self.num_layers):
             loss = self.layer_weights[l] * terms[f"err/{l}"]
+            if f"ahead/{l}" in terms:
+                loss = loss + self.layer_weights[l] * terms[f"ahead/{l}"]
             if f"var/{l}" in terms:
                 loss = loss + cfg.var_weight * terms[f"var/{l}"] + cfg.cov_weight * terms[f"cov/{l}"]
             if f"nce/{l}" in terms:
@@ -376,6 +422,19 @@ class PredictiveStack(nn.Module):
             )
 
 
+READOUT_PARTS = ("a", "r", "e", "da")
+
+
+def _readout_parts(spec: str) -> list[str]:
+    parts = [p.strip() for p in spec.split(",") if p.strip()]
+    bad = [p for p in parts if p not in READOUT_PARTS]
+    if not parts or bad:
+        raise ValueError(
+            f"model.readout: {spec!r} is not a comma-separated list of {', '.join(READOUT_PARTS)} (e.g. 'a,r')"
+        )
+    return parts
+
+
 def _validate(cfg: ModelConfig) -> None:
     L = len(cfg.channels)
     if L < 1:
@@ -387,6 +446,7 @@ def _validate(cfg: ModelConfig) -> None:
         "anti_collapse": (cfg.anti_collapse, {"vicreg", "none", "infonce"}),
         "target_mode": (cfg.target_mode, {"stopgrad", "ema"}),
         "encoder_norm": (cfg.encoder_norm, {"none", "group"}),
+        "predict": (cfg.predict, {"direct", "residual"}),
     }
     for key, (v, ok) in checks.items():
         if v not in ok:
@@ -399,6 +459,11 @@ def _validate(cfg: ModelConfig) -> None:
         raise ValueError("model.stem must be >= 1")
     if cfg.motion_channels < 0:
         raise ValueError("model.motion_channels must be >= 0")
+    if cfg.horizon < 1:
+        raise ValueError(f"model.horizon must be >= 1 (got {cfg.horizon}); 1 predicts the next step only")
+    if cfg.readout_bins < 1:
+        raise ValueError(f"model.readout_bins must be >= 1 (got {cfg.readout_bins})")
+    _readout_parts(cfg.readout)
 
 
 def with_motion(cfg: ModelConfig, enabled: bool) -> ModelConfig:

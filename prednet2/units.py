@@ -71,6 +71,8 @@ class PredictiveUnit(nn.Module):
         input_kernel: int | None = None,
         ema: bool = False,
         bind_dim: int = 32,
+        residual: bool = False,
+        horizon: int = 1,
     ):
         super().__init__()
         self.pixel = pixel
@@ -96,6 +98,17 @@ class PredictiveUnit(nn.Module):
             input_kernel=input_kernel,
         )
         self.head = nn.Conv2d(hidden_channels, self.target_channels, head_kernel, padding=head_kernel // 2)
+        # Residual prediction (â = sg(a(t-1)) + head(r)) for representation units; a pixel unit stays direct.
+        self.residual = residual and not pixel
+        # Heads for the further horizons k = 2..K: the state at t predicts the target at t+k-1.
+        self.heads_ahead = nn.ModuleList(
+            nn.Conv2d(hidden_channels, self.target_channels, head_kernel, padding=head_kernel // 2)
+            for _ in range(max(0, horizon - 1))
+        )
+        if self.residual:  # start at copy-last: the change heads begin at zero and learn what moves
+            for h in [self.head, *self.heads_ahead]:
+                nn.init.zeros_(h.weight)
+                nn.init.zeros_(h.bias)
         if motion_channels:
             self.bind_rgb = nn.Linear(self.repr_channels, bind_dim)
             self.bind_motion = nn.Linear(motion_channels, bind_dim)
@@ -140,11 +153,21 @@ class PredictiveUnit(nn.Module):
         inputs = [a_prev, e_prev] if td is None else [a_prev, e_prev, td]
         r, state = self.cell(torch.cat(inputs, dim=1), state)
         a_hat = self.head(r)
+        if self.residual:  # the base is not trained through: the head alone predicts the change
+            a_hat = a_hat + a_prev.detach()
         if self.pixel:
             # Pixels live in [0, 1]; the motion part (if any) is a representation and stays linear.
             px, rest = a_hat.split([self.repr_channels, self.motion_channels], dim=1)
             a_hat = torch.sigmoid(px) if self.motion_channels == 0 else torch.cat([torch.sigmoid(px), rest], dim=1)
         return a_hat, r, state
+
+    def predict_ahead(self, r: Tensor, a_prev: Tensor) -> list[Tensor]:
+        """Predictions of the targets at t+1 .. t+K-1 from the state r (B, C_h, H, W) made at t (before frame t).
+
+        a_prev (B, C_t, H, W) is the base of residual prediction. Returns K-1 tensors (B, C_t, H, W).
+        """
+        base = a_prev.detach() if self.residual else None
+        return [h(r) if base is None else h(r) + base for h in self.heads_ahead]
 
     def bind_projections(self, a: Tensor) -> tuple[Tensor, Tensor]:
         """Spatially pooled projections for the RGB<->motion binding loss. a (B, C_t, H, W) -> two (B, D)."""
