@@ -1,0 +1,174 @@
+"""Probe accuracy against training steps: does learning keep paying?
+
+    python benchmarks/curve.py --json curve.json
+    python benchmarks/curve.py --points 0,250,1000,3000 --variants default --variant 'alt=model.horizon=3' \\
+        --tasks direction,kind --png curve.png --jobs 2
+
+Each variant trains once to the last point, saving a numbered checkpoint at every point; every checkpoint is
+probed on every task (the eval.linear_probe protocol, the same probe seeds and data). Point 0 is the same
+architecture at random init. Prints a table (top-1 per task and the mean over tasks, per point) and draws the
+mean-over-tasks curve per variant (``--png``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import sys
+from functools import reduce
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from study import (  # noqa: E402
+    TASKS,
+    Probe,
+    Runner,
+    StudyError,
+    cell,
+    main_guard,
+    markdown_table,
+    mean_std,
+    parse_tasks,
+    parse_variants,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="benchmarks/curve.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--points", default="0,250,1000,3000", help="training steps to probe at (default 0,250,1000,3000)")
+    p.add_argument("--variants", default="default", help="built-in variants (default: default)")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME=K=V;K=V", help="a custom variant")
+    p.add_argument("--tasks", default="direction,speed,kind,digit", help="probe tasks (default direction,speed,kind,digit)")
+    p.add_argument("--data", default="synthetic:shapes", help="training data (default synthetic:shapes)")
+    p.add_argument("--set", action="append", default=[], dest="sets", help="override applied to every variant")
+    p.add_argument("--train-seed", type=int, default=0, help="training seed (default 0)")
+    p.add_argument("--seeds", type=int, default=3, help="probe seeds (default 3)")
+    p.add_argument("--n-train", type=int, default=1024, help="synthetic probe train clips (default 1024)")
+    p.add_argument("--n-test", type=int, default=512, help="synthetic probe test clips (default 512)")
+    p.add_argument("--jobs", type=int, default=1, help="runs side by side, one thread each (default 1)")
+    p.add_argument("--out", default="runs/curve", help="study folder (default runs/curve)")
+    p.add_argument("--json", help="write the figures here")
+    p.add_argument("--png", help="draw the mean-over-tasks curves here")
+    return p
+
+
+def parse_points(s: str) -> list[int]:
+    try:
+        pts = sorted({int(x) for x in s.split(",") if x.strip()})
+    except ValueError:
+        raise StudyError(f"--points {s!r}: expected steps like 0,250,1000") from None
+    if not pts or pts[0] < 0 or pts[-1] < 1:
+        raise StudyError(f"--points {s!r}: need steps >= 0 and at least one > 0")
+    return pts
+
+
+def run(args: argparse.Namespace) -> dict:
+    points = parse_points(args.points)
+    variants = parse_variants(args.variants, args.variant)
+    tasks = parse_tasks(args.tasks)
+    if args.jobs < 1:
+        raise StudyError(f"--jobs {args.jobs}: need at least 1")
+    runner = Runner(Path(args.out), jobs=args.jobs)
+    probe = Probe(args.seeds, args.n_train, args.n_test)
+    trained = [p for p in points if p > 0]
+    every = reduce(math.gcd, trained)
+
+    # Step 1. One run per variant to the last point, a numbered checkpoint at every multiple of the points' gcd.
+    keep = [f"train.ckpt_every={every}", f"train.keep_numbered={trained[-1] // every}", *args.sets]
+    runner.map(
+        lambda n: runner.train(n, variants[n], data=args.data, steps=trained[-1], budget_s=None,
+                               seed=args.train_seed, extra_sets=keep),  # fmt: skip
+        list(variants),
+    )
+
+    # Step 2. Probe each point's checkpoint (point 0: the run's architecture at random init).
+    jobs = []
+    for n in variants:
+        ck = runner.out / n / "checkpoints"
+        for p in points:
+            if p == 0:
+                jobs.append((n, p, ck / "last.pt", "random_init"))
+                continue
+            src = ck / f"step_{p:06d}.pt"
+            if not src.is_file():
+                raise StudyError(f"{src} missing: the run did not save step {p}")
+            # eval writes next to RUN/checkpoints; one folder per point keeps the feature caches apart
+            dst = runner.out / f"{n}@{p}" / "checkpoints" / "last.pt"
+            if not dst.is_file():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dst)
+            jobs.append((n, p, dst, "trained"))
+    todo = [(j, t) for j in jobs for t in tasks]
+    res = runner.map(lambda x: runner.probe(x[0][2], x[1], x[0][3], probe, f"curve{x[0][1]}"), todo)
+
+    # Step 3. Tabulate: per variant and point, top-1 per task and the mean over tasks.
+    out: dict = {"points": points, "tasks": tasks, "data": args.data, "probe": vars(probe), "variants": {}}
+    for n in variants:
+        rows = {}
+        for p in points:
+            per = {t: r for (j, t), r in zip(todo, res) if j[0] == n and j[1] == p}
+            rows[str(p)] = {t: {"top1": per[t]["top1"], "std": per[t]["top1_std"]} for t in tasks}
+            rows[str(p)]["mean"] = mean_std([per[t]["top1"] for t in tasks])[0]
+            rows[str(p)]["mean_std"] = mean_std([per[t]["top1_std"] for t in tasks])[0]
+        out["variants"][n] = {"sets": variants[n], "points": rows, "rising": _rising(rows, points)}
+    return out
+
+
+def _rising(rows: dict, points: list[int]) -> bool:
+    """Each trained point >= the one before within one std (the mean over tasks of the probe std)."""
+    pts = [p for p in points if p > 0]
+    return all(rows[str(b)]["mean"] >= rows[str(a)]["mean"] - rows[str(b)]["mean_std"] for a, b in zip(pts, pts[1:]))
+
+
+def table(res: dict) -> str:
+    tasks = res["tasks"]
+    rows = []
+    for n, v in res["variants"].items():
+        for p in res["points"]:
+            r = v["points"][str(p)]
+            rows.append([n, str(p) + (" (random init)" if p == 0 else ""),
+                         *[cell(r[t]["top1"], r[t]["std"]) for t in tasks], cell(r["mean"])])  # fmt: skip
+    return markdown_table(["variant", "steps", *tasks, "mean"], rows)
+
+
+def plot(res: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for n, v in res["variants"].items():
+        xs = res["points"]
+        ax.plot(xs, [100 * v["points"][str(p)]["mean"] for p in xs], marker="o", label=n)
+    ax.set_xlabel("training steps (0 = random init)")
+    ax.set_ylabel(f"probe top-1, mean over {len(res['tasks'])} tasks (%)")
+    ax.set_title("probe accuracy against training steps")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def go() -> int:
+        res = run(args)
+        print(table(res))
+        for n, v in res["variants"].items():
+            print(f"{n}: {'rises' if v['rising'] else 'does not rise'} across the trained points (within 1 std)")
+        if args.json:
+            Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+        if args.png:
+            plot(res, args.png)
+        return 0
+
+    return main_guard(go)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Shared machinery of the training studies (``peers.py``, ``curve.py``): train runs, probe them, tabulate.
+
+Every run is a subprocess (``train.py``, ``python -m eval.linear_probe``), so a wall-clock budget is a SIGTERM
+(the trainer saves a checkpoint and writes summary.json on it) and runs can go side by side (``jobs``), one
+thread each. Finished runs and probes are reused when their files exist, so a study can be resumed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BASKETBALL = os.environ.get("PREDNET2_BASKETBALL", str(ROOT.parent / "shared" / "data" / "basketball_actions"))
+
+# task name -> (labelled spec, extra probe arguments)
+TASKS: dict[str, tuple[str, list[str]]] = {
+    "direction": ("synthetic:shapes:direction", []),
+    "speed": ("synthetic:shapes:speed", []),
+    "kind": ("synthetic:trajectories:kind", []),
+    "digit": ("synthetic:moving_mnist:digit", []),
+    "basketball": (BASKETBALL, ["--clip-len", "6"]),
+}
+
+# variant name -> --set overrides on top of the default config
+PEERS: dict[str, list[str]] = {
+    "default": [],
+    "end_to_end": ["train.mode=end_to_end"],
+    "prednet": ["model.preset=prednet"],
+    "infonce": ["model.anti_collapse=infonce"],
+}
+
+
+class StudyError(ValueError):
+    """A bad option of a study script (one line, exit 2)."""
+
+
+def parse_variants(names: str, extra: list[str]) -> dict[str, list[str]]:
+    """``--variants default,prednet`` plus ``--variant 'name=key=v;key=v'`` -> {name: [sets]}."""
+    out: dict[str, list[str]] = {}
+    for n in [x.strip() for x in names.split(",") if x.strip()]:
+        if n not in PEERS:
+            raise StudyError(f"--variants: unknown variant {n!r}; known: {', '.join(PEERS)} (or define one with --variant)")
+        out[n] = list(PEERS[n])
+    for spec in extra:
+        name, sep, sets = spec.partition("=")
+        if not sep or not name.strip():
+            raise StudyError(f"--variant {spec!r}: expected NAME=key=value;key=value")
+        out[name.strip()] = [s.strip() for s in sets.split(";") if s.strip()]
+    if not out:
+        raise StudyError("no variants: pass --variants and/or --variant")
+    return out
+
+
+def parse_tasks(names: str) -> list[str]:
+    tasks = [x.strip() for x in names.split(",") if x.strip()]
+    bad = [t for t in tasks if t not in TASKS]
+    if bad or not tasks:
+        raise StudyError(f"--tasks: unknown task(s) {bad}; choose from {', '.join(TASKS)}")
+    if "basketball" in tasks and not Path(TASKS["basketball"][0]).is_dir():
+        raise StudyError(f"--tasks basketball: {TASKS['basketball'][0]} not found (set PREDNET2_BASKETBALL)")
+    return tasks
+
+
+@dataclass
+class Probe:
+    """Probe sizes shared by every probe of a study."""
+
+    seeds: int = 3
+    n_train: int = 1024
+    n_test: int = 512
+
+
+@dataclass
+class Runner:
+    """Runs subprocesses, ``jobs`` at a time, one CPU thread each; logs go to ``out/logs``."""
+
+    out: Path
+    python: str = sys.executable
+    jobs: int = 1
+    verbose: bool = True
+    env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        (self.out / "logs").mkdir(parents=True, exist_ok=True)
+        self.env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **self.env}
+
+    def say(self, msg: str) -> None:
+        if self.verbose:
+            print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+    def run(self, args: list[str], log: str, budget_s: float | None = None) -> int:
+        """Run ``python args...``; with ``budget_s``, SIGTERM it after that many seconds (it saves and exits)."""
+        with open(self.out / "logs" / f"{log}.log", "w") as f:
+            p = subprocess.Popen([self.python, *args], cwd=ROOT, env=self.env, stdout=f, stderr=subprocess.STDOUT)
+            try:
+                return p.wait(timeout=budget_s)
+            except subprocess.TimeoutExpired:
+                p.send_signal(signal.SIGTERM)
+                return p.wait()
+
+    def map(self, fn, items: list) -> list:
+        if self.jobs <= 1:
+            return [fn(x) for x in items]
+        with ThreadPoolExecutor(self.jobs) as ex:
+            return list(ex.map(fn, items))
+
+    # ---- training -----------------------------------------------------------------------------------------
+    def train(
+        self,
+        name: str,
+        sets: list[str],
+        *,
+        data: str,
+        steps: int | None,
+        budget_s: float | None,
+        seed: int,
+        extra_sets: list[str] = (),
+    ) -> dict:
+        """Train one run into ``out/name`` (reused when its summary.json exists); returns the summary."""
+        run = self.out / name
+        summary = run / "summary.json"
+        if summary.is_file():
+            self.say(f"{name}: already trained")
+            return json.loads(summary.read_text())
+        total = steps if steps else 10**7  # a budget run stops on SIGTERM, not on a step count
+        args = ["train.py", "--data", data, "--out", str(run), "--steps", str(total), "--no-progress"]
+        for s in [f"train.seed={seed}", "train.threads=1", *extra_sets, *sets]:
+            args += ["--set", s]
+        self.say(f"train {name}: {' '.join(sets) or '(default)'}" + (f", {budget_s:.0f} s" if budget_s else ""))
+        t0 = time.time()
+        rc = self.run(args, f"train_{name}", budget_s=budget_s)
+        if not summary.is_file():
+            raise RuntimeError(f"training {name} failed (exit {rc}); see {self.out / 'logs' / f'train_{name}.log'}")
+        s = json.loads(summary.read_text())
+        self.say(f"{name}: {s['steps']} steps in {time.time() - t0:.0f} s ({s['frames_per_s']:.0f} frames/s)")
+        return s
+
+    # ---- probing ------------------------------------------------------------------------------------------
+    def probe(self, ckpt: Path, task: str, variant: str, probe: Probe, tag: str) -> dict:
+        """One linear probe (trained | random_init | pixels) of ``ckpt`` on ``task``; cached as JSON."""
+        spec, extra = TASKS[task]
+        out = ckpt.parent.parent / "eval" / f"probe_{task}_{tag}_{variant}.json"
+        if out.is_file():
+            return json.loads(out.read_text())
+        out.parent.mkdir(parents=True, exist_ok=True)
+        args = ["-m", "eval.linear_probe", "--checkpoint", str(ckpt), "--data", spec, "--out", str(out)]
+        args += ["--seeds", str(probe.seeds), "--n-train", str(probe.n_train), "--n-test", str(probe.n_test)]
+        args += ["--threads", "1", *extra]
+        if variant == "random_init":
+            args.append("--random-init")
+        elif variant == "pixels":
+            args += ["--baseline", "pixels"]
+        rc = self.run(args, f"probe_{ckpt.parent.parent.name}_{tag}_{task}_{variant}")
+        if rc != 0 or not out.is_file():
+            raise RuntimeError(f"probe of {ckpt} on {task} ({variant}) failed (exit {rc})")
+        return json.loads(out.read_text())
+
+
+def mean_std(xs: list[float]) -> tuple[float, float]:
+    if not xs:
+        return float("nan"), float("nan")
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def cell(m: float, s: float | None = None) -> str:
+    if m != m:  # NaN
+        return "-"
+    return f"{100 * m:.1f}" + (f" ± {100 * s:.1f}" if s is not None else "")
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def main_guard(fn) -> int:
+    """Run a study main: a StudyError is one line on stderr and exit 2."""
+    try:
+        return fn()
+    except StudyError as e:
+        print(f"{Path(sys.argv[0]).name}: error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,97 @@
+"""benchmarks/peers.py and benchmarks/curve.py: a 2-step run through the whole pipeline, the table's keys, and the
+wall-clock budget (SIGTERM) mechanism."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import curve  # noqa: E402
+import peers  # noqa: E402
+from study import Runner, StudyError, parse_variants  # noqa: E402
+
+TINY = ["--set", "motion=off", "--set", "data.batch_size=2", "--set", "data.clip_len=4",
+        "--set", "model.channels=[4,8]", "--seeds", "1", "--n-train", "24", "--n-test", "16"]  # fmt: skip
+
+
+def test_parse_variants():
+    v = parse_variants("default,prednet", ["res=model.predict=residual;model.readout=a,r,da"])
+    assert v == {"default": [], "prednet": ["model.preset=prednet"],
+                 "res": ["model.predict=residual", "model.readout=a,r,da"]}  # fmt: skip
+    with pytest.raises(StudyError, match="unknown variant"):
+        parse_variants("nope", [])
+    with pytest.raises(StudyError, match="NAME="):
+        parse_variants("", ["justaname"])
+
+
+def test_bad_options_exit_2(capsys):
+    assert peers.main(["--tasks", "direction,colour"]) == 2
+    assert "--tasks" in capsys.readouterr().err
+    assert curve.main(["--points", "a,b"]) == 2
+    assert peers.main(["--steps", "0"]) == 2
+
+
+def test_peers_two_step_run_and_table(tmp_path, capsys):
+    out = tmp_path / "peers"
+    rc = peers.main(["--steps", "2", "--variants", "default", "--variant", "res=model.predict=residual",
+                     "--tasks", "direction", "--out", str(out), "--jobs", "2",
+                     "--json", str(tmp_path / "p.json"), *TINY])  # fmt: skip
+    assert rc == 0
+    table = capsys.readouterr().out
+    for row in ("| default |", "| res |", "| default (random init) |", "| pixels |"):
+        assert row in table
+    assert "res (random init)" not in table  # --random-for defaults to the default variant
+    res = json.loads((tmp_path / "p.json").read_text())
+    assert res["tasks"] == ["direction"] and set(res["variants"]) == {"default", "res"}
+    v = res["variants"]["default"]
+    assert v["runs"][0]["steps"] == 2 and v["runs"][0]["frames_per_s"] > 0
+    assert {"trained", "std", "per_seed", "random_init"} <= set(v["tasks"]["direction"])
+    assert 0.0 <= v["mean"] <= 1.0 and "direction" in res["pixels"]
+    # a second call reuses the runs and probes on disk
+    t0 = time.time()
+    assert peers.main(["--steps", "2", "--variants", "default", "--tasks", "direction", "--out", str(out), *TINY]) == 0
+    assert time.time() - t0 < 5
+
+
+@pytest.mark.slow
+def test_curve_points_and_rising_flag(tmp_path, capsys):
+    rc = curve.main(["--points", "0,2", "--tasks", "direction", "--out", str(tmp_path / "c"),
+                     "--json", str(tmp_path / "c.json"), "--png", str(tmp_path / "c.png"), *TINY])  # fmt: skip
+    assert rc == 0
+    res = json.loads((tmp_path / "c.json").read_text())
+    pts = res["variants"]["default"]["points"]
+    assert set(pts) == {"0", "2"} and {"direction", "mean", "mean_std"} <= set(pts["2"])
+    assert isinstance(res["variants"]["default"]["rising"], bool)
+    assert (tmp_path / "c.png").stat().st_size > 1000
+    assert "(random init)" in capsys.readouterr().out
+
+
+def test_budget_sends_sigterm_and_waits(tmp_path):
+    """A run past its budget gets SIGTERM and may save before it exits (as train.py does)."""
+    script = tmp_path / "sleeper.py"
+    script.write_text(
+        "import signal, sys, time\n"
+        "def h(*a):\n"
+        f"    open({str(tmp_path / 'saved')!r}, 'w').write('ok'); sys.exit(143)\n"
+        "signal.signal(signal.SIGTERM, h)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    r = Runner(tmp_path, verbose=False)
+    t0 = time.time()
+    assert r.run([str(script)], "sleeper", budget_s=2.0) == 143
+    assert time.time() - t0 < 30 and (tmp_path / "saved").read_text() == "ok"
+
+
+def test_scripts_have_help():
+    for name in ("peers.py", "curve.py"):
+        p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / name), "--help"], capture_output=True, text=True)
+        assert p.returncode == 0 and "--json" in p.stdout
