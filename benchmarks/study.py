@@ -148,6 +148,7 @@ class Runner:
     def probe(self, ckpt: Path, task: str, variant: str, probe: Probe, tag: str) -> dict:
         """One linear probe (trained | random_init | pixels) of ``ckpt`` on ``task``; cached as JSON."""
         spec, extra = TASKS[task]
+        tag = f"{tag}_n{probe.n_train}x{probe.seeds}"  # probes of other sizes are other files
         out = ckpt.parent.parent / "eval" / f"probe_{task}_{tag}_{variant}.json"
         if out.is_file():
             return json.loads(out.read_text())
