@@ -6,6 +6,8 @@ dict items out (``"video"`` uint8 (T, C, H, W), ``"label"`` int64, ``"index"``; 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -17,7 +19,7 @@ from .anomaly import AnomalyDataset, make_anomaly_set, render_anomaly_clip
 from .errors import DataError
 from .moving_mnist import MovingMNIST, load_mnist
 from .shapes import SHAPES, ShapesDataset, render_shapes_clip
-from .synthetic import SyntheticVideoDataset
+from .synthetic import InterleavedDataset, SyntheticVideoDataset
 from .trajectories import KINDS, TrajectoriesDataset
 
 if TYPE_CHECKING:
@@ -100,6 +102,12 @@ def _trajectories(task: str | None) -> Callable[..., Dataset]:
     return make
 
 
+def _mix(cfg: DataConfig, split: str, seed: int) -> Dataset:
+    """Moving shapes and trajectories in turn (half the clips each): more kinds of motion to learn from."""
+    half = replace(cfg, n_synthetic=max(1, cfg.n_synthetic // 2), n_synthetic_test=max(1, cfg.n_synthetic_test // 2))
+    return InterleavedDataset([_shapes(None)(half, split, seed), _trajectories(None)(half, split, seed)])
+
+
 def _anomaly(cfg: DataConfig, split: str, seed: int) -> Dataset:
     return AnomalyDataset(
         n=_split_size(cfg, split),
@@ -121,6 +129,7 @@ SYNTHETIC_SPECS: dict[str, tuple[Callable[..., Dataset], bool]] = {
     "synthetic:moving_mnist:digit": (_moving_mnist("digit"), True),
     "synthetic:trajectories": (_trajectories(None), False),
     "synthetic:trajectories:kind": (_trajectories("kind"), True),
+    "synthetic:mix": (_mix, False),
     "synthetic:anomaly": (_anomaly, True),
 }
 

@@ -89,3 +89,37 @@ class SyntheticVideoDataset(Dataset):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n={self.n}, split={self.split!r}, seed={self.seed}, classes={self.classes})"
+
+
+class InterleavedDataset(Dataset):
+    """Several unlabelled training sets in turn: item i is item ``i // k`` of part ``i % k`` (k parts).
+
+    Items keep only what every part has (``video``, ``label`` = -1, ``index`` = i), so a batch mixes parts.
+    ``synthetic:mix`` is moving shapes and trajectories: straight, bouncing motion and five other kinds.
+    """
+
+    def __init__(self, parts: list[Dataset]):
+        if not parts:
+            raise DataError("an interleaved set needs at least one part")
+        self.parts = parts
+        self.n = min(len(p) for p in parts) * len(parts)
+        self.classes: list[str] = []
+        self.n_skipped = sum(getattr(p, "n_skipped", 0) for p in parts)
+        self.skipped = [s for p in parts for s in getattr(p, "skipped", [])]
+
+    @property
+    def num_classes(self) -> int:
+        return 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < self.n:
+            raise IndexError(f"index {index} out of range for {self.n} clips")
+        k = len(self.parts)
+        item = self.parts[index % k][index // k]
+        return {"video": item["video"], "label": torch.tensor(-1, dtype=torch.int64), "index": int(index)}
+
+    def __repr__(self) -> str:
+        return f"InterleavedDataset({self.parts!r})"

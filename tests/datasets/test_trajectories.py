@@ -72,3 +72,17 @@ def test_labelled_object_path_follows_its_kind_in_the_scene():
         lo, hi = SPEED_RANGE
         assert lo - 1e-6 <= steps.mean() <= hi + 1e-6  # walls reflect, they do not change the path length
         assert scene.radii[0] > scene.radii[1:].max()  # the labelled object is the largest
+
+
+def test_mix_interleaves_shapes_and_trajectories():
+    cfg = DataConfig(clip_len=5, size=(32, 32), n_synthetic=6)
+    mix = build_dataset("synthetic:mix", cfg=cfg)
+    shapes = build_dataset("synthetic:shapes", cfg=DataConfig(clip_len=5, size=(32, 32), n_synthetic=3))
+    traj = build_dataset("synthetic:trajectories", cfg=DataConfig(clip_len=5, size=(32, 32), n_synthetic=3))
+    assert len(mix) == 6 and mix.n_skipped == 0
+    assert torch.equal(mix[0]["video"], shapes[0]["video"]) and torch.equal(mix[3]["video"], traj[1]["video"])
+    assert set(mix[1]) == {"video", "label", "index"} and mix[1]["index"] == 1 and mix[1]["label"].item() == -1
+    batch = torch.utils.data.default_collate([mix[i] for i in range(4)])  # the parts' extras never clash
+    assert batch["video"].shape == (4, 5, 3, 32, 32)
+    with pytest.raises(DataError, match="no labels"):
+        build_dataset("synthetic:mix", cfg=cfg, labelled=True)
