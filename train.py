@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     from prednet2.trainer import NonFiniteLossError, RunFolderError, TrainingInterrupted, config_for_resume, train
 
     sets = list(args.sets)
+    set_steps = [s for s in sets if s.partition("=")[0].strip() == "train.steps"]
+    if args.steps is not None and set_steps:  # two step counts: refuse rather than silently keep one
+        _fail(f"--steps {args.steps} and --set {set_steps[-1]} both give the step count; give only one")
     if args.steps is not None:
         sets.append(f"train.steps={args.steps}")
     if args.device is not None:

@@ -45,7 +45,14 @@ from prednet2.distributed import (
     setup_distributed,
 )
 from prednet2.optim import build_optimizer, unit_param_groups
-from prednet2.run_folder import RunFolderError, RunPaths, config_for_resume, write_config
+from prednet2.run_folder import (
+    RunFolderError,
+    RunPaths,
+    check_out_dir,
+    config_for_resume,
+    make_run_dir,
+    write_config,
+)
 from prednet2.runinfo import git_commit, prednet2_version, resolve_device
 from prednet2.sampler import ResumableBatchSampler
 from prednet2.train_data import DEFAULT_MOTION_CHANNELS, resolve_config
@@ -136,13 +143,7 @@ def train(
     paths = RunPaths(Path(out_dir))
     main = is_main_process()
     # Step 1. The run folder: a new run needs a free --out, a resumed one its last.pt.
-    if paths.last.is_file() and not resume:
-        raise RunFolderError(
-            f"--out {paths.root} already holds a run ({paths.last}); "
-            "pass --resume to continue it or pick another folder"
-        )
-    if resume and not paths.last.is_file():
-        raise RunFolderError(f"--resume: no checkpoint to resume at {paths.last}; start a new run without --resume")
+    check_out_dir(paths, resume)
     ckpt = load_checkpoint(paths.last) if resume else None
 
     # Step 2. The device: torchrun gives one process per device (gloo on CPU, nccl on GPU).
@@ -179,8 +180,8 @@ def train(
     start_step = ts.step
 
     # Step 6. The run folder's config.yaml and the TensorBoard writer (rank 0 only; a resume purges later events).
-    paths.root.mkdir(parents=True, exist_ok=True)
     if main:
+        make_run_dir(paths)
         write_config(paths, cfg, data_spec)
     ts.logger = tblog.TBLogger(paths.tb, enabled=main, purge_step=ts.step + 1 if ckpt is not None else None)
 
