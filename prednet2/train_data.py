@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 
 from prednet2.config import Config
 from prednet2.datasets.errors import DataError
-from prednet2.distributed import get_rank, is_distributed
+from prednet2.distributed import get_local_rank, get_world_size, is_distributed
 from prednet2.train_state import say
 
 # Channels of the motion stream's encoder when motion is on and the config leaves model.motion_channels at 0.
@@ -56,25 +56,26 @@ def build_train_data(cfg: Config, data_spec: str) -> Dataset:
     """The training split of ``data_spec`` (with motion masks when ``cfg.motion.enabled``).
 
     Building a video folder decodes every video into the cache and computes the motion-mask cache. Under torchrun
-    rank 0 does that alone while the others wait, then they build theirs from the finished cache (cache hits), so
-    N processes neither decode N times nor race on the same cache files. If rank 0 fails, the others stop too.
+    the first process of each node (LOCAL_RANK 0; rank 0 on one machine) does that alone while the others wait,
+    then they build theirs from the finished cache (cache hits), so N processes neither decode N times nor race on
+    the same cache files. If a first process fails, every process stops with it.
     """
     if not is_distributed():
         return _build(cfg, data_spec)
-    ok = [True]
-    if get_rank() == 0:
+    ds, err = None, None
+    if get_local_rank() == 0:
         try:
             ds = _build(cfg, data_spec)
-        except BaseException:
-            ok = [False]
-            dist.broadcast_object_list(ok, src=0)  # release the waiting ranks before raising
-            raise
-    dist.broadcast_object_list(ok, src=0)  # the other ranks wait here until rank 0's cache is complete
-    if get_rank() == 0:
-        return ds
-    if not ok[0]:
-        raise DataError(f"{data_spec}: rank 0 could not build the training data (its error says why)")
-    return _build(cfg, data_spec)
+        except Exception as e:  # noqa: BLE001 - re-raised below, after releasing the waiting processes
+            err = e
+    oks = [None] * get_world_size()
+    dist.all_gather_object(oks, err is None)  # the others wait here until their node's cache is complete
+    if err is not None:
+        raise err
+    if not all(oks):
+        bad = [r for r, ok in enumerate(oks) if not ok]
+        raise DataError(f"{data_spec}: rank {bad[0]} could not build the training data (its error says why)")
+    return ds if ds is not None else _build(cfg, data_spec)
 
 
 def _build(cfg: Config, data_spec: str) -> Dataset:

@@ -195,6 +195,7 @@ def _data_worker(rank: int, world: int, port: int, log: str) -> None:
 
 
 def test_rank0_builds_the_data_first(tmp_path):
+    """One node: LOCAL_RANK 0 decodes and computes masks into the cache while the others wait, then they read it."""
     log = tmp_path / "order.txt"
     mp.start_processes(_data_worker, args=(2, free_port(), str(log)), nprocs=2, join=True, start_method="spawn")
     lines = log.read_text().splitlines()
