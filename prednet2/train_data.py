@@ -9,7 +9,6 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from prednet2.config import Config
-from prednet2.datasets.errors import DataError
 from prednet2.distributed import get_local_rank, get_world_size, is_distributed
 from prednet2.train_state import say
 
@@ -73,6 +72,8 @@ def build_train_data(cfg: Config, data_spec: str) -> Dataset:
     if err is not None:
         raise err
     if not all(oks):
+        from prednet2.datasets import DataError
+
         bad = [r for r, ok in enumerate(oks) if not ok]
         raise DataError(f"{data_spec}: rank {bad[0]} could not build the training data (its error says why)")
     return ds if ds is not None else _build(cfg, data_spec)
