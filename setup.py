@@ -86,6 +86,8 @@ setup(
     py_modules=[],
     install_requires=PINS,
     extras_require={"dev": ["pytest", "pytest-timeout", "ruff"]},
+    # One command for every tool: `prednet2 train ...`, `prednet2 probe ...` (prednet2/cli.py holds the table).
+    entry_points={"console_scripts": ["prednet2=prednet2.cli:main"]},
     ext_modules=exts,
     cmdclass=cmdclass,
 )

@@ -1,111 +1,13 @@
 #!/usr/bin/env python
-"""Train a prednet2 stack on a video folder or a synthetic set.
+"""Train a prednet2 stack: ``python train.py --data DATA --out RUN ...``, the same as ``prednet2 train ...``.
 
-    python train.py --data DATA --out RUN [--config YAML] [--set key=value ...] [--steps N]
-                    [--device auto|cpu|cuda] [--resume]
-
-DATA is a folder of videos (searched recursively) or ``synthetic:NAME``. ``--steps`` is the TOTAL step count, so
-``--resume --steps 30`` after a 20-step run trains 10 more. See docs/training.md.
-
-Exit status: 0 done; 2 bad option, path, config or checkpoint (one line on stderr); 1 the loss became
-non-finite; 130/143 stopped by SIGINT/SIGTERM after saving RUN/checkpoints/last.pt.
+The command lives in ``prednet2/train_cli.py`` (so the installed ``prednet2`` console script reaches it too);
+``python train.py --help`` lists its options.
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 
-PROG = "train.py"
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, not argparse's usage block
-        _fail(f"{message} (see {PROG} --help)")
-
-
-def _fail(msg: str, code: int = 2):
-    print(f"{PROG}: error: {msg}", file=sys.stderr)
-    sys.exit(code)
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, help="folder of videos, or synthetic:shapes / synthetic:moving_mnist")
-    p.add_argument("--out", required=True, help="run folder: config.yaml, checkpoints/, tb/, summary.json")
-    p.add_argument("--config", help="YAML config (sections model, data, motion, train); configs/tiny.yaml is one")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        dest="sets",
-        help="override a config field by dotted name, e.g. train.lr=1e-3 or motion=off (repeatable)",
-    )
-    p.add_argument("--steps", type=_positive_int, help="total number of training steps (overrides train.steps)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides train.device (default auto)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.pt")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
-    return p.parse_args(argv)
-
-
-def _positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
-    return v
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if not args.data.startswith("synthetic:") and not Path(args.data).expanduser().exists():
-        _fail(f"--data {args.data}: no such file or folder (give a folder of videos or synthetic:NAME)")
-    if args.resume and args.config:
-        _fail("--config cannot be combined with --resume: the run continues with its own config (use --set)")
-
-    # Imported after parsing so --help and bad options answer at once.
-    from prednet2.datasets import DataError
-
-    from prednet2.checkpoint import CheckpointError
-    from prednet2.config import Config, ConfigError
-    from prednet2.trainer import NonFiniteLossError, RunFolderError, TrainingInterrupted, config_for_resume, train
-
-    sets = list(args.sets)
-    if args.steps is not None:
-        sets.append(f"train.steps={args.steps}")
-    if args.device is not None:
-        sets.append(f"train.device={args.device}")
-    try:
-        cfg = config_for_resume(args.out, sets) if args.resume else Config.from_yaml(args.config, sets)
-        summary = train(cfg, args.data, args.out, resume=args.resume, progress=not args.no_progress)
-    except (ConfigError, DataError, CheckpointError, RunFolderError) as e:
-        _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
-    except NonFiniteLossError as e:
-        _fail(str(e), code=1)
-    except TrainingInterrupted as e:
-        print(f"{PROG}: {e}; continue with --resume", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print(f"{PROG}: aborted (second interrupt) without saving", file=sys.stderr)
-        return 130
-    from prednet2.distributed import is_main_process
-
-    if not is_main_process():  # torchrun: rank 0 reports for the whole run
-        return 0
-    run = Path(args.out)
-    losses = ", ".join(f"{l}: {v:.4g}" for l, v in summary["final_loss"].items())
-    print(
-        f"done: {summary['steps']} steps, {summary['frames_per_s']:.0f} frames/s, final loss per layer {{{losses}}}\n"
-        f"summary:     {run / 'summary.json'}\n"
-        f"checkpoint:  {run / 'checkpoints' / 'last.pt'}\n"
-        f"TensorBoard: tensorboard --logdir {run / 'tb'}"
-    )
-    return 0
-
+from prednet2.train_cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -24,59 +24,115 @@ class ConfigError(ValueError):
     """A config key or value is invalid. The message names the dotted key."""
 
 
+# ---- declared value ranges ----------------------------------------------------------------------------------
+# Each numeric or enum field states what it accepts once, in its metadata; ``check_ranges`` (called whenever a
+# Config is built from a dict, a YAML file or --set) is the one reader. A field without metadata accepts any value
+# of its type, so a new field needs no change here; a new range is one ``_r(...)``/``_one_of(...)`` at the field.
+def _r(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
+       lt: float | None = None, min_len: int | None = None) -> Any:  # fmt: skip
+    """A field whose value (every element, for a tuple) must lie in the given bounds."""
+    bounds = {k: v for k, v in {"ge": ge, "gt": gt, "le": le, "lt": lt}.items() if v is not None}
+    md: dict[str, Any] = {"range": bounds}
+    if min_len is not None:
+        md["min_len"] = min_len
+    return field(default=default, metadata=md)
+
+
+def _one_of(default: str, *choices: str) -> Any:
+    """An enum-like string field: one of ``choices``."""
+    return field(default=default, metadata={"choices": (default, *choices)})
+
+
+_OPS = {"ge": (">=", lambda v, b: v >= b), "gt": (">", lambda v, b: v > b), "le": ("<=", lambda v, b: v <= b),
+        "lt": ("<", lambda v, b: v < b)}  # fmt: skip
+
+
+def describe_range(bounds: dict[str, float]) -> str:
+    """``{"ge": 0, "lt": 1}`` -> ``">= 0 and < 1"``."""
+    return " and ".join(f"{_OPS[k][0]} {v:g}" for k, v in bounds.items())
+
+
+def check_ranges(obj: Any, prefix: str = "") -> None:
+    """Raise ConfigError naming the dotted key, the value and the allowed range for the first field out of range.
+
+    Recurses into nested config dataclasses. Reads only field metadata (``range``, ``min_len``, ``choices``).
+    """
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        key = prefix + f.name
+        if dataclasses.is_dataclass(v):
+            check_ranges(v, key + ".")
+            continue
+        md = f.metadata
+        if "choices" in md and v not in md["choices"]:
+            raise ConfigError(f"{key}: unknown value {v!r}; choose one of {list(md['choices'])}")
+        if "min_len" in md and len(v) < md["min_len"]:
+            raise ConfigError(f"{key}: {list(v)} has {len(v)} entries; expected at least {md['min_len']}")
+        bounds = md.get("range")
+        if not bounds:
+            continue
+        for i, x in enumerate(v) if isinstance(v, tuple) else [(None, v)]:
+            if not all(_OPS[k][1](x, b) for k, b in bounds.items()):
+                where = f"{key}={x!r}" if i is None else f"{key}={list(v)} (entry {i}: {x!r})"
+                raise ConfigError(f"{where} is out of range; expected {describe_range(bounds)}")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The predictive stack. Field defaults are the ``tiny`` preset; ``preset`` selects another."""
 
     preset: str = "tiny"
-    in_channels: int = 3  # 3 for RGB, 1 for grayscale
-    channels: tuple[int, ...] = (16, 32, 64)  # one entry per unit; unit l has channels[l] representation channels
-    cell: str = "gru"  # lateral recurrence: "gru" | "lstm"
-    kernel_size: int = 3
+    in_channels: int = _r(3, ge=1)  # 3 for RGB, 1 for grayscale
+    # one entry per unit; unit l has channels[l] representation channels
+    channels: tuple[int, ...] = _r((16, 32, 64), ge=1, min_len=1)
+    cell: str = _one_of("gru", "lstm")  # lateral recurrence
+    kernel_size: int = _r(3, ge=1)
     # "repr": every unit predicts its target encoder's next output; "pixel": layer 0 predicts pixels
-    target: str = "repr"
-    pass_up: str = "error"  # what unit l hands to unit l+1: "error" (E, as PredNet) | "repr" (a)
+    target: str = _one_of("repr", "pixel")
+    pass_up: str = _one_of("error", "repr")  # what unit l hands to unit l+1: E (as PredNet) or a
     lateral: bool = True  # ablation switch: the unit's own recurrence
     feedback: bool = True  # ablation switch: time-delayed top-down input from the unit above
-    anti_collapse: str = "vicreg"  # "vicreg" (variance hinge + covariance) | "none" | "infonce"
-    target_mode: str = "stopgrad"  # "stopgrad" | "ema"
-    ema_momentum: float = 0.95
-    var_weight: float = 1.0
-    cov_weight: float = 0.04
-    layer_weights: tuple[float, ...] = ()  # per-unit loss weights; () means all ones
-    motion_channels: int = 0  # channels of the motion stream's own encoder at layer 0; 0 = no motion stream
-    bind_weight: float = 0.1  # weight of the RGB<->motion InfoNCE binding loss
-    bind_temperature: float = 0.1
+    # "vicreg" (variance hinge + covariance) | "none" | "infonce"
+    anti_collapse: str = _one_of("vicreg", "none", "infonce")
+    target_mode: str = _one_of("stopgrad", "ema")
+    ema_momentum: float = _r(0.95, ge=0, le=1)
+    var_weight: float = _r(1.0, ge=0)
+    cov_weight: float = _r(0.04, ge=0)
+    layer_weights: tuple[float, ...] = _r((), ge=0)  # per-unit loss weights; () means all ones
+    motion_channels: int = _r(0, ge=0)  # channels of the motion stream's own encoder at layer 0; 0 = no motion stream
+    bind_weight: float = _r(0.1, ge=0)  # weight of the RGB<->motion InfoNCE binding loss
+    bind_temperature: float = _r(0.1, gt=0)
     use_ext_op: bool = True  # use the fused error-unit op when built (falls back to the torch reference)
-    arch: str = "stack"  # "stack" (PredictiveStack) | "prednet" (faithful PredNet baseline, end-to-end only)
-    hidden_channels: tuple[int, ...] = ()  # recurrent state channels per unit; () means the same as channels
-    encoder_norm: str = "none"  # target encoder norm: "none" | "group"
-    head_kernel: int = 1  # kernel of the head r -> a_hat (1 or 3)
-    input_kernel: int = 1  # kernel of the cell's input-to-hidden conv; 0 means kernel_size
-    stem: int = 2  # space-to-depth factor applied to frames (and masks) before unit 0: layer 0 runs at H/stem
+    # "stack" (PredictiveStack) | "prednet" (faithful PredNet baseline, end-to-end only)
+    arch: str = _one_of("stack", "prednet")
+    hidden_channels: tuple[int, ...] = _r((), ge=1)  # recurrent state channels per unit; () means = channels
+    encoder_norm: str = _one_of("none", "group")  # target encoder norm
+    head_kernel: int = _r(1, ge=1)  # kernel of the head r -> a_hat (1 or 3)
+    input_kernel: int = _r(1, ge=0)  # kernel of the cell's input-to-hidden conv; 0 means kernel_size
+    stem: int = _r(2, ge=1)  # space-to-depth factor applied to frames (and masks) before unit 0: layer 0 runs at H/stem
     # What the head predicts: "direct" (â = head(r)) | "residual" (â = sg(a(t-1)) + head(r): the change, so copying
     # the present costs nothing and the state must hold what moves). Pixel units always predict directly.
-    predict: str = "direct"
-    horizon: int = 1  # K: the state at t also predicts the targets at t+1 .. t+K-1 (extra heads; errors summed)
+    predict: str = _one_of("direct", "residual")
+    horizon: int = _r(1, ge=1)  # K: the state at t also predicts the targets at t+1 .. t+K-1 (extra heads; summed)
     # Probe readout (extract_features): comma-separated parts pooled per layer: a (what is there), r (the state),
     # e (the error units), da (|a(t) - a(t-1)|, what changed); each mean-pooled over readout_bins time segments.
     readout: str = "a,r"
-    readout_bins: int = 1
+    readout_bins: int = _r(1, ge=1)
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    clip_len: int = 10  # T, frames per clip
-    stride: int = 1  # frame step inside a clip
-    size: tuple[int, int] = (64, 64)  # (H, W) after resize + centre crop
-    fps: float = 0.0  # resample videos to this frame rate; 0 keeps the native rate
+    clip_len: int = _r(10, ge=2)  # T, frames per clip (a prediction needs at least 2)
+    stride: int = _r(1, ge=1)  # frame step inside a clip
+    size: tuple[int, int] = _r((64, 64), ge=1)  # (H, W) after resize + centre crop; a multiple of the model's stride
+    fps: float = _r(0.0, ge=0)  # resample videos to this frame rate; 0 keeps the native rate
     grayscale: bool = False
-    batch_size: int = 8
-    num_workers: int = 0
+    batch_size: int = _r(8, ge=1)
+    num_workers: int = _r(0, ge=0)
     cache_dir: str = ""  # decode-once cache; "" means <data>/.prednet2_cache or ~/.cache/prednet2
-    clip_step: int = 0  # frames between the starts of consecutive clips of a video; 0 = the clip span (no overlap)
-    n_synthetic: int = 2048  # clips in a synthetic training set
-    n_synthetic_test: int = 512  # clips in a synthetic val or test split
+    clip_step: int = _r(0, ge=0)  # frames between the starts of consecutive clips of a video; 0 = the clip span
+    n_synthetic: int = _r(2048, ge=1)  # clips in a synthetic training set
+    n_synthetic_test: int = _r(512, ge=1)  # clips in a synthetic val or test split
     mnist_path: str = ""  # folder with the MNIST idx files; "" means ../shared/data/mnist
 
 
@@ -85,35 +141,36 @@ class MotionConfig:
     enabled: bool = True
     # OpenCV DIS ("fast" preset) by default: better masks than Farneback on shapes with pans and distractors at a
     # similar cost (docs/results/motion.md).
-    backend: str = "dis"  # "dis" | "farneback" | "raft"
+    backend: str = _one_of("dis", "farneback", "raft")
     raft_weights: str = ""  # path to torchvision RAFT weights (this machine cannot download them)
-    min_component: float = 0.002  # drop connected components smaller than this fraction of the frame
-    static_floor: float = 0.5  # residual flow magnitude (pixels) below which nothing counts as moving
-    camera: str = "median"  # dominant-motion model removed before thresholding: "median" | "affine" | "none"
-    photo_margin: float = 0.02  # drop mask pixels the camera motion explains better by this colour margin; 0: off
-    flow_size: int = 0  # compute flow with the shorter side upsampled to >= this many px (0: at data resolution)
+    min_component: float = _r(0.002, ge=0, le=1)  # drop connected components smaller than this fraction of the frame
+    static_floor: float = _r(0.5, ge=0)  # residual flow magnitude (pixels) below which nothing counts as moving
+    camera: str = _one_of("median", "affine", "none")  # dominant-motion model removed before thresholding
+    photo_margin: float = _r(0.02, ge=0)  # drop mask pixels the camera motion explains better by this margin; 0: off
+    flow_size: int = _r(0, ge=0)  # compute flow with the shorter side upsampled to >= this many px (0: data resolution)
     cache: bool = True  # cache masks on disk (video folders); synthetic sets compute them on the fly
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    mode: str = "local"  # "local" (per-unit losses, detached inputs, truncated window) | "end_to_end" (BPTT)
-    window: int = 5  # k: truncated window in local mode (update every k steps, state detached between windows)
-    steps: int = 1000
-    lr: float = 3e-3
-    weight_decay: float = 0.0
-    warmup_steps: int = 20
-    grad_clip: float = 1.0
-    seed: int = 0
-    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    # "local" (per-unit losses, detached inputs, truncated window) | "end_to_end" (BPTT)
+    mode: str = _one_of("local", "end_to_end")
+    window: int = _r(5, ge=1)  # k: truncated window in local mode (update every k steps, state detached between)
+    steps: int = _r(1000, ge=1)
+    lr: float = _r(3e-3, gt=0)
+    weight_decay: float = _r(0.0, ge=0)
+    warmup_steps: int = _r(20, ge=0)
+    grad_clip: float = _r(1.0, ge=0)  # per-unit gradient norm clip; 0 turns clipping off
+    seed: int = _r(0, ge=0)
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" (checked when the device is resolved)
     amp: bool = True  # bf16/fp16 autocast on CUDA only
-    log_every: int = 10
-    image_every: int = 100
-    stats_every: int = 50  # representation std / effective rank
-    ckpt_every: int = 100
-    keep_numbered: int = 0  # also keep checkpoints/step_XXXXXX.pt for the last N saves; 0 keeps only last.pt
+    log_every: int = _r(10, ge=1)
+    image_every: int = _r(100, ge=1)
+    stats_every: int = _r(50, ge=1)  # representation std / effective rank
+    ckpt_every: int = _r(100, ge=1)
+    keep_numbered: int = _r(0, ge=0)  # also keep checkpoints/step_XXXXXX.pt for the last N saves; 0: only last.pt
     keep_best: bool = True  # also copy last.pt to best.pt when its interval's mean total loss is the lowest yet
-    threads: int = 0  # torch CPU threads; 0 leaves torch's default
+    threads: int = _r(0, ge=0)  # torch CPU threads; 0 leaves torch's default
 
 
 @dataclass(frozen=True)
@@ -260,7 +317,10 @@ def _build(cls: type, d: Any, prefix: str) -> Any:
             kwargs[name] = _build(tp, d[name], prefix + name + ".")
         else:
             kwargs[name] = _coerce(d[name], tp, prefix + name)
-    return cls(**kwargs)
+    obj = cls(**kwargs)
+    if not prefix:  # the whole Config is built: check every declared range once
+        check_ranges(obj)
+    return obj
 
 
 def _coerce(v: Any, tp: Any, key: str) -> Any:

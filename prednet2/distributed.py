@@ -33,6 +33,7 @@ __all__ = [
     "is_main_process",
     "get_rank",
     "get_world_size",
+    "get_local_rank",
     "barrier",
     "all_reduce_mean",
     "all_reduce_grads",
@@ -128,6 +129,12 @@ def get_world_size() -> int:
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size()
     return _env_int("WORLD_SIZE") or 1
+
+
+def get_local_rank() -> int:
+    """This process's index on its node (torchrun's LOCAL_RANK); the global rank when it is not set."""
+    v = _env_int("LOCAL_RANK")
+    return get_rank() if v is None else v
 
 
 def is_main_process() -> bool:

@@ -6,6 +6,7 @@ Kept apart from the trainer so eval/ and benchmarks/ record the same facts the s
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -73,3 +74,21 @@ def reset_peak_rss() -> bool:
         return True
     except OSError:
         return False
+
+
+def read_rss_mb() -> dict[str, float]:
+    """Current and peak resident set size of this process in MiB, from /proc/self/status (VmRSS, VmHWM)."""
+    out = {"rss_mb": float("nan"), "peak_rss_mb": float("nan")}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    out["rss_mb"] = int(line.split()[1]) / 1024
+                elif line.startswith("VmHWM:"):
+                    out["peak_rss_mb"] = int(line.split()[1]) / 1024
+    except OSError:  # not Linux: fall back to the peak from getrusage (KiB on Linux, bytes on macOS)
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        out["peak_rss_mb"] = peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
+    return out

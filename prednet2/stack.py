@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .cells import State, upsample2
-from .config import ModelConfig
+from .config import ModelConfig, check_ranges
 from .losses import covariance_penalty, error_loss, info_nce, variance_hinge
 from .ops import reference_error_unit
 from .units import PredictiveUnit
@@ -439,30 +439,13 @@ def _validate(cfg: ModelConfig) -> None:
     L = len(cfg.channels)
     if L < 1:
         raise ValueError("model.channels: need at least one unit")
-    checks = {
-        "cell": (cfg.cell, {"gru", "lstm"}),
-        "target": (cfg.target, {"repr", "pixel"}),
-        "pass_up": (cfg.pass_up, {"error", "repr"}),
-        "anti_collapse": (cfg.anti_collapse, {"vicreg", "none", "infonce"}),
-        "target_mode": (cfg.target_mode, {"stopgrad", "ema"}),
-        "encoder_norm": (cfg.encoder_norm, {"none", "group"}),
-        "predict": (cfg.predict, {"direct", "residual"}),
-    }
-    for key, (v, ok) in checks.items():
-        if v not in ok:
-            raise ValueError(f"model.{key}: unknown value {v!r}; choose one of {sorted(ok)}")
+    # Enum values and numeric ranges are declared once on ModelConfig's fields (prednet2.config.check_ranges);
+    # ConfigError is a ValueError, so direct library use still gets a ValueError naming the field.
+    check_ranges(cfg, prefix="model.")
     if cfg.layer_weights and len(cfg.layer_weights) != L:
         raise ValueError(f"model.layer_weights: {len(cfg.layer_weights)} weights for {L} units (model.channels)")
     if cfg.hidden_channels and len(cfg.hidden_channels) != L:
         raise ValueError(f"model.hidden_channels: {len(cfg.hidden_channels)} entries for {L} units (model.channels)")
-    if cfg.stem < 1:
-        raise ValueError("model.stem must be >= 1")
-    if cfg.motion_channels < 0:
-        raise ValueError("model.motion_channels must be >= 0")
-    if cfg.horizon < 1:
-        raise ValueError(f"model.horizon must be >= 1 (got {cfg.horizon}); 1 predicts the next step only")
-    if cfg.readout_bins < 1:
-        raise ValueError(f"model.readout_bins must be >= 1 (got {cfg.readout_bins})")
     _readout_parts(cfg.readout)
 
 

@@ -31,210 +31,21 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import os
-import re
 import sys
 import time
-from collections import deque
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
+# One concept per file: the frame source, the per-frame motion mask and the surprise gate live beside this loop.
+from prednet2.frame_source import FrameSource, SourceError
+from prednet2.runinfo import read_rss_mb
+from prednet2.stream_motion import StreamMotion
+from prednet2.surprise_gate import SurpriseGate
+
 __all__ = ["SourceError", "FrameSource", "SurpriseGate", "StreamMotion", "read_rss_mb", "run_stream", "main"]
-
-
-class SourceError(ValueError):
-    """SOURCE cannot be opened or holds no decodable video. The message names it and says what to do."""
-
-
-# ---- memory ---------------------------------------------------------------------------------------------------
-def read_rss_mb() -> dict[str, float]:
-    """Current and peak resident set size of this process in MiB, from /proc/self/status (VmRSS, VmHWM)."""
-    out = {"rss_mb": float("nan"), "peak_rss_mb": float("nan")}
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    out["rss_mb"] = int(line.split()[1]) / 1024
-                elif line.startswith("VmHWM:"):
-                    out["peak_rss_mb"] = int(line.split()[1]) / 1024
-    except OSError:  # not Linux: fall back to the peak from getrusage (KiB on Linux, bytes on macOS)
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        out["peak_rss_mb"] = peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
-    return out
-
-
-# ---- frames in --------------------------------------------------------------------------------------------------
-_CAMERA = re.compile(r"^(\d+|/dev/video\d+)$")
-
-
-class FrameSource:
-    """Iterate uint8 ``(H, W, C)`` frames (C = 3 RGB or 1 gray) of a file, a folder or a camera, one at a time.
-
-    ``size=(H, W)``: shorter-side resize inside FFmpeg (``VideoFrame.to_ndarray``), then centre crop, as
-    ``datasets.decode`` does for training clips. ``fps`` is the native rate of the first video (for the mp4).
-    Raises SourceError on open; a folder's file that fails mid-way is skipped with a warning (``skipped``).
-    """
-
-    def __init__(self, source: str, *, size: tuple[int, int], grayscale: bool = False):
-        import av
-
-        from prednet2.datasets.decode import scan_videos
-
-        self.source = source
-        self.size = (int(size[0]), int(size[1]))
-        self.fmt = "gray" if grayscale else "rgb24"
-        self.skipped: list[tuple[str, str]] = []
-        self.camera = bool(_CAMERA.match(source))
-        if self.camera:
-            dev = f"/dev/video{source}" if source.isdigit() else source
-            try:
-                self._first = av.open(dev, format="v4l2")
-            except (av.FFmpegError, OSError, ValueError) as e:
-                raise SourceError(
-                    f"cannot open camera {dev} through PyAV's v4l2 input ({e}); check the device exists "
-                    "(ls /dev/video*) and that this user may read it (group 'video')"
-                ) from None
-            self.paths = [Path(dev)]
-        else:
-            p = Path(source)
-            if not p.exists():
-                raise SourceError(f"SOURCE {source}: no such file or folder (nor a camera like /dev/video0 or 0)")
-            self.paths = scan_videos(p)
-            if not self.paths:
-                what = "folder holds no video files" if p.is_dir() else "file is not a known video type"
-                raise SourceError(f"SOURCE {source}: {what} (.mp4 .avi .mkv .webm .mov .mpg .mpeg .m4v)")
-            self._first = self._open(self.paths[0], strict=True)
-        s = self._first.streams.video[0]
-        rate = s.average_rate or s.guessed_rate or s.base_rate
-        self.fps = float(rate) if rate else 25.0
-
-    def _open(self, path: Path, *, strict: bool):
-        import av
-
-        try:
-            c = av.open(str(path), metadata_errors="ignore")
-            if not c.streams.video:
-                c.close()
-                raise SourceError(f"{path}: no video stream")
-            return c
-        except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as e:
-            if strict and len(self.paths) == 1:
-                raise SourceError(f"SOURCE {path}: not a readable video ({e})") from None
-            self.skipped.append((str(path), str(e)))
-            print(f"prednet2.stream: skipping {path}: {e}", file=sys.stderr)
-            return None
-
-    def _frames(self, container) -> Iterator[np.ndarray]:
-        import av
-
-        from prednet2.datasets.decode import resize_plan
-
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        plan = None
-        H, W = self.size
-        try:
-            for frame in container.decode(stream):
-                if plan is None:
-                    plan = resize_plan(frame.height, frame.width, self.size)
-                sh, sw, top, left = plan
-                a = frame.to_ndarray(width=sw, height=sh, format=self.fmt, interpolation="BILINEAR")
-                a = a[top : top + H, left : left + W]
-                yield np.ascontiguousarray(a[..., None] if a.ndim == 2 else a)
-        except av.FFmpegError as e:  # a truncated file: keep what decoded, go on with the next
-            self.skipped.append((str(container.name), f"decode error after some frames: {e}"))
-            print(f"prednet2.stream: {container.name}: decode error, moving on ({e})", file=sys.stderr)
-        finally:
-            container.close()
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        first, self._first = self._first, None
-        if first is None:
-            raise RuntimeError("FrameSource can be iterated once")
-        yield from self._frames(first)
-        for path in self.paths[1:]:
-            c = self._open(path, strict=False)
-            if c is not None:
-                yield from self._frames(c)
-
-    def close(self) -> None:
-        if self._first is not None:
-            self._first.close()
-            self._first = None
-
-
-# ---- motion masks -----------------------------------------------------------------------------------------------
-class StreamMotion:
-    """Motion mask of each new frame from the flow to the previous one (``datasets.flow`` + ``datasets.masks``).
-
-    Same convention as the data pipeline: the mask of frame t comes from the backward flow t -> t-1; the first
-    frame has no predecessor and gets an empty mask.
-    """
-
-    def __init__(self, motion_cfg):
-        from prednet2.datasets.flow import make_flow
-
-        self.cfg = motion_cfg
-        self.flow_fn = make_flow(motion_cfg.backend, raft_weights=motion_cfg.raft_weights)
-        self.prev: np.ndarray | None = None
-
-    def __call__(self, frame: np.ndarray) -> np.ndarray:
-        """uint8 (H, W, C) -> float32 (H, W) in {0, 1}."""
-        from prednet2.datasets.flow import compute_flow
-        from prednet2.datasets.masks import motion_masks
-
-        h, w = frame.shape[:2]
-        if self.prev is None:
-            self.prev = frame
-            return np.zeros((h, w), np.float32)
-        flow = compute_flow(np.stack([self.prev, frame]), flow_fn=self.flow_fn)[1:]  # (1, H, W, 2): t -> t-1
-        self.prev = frame
-        m = motion_masks(
-            flow, camera=self.cfg.camera, static_floor=self.cfg.static_floor, min_component=self.cfg.min_component
-        )
-        return m[0]
-
-
-# ---- the surprise gate ------------------------------------------------------------------------------------------
-class SurpriseGate:
-    """Running z-score of surprise over the previous ``history`` frames, and the gate it opens (see module doc)."""
-
-    MODES = ("threshold", "lr", "always")
-
-    def __init__(self, mode: str = "threshold", *, z_threshold: float = 1.0, history: int = 100, min_history: int = 10):
-        if mode not in self.MODES:
-            raise ValueError(f"gate: unknown mode {mode!r}; choose one of {', '.join(self.MODES)}")
-        if history < 2 or min_history < 2 or min_history > history:
-            raise ValueError("gate: need 2 <= min_history <= history")
-        self.mode, self.z_threshold = mode, z_threshold
-        self.min_history = min_history
-        self.past: deque[float] = deque(maxlen=history)
-
-    def zscore(self, s: float) -> float:
-        """z of ``s`` against the previous frames (``inf`` before ``min_history`` frames), then remember ``s``."""
-        if len(self.past) < self.min_history:
-            z = math.inf
-        else:
-            a = np.asarray(self.past, np.float64)
-            z = float((s - a.mean()) / (a.std() + 1e-8))
-        self.past.append(float(s))
-        return z
-
-    def frame_open(self, z: float) -> bool:
-        """Does this frame's loss enter the window's update?"""
-        return self.mode != "threshold" or z > self.z_threshold
-
-    def lr_scale(self, zs: list[float]) -> float:
-        """The lr multiplier of a window from its frames' z-scores."""
-        if self.mode != "lr" or not zs:
-            return 1.0
-        return float(min(1.0, max(0.0, max(zs) / self.z_threshold))) if self.z_threshold > 0 else 1.0
 
 
 # ---- the loop ---------------------------------------------------------------------------------------------------
@@ -245,7 +56,7 @@ def _to_input(frame: np.ndarray, device: torch.device) -> torch.Tensor:
 
 def _build_optimizer(model: torch.nn.Module, cfg, ckpt_path: str, fresh: bool) -> tuple[torch.optim.Optimizer, str]:
     """AdamW at ``train.lr`` with the trainer's per-unit param groups; the checkpoint's optimizer state when it fits."""
-    from prednet2.trainer import unit_param_groups
+    from prednet2.optim import unit_param_groups
 
     opt = torch.optim.AdamW(unit_param_groups(model), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     if fresh:

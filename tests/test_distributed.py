@@ -112,6 +112,100 @@ def test_batch_sync_gradient_equals_global_batch(tmp_path):
     torch.testing.assert_close(got["grad"], wp.grad, rtol=1e-5, atol=1e-6)
 
 
+# ---- 2 gloo processes: the real stack with the motion stream (binding InfoNCE over the global batch) ----------
+def _stack_grads(model, clip: torch.Tensor, mask: torch.Tensor) -> tuple[float, dict[str, torch.Tensor]]:
+    out = model(clip, mask)
+    loss = torch.stack(out.losses).sum()
+    loss.backward()
+    return out.stats["bind"], {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+
+
+def _stack_inputs():
+    from prednet2 import ModelConfig, PredictiveStack
+
+    torch.manual_seed(0)
+    model = PredictiveStack(ModelConfig(channels=(4, 8), motion_channels=4))
+    g = torch.Generator().manual_seed(1)
+    clip = torch.rand(4, 3, 3, 16, 16, generator=g)  # (B, T, C, H, W), global batch 4
+    mask = (torch.rand(4, 3, 1, 16, 16, generator=g) > 0.7).float()
+    return model, clip, mask
+
+
+def _stack_worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    pd.setup_distributed("cpu")
+    model, clip, mask = _stack_inputs()
+    n = clip.shape[0] // world
+    with pd.batch_sync(True):
+        bind, grads = _stack_grads(model, clip[rank * n : (rank + 1) * n], mask[rank * n : (rank + 1) * n])
+    pd.all_reduce_grads(model.parameters())
+    bind = pd.reduce_scalars({"b": float(bind)})["b"]  # every rank joins the collective
+    if rank == 0:
+        torch.save({"bind": bind, "grads": grads}, out)
+    pd.cleanup()
+
+
+def test_stack_binding_two_processes_equal_one(tmp_path):
+    """The motion stream's RGB<->motion InfoNCE under DDP: 2 processes of 2 clips == 1 process of 4 clips.
+
+    With per-rank negatives the bind loss would be lower (2 candidates per row, not 4) and its gradients differ.
+    """
+    out = str(tmp_path / "stack.pt")
+    mp.start_processes(_stack_worker, args=(2, free_port(), out), nprocs=2, join=True, start_method="spawn")
+    got = torch.load(out, weights_only=True)
+    model, clip, mask = _stack_inputs()
+    bind, grads = _stack_grads(model, clip, mask)
+    assert got["bind"] == pytest.approx(float(bind), rel=1e-5)
+    assert got["grads"].keys() == grads.keys() and any("bind" in k or "motion" in k for k in grads)
+    for k, g in grads.items():
+        torch.testing.assert_close(got["grads"][k], g, rtol=1e-4, atol=1e-6, msg=lambda m, k=k: f"{k}: {m}")
+
+
+# ---- 2 gloo processes: rank 0 builds the data (decode and mask caches) first ------------------------------------
+def _data_worker(rank: int, world: int, port: int, log: str) -> None:
+    import time
+
+    from prednet2.datasets import DataError
+
+    from prednet2 import train_data
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    pd.setup_distributed("cpu")
+
+    def fake_build(cfg, spec):  # stands in for decoding a folder into the cache
+        with open(log, "a") as f:
+            f.write(f"start {rank}\n")
+        if spec == "broken":
+            raise DataError("broken: no usable video")
+        time.sleep(0.5 if rank == 0 else 0.0)
+        with open(log, "a") as f:
+            f.write(f"end {rank}\n")
+        return [spec]
+
+    train_data._build = fake_build
+    assert train_data.build_train_data(None, "ok") == ["ok"]
+    try:
+        train_data.build_train_data(None, "broken")
+    except DataError as e:
+        with open(log, "a") as f:
+            f.write(f"error {rank}: {e}\n")
+    pd.cleanup()
+
+
+def test_rank0_builds_the_data_first(tmp_path):
+    """One node: LOCAL_RANK 0 decodes and computes masks into the cache while the others wait, then they read it."""
+    log = tmp_path / "order.txt"
+    mp.start_processes(_data_worker, args=(2, free_port(), str(log)), nprocs=2, join=True, start_method="spawn")
+    lines = log.read_text().splitlines()
+    assert lines[:2] == ["start 0", "end 0"] and lines.index("start 1") > lines.index("end 0"), lines
+    # A failure on rank 0 releases rank 1, which stops with a DataError instead of waiting for a timeout (and
+    # never builds the broken data itself).
+    assert lines.count("start 1") == 1 and "error 0: broken: no usable video" in lines
+    assert any(line.startswith("error 1: broken: rank 0 could not build") for line in lines), lines
+
+
 # ---- torchrun train.py vs python train.py ------------------------------------------------------------------
 _AUDIT = """
 import os, sys
@@ -140,7 +234,9 @@ _SETS = [
     "train.warmup_steps=2",
     "train.log_every=1",
     "train.threads=1",
-    "motion=off",
+    # Motion on: the RGB<->motion binding (InfoNCE) must draw its negatives from the global batch.
+    "motion=on",
+    "motion.cache=false",
 ]
 
 
@@ -164,7 +260,7 @@ def _finish(p: subprocess.Popen) -> str:
 
 @pytest.mark.slow  # ~55 s on the shared 2 cores; the fast gloo check is test_batch_sync_gradient_equals_global_batch
 def test_torchrun_two_processes_match_one(tmp_path):
-    """2 CPU processes (gloo) at global batch 4 == 1 process at batch 4, after 3 optimiser steps (6 updates)."""
+    """2 CPU processes (gloo) at global batch 4 == 1 process at batch 4, motion on, after 3 steps (6 updates)."""
     one, two = tmp_path / "one", tmp_path / "two"
     audit, writes = tmp_path / "audit.py", tmp_path / "rank1_writes.txt"
     audit.write_text(_AUDIT)
@@ -179,6 +275,7 @@ def test_torchrun_two_processes_match_one(tmp_path):
     a = torch.load(one / "checkpoints/last.pt", weights_only=True)
     b = torch.load(two / "checkpoints/last.pt", weights_only=True)
     assert b["step"] == a["step"] == 3
+    assert a["config"]["model"]["motion_channels"] > 0 and b["config"]["motion"]["enabled"]  # the binding ran
     # Tolerance: float32 sums in a different order (per-rank partial sums, then the all-reduce) give ~1e-7
     # relative gradient differences, which Adam's normalisation can lift to ~1e-5 on near-zero gradients; a
     # wrong average, a wrong shard or per-rank batch statistics move parameters by ~1e-3 (lr 3e-3).

@@ -78,13 +78,43 @@ class _WithMasks(torch.utils.data.Dataset):
 
 
 def test_motion_run_logs_masks_and_binding(tmp_path, monkeypatch):
-    import prednet2.trainer as trainer
+    from prednet2 import train_data
 
-    real = trainer._build_data
-    monkeypatch.setattr(trainer, "_build_data", lambda cfg, spec: _WithMasks(real(cfg.replace(["motion=off"]), spec)))
+    real = train_data.build_train_data
+    fake = lambda cfg, spec: _WithMasks(real(cfg.replace(["motion=off"]), spec))  # noqa: E731
+    monkeypatch.setattr(train_data, "build_train_data", fake)
     summary = train(tiny_config("motion=on", steps=2), "synthetic:shapes", tmp_path, progress=False)
     assert summary["status"] == "completed"
     scalars, images = _tags(tmp_path / "tb")
     assert "motion_mask" in images and "stats/bind" in scalars
     assert "model:\n  preset: tiny" in (tmp_path / "config.yaml").read_text()
     assert "motion_channels: 8" in (tmp_path / "config.yaml").read_text()
+
+
+@pytest.mark.parametrize("target", ["repr", "pixel"])
+def test_short_run_logs_every_tag_at_first_and_last_step(tmp_path, monkeypatch, target):
+    """20 steps with the default intervals (scalars 10, repr stats 50, images 100): every panel still fills,
+    because the first step and the last one log everything."""
+    from prednet2 import train_data
+
+    real = train_data.build_train_data
+    fake = lambda cfg, spec: _WithMasks(real(cfg.replace(["motion=off"]), spec))  # noqa: E731
+    monkeypatch.setattr(train_data, "build_train_data", fake)
+    defaults = ["train.log_every=10", "train.stats_every=50", "train.image_every=100", "train.ckpt_every=100"]
+    cfg = tiny_config("motion=on", f"model.target={target}", *defaults, steps=20)
+    train(cfg, "synthetic:shapes", tmp_path, progress=False)
+    ea = EventAccumulator(str(tmp_path / "tb"), size_guidance={"scalars": 0, "images": 0})
+    ea.Reload()
+    scalars, images = set(ea.Tags()["scalars"]), set(ea.Tags()["images"])
+    want = {"lr", "frames_per_s", "stats/bind"}
+    for l in range(2):
+        for kind in ("loss", "error", "repr_std", "repr_rank", "pred_vs_copy_last"):
+            want.add(f"{kind}/layer{l}")
+    assert want <= scalars, sorted(want - scalars)
+    want_img = {"input/frames", "error_map/layer0", "error_map/layer1", "motion_mask"}
+    if target == "pixel":
+        want_img.add("pred_vs_actual")
+    assert want_img <= images, sorted(want_img - images)
+    assert [e.step for e in ea.Scalars("repr_std/layer0")] == [1, 20]
+    assert [e.step for e in ea.Images("input/frames")] == [1, 20]
+    assert [e.step for e in ea.Scalars("loss/layer0")] == [1, 10, 20]

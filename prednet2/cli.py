@@ -1,0 +1,58 @@
+"""``prednet2 COMMAND [options]``: one command for every prednet2 tool (the installed console script).
+
+Each subcommand hands its arguments to the ``main(argv)`` of the module that also runs on its own, so
+``prednet2 train ...`` is ``python train.py ...`` and ``prednet2 probe ...`` is ``python -m eval.linear_probe ...``:
+the same parser, the same options, the same exit status. A new tool is one line in ``COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+
+# name -> (module whose main(argv) runs it, one line for `prednet2 --help`)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("prednet2.train_cli", "train a stack on a video folder or a synthetic set (python train.py)"),
+    "inspect": ("prednet2.datasets.inspect", "what a video folder yields, and what was skipped and why"),
+    "probe": ("prednet2.eval.linear_probe", "linear probe of frozen features on a labelled set"),
+    "next-step": ("prednet2.eval.next_step", "next-step prediction error against copy-last and the mean"),
+    "surprise": ("prednet2.eval.surprise", "per-frame surprise and its AUROC on the anomaly set"),
+    "stream": ("prednet2.stream", "run a checkpoint on a video, folder or camera, optionally learning online"),
+    "report": ("prednet2.eval.report", "Markdown tables and a chart from runs and result JSON files"),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    rows = "\n".join(f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items())
+    return (
+        "usage: prednet2 COMMAND [options]   (prednet2 COMMAND --help for a command's options)\n\n"
+        f"Self-supervised video representation learning by predictive coding.\n\ncommands:\n{rows}\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch ``argv`` (default ``sys.argv[1:]``) to a command; returns its exit status (2: bad command)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage(), end="", file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        from prednet2.runinfo import prednet2_version
+
+        print(f"prednet2 {prednet2_version()}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"prednet2: error: unknown command {name!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    command = importlib.import_module(COMMANDS[name][0]).main
+    # Commands that name themselves in messages take prog=; the others keep their module's own name.
+    kwargs = {"prog": f"prednet2 {name}"} if "prog" in inspect.signature(command).parameters else {}
+    code = command(rest, **kwargs)
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Frames in for ``prednet2.stream``: a video file, a folder of videos, or a camera, decoded one frame at a time."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+
+class SourceError(ValueError):
+    """SOURCE cannot be opened or holds no decodable video. The message names it and says what to do."""
+
+
+_CAMERA = re.compile(r"^(\d+|/dev/video\d+)$")
+
+
+class FrameSource:
+    """Iterate uint8 ``(H, W, C)`` frames (C = 3 RGB or 1 gray) of a file, a folder or a camera, one at a time.
+
+    ``size=(H, W)``: shorter-side resize inside FFmpeg (``VideoFrame.to_ndarray``), then centre crop, as
+    ``datasets.decode`` does for training clips. ``fps`` is the native rate of the first video (for the mp4).
+    Raises SourceError on open; a folder's file that fails mid-way is skipped with a warning (``skipped``).
+    """
+
+    def __init__(self, source: str, *, size: tuple[int, int], grayscale: bool = False):
+        import av
+
+        from prednet2.datasets.decode import scan_videos
+
+        self.source = source
+        self.size = (int(size[0]), int(size[1]))
+        self.fmt = "gray" if grayscale else "rgb24"
+        self.skipped: list[tuple[str, str]] = []
+        self.camera = bool(_CAMERA.match(source))
+        if self.camera:
+            dev = f"/dev/video{source}" if source.isdigit() else source
+            try:
+                self._first = av.open(dev, format="v4l2")
+            except (av.FFmpegError, OSError, ValueError) as e:
+                raise SourceError(
+                    f"cannot open camera {dev} through PyAV's v4l2 input ({e}); check the device exists "
+                    "(ls /dev/video*) and that this user may read it (group 'video')"
+                ) from None
+            self.paths = [Path(dev)]
+        else:
+            p = Path(source)
+            if not p.exists():
+                raise SourceError(f"SOURCE {source}: no such file or folder (nor a camera like /dev/video0 or 0)")
+            self.paths = scan_videos(p)
+            if not self.paths:
+                what = "folder holds no video files" if p.is_dir() else "file is not a known video type"
+                raise SourceError(f"SOURCE {source}: {what} (.mp4 .avi .mkv .webm .mov .mpg .mpeg .m4v)")
+            self._first = self._open(self.paths[0], strict=True)
+        s = self._first.streams.video[0]
+        rate = s.average_rate or s.guessed_rate or s.base_rate
+        self.fps = float(rate) if rate else 25.0
+
+    def _open(self, path: Path, *, strict: bool):
+        import av
+
+        try:
+            c = av.open(str(path), metadata_errors="ignore")
+            if not c.streams.video:
+                c.close()
+                raise SourceError(f"{path}: no video stream")
+            return c
+        except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as e:
+            if strict and len(self.paths) == 1:
+                raise SourceError(f"SOURCE {path}: not a readable video ({e})") from None
+            self.skipped.append((str(path), str(e)))
+            print(f"prednet2.stream: skipping {path}: {e}", file=sys.stderr)
+            return None
+
+    def _frames(self, container) -> Iterator[np.ndarray]:
+        import av
+
+        from prednet2.datasets.decode import resize_plan
+
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        plan = None
+        H, W = self.size
+        try:
+            for frame in container.decode(stream):
+                if plan is None:
+                    plan = resize_plan(frame.height, frame.width, self.size)
+                sh, sw, top, left = plan
+                a = frame.to_ndarray(width=sw, height=sh, format=self.fmt, interpolation="BILINEAR")
+                a = a[top : top + H, left : left + W]
+                yield np.ascontiguousarray(a[..., None] if a.ndim == 2 else a)
+        except av.FFmpegError as e:  # a truncated file: keep what decoded, go on with the next
+            self.skipped.append((str(container.name), f"decode error after some frames: {e}"))
+            print(f"prednet2.stream: {container.name}: decode error, moving on ({e})", file=sys.stderr)
+        finally:
+            container.close()
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        first, self._first = self._first, None
+        if first is None:
+            raise RuntimeError("FrameSource can be iterated once")
+        yield from self._frames(first)
+        for path in self.paths[1:]:
+            c = self._open(path, strict=False)
+            if c is not None:
+                yield from self._frames(c)
+
+    def close(self) -> None:
+        if self._first is not None:
+            self._first.close()
+            self._first = None

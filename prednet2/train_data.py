@@ -1,0 +1,86 @@
+"""The training data of a run: build the dataset, and resolve the config fields that follow from it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch.distributed as dist
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from prednet2.config import Config
+from prednet2.distributed import get_local_rank, get_world_size, is_distributed
+from prednet2.train_state import say
+
+# Channels of the motion stream's encoder when motion is on and the config leaves model.motion_channels at 0.
+DEFAULT_MOTION_CHANNELS = 8
+
+
+def resolve_config(cfg: Config, sample: dict[str, Tensor] | None = None) -> Config:
+    """Fill the fields that follow from other sections or from the data, so config.yaml states what ran.
+
+    - motion on and ``model.motion_channels == 0`` -> DEFAULT_MOTION_CHANNELS; motion off -> 0 (no mask arrives);
+    - motion on but the dataset yields no ``"mask"`` -> motion turned off, with a warning;
+    - ``model.in_channels`` follows the data's channel count (1 for grayscale/MNIST, 3 for RGB);
+    - ``model.arch == "prednet"`` (the baseline) -> ``train.mode=end_to_end`` and motion off.
+
+    Called once before the data is built (``sample=None``) and once with the first item.
+    """
+    over: dict[str, dict[str, Any]] = {"model": {}, "motion": {}, "train": {}}
+    motion_on = cfg.motion.enabled
+    if cfg.model.arch == "prednet":
+        # The PredNet baseline is what Lotter et al. trained: end-to-end, pixels only, no motion stream.
+        if cfg.train.mode != "end_to_end":
+            over["train"]["mode"] = "end_to_end"
+        if motion_on:
+            motion_on = False
+            over["motion"]["enabled"] = False
+    if sample is not None:
+        channels = int(sample["video"].shape[1])
+        if channels != cfg.model.in_channels:
+            over["model"]["in_channels"] = channels
+        if motion_on and "mask" not in sample:
+            say("warning: motion is enabled but the dataset yields no motion masks; training without motion")
+            motion_on = False
+            over["motion"]["enabled"] = False
+    if motion_on and cfg.model.motion_channels == 0:
+        over["model"]["motion_channels"] = DEFAULT_MOTION_CHANNELS
+    if not motion_on and cfg.model.motion_channels != 0:
+        over["model"]["motion_channels"] = 0
+    over = {k: v for k, v in over.items() if v}
+    return cfg.replace(over) if over else cfg
+
+
+def build_train_data(cfg: Config, data_spec: str) -> Dataset:
+    """The training split of ``data_spec`` (with motion masks when ``cfg.motion.enabled``).
+
+    Building a video folder decodes every video into the cache and computes the motion-mask cache. Under torchrun
+    the first process of each node (LOCAL_RANK 0; rank 0 on one machine) does that alone while the others wait,
+    then they build theirs from the finished cache (cache hits), so N processes neither decode N times nor race on
+    the same cache files. If a first process fails, every process stops with it.
+    """
+    if not is_distributed():
+        return _build(cfg, data_spec)
+    ds, err = None, None
+    if get_local_rank() == 0:
+        try:
+            ds = _build(cfg, data_spec)
+        except Exception as e:  # noqa: BLE001 - re-raised below, after releasing the waiting processes
+            err = e
+    oks = [None] * get_world_size()
+    dist.all_gather_object(oks, err is None)  # the others wait here until their node's cache is complete
+    if err is not None:
+        raise err
+    if not all(oks):
+        from prednet2.datasets import DataError
+
+        bad = [r for r, ok in enumerate(oks) if not ok]
+        raise DataError(f"{data_spec}: rank {bad[0]} could not build the training data (its error says why)")
+    return ds if ds is not None else _build(cfg, data_spec)
+
+
+def _build(cfg: Config, data_spec: str) -> Dataset:
+    from prednet2.datasets import build_dataset
+
+    motion = cfg.motion if cfg.motion.enabled else None
+    return build_dataset(data_spec, cfg=cfg.data, split="train", seed=cfg.train.seed, motion=motion)
