@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="variants probed at random init too, comma-separated or 'all' (default: default; variants "
                    "with the same model settings share one)")  # fmt: skip
     p.add_argument("--no-baselines", action="store_true", help="skip random init and pixels")
+    p.add_argument("--no-pixels", action="store_true", help="skip the pixel baseline (e.g. measured by another call)")
     p.add_argument("--jobs", type=int, default=1, help="runs side by side, one thread each (default 1)")
     p.add_argument("--out", default="runs/peers", help="study folder (default runs/peers)")
     p.add_argument("--json", help="write the figures here")
@@ -106,7 +107,8 @@ def run(args: argparse.Namespace) -> dict:
             first.setdefault(key, (name, seeds[0]))
             random_of[name] = first[key]
         probes += [(ckpt[j], t, "random_init", j) for j in set(random_of.values()) for t in tasks]
-        probes += [(ckpt[jobs[0]], t, "pixels", jobs[0]) for t in tasks]
+        if not args.no_pixels:
+            probes += [(ckpt[jobs[0]], t, "pixels", jobs[0]) for t in tasks]
     results = runner.map(lambda p: runner.probe(p[0], p[1], p[2], probe, "peers"), probes)
     got = {(p[3], p[1], p[2]): r for p, r in zip(probes, results)}
 
@@ -133,7 +135,7 @@ def run(args: argparse.Namespace) -> dict:
         if name in random_of:
             v["random_init_mean"] = mean_std([v["tasks"][t]["random_init"] for t in tasks])[0]
         out["variants"][name] = v
-    if not args.no_baselines:
+    if not args.no_baselines and not args.no_pixels:
         out["pixels"] = {t: got[(jobs[0], t, "pixels")]["top1"] for t in tasks}
         out["pixels"]["mean"] = mean_std([out["pixels"][t] for t in tasks])[0]
     return out

@@ -115,7 +115,8 @@ class ModelConfig:
     predict: str = _one_of("direct", "residual")
     horizon: int = _r(1, ge=1)  # K: the state at t also predicts the targets at t+1 .. t+K-1 (extra heads; summed)
     # Probe readout (extract_features): comma-separated parts pooled per layer: a (what is there), r (the state),
-    # e (the error units), da (|a(t) - a(t-1)|, what changed); each mean-pooled over readout_bins time segments.
+    # e (the error units), da (|a(t) - a(t-1)|, what changed), rw/aw (r/a pooled where the error units fire);
+    # each mean-pooled over readout_bins time segments.
     readout: str = "a,r"
     readout_bins: int = _r(1, ge=1)
 

@@ -298,7 +298,8 @@ class PredictiveStack(nn.Module):
         """Per-layer features for probes: {l: (B, F_l)}, F_l = (channels of the readout parts) * grid**2 * bins.
 
         Per layer the parts named by ``model.readout`` (default ``a,r``: a carries identity, r motion; ``e`` the
-        error units, ``da`` = |a(t) - a(t-1)|), each mean-pooled over a ``grid x grid`` spatial grid (grid=1:
+        error units, ``da`` = |a(t) - a(t-1)|, ``rw``/``aw`` = r/a pooled with weights where the error units fire),
+        each mean-pooled over a ``grid x grid`` spatial grid (grid=1:
         global pooling) and over ``model.readout_bins`` equal time segments. Runs in eval mode without grad;
         the training mode is restored afterwards.
         """
@@ -318,7 +319,13 @@ class PredictiveStack(nn.Module):
                 out, state = self.step(clip[:, t], state, None if mask is None else mask[:, t], compute_losses=False)
                 for l in range(self.num_layers):
                     a = state.a[l]
+                    e = out.errors[l]
+                    # where the unit was surprised, as weights with mean 1 over space: "rw"/"aw" pool r/a there
+                    w = e.abs().mean(dim=1, keepdim=True)  # (B, 1, H, W)
+                    w = w / w.mean(dim=(2, 3), keepdim=True).clamp_min(1e-8)
                     pieces = {
+                        "rw": lambda: out.states[l] * w,
+                        "aw": lambda: a * w,
                         "a": lambda: a,
                         "r": lambda: out.states[l],
                         "e": lambda: out.errors[l],
@@ -422,7 +429,7 @@ class PredictiveStack(nn.Module):
             )
 
 
-READOUT_PARTS = ("a", "r", "e", "da")
+READOUT_PARTS = ("a", "r", "e", "da", "rw", "aw")
 
 
 def _readout_parts(spec: str) -> list[str]:
