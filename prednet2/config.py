@@ -161,6 +161,8 @@ class TrainConfig:
     lr: float = _r(3e-3, gt=0)
     weight_decay: float = _r(0.0, ge=0)
     warmup_steps: int = _r(20, ge=0)
+    # after warmup: "constant" | "cosine" (to 0.1x at train.steps) | "inv_sqrt" (sqrt(warmup/step), open-ended)
+    lr_schedule: str = _one_of("constant", "cosine", "inv_sqrt")
     grad_clip: float = _r(1.0, ge=0)  # per-unit gradient norm clip; 0 turns clipping off
     seed: int = _r(0, ge=0)
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" (checked when the device is resolved)

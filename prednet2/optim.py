@@ -1,7 +1,8 @@
-"""The trainer's optimiser: AdamW over one param group per unit, linear warmup then a constant rate."""
+"""The trainer's optimiser: AdamW over one param group per unit, linear warmup then ``train.lr_schedule``."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -34,8 +35,30 @@ def unit_param_groups(model: nn.Module) -> list[dict[str, Any]]:
 
 
 def build_optimizer(model: nn.Module, cfg: Config) -> tuple[torch.optim.Optimizer, Any]:
-    """AdamW over per-unit param groups, with a linear warmup to ``train.lr`` then a constant rate."""
+    """AdamW over per-unit param groups: a linear warmup to ``train.lr``, then ``train.lr_schedule``."""
     opt = torch.optim.AdamW(unit_param_groups(model), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    warmup = max(0, cfg.train.warmup_steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
-    return opt, sched
+    factor = lr_factor(cfg.train.lr_schedule, warmup=cfg.train.warmup_steps, total=cfg.train.steps)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def lr_factor(schedule: str, *, warmup: int, total: int):
+    """Step -> multiplier of ``train.lr``. After a linear warmup of ``warmup`` steps:
+
+    - ``constant``: 1;
+    - ``cosine``: half a cosine from 1 down to 0.1 at step ``total`` (then 0.1);
+    - ``inv_sqrt``: ``sqrt(warmup / step)`` (Vaswani et al. 2017), which needs no end: for open-ended or streaming
+      training, and budget runs whose step count is not known in advance.
+    """
+    warmup = max(0, warmup)
+
+    def f(s: int) -> float:
+        if warmup and s < warmup:
+            return (s + 1) / warmup
+        if schedule == "cosine":
+            p = min(1.0, (s - warmup) / max(1, total - warmup))
+            return 0.1 + 0.45 * (1.0 + math.cos(math.pi * p))
+        if schedule == "inv_sqrt":
+            return math.sqrt(max(1, warmup) / max(1, s))
+        return 1.0
+
+    return f

@@ -180,3 +180,15 @@ def test_fused_op_and_reference_train_alike(monkeypatch):
     torch.testing.assert_close(l_ext, l_ref, rtol=1e-5, atol=1e-6)
     for k in p_ref:
         torch.testing.assert_close(p_ext[k], p_ref[k], rtol=1e-4, atol=1e-5, msg=lambda m, k=k: f"{k}: {m}")
+
+
+def test_lr_schedules():
+    from prednet2.optim import lr_factor
+
+    const = lr_factor("constant", warmup=10, total=100)
+    assert const(0) == pytest.approx(0.1) and const(9) == 1.0 and const(500) == 1.0
+    cos = lr_factor("cosine", warmup=10, total=110)
+    assert cos(10) == pytest.approx(1.0) and cos(60) == pytest.approx(0.55) and cos(110) == pytest.approx(0.1)
+    assert cos(1000) == pytest.approx(0.1)
+    inv = lr_factor("inv_sqrt", warmup=10, total=100)
+    assert inv(10) == pytest.approx(1.0) and inv(40) == pytest.approx(0.5)
