@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _random_key(sets: list[str]) -> tuple:
     """Variants whose model/motion settings agree have the same random-init features: probe those once."""
-    return tuple(sorted(s for s in sets if s.startswith(("model.", "motion"))))
+    return tuple(sorted(s for s in sets if s.startswith(("model.", "motion", "data."))))
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> dict:
     out: dict = {"budget_s": budget, "steps": args.steps, "data": args.data, "tasks": tasks, "train_seeds": seeds,
                  "probe": vars(probe), "variants": {}}  # fmt: skip
     for name, sets in variants.items():
-        v: dict = {"sets": sets, "runs": [], "tasks": {}}
+        v: dict = {"sets": sets, "runs": [], "tasks": {}, "data": runs[(name, seeds[0])]["data"]}
         for seed in seeds:
             s = runs[(name, seed)]
             v["runs"].append({"seed": seed, "steps": s["steps"], "frames_per_s": s["frames_per_s"],

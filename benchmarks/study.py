@@ -44,7 +44,10 @@ class StudyError(ValueError):
 
 
 def parse_variants(names: str, extra: list[str]) -> dict[str, list[str]]:
-    """``--variants default,prednet`` plus ``--variant 'name=key=v;key=v'`` -> {name: [sets]}."""
+    """``--variants default,prednet`` plus ``--variant 'name=key=v;key=v'`` -> {name: [sets]}.
+
+    ``data=SPEC`` among a variant's settings trains that variant on other data (e.g. ``data=synthetic:mix``).
+    """
     out: dict[str, list[str]] = {}
     for n in [x.strip() for x in names.split(",") if x.strip()]:
         if n not in PEERS:
@@ -131,6 +134,9 @@ class Runner:
         if summary.is_file():
             self.say(f"{name}: already trained")
             return json.loads(summary.read_text())
+        # a variant may train on other data: the pseudo-setting data=SPEC (e.g. data=synthetic:mix)
+        data = next((x.split("=", 1)[1] for x in sets if x.startswith("data=")), data)
+        sets = [x for x in sets if not x.startswith("data=")]
         total = steps if steps else 10**7  # a budget run stops on SIGTERM, not on a step count
         args = ["train.py", "--data", data, "--out", str(run), "--steps", str(total), "--no-progress"]
         for s in [f"train.seed={seed}", "train.threads=1", *extra_sets, *sets]:
