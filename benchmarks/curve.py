@@ -22,7 +22,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from study import (  # noqa: E402
-    TASKS,
     Probe,
     Runner,
     StudyError,
@@ -40,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--points", default="0,250,1000,3000", help="training steps to probe at (default 0,250,1000,3000)")
     p.add_argument("--variants", default="default", help="built-in variants (default: default)")
     p.add_argument("--variant", action="append", default=[], metavar="NAME=K=V;K=V", help="a custom variant")
-    p.add_argument("--tasks", default="direction,speed,kind,digit", help="probe tasks (default direction,speed,kind,digit)")
+    p.add_argument(
+        "--tasks", default="direction,speed,kind,digit", help="probe tasks (default direction,speed,kind,digit)"
+    )
     p.add_argument("--data", default="synthetic:shapes", help="training data (default synthetic:shapes)")
     p.add_argument("--set", action="append", default=[], dest="sets", help="override applied to every variant")
     p.add_argument("--train-seed", type=int, default=0, help="training seed (default 0)")
@@ -78,8 +79,9 @@ def run(args: argparse.Namespace) -> dict:
     # Step 1. One run per variant to the last point, a numbered checkpoint at every multiple of the points' gcd.
     keep = [f"train.ckpt_every={every}", f"train.keep_numbered={trained[-1] // every}", *args.sets]
     runner.map(
-        lambda n: runner.train(n, variants[n], data=args.data, steps=trained[-1], budget_s=None,
-                               seed=args.train_seed, extra_sets=keep),  # fmt: skip
+        lambda n: runner.train(
+            n, variants[n], data=args.data, steps=trained[-1], budget_s=None, seed=args.train_seed, extra_sets=keep
+        ),  # fmt: skip
         list(variants),
     )
 

@@ -22,7 +22,7 @@ def derive(src: Path, dst: Path, sets: list[str]) -> Path:
     from prednet2.checkpoint import atomic_torch_save, load_checkpoint
     from prednet2.config import Config
 
-    bad = [s for s in sets if not s.split("=", 1)[0].strip() in PROBE_TIME]
+    bad = [s for s in sets if s.split("=", 1)[0].strip() not in PROBE_TIME]
     if bad:
         raise ValueError(f"--set {bad[0]!r}: only {', '.join(PROBE_TIME)} can change without retraining")
     ckpt = load_checkpoint(src / "checkpoints" / "last.pt")

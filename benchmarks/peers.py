@@ -86,8 +86,15 @@ def run(args: argparse.Namespace) -> dict:
     # Step 1. Train every (variant, seed), `jobs` at a time.
     jobs = [(name, seed) for seed in seeds for name in variants]
     summaries = runner.map(
-        lambda j: runner.train(f"{j[0]}_s{j[1]}", variants[j[0]], data=args.data, steps=args.steps,
-                               budget_s=budget, seed=j[1], extra_sets=args.sets),  # fmt: skip
+        lambda j: runner.train(
+            f"{j[0]}_s{j[1]}",
+            variants[j[0]],
+            data=args.data,
+            steps=args.steps,
+            budget_s=budget,
+            seed=j[1],
+            extra_sets=args.sets,
+        ),  # fmt: skip
         jobs,
     )
     runs = {j: s for j, s in zip(jobs, summaries)}

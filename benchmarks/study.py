@@ -51,7 +51,9 @@ def parse_variants(names: str, extra: list[str]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for n in [x.strip() for x in names.split(",") if x.strip()]:
         if n not in PEERS:
-            raise StudyError(f"--variants: unknown variant {n!r}; known: {', '.join(PEERS)} (or define one with --variant)")
+            raise StudyError(
+                f"--variants: unknown variant {n!r}; known: {', '.join(PEERS)} (or define one with --variant)"
+            )
         out[n] = list(PEERS[n])
     for spec in extra:
         name, sep, sets = spec.partition("=")

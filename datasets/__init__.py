@@ -6,10 +6,9 @@ dict items out (``"video"`` uint8 (T, C, H, W), ``"label"`` int64, ``"index"``; 
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import torch

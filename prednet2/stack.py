@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import readout
 from .cells import State, upsample2
 from .config import ModelConfig, check_ranges
 from .losses import covariance_penalty, error_loss, info_nce, variance_hinge
@@ -295,49 +296,11 @@ class PredictiveStack(nn.Module):
 
     @torch.no_grad()
     def extract_features(self, clip: Tensor, mask: Tensor | None = None, *, grid: int = 1) -> dict[int, Tensor]:
-        """Per-layer features for probes: {l: (B, F_l)}, F_l = (channels of the readout parts) * grid**2 * bins.
+        """Per-layer features for probes: {l: (B, F_l)}, the ``model.readout`` parts pooled over space and time.
 
-        Per layer the parts named by ``model.readout`` (default ``a,r``: a carries identity, r motion; ``e`` the
-        error units, ``da`` = |a(t) - a(t-1)|, ``rw``/``aw`` = r/a pooled with weights where the error units fire),
-        each mean-pooled over a ``grid x grid`` spatial grid (grid=1:
-        global pooling) and over ``model.readout_bins`` equal time segments. Runs in eval mode without grad;
-        the training mode is restored afterwards.
+        See ``prednet2.readout.extract_features`` (eval mode, no grad; the training mode is restored).
         """
-        was_training = self.training
-        self.eval()
-        try:
-            self._check_input(clip.shape[-2:], mask is not None)
-            parts = _readout_parts(self.cfg.readout)
-            T = clip.shape[1]
-            bins = max(1, min(self.cfg.readout_bins, T))
-            bin_of = [min(t * bins // T, bins - 1) for t in range(T)]
-            counts = [bin_of.count(b) for b in range(bins)]
-            sums: dict[int, list[Tensor | None]] = {l: [None] * bins for l in range(self.num_layers)}
-            state = None
-            for t in range(T):
-                a_before = state.a if state is not None else [None] * self.num_layers
-                out, state = self.step(clip[:, t], state, None if mask is None else mask[:, t], compute_losses=False)
-                for l in range(self.num_layers):
-                    a = state.a[l]
-                    e = out.errors[l]
-                    # where the unit was surprised, as weights with mean 1 over space: "rw"/"aw" pool r/a there
-                    w = e.abs().mean(dim=1, keepdim=True)  # (B, 1, H, W)
-                    w = w / w.mean(dim=(2, 3), keepdim=True).clamp_min(1e-8)
-                    pieces = {
-                        "rw": lambda: out.states[l] * w,
-                        "aw": lambda: a * w,
-                        "a": lambda: a,
-                        "r": lambda: out.states[l],
-                        "e": lambda: out.errors[l],
-                        "da": lambda: (a - a_before[l]).abs() if a_before[l] is not None else torch.zeros_like(a),
-                    }
-                    f = torch.cat([pieces[p]() for p in parts], dim=1)
-                    f = F.adaptive_avg_pool2d(f, grid).flatten(1)  # (B, C*grid*grid)
-                    b = bin_of[t]
-                    sums[l][b] = f if sums[l][b] is None else sums[l][b] + f
-            return {l: torch.cat([s / n for s, n in zip(sums[l], counts)], dim=1) for l in sums}
-        finally:
-            self.train(was_training)
+        return readout.extract_features(self, clip, mask, grid=grid)
 
     @torch.no_grad()
     def update_ema(self) -> None:
@@ -429,19 +392,6 @@ class PredictiveStack(nn.Module):
             )
 
 
-READOUT_PARTS = ("a", "r", "e", "da", "rw", "aw")
-
-
-def _readout_parts(spec: str) -> list[str]:
-    parts = [p.strip() for p in spec.split(",") if p.strip()]
-    bad = [p for p in parts if p not in READOUT_PARTS]
-    if not parts or bad:
-        raise ValueError(
-            f"model.readout: {spec!r} is not a comma-separated list of {', '.join(READOUT_PARTS)} (e.g. 'a,r')"
-        )
-    return parts
-
-
 def _validate(cfg: ModelConfig) -> None:
     L = len(cfg.channels)
     if L < 1:
@@ -453,7 +403,7 @@ def _validate(cfg: ModelConfig) -> None:
         raise ValueError(f"model.layer_weights: {len(cfg.layer_weights)} weights for {L} units (model.channels)")
     if cfg.hidden_channels and len(cfg.hidden_channels) != L:
         raise ValueError(f"model.hidden_channels: {len(cfg.hidden_channels)} entries for {L} units (model.channels)")
-    _readout_parts(cfg.readout)
+    readout.parse_parts(cfg.readout)
 
 
 def with_motion(cfg: ModelConfig, enabled: bool) -> ModelConfig:

@@ -1,0 +1,80 @@
+"""What a probe reads from a stack: ``extract_features``, separate from the training forward (STYLE.md habit 8).
+
+``model.readout`` names the parts pooled per layer, ``model.readout_bins`` the time segments they are pooled over:
+
+- ``a``: the unit's representation (what is there: identity);
+- ``r``: its recurrent state (what it expects: motion);
+- ``e``: its error units ``[relu(a - â), relu(â - a)]``;
+- ``da``: ``|a(t) - a(t-1)|``, what changed;
+- ``rw`` / ``aw``: r / a pooled with spatial weights proportional to the error units' magnitude (mean 1 over
+  space): where the unit was surprised.
+
+Each part is mean-pooled over a ``grid x grid`` spatial grid and over each of the ``readout_bins`` equal time
+segments; the parts and segments are concatenated. Tensor layout: clips (B, T, C, H, W).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from .stack import PredictiveStack
+
+PARTS = ("a", "r", "e", "da", "rw", "aw")
+
+
+def parse_parts(spec: str) -> list[str]:
+    """``"a,r"`` -> ``["a", "r"]``; a ValueError naming ``model.readout`` for anything else."""
+    parts = [p.strip() for p in spec.split(",") if p.strip()]
+    bad = [p for p in parts if p not in PARTS]
+    if not parts or bad:
+        raise ValueError(f"model.readout: {spec!r} is not a comma-separated list of {', '.join(PARTS)} (e.g. 'a,r')")
+    return parts
+
+
+@torch.no_grad()
+def extract_features(
+    model: PredictiveStack, clip: Tensor, mask: Tensor | None = None, *, grid: int = 1
+) -> dict[int, Tensor]:
+    """{l: (B, F_l)}, F_l = (channels of the readout parts) * grid**2 * bins. clip (B, T, C, H, W) in [0, 1]."""
+    was_training = model.training
+    model.eval()
+    try:
+        model._check_input(clip.shape[-2:], mask is not None)
+        parts = parse_parts(model.cfg.readout)
+        L, T = model.num_layers, clip.shape[1]
+        bins = max(1, min(model.cfg.readout_bins, T))
+        bin_of = [min(t * bins // T, bins - 1) for t in range(T)]
+        counts = [bin_of.count(b) for b in range(bins)]
+        sums: dict[int, list[Tensor | None]] = {l: [None] * bins for l in range(L)}
+        state = None
+        for t in range(T):
+            a_before = state.a if state is not None else [None] * L
+            out, state = model.step(clip[:, t], state, None if mask is None else mask[:, t], compute_losses=False)
+            for l in range(L):
+                f = torch.cat([_part(p, state.a[l], a_before[l], out.states[l], out.errors[l]) for p in parts], dim=1)
+                f = F.adaptive_avg_pool2d(f, grid).flatten(1)  # (B, C*grid*grid)
+                b = bin_of[t]
+                sums[l][b] = f if sums[l][b] is None else sums[l][b] + f
+        return {l: torch.cat([s / n for s, n in zip(sums[l], counts)], dim=1) for l in sums}
+    finally:
+        model.train(was_training)
+
+
+def _part(name: str, a: Tensor, a_before: Tensor | None, r: Tensor, e: Tensor) -> Tensor:
+    """One readout part at one step; every input is (B, C, H, W)."""
+    if name == "a":
+        return a
+    if name == "r":
+        return r
+    if name == "e":
+        return e
+    if name == "da":
+        return (a - a_before).abs() if a_before is not None else torch.zeros_like(a)
+    w = e.abs().mean(dim=1, keepdim=True)  # (B, 1, H, W): where the unit was surprised
+    w = w / w.mean(dim=(2, 3), keepdim=True).clamp_min(1e-8)
+    return (r if name == "rw" else a) * w
