@@ -22,7 +22,7 @@ import torch
 from .common import fail, write_json
 from .featureset import FeatureSource, add_feature_args
 from .probe import DEFAULT_CS, ProbeError, run_probe
-from .shots import ShotsError, draw_shots, fixed_c_for, parse_shots
+from .shots import ShotsError, fixed_c_for, parse_shots, with_shots
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,21 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     # Steps 1-3. Checkpoint, data (the same clips for every seed and variant) and per-video features (cached).
     src = FeatureSource(args)
 
-    def features(seed: int):
-        train, y_train, test, y_test = src.train_test(seed)
-        if shots is None:
-            return train, y_train, test, y_test
-        try:  # Step 3b. K labelled videos per class; the seed draws which.
-            idx = draw_shots(y_train, shots, seed)
-        except ShotsError as e:
-            fail(f"--data {args.data}: {e}")
-        return {k: v[idx] for k, v in train.items()}, y_train[idx], test, y_test
-
     # Step 4. Probe over seeds (at K < 5 shots C is fixed: no room for a validation carve).
     seeds = list(range(args.seeds))
     try:
+        features = with_shots(src.train_test, shots)  # Step 3b. K labelled videos per class, drawn by the seed
         summary = run_probe(features, seeds, val_frac=args.val_frac, fixed_c=fixed_c_for(shots))
-    except ProbeError as e:
+    except (ProbeError, ShotsError) as e:
         fail(f"--data {args.data}: {e}")
     _, y_train, _, y_test = src.train_test(seeds[-1])
     n_classes = src.num_classes(y_train, y_test)

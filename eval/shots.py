@@ -56,3 +56,17 @@ def draw_shots(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
 def fixed_c_for(k: int | None) -> float | None:
     """The fixed C for ``k`` shots, or None when C is picked on a validation carve (K >= 5 or all)."""
     return FIXED_C if (k is not None and k < MIN_SHOTS_FOR_VAL) else None
+
+
+def with_shots(train_test, k: int | None):
+    """Wrap a ``run_probe`` callback ``seed -> (train, y_train, test, y_test)`` so that train keeps ``k`` videos
+    per class drawn under the seed (``k`` None: unchanged). Test is never touched. ShotsError propagates."""
+    if k is None:
+        return train_test
+
+    def features(seed: int):
+        train, y_train, test, y_test = train_test(seed)
+        idx = draw_shots(y_train, k, seed)
+        return {name: x[idx] for name, x in train.items()}, y_train[idx], test, y_test
+
+    return features
