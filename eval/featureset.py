@@ -116,7 +116,8 @@ class FeatureSource:
                                labelled=self.labelled, **kw)  # fmt: skip
             if len(ds) == 0:
                 fail(f"--data {a.data}: the {split} split is empty")
-            if a.clips_per_video != 1:
+            # An unlabelled folder yields every clip of every video: cut it to the same N spread clips per video.
+            if a.clips_per_video != 1 or (not self.labelled and hasattr(ds, "videos")):
                 try:
                     spread_clips(ds, a.clips_per_video)
                 except ValueError as e:
