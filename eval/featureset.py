@@ -31,6 +31,8 @@ from .common import (
 )
 from .features import Features, cached_features, checkpoint_id, extract_model_features, extract_pixel_features
 from .features import select_layers as _select
+from .probe import ProbeError, run_probe
+from .shots import ShotsError, parse_shots, with_shots
 from .video_level import pool_by_video, spread_clips, video_ids
 
 PIXEL_POOL, PIXEL_BINS = 8, 4
@@ -59,6 +61,60 @@ def add_feature_args(p: argparse.ArgumentParser, *, data_help: str) -> argparse.
     p.add_argument("--cache-dir", help="feature cache folder (default RUN/feature_cache)")
     p.add_argument("--no-cache", action="store_true", help="always recompute features")
     return p
+
+
+def add_seed_args(p: argparse.ArgumentParser, *, shots_help: str) -> argparse.ArgumentParser:
+    """--seeds, --shots and --val-frac: the options of the per-seed protocols (linear probe, k-NN)."""
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds 0..N-1 (default 3)")
+    p.add_argument("--shots", default=None, help=shots_help)
+    p.add_argument("--val-frac", type=float, default=0.2, help="fraction of train carved out for validation")
+    return p
+
+
+def parse_seed_args(args) -> int | None:
+    """Check --seeds/--val-frac and parse --shots (None: every train video), or exit 2 with one line."""
+    if args.seeds < 1:
+        fail(f"--seeds {args.seeds}: need at least 1")
+    if not 0.0 < args.val_frac < 0.5:
+        fail(f"--val-frac {args.val_frac}: expected a fraction in (0, 0.5)")
+    try:
+        return parse_shots(args.shots)
+    except ShotsError as e:
+        fail(str(e))
+
+
+def run_seeds(args, src: FeatureSource, shots: int | None, **layer_kw) -> dict:
+    """``eval.probe.run_probe`` over seeds 0..N-1 on ``src``'s per-video train/test features, train cut to
+    ``shots`` videos per class drawn by each seed; ``layer_kw`` picks the evaluator (``fixed_c``, ``one_set``).
+
+    Returns the keys probe.json and knn.json share (the summary, sizes, provenance, chance, ``shots``)."""
+    seeds = list(range(args.seeds))
+    try:
+        summary = run_probe(with_shots(src.train_test, shots), seeds, val_frac=args.val_frac, **layer_kw)
+    except (ProbeError, ShotsError) as e:
+        fail(f"--data {args.data}: {e}")
+    _, y_train, _, y_test = src.train_test(seeds[-1])
+    n_classes = src.num_classes(y_train, y_test)
+    out = {
+        "dataset": args.data,
+        **summary.to_dict(),
+        "n_train": int(len(y_train)) if shots is None else int(shots * len(np.unique(y_train))),
+        "n_test": int(len(y_test)),
+        "n_classes": n_classes,
+        **src.provenance(),
+        "n_train_available": int(len(y_train)),
+        "val_frac": args.val_frac,
+        "chance": 1.0 / n_classes,
+        "majority": float(np.max(np.bincount(y_test)) / len(y_test)),  # always guessing the commonest test class
+    }
+    if args.shots is not None:  # a label-efficiency point; without --shots a plain probe for the main table
+        out["shots"] = shots or "all"
+    return out
+
+
+def per_layer_text(result: dict) -> str:
+    """``0: 0.512, 1: 0.634`` for the one-line summaries the CLIs print."""
+    return ", ".join(f"{k}: {v:.3f}" for k, v in result["per_layer"].items())
 
 
 def variant_of(args) -> str:

@@ -26,9 +26,8 @@ from functools import partial
 import numpy as np
 
 from .common import fail, write_json
-from .featureset import FeatureSource, add_feature_args
-from .probe import ProbeError, SetResult, Standardiser, run_probe
-from .shots import ShotsError, parse_shots, with_shots
+from .featureset import FeatureSource, add_feature_args, add_seed_args, parse_seed_args, per_layer_text, run_seeds
+from .probe import SetResult, Standardiser
 
 DEFAULT_KS: tuple[int, ...] = (1, 5, 20)
 
@@ -109,9 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_feature_args(p, data_help="synthetic:shapes:{shape,direction,speed}, ... or a class folder")
     p.add_argument("--out", required=True, help="knn.json to write")
     p.add_argument("--k", default=",".join(map(str, DEFAULT_KS)), help="neighbour counts to try (default 1,5,20)")
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds 0..N-1 (default 3)")
-    p.add_argument("--shots", default=None, help="K labelled videos per class in the memory bank, or 'all'")
-    p.add_argument("--val-frac", type=float, default=0.2, help="fraction of train carved out for validation")
+    add_seed_args(p, shots_help="K labelled videos per class in the memory bank, or 'all' (default: all)")
     return p
 
 
@@ -119,47 +116,19 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         ks = parse_ks(args.k)
-        shots = parse_shots(args.shots)
     except ValueError as e:
         fail(str(e))
-    if args.seeds < 1:
-        fail(f"--seeds {args.seeds}: need at least 1")
-    if not 0.0 < args.val_frac < 0.5:
-        fail(f"--val-frac {args.val_frac}: expected a fraction in (0, 0.5)")
+    shots = parse_seed_args(args)
     t0 = time.time()
     src = FeatureSource(args)
-
-    seeds = list(range(args.seeds))
-    try:
-        summary = run_probe(with_shots(src.train_test, shots), seeds, val_frac=args.val_frac,
-                            one_set=partial(knn_one_set, ks=ks))  # fmt: skip
-    except (ProbeError, ShotsError) as e:
-        fail(f"--data {args.data}: {e}")
-    _, y_train, _, y_test = src.train_test(seeds[-1])
-    n_classes = src.num_classes(y_train, y_test)
-    d = summary.to_dict()
-    chosen = {k: [int(c) for c in v] for k, v in d.pop("chosen_c").items()}
-    result = {
-        "dataset": args.data,
-        "method": "knn",
-        **d,
-        "ks": ks,
-        "chosen_k": chosen,
-        "n_train": int(len(y_train)) if shots is None else int(shots * len(np.unique(y_train))),
-        "n_test": int(len(y_test)),
-        "n_classes": n_classes,
-        **src.provenance(),
-        **({"shots": shots or "all"} if args.shots is not None else {}),
-        "val_frac": args.val_frac,
-        "chance": 1.0 / n_classes,
-        "wall_s": round(time.time() - t0, 2),
-    }
+    result = {"method": "knn", **run_seeds(args, src, shots, one_set=partial(knn_one_set, ks=ks))}
+    chosen = {k: [int(c) for c in v] for k, v in result.pop("chosen_c").items()}  # SetResult.c holds k
+    result |= {"ks": ks, "chosen_k": chosen, "wall_s": round(time.time() - t0, 2)}
     write_json(args.out, result)
     print(
         f"{args.data} [{result['variant']}] k-NN top1 {result['top1']:.3f} ± {result['top1_std']:.3f} (concat, "
-        f"k chosen {sorted(set(chosen['concat']))}); per layer "
-        + ", ".join(f"{k}: {v:.3f}" for k, v in result["per_layer"].items())
-        + f"; chance {result['chance']:.3f} -> {args.out}"
+        f"k chosen {sorted(set(chosen['concat']))}); per layer {per_layer_text(result)}; "
+        f"chance {result['chance']:.3f} -> {args.out}"
     )
     return 0
 

@@ -16,13 +16,12 @@ import argparse
 import sys
 import time
 
-import numpy as np
 import torch
 
-from .common import fail, write_json
-from .featureset import FeatureSource, add_feature_args
-from .probe import DEFAULT_CS, ProbeError, run_probe
-from .shots import ShotsError, fixed_c_for, parse_shots, with_shots
+from .common import write_json
+from .featureset import FeatureSource, add_feature_args, add_seed_args, parse_seed_args, per_layer_text, run_seeds
+from .probe import DEFAULT_CS
+from .shots import fixed_c_for
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,65 +32,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_feature_args(p, data_help="synthetic:shapes:{shape,direction,speed}, ... or a class folder")
     p.add_argument("--out", required=True, help="probe.json to write")
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds 0..N-1 (default 3)")
-    p.add_argument(
-        "--shots",
-        default=None,
-        help="K labelled videos per class drawn from train per seed, or 'all' (default: all, no draw)",
-    )
-    p.add_argument("--val-frac", type=float, default=0.2, help="fraction of train carved out for validation")
+    add_seed_args(p, shots_help="K labelled videos per class drawn from train per seed, or 'all' (default: all)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.seeds < 1:
-        fail(f"--seeds {args.seeds}: need at least 1")
-    if not 0.0 < args.val_frac < 0.5:
-        fail(f"--val-frac {args.val_frac}: expected a fraction in (0, 0.5)")
-    try:
-        shots = parse_shots(args.shots)
-    except ShotsError as e:
-        fail(str(e))
+    shots = parse_seed_args(args)
     t0 = time.time()
     # Steps 1-3. Checkpoint, data (the same clips for every seed and variant) and per-video features (cached).
     src = FeatureSource(args)
-
-    # Step 4. Probe over seeds (at K < 5 shots C is fixed: no room for a validation carve).
-    seeds = list(range(args.seeds))
-    try:
-        features = with_shots(src.train_test, shots)  # Step 3b. K labelled videos per class, drawn by the seed
-        summary = run_probe(features, seeds, val_frac=args.val_frac, fixed_c=fixed_c_for(shots))
-    except (ProbeError, ShotsError) as e:
-        fail(f"--data {args.data}: {e}")
-    _, y_train, _, y_test = src.train_test(seeds[-1])
-    n_classes = src.num_classes(y_train, y_test)
-
-    result = {
-        "dataset": args.data,
-        **summary.to_dict(),
-        "n_train": int(len(y_train)) if shots is None else int(shots * len(np.unique(y_train))),
-        "n_test": int(len(y_test)),
-        "n_classes": n_classes,
-        **src.provenance(),
-        "shots": "all" if (args.shots is not None and shots is None) else shots,
-        "n_train_available": int(len(y_train)),
-        "fixed_c": fixed_c_for(shots),
-        "val_frac": args.val_frac,
-        "c_grid": list(DEFAULT_CS),
-        "chance": 1.0 / n_classes,
-        "majority": float(np.max(np.bincount(y_test)) / len(y_test)),  # always guessing the commonest test class
-        "wall_s": round(time.time() - t0, 2),
-    }
-    if args.shots is None:
-        del result["shots"]  # a plain probe: the report's main table, not a label-efficiency point
+    # Step 4. Probe over seeds, train cut to K shots per class (at K < 5 C is fixed: no room for a validation carve).
+    result = run_seeds(args, src, shots, fixed_c=fixed_c_for(shots))
+    result |= {"fixed_c": fixed_c_for(shots), "c_grid": list(DEFAULT_CS), "wall_s": round(time.time() - t0, 2)}
     write_json(args.out, result)
     k = f" at {result['shots']} shots" if "shots" in result else ""
     print(
         f"{args.data} [{result['variant']}]{k} top1 {result['top1']:.3f} ± {result['top1_std']:.3f} (concat); "
-        f"best-on-val layer {result['best_layer_top1']:.3f}; per layer "
-        + ", ".join(f"{k}: {v:.3f}" for k, v in result["per_layer"].items())
-        + f"; chance {result['chance']:.3f}, majority {result['majority']:.3f} -> {args.out}"
+        f"best-on-val layer {result['best_layer_top1']:.3f}; per layer {per_layer_text(result)}; "
+        f"chance {result['chance']:.3f}, majority {result['majority']:.3f} -> {args.out}"
     )
     return 0
 

@@ -60,7 +60,7 @@ def test_cli_writes_probe_like_json(tiny_run, tmp_path, capsys):
     ckpt = str(tiny_run / "checkpoints" / "last.pt")
     out = tmp_path / "knn.json"
     base = ["--checkpoint", ckpt, "--data", "synthetic:shapes:direction", "--n-train", "48", "--n-test", "24",
-            "--seeds", "2", "--device", "cpu"]  # fmt: skip
+            "--seeds", "2", "--device", "cpu", "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
     assert main([*base, "--out", str(out), "--k", "1,5"]) == 0
     r = json.loads(out.read_text())
     assert {"dataset", "top1", "top1_std", "per_layer", "n_train", "n_test", "n_classes", "seeds"} <= set(r)
