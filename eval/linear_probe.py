@@ -21,7 +21,7 @@ import torch
 from .common import write_json
 from .featureset import FeatureSource, add_feature_args, add_seed_args, parse_seed_args, per_layer_text, run_seeds
 from .probe import DEFAULT_CS
-from .shots import fixed_c_for
+from .shots import protocol_for
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,9 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     # Steps 1-3. Checkpoint, data (the same clips for every seed and variant) and per-video features (cached).
     src = FeatureSource(args)
-    # Step 4. Probe over seeds, train cut to K shots per class (at K < 5 C is fixed: no room for a validation carve).
-    result = run_seeds(args, src, shots, fixed_c=fixed_c_for(shots))
-    result |= {"fixed_c": fixed_c_for(shots), "c_grid": list(DEFAULT_CS), "wall_s": round(time.time() - t0, 2)}
+    # Step 4. Probe over seeds, train cut to K shots per class (K < 5: a fixed C; K >= 5: C by 5-fold CV).
+    protocol = protocol_for(shots)  # how C is chosen with K shots (eval.shots)
+    result = run_seeds(args, src, shots, **protocol)
+    result |= {"fixed_c": protocol.get("fixed_c"), "cv_folds": protocol.get("cv_folds"), "c_grid": list(DEFAULT_CS),
+               "wall_s": round(time.time() - t0, 2)}  # fmt: skip
     write_json(args.out, result)
     k = f" at {result['shots']} shots" if "shots" in result else ""
     print(

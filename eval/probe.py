@@ -144,6 +144,50 @@ def probe_one_set(
     )
 
 
+def probe_one_set_cv(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    tr_idx: np.ndarray,
+    val_idx: np.ndarray,
+    cs: Sequence[float] = DEFAULT_CS,
+    folds: int = 5,
+    seed: int = 0,
+) -> SetResult:
+    """Pick C by stratified ``folds``-fold cross-validation on all of train, refit on all of train, score on test.
+
+    For few labels (K shots per class), where a single carve would validate on one or two videos per class: every
+    video is validated once. Folds deal each class's videos round-robin after a seeded shuffle, so with K = 5
+    shots and 5 folds each fold holds one video per class. ``val_top1`` is the mean over folds at the chosen C
+    (ties: the smaller C). ``tr_idx``/``val_idx`` are ignored.
+    """
+    rng = np.random.default_rng(seed)
+    fold_of = np.zeros(len(y_train), dtype=np.int64)
+    for c in np.unique(y_train):
+        idx = np.flatnonzero(y_train == c)
+        fold_of[rng.permutation(idx)] = np.arange(len(idx)) % folds
+    best_c, best_val, converged = cs[0], -1.0, True
+    for c in cs:  # ascending C: a tie keeps the smaller C
+        accs, oks = [], []
+        for f in range(folds):
+            tr, va = fold_of != f, fold_of == f
+            if not va.any() or len(np.unique(y_train[tr])) < 2:
+                continue
+            z = Standardiser.fit(x_train[tr])
+            clf, ok = fit_logreg(z(x_train[tr]), y_train[tr], c)
+            accs.append(accuracy(clf, z(x_train[va]), y_train[va]))
+            oks.append(ok)
+        if not accs:
+            raise ProbeError(f"{folds}-fold cross-validation needs at least 2 items of 2 classes")
+        if np.mean(accs) > best_val:
+            best_c, best_val, converged = c, float(np.mean(accs)), all(oks)
+    full = Standardiser.fit(x_train)
+    clf, ok = fit_logreg(full(x_train), y_train, best_c)
+    return SetResult(c=float(best_c), val_top1=best_val, test_top1=accuracy(clf, full(x_test), y_test),
+                     converged=converged and ok)  # fmt: skip
+
+
 # ---- one seed, all layers ----------------------------------------------------------------------------------
 OneSetFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], SetResult]
 
@@ -170,6 +214,7 @@ def probe_layers(
     cs: Sequence[float] = DEFAULT_CS,
     concat: bool = True,
     fixed_c: float | None = None,
+    cv_folds: int | None = None,
     one_set: OneSetFn | None = None,
 ) -> SeedResult:
     """Probe every feature set under one seed.
@@ -184,13 +229,18 @@ def probe_layers(
             where it would equal that layer, and then ``"concat"`` repeats the layer's result.
         fixed_c: skip the validation carve and fit every set with this C on all of train (few shots, K < 5);
             no layer is then chosen and ``best_layer`` is ``"concat"``.
+        cv_folds: pick C (and the best layer) by stratified cross-validation over all of train instead of one
+            carve (few shots, K >= 5); see ``probe_one_set_cv``.
         one_set: the per-set evaluator, ``one_set(x_train, y_train, x_test, y_test, tr_idx, val_idx) ->
             SetResult`` (default: ``probe_one_set`` over ``cs``); k-NN plugs in here.
     """
     y_train, y_test = np.asarray(y_train), np.asarray(y_test)
     _check_inputs(train, y_train, test, y_test)
-    if fixed_c is not None:
-        tr_idx, val_idx, cs = np.arange(len(y_train)), np.zeros(0, dtype=np.int64), (fixed_c,)
+    if fixed_c is not None or cv_folds:
+        tr_idx, val_idx = np.arange(len(y_train)), np.zeros(0, dtype=np.int64)
+        cs = (fixed_c,) if fixed_c is not None else cs
+        if cv_folds and one_set is None:
+            one_set = partial(probe_one_set_cv, cs=cs, folds=cv_folds, seed=seed)
     else:
         tr_idx, val_idx = stratified_split(y_train, val_frac, seed)
     if one_set is None:

@@ -2,11 +2,13 @@
 
 Rule for the regularisation C (docs/eval.md):
 
-- ``K >= MIN_SHOTS_FOR_VAL`` (5): the usual protocol on the K shots per class: a stratified validation carve
-  (``val_frac``, at least one per class, so 1 of 5 at K = 5) picks C, then the classifier is refitted on all K.
-- ``K < 5`` (1 to 4): no carve (at K = 1 it would leave a class with no training example); C is fixed at
-  ``FIXED_C`` = 1, the middle of the grid, on standardised features.
-- ``all``: every train video, exactly the full-label probe.
+- ``K < 5`` (1 to 4): C is fixed at ``FIXED_C`` = 1, the middle of the grid, on standardised features (at K = 1
+  there is nothing to validate on: any held-out video leaves its class without an example).
+- ``K >= 5``: C is chosen on the grid by stratified 5-fold cross-validation over the K shots (each fold holds
+  K/5 videos per class, so every shot is validated once), then the classifier is refitted on all K. A single
+  carve would validate on one or two videos per class and pick C by noise (measured in
+  docs/results/few_labels.md).
+- ``all``: every train video, exactly the full-label probe (one stratified validation carve).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 
 MIN_SHOTS_FOR_VAL = 5
 FIXED_C = 1.0
+CV_FOLDS = 5
 
 
 class ShotsError(ValueError):
@@ -53,9 +56,13 @@ def draw_shots(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(picked))
 
 
-def fixed_c_for(k: int | None) -> float | None:
-    """The fixed C for ``k`` shots, or None when C is picked on a validation carve (K >= 5 or all)."""
-    return FIXED_C if (k is not None and k < MIN_SHOTS_FOR_VAL) else None
+def protocol_for(k: int | None) -> dict:
+    """``eval.probe.probe_layers`` keywords for ``k`` shots: ``fixed_c`` below 5, ``cv_folds`` from 5, none for all."""
+    if k is None:
+        return {}
+    if k < MIN_SHOTS_FOR_VAL:
+        return {"fixed_c": FIXED_C}
+    return {"cv_folds": CV_FOLDS}
 
 
 def with_shots(train_test, k: int | None):

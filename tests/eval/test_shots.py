@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 from prednet2.eval.linear_probe import main as probe_main
-from prednet2.eval.shots import FIXED_C, ShotsError, draw_shots, fixed_c_for, parse_shots, with_shots
+from prednet2.eval.shots import FIXED_C, ShotsError, draw_shots, parse_shots, protocol_for, with_shots
 
 
 def test_draws_exactly_k_per_class_and_is_deterministic():
@@ -29,8 +29,8 @@ def test_parse_and_c_rule():
     for bad in ("0", "x", "-1"):
         with pytest.raises(ShotsError):
             parse_shots(bad)
-    assert fixed_c_for(1) == FIXED_C and fixed_c_for(4) == FIXED_C
-    assert fixed_c_for(5) is None and fixed_c_for(None) is None
+    assert protocol_for(1) == {"fixed_c": FIXED_C} and protocol_for(4) == {"fixed_c": FIXED_C}
+    assert protocol_for(5) == {"cv_folds": 5} and protocol_for(None) == {}
 
 
 def test_with_shots_keeps_test_whole():
@@ -57,7 +57,8 @@ def test_cli_shots(tiny_run, tmp_path):
     assert one["shots"] == 1 and one["n_train"] == 8 and one["fixed_c"] == FIXED_C
     assert one["chosen_c"]["concat"] == [FIXED_C, FIXED_C] and one["val_top1"]["concat"] is None
     five = _probe(tiny_run, tmp_path / "k5.json", "--shots", "5")
-    assert five["shots"] == 5 and five["n_train"] == 40 and five["fixed_c"] is None
+    assert five["shots"] == 5 and five["n_train"] == 40 and five["fixed_c"] is None and five["cv_folds"] == 5
+    assert all(v is not None for v in five["val_top1"].values())  # the cross-validated top-1
     full = _probe(tiny_run, tmp_path / "all.json", "--shots", "all")
     assert full["shots"] == "all" and full["n_train"] == 128
     assert "shots" not in _probe(tiny_run, tmp_path / "plain.json")
