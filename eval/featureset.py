@@ -32,7 +32,7 @@ from .common import (
 from .features import Features, cached_features, checkpoint_id, extract_model_features, extract_pixel_features
 from .features import select_layers as _select
 from .probe import ProbeError, run_probe
-from .shots import ShotsError, parse_shots, with_shots
+from .shots import ShotsError, draw_shots, parse_shots, with_shots
 from .video_level import pool_by_video, spread_clips, video_ids
 
 PIXEL_POOL, PIXEL_BINS = 8, 4
@@ -89,6 +89,12 @@ def run_seeds(args, src: FeatureSource, shots: int | None, **layer_kw) -> dict:
 
     Returns the keys probe.json and knn.json share (the summary, sizes, provenance, chance, ``shots``)."""
     seeds = list(range(args.seeds))
+    folder_labels = getattr(src.dataset("train"), "video_labels", None)
+    if shots is not None and folder_labels is not None:  # a folder knows its labels: refuse K before extracting
+        try:
+            draw_shots(np.asarray(folder_labels), shots, 0)
+        except ShotsError as e:
+            fail(f"--data {args.data}: {e}")
     try:
         summary = run_probe(with_shots(src.train_test, shots), seeds, val_frac=args.val_frac, **layer_kw)
     except (ProbeError, ShotsError) as e:

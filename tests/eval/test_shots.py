@@ -70,3 +70,12 @@ def test_cli_refuses_too_many_shots(tiny_run, tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--shots 50" in err and "smallest class" in err
+
+
+def test_folder_refuses_too_many_shots_before_extracting(tiny_run, labelled_videos, tmp_path, capsys):
+    ckpt = str(tiny_run / "checkpoints" / "last.pt")
+    with pytest.raises(SystemExit) as e:  # 4 videos per class, 20% to test: 3 per class in train
+        probe_main(["--checkpoint", ckpt, "--data", str(labelled_videos), "--shots", "4", "--device", "cpu",
+                    "--out", str(tmp_path / "k.json"), "--cache-dir", str(tmp_path / "cache")])  # fmt: skip
+    assert e.value.code == 2 and "has only 3 labelled videos; use --shots 3" in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()  # refused before any feature was extracted

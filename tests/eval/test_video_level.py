@@ -49,3 +49,22 @@ def test_spread_clips_reindexes_a_folder():
     assert list(video_ids(ds)) == [0, 0, 1, 1, 2, 2]
     with pytest.raises(ValueError, match="folders of videos"):
         spread_clips(object(), 2)
+
+
+def test_probe_counts_videos_not_clips(tiny_run, labelled_videos, tmp_path, capsys):
+    import json
+
+    from prednet2.eval.linear_probe import main
+
+    base = ["--checkpoint", str(tiny_run / "checkpoints" / "last.pt"), "--baseline", "pixels", "--seeds", "1",
+            "--device", "cpu", "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    assert (
+        main([*base, "--data", str(labelled_videos), "--clips-per-video", "3", "--out", str(tmp_path / "p.json")]) == 0
+    )
+    r = json.loads((tmp_path / "p.json").read_text())
+    assert r["n_train"] + r["n_test"] == 12 and r["clips_per_video"] == 3  # 36 clips, 12 videos
+    assert "3 clips per video" not in r["features"]  # pixels: the description is the pixel pooling
+    with pytest.raises(SystemExit) as e:
+        main([*base, "--data", "synthetic:shapes:direction", "--clips-per-video", "2", "--n-train", "16",
+              "--n-test", "8", "--out", str(tmp_path / "s.json")])  # fmt: skip
+    assert e.value.code == 2 and "synthetic sets have one clip per video" in capsys.readouterr().err
