@@ -48,17 +48,20 @@ def shots_table(items, run_of, name_of, dup_error) -> str:
     if not cs:
         return ""
     ks = sorted({k for v in cs.values() for pts in v.values() for k in pts}, key=_shot_key)
-    head = "| run | task | method | variant | " + " | ".join(f"K={k}" for k in ks) + " |\n"
-    lines = [head + "|---" * (4 + len(ks)) + "|"]
+    head = "| run | task | method | seeds | variant | " + " | ".join(f"K={k}" for k in ks) + " |\n"
+    lines = [head + "|---" * (5 + len(ks)) + "|"]
     for (run, task, method), by_var in cs.items():
+        seeds = "/".join(map(str, sorted({p[3] for pts in by_var.values() for p in pts.values()})))
         for v in VARIANTS:
             if v in by_var:
                 cells = [_pct(*by_var[v][k][:2]) if k in by_var[v] else "–" for k in ks]
-                lines.append(f"| {name_of(run)} | {task} | {method} | {TITLES[v]} | " + " | ".join(cells) + " |")
+                row = f"| {name_of(run)} | {task} | {method} | {seeds} | {TITLES[v]} | "
+                lines.append(row + " | ".join(cells) + " |")
         tr, ri = by_var.get("trained", {}), by_var.get("random_init", {})
         if tr and ri:
             cells = [f"**{100 * (tr[k][0] - ri[k][0]):+.1f}**" if k in tr and k in ri else "–" for k in ks]
-            lines.append(f"| {name_of(run)} | {task} | {method} | trained − random | " + " | ".join(cells) + " |")
+            row = f"| {name_of(run)} | {task} | {method} | {seeds} | trained − random | "
+            lines.append(row + " | ".join(cells) + " |")
     note = (
         "\nTest top-1 in %, mean ± std over seeds; K labelled videos per class drawn from train per seed (the std "
         "includes which videos were drawn), the whole test split scored. Linear probe: at K < 5 a fixed C = 1; from "

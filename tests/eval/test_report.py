@@ -73,8 +73,8 @@ def test_few_label_tables_and_curve(tmp_path):
     assert main([str(run), str(tmp_path / "few"), "--out", str(out), "--curve-png", str(curve)]) == 0
     md = out.read_text()
     assert "| K=1 | K=5 | K=all |" in md
-    assert "| shapes_run | synthetic:shapes:direction | linear | trained | 50.0 ± 1.0 | 60.0 ± 1.0 | 80.0 ± 1.0 |" in md
-    assert "| linear | trained − random | **+20.0** | **+20.0** | **+20.0** |" in md
+    assert "| synthetic:shapes:direction | linear | 3 | trained | 50.0 ± 1.0 | 60.0 ± 1.0 | 80.0 ± 1.0 |" in md
+    assert "| linear | 3 | trained − random | **+20.0** | **+20.0** | **+20.0** |" in md
     assert "### k-NN" in md and "| 50.0 ± 1.0 | 30.0 ± 1.0 | 20.0 ± 1.0 | +20.0 | 5 |" in md
     assert "| shapes_run | d | random init | 8 | 0.300 ± 0.010 | 0.100 | 0.400 | 50 | 1 |" in md
     assert "| 61.2 ± 1.0 | 40.0 ± 1.0 |" in md  # the plain probes still fill the main table
