@@ -31,7 +31,8 @@ def task_of(d: dict) -> str:
 
 
 def curves(items: list[tuple[Path, dict]], run_of, dup_error) -> dict[tuple, dict]:
-    """{(run, task, method): {variant: {K: (top1, std)}}}; a second file for one point raises ``dup_error``."""
+    """{(run, task, method): {variant: {K: (top1, std, n_train, n_seeds, chance)}}}; a second file for one point
+    raises ``dup_error``."""
     out: dict[tuple, dict] = {}
     for f, d in items:
         key = (run_of(d), task_of(d), d.get("method", "linear"))
@@ -39,7 +40,7 @@ def curves(items: list[tuple[Path, dict]], run_of, dup_error) -> dict[tuple, dic
         k = d["shots"]
         if k in pts:
             raise dup_error(f"{f}: a second {d.get('variant')} point at {k} shots for {key[1]} ({key[2]})")
-        pts[k] = (d["top1"], d.get("top1_std", 0.0), d.get("n_train"), len(d.get("seeds", [])))
+        pts[k] = (d["top1"], d.get("top1_std", 0.0), d.get("n_train"), len(d.get("seeds", [])), d.get("chance"))
     return out
 
 
@@ -94,6 +95,9 @@ def curve_chart(items, run_of, name_of, dup_error, path: str | Path) -> Path | N
                 pts = sorted(by_var[v].items(), key=lambda kv: _shot_key(kv[0]))
                 ax.errorbar([xpos[k] for k, _ in pts], [100 * p[0] for _, p in pts],
                             yerr=[100 * p[1] for _, p in pts], marker="o", capsize=3, label=TITLES[v])  # fmt: skip
+        chance = next((p[4] for pts in by_var.values() for p in pts.values() if p[4]), None)
+        if chance:
+            ax.axhline(100 * chance, color="black", linestyle=":", linewidth=1, label="chance")
         ax.set_xscale("log")
         ax.set_xticks([xpos[k] for k in ks], [str(k) for k in ks])
         ax.minorticks_off()
