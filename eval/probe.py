@@ -109,6 +109,17 @@ class SetResult:
     converged: bool
 
 
+def refit_and_score(
+    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, c: float, *,
+    val_top1: float, converged: bool,
+) -> SetResult:  # fmt: skip
+    """Step 3: standardise on all of train, fit with the chosen ``c``, score once on test."""
+    full = Standardiser.fit(x_train)
+    clf, ok = fit_logreg(full(x_train), y_train, c)
+    return SetResult(c=float(c), val_top1=val_top1, test_top1=accuracy(clf, full(x_test), y_test),
+                     converged=converged and ok)  # fmt: skip
+
+
 def probe_one_set(
     x_train: np.ndarray,
     y_train: np.ndarray,
@@ -125,10 +136,7 @@ def probe_one_set(
     if len(val_idx) == 0:
         if len(cs) != 1:
             raise ProbeError("no validation items to choose C on: pass a single fixed C")
-        full = Standardiser.fit(x_train)
-        clf, ok = fit_logreg(full(x_train), y_train, cs[0])
-        return SetResult(c=float(cs[0]), val_top1=float("nan"), test_top1=accuracy(clf, full(x_test), y_test),
-                         converged=ok)  # fmt: skip
+        return refit_and_score(x_train, y_train, x_test, y_test, cs[0], val_top1=float("nan"), converged=True)
     sub = Standardiser.fit(x_train[tr_idx])
     xs_tr, xs_val = sub(x_train[tr_idx]), sub(x_train[val_idx])
     best_c, best_val, converged = cs[0], -1.0, True
@@ -137,11 +145,7 @@ def probe_one_set(
         acc = accuracy(clf, xs_val, y_train[val_idx])
         if acc > best_val:
             best_c, best_val, converged = c, acc, ok
-    full = Standardiser.fit(x_train)
-    clf, ok = fit_logreg(full(x_train), y_train, best_c)
-    return SetResult(
-        c=float(best_c), val_top1=best_val, test_top1=accuracy(clf, full(x_test), y_test), converged=converged and ok
-    )
+    return refit_and_score(x_train, y_train, x_test, y_test, best_c, val_top1=best_val, converged=converged)
 
 
 def probe_one_set_cv(
@@ -182,10 +186,7 @@ def probe_one_set_cv(
             raise ProbeError(f"{folds}-fold cross-validation needs at least 2 items of 2 classes")
         if np.mean(accs) > best_val:
             best_c, best_val, converged = c, float(np.mean(accs)), all(oks)
-    full = Standardiser.fit(x_train)
-    clf, ok = fit_logreg(full(x_train), y_train, best_c)
-    return SetResult(c=float(best_c), val_top1=best_val, test_top1=accuracy(clf, full(x_test), y_test),
-                     converged=converged and ok)  # fmt: skip
+    return refit_and_score(x_train, y_train, x_test, y_test, best_c, val_top1=best_val, converged=converged)
 
 
 # ---- one seed, all layers ----------------------------------------------------------------------------------
