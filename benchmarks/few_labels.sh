@@ -58,6 +58,14 @@ COMMON=(--device cpu --threads 1)
 want direction && curves direction "$SHAPES_CKPT" "$SEEDS" --data synthetic:shapes:direction --n-train 512 \
   --n-test 256 "${COMMON[@]}"
 want basketball && curves basketball "$BB_CKPT" "$BB_SEEDS" --data "$BASKETBALL" "${COMMON[@]}"
+if want basketball; then # k-NN with K labels per class in the bank (k is chosen on a carve, so K >= 2)
+  for v in trained random pixels; do
+    for k in 5 10 all; do
+      to "$OUT/basketball/knn_${v}_k$k.json" $PY -m eval.knn --checkpoint "$BB_CKPT" --data "$BASKETBALL" \
+        --seeds "$BB_SEEDS" --shots $k $(variant_flags $v) "${COMMON[@]}" --out "$OUT/basketball/knn_${v}_k$k.json"
+    done
+  done
+fi
 
 if want video_level; then # the centre clip against 3 clips spread over each video, full labels
   dir=$OUT/basketball_video
