@@ -12,6 +12,10 @@ Protocol for one seed (DESIGN §6):
 4. The best layer is the one with the best validation top-1 (ties go to the lower layer). Test accuracy never
    chooses anything.
 
+With few labels (``eval.shots``) step 1-2 change: ``fixed_c`` skips validation (K < 5 shots per class) and
+``cv_folds`` replaces the carve by stratified cross-validation over all of train (``probe_one_set_cv``, K >= 5).
+``one_set`` swaps the per-set evaluator (``eval.knn`` plugs in cosine k-NN, choosing k instead of C).
+
 ``run_probe`` repeats this over seeds and reports mean and std. Its ``top1`` is the concatenation of all layers;
 the best-on-validation layer is reported beside it as ``best_layer_top1``.
 """
