@@ -48,7 +48,8 @@ def find_query(paths: np.ndarray, query: str) -> int | None:
         hits = [i for i, p in enumerate(paths) if Path(p).exists() and Path(p).resolve() == q.resolve()]
         if hits:
             return hits[0]
-    tail = "/" + str(query).replace("\\", "/").lstrip("./")
+    tail = str(query).replace("\\", "/")
+    tail = "/" + (tail[2:] if tail.startswith("./") else tail).lstrip("/")
     hits = [i for i, p in enumerate(paths) if str(p).endswith(tail) or str(p) == query]
     if len(hits) > 1:
         raise ValueError(f"--query {query}: matches {len(hits)} videos, e.g. {paths[hits[0]]}; give more of the path")
