@@ -12,6 +12,10 @@ Protocol for one seed (DESIGN §6):
 4. The best layer is the one with the best validation top-1 (ties go to the lower layer). Test accuracy never
    chooses anything.
 
+With few labels (``eval.shots``) step 1-2 change: ``fixed_c`` skips validation (K < 5 shots per class) and
+``cv_folds`` replaces the carve by stratified cross-validation over all of train (``probe_one_set_cv``, K >= 5).
+``one_set`` swaps the per-set evaluator (``eval.knn`` plugs in cosine k-NN, choosing k instead of C).
+
 ``run_probe`` repeats this over seeds and reports mean and std. Its ``top1`` is the concatenation of all layers;
 the best-on-validation layer is reported beside it as ``best_layer_top1``.
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -108,6 +113,17 @@ class SetResult:
     converged: bool
 
 
+def refit_and_score(
+    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, c: float, *,
+    val_top1: float, converged: bool,
+) -> SetResult:  # fmt: skip
+    """Step 3: standardise on all of train, fit with the chosen ``c``, score once on test."""
+    full = Standardiser.fit(x_train)
+    clf, ok = fit_logreg(full(x_train), y_train, c)
+    return SetResult(c=float(c), val_top1=val_top1, test_top1=accuracy(clf, full(x_test), y_test),
+                     converged=converged and ok)  # fmt: skip
+
+
 def probe_one_set(
     x_train: np.ndarray,
     y_train: np.ndarray,
@@ -117,7 +133,14 @@ def probe_one_set(
     val_idx: np.ndarray,
     cs: Sequence[float] = DEFAULT_CS,
 ) -> SetResult:
-    """Pick C on (tr_idx -> val_idx) of the train split, refit on all of train, score on test (steps 2-3 above)."""
+    """Pick C on (tr_idx -> val_idx) of the train split, refit on all of train, score on test (steps 2-3 above).
+
+    With an empty ``val_idx`` and a single C (the few-shot rule at K < 5) nothing is picked: ``val_top1`` is NaN.
+    """
+    if len(val_idx) == 0:
+        if len(cs) != 1:
+            raise ProbeError("no validation items to choose C on: pass a single fixed C")
+        return refit_and_score(x_train, y_train, x_test, y_test, cs[0], val_top1=float("nan"), converged=True)
     sub = Standardiser.fit(x_train[tr_idx])
     xs_tr, xs_val = sub(x_train[tr_idx]), sub(x_train[val_idx])
     best_c, best_val, converged = cs[0], -1.0, True
@@ -126,14 +149,54 @@ def probe_one_set(
         acc = accuracy(clf, xs_val, y_train[val_idx])
         if acc > best_val:
             best_c, best_val, converged = c, acc, ok
-    full = Standardiser.fit(x_train)
-    clf, ok = fit_logreg(full(x_train), y_train, best_c)
-    return SetResult(
-        c=float(best_c), val_top1=best_val, test_top1=accuracy(clf, full(x_test), y_test), converged=converged and ok
-    )
+    return refit_and_score(x_train, y_train, x_test, y_test, best_c, val_top1=best_val, converged=converged)
+
+
+def probe_one_set_cv(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    tr_idx: np.ndarray,
+    val_idx: np.ndarray,
+    cs: Sequence[float] = DEFAULT_CS,
+    folds: int = 5,
+    seed: int = 0,
+) -> SetResult:
+    """Pick C by stratified ``folds``-fold cross-validation on all of train, refit on all of train, score on test.
+
+    For few labels (K shots per class), where a single carve would validate on one or two videos per class: every
+    video is validated once. Folds deal each class's videos round-robin after a seeded shuffle, so with K = 5
+    shots and 5 folds each fold holds one video per class. ``val_top1`` is the mean over folds at the chosen C
+    (ties: the smaller C). ``tr_idx``/``val_idx`` are ignored.
+    """
+    rng = np.random.default_rng(seed)
+    fold_of = np.zeros(len(y_train), dtype=np.int64)
+    for c in np.unique(y_train):
+        idx = np.flatnonzero(y_train == c)
+        fold_of[rng.permutation(idx)] = np.arange(len(idx)) % folds
+    best_c, best_val, converged = cs[0], -1.0, True
+    for c in cs:  # ascending C: a tie keeps the smaller C
+        accs, oks = [], []
+        for f in range(folds):
+            tr, va = fold_of != f, fold_of == f
+            if not va.any() or len(np.unique(y_train[tr])) < 2:
+                continue
+            z = Standardiser.fit(x_train[tr])
+            clf, ok = fit_logreg(z(x_train[tr]), y_train[tr], c)
+            accs.append(accuracy(clf, z(x_train[va]), y_train[va]))
+            oks.append(ok)
+        if not accs:
+            raise ProbeError(f"{folds}-fold cross-validation needs at least 2 items of 2 classes")
+        if np.mean(accs) > best_val:
+            best_c, best_val, converged = c, float(np.mean(accs)), all(oks)
+    return refit_and_score(x_train, y_train, x_test, y_test, best_c, val_top1=best_val, converged=converged)
 
 
 # ---- one seed, all layers ----------------------------------------------------------------------------------
+OneSetFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], SetResult]
+
+
 @dataclass(frozen=True)
 class SeedResult:
     seed: int
@@ -155,6 +218,9 @@ def probe_layers(
     val_frac: float = 0.2,
     cs: Sequence[float] = DEFAULT_CS,
     concat: bool = True,
+    fixed_c: float | None = None,
+    cv_folds: int | None = None,
+    one_set: OneSetFn | None = None,
 ) -> SeedResult:
     """Probe every feature set under one seed.
 
@@ -166,18 +232,34 @@ def probe_layers(
         seed: picks the validation carve.
         concat: also probe all layers concatenated (key ``"concat"``); skipped when there is a single layer,
             where it would equal that layer, and then ``"concat"`` repeats the layer's result.
+        fixed_c: skip the validation carve and fit every set with this C on all of train (few shots, K < 5);
+            no layer is then chosen and ``best_layer`` is ``"concat"``.
+        cv_folds: pick C (and the best layer) by stratified cross-validation over all of train instead of one
+            carve (few shots, K >= 5); see ``probe_one_set_cv``.
+        one_set: the per-set evaluator, ``one_set(x_train, y_train, x_test, y_test, tr_idx, val_idx) ->
+            SetResult`` (default: ``probe_one_set`` over ``cs``); k-NN plugs in here.
     """
     y_train, y_test = np.asarray(y_train), np.asarray(y_test)
     _check_inputs(train, y_train, test, y_test)
-    tr_idx, val_idx = stratified_split(y_train, val_frac, seed)
+    if fixed_c is not None or cv_folds:
+        tr_idx, val_idx = np.arange(len(y_train)), np.zeros(0, dtype=np.int64)
+        cs = (fixed_c,) if fixed_c is not None else cs
+        if cv_folds and one_set is None:
+            one_set = partial(probe_one_set_cv, cs=cs, folds=cv_folds, seed=seed)
+    else:
+        tr_idx, val_idx = stratified_split(y_train, val_frac, seed)
+    if one_set is None:
+        one_set = partial(probe_one_set, cs=cs)
     keys = list(train)
-    results = {k: probe_one_set(train[k], y_train, test[k], y_test, tr_idx, val_idx, cs) for k in keys}
+    results = {k: one_set(train[k], y_train, test[k], y_test, tr_idx, val_idx) for k in keys}
     if concat and len(keys) > 1:
         x_tr = np.concatenate([train[k] for k in keys], axis=1)
         x_te = np.concatenate([test[k] for k in keys], axis=1)
-        results[CONCAT] = probe_one_set(x_tr, y_train, x_te, y_test, tr_idx, val_idx, cs)
+        results[CONCAT] = one_set(x_tr, y_train, x_te, y_test, tr_idx, val_idx)
     elif concat:
         results[CONCAT] = results[keys[0]]
+    if fixed_c is not None:
+        return SeedResult(seed=seed, per_layer=results, best_layer=CONCAT)  # nothing to choose a layer on
     # Validation picks the layer; max() keeps the first (lowest) layer on ties.
     best = max(keys, key=lambda k: (results[k].val_top1, -keys.index(k)))
     return SeedResult(seed=seed, per_layer=results, best_layer=best)
@@ -224,7 +306,7 @@ class ProbeSummary:
         top1, top1_std = self._stat(lambda r: r.concat.test_top1)
         best, best_std = self._stat(lambda r: r.per_layer[r.best_layer].test_top1)
         per_layer = {k: self._stat(lambda r, k=k: r.per_layer[k].test_top1) for k in keys}
-        val = {k: self._stat(lambda r, k=k: r.per_layer[k].val_top1)[0] for k in [*keys, CONCAT]}
+        val = {k: _finite(self._stat(lambda r, k=k: r.per_layer[k].val_top1)[0]) for k in [*keys, CONCAT]}
         return {
             "top1": top1,
             "top1_std": top1_std,
@@ -248,22 +330,29 @@ class ProbeSummary:
         }  # fmt: skip
 
 
+def _finite(x: float) -> float | None:
+    """None for NaN (no validation at a fixed C), so probe.json stays strict JSON."""
+    return None if np.isnan(x) else x
+
+
 def run_probe(
     features: FeatureFn,
     seeds: Sequence[int],
     *,
     val_frac: float = 0.2,
     cs: Sequence[float] = DEFAULT_CS,
+    **layer_kw,
 ) -> ProbeSummary:
     """Run ``probe_layers`` once per seed. ``features(seed)`` returns (train, y_train, test, y_test) for that seed.
 
     The callback lets the seed also change the features (``--random-init`` draws fresh weights per seed); for a
     trained checkpoint it returns the same cached arrays every time and the seed only moves the validation carve.
+    ``layer_kw`` (``fixed_c``, ``one_set``, ``concat``) goes to ``probe_layers``.
     """
     if not seeds:
         raise ProbeError("at least one seed is needed")
     summary = ProbeSummary(seeds=list(seeds))
     for s in seeds:
         train, y_train, test, y_test = features(s)
-        summary.runs.append(probe_layers(train, y_train, test, y_test, s, val_frac=val_frac, cs=cs))
+        summary.runs.append(probe_layers(train, y_train, test, y_test, s, val_frac=val_frac, cs=cs, **layer_kw))
     return summary

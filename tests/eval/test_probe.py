@@ -133,3 +133,18 @@ def test_bad_inputs_raise():
         probe_layers({"0": np.zeros((19, 3))}, y, {"0": np.zeros((5, 3))}, np.zeros(5, int), 0)
     with pytest.raises(ProbeError, match="different layers"):
         probe_layers({"0": np.zeros((20, 3))}, y, {"1": np.zeros((5, 3))}, np.zeros(5, int), 0)
+
+
+def test_few_shot_protocols_fixed_c_and_cross_validation():
+    rng = np.random.default_rng(7)
+    y, yt = labels(25, 8), labels(200, 9)  # 5 shots per class
+    train = {"0": planted(y, 20, 4.0, rng), "1": rng.normal(size=(25, 10))}
+    test = {"0": planted(yt, 20, 4.0, rng), "1": rng.normal(size=(200, 10))}
+    fixed = probe_layers(train, y, test, yt, seed=0, fixed_c=1.0)
+    assert {s.c for s in fixed.per_layer.values()} == {1.0} and fixed.best_layer == CONCAT
+    assert np.isnan(fixed.per_layer["0"].val_top1) and fixed.per_layer["0"].test_top1 > 0.8
+    cv = probe_layers(train, y, test, yt, seed=0, cv_folds=5)
+    assert cv.best_layer == "0" and cv.per_layer["0"].val_top1 > 0.8  # every shot validated once
+    assert cv.per_layer["0"].test_top1 > 0.8 and cv.per_layer["1"].val_top1 < 0.6
+    again = probe_layers(train, y, test, yt, seed=0, cv_folds=5)
+    assert again.per_layer["0"].c == cv.per_layer["0"].c  # deterministic by seed

@@ -59,3 +59,23 @@ def test_cli_bad_inputs_exit_2(tmp_path, capsys):
     write(run / "probe_again.json", probe(run, "trained", 0.5))  # two trained probes for one (run, task)
     assert main([str(run)]) == 2
     assert "second trained probe" in capsys.readouterr().err
+
+
+def test_few_label_tables_and_curve(tmp_path):
+    run = make_run(tmp_path)
+    for v, base in [("trained", 0.5), ("random_init", 0.3), ("pixels", 0.2)]:
+        for k, gain in [(1, 0.0), (5, 0.1), ("all", 0.3)]:
+            write(tmp_path / "few" / f"{v}_{k}.json", {**probe(run, v, base + gain), "shots": k})
+        write(tmp_path / "few" / f"knn_{v}.json", {**probe(run, v, base), "method": "knn", "chosen_k": {"concat": [5]}})
+        write(tmp_path / "few" / f"cl_{v}.json", {"method": "kmeans", "k": 8, "nmi": base, "nmi_std": 0.01, "ari": 0.1,
+              "purity": 0.4, "n_videos": 50, "seeds": [0], "variant": v, "run": str(run), "dataset": "d"})  # fmt: skip
+    out, curve = tmp_path / "t.md", tmp_path / "curve.png"
+    assert main([str(run), str(tmp_path / "few"), "--out", str(out), "--curve-png", str(curve)]) == 0
+    md = out.read_text()
+    assert "| K=1 | K=5 | K=all |" in md
+    assert "| synthetic:shapes:direction | linear | 3 | trained | 50.0 ± 1.0 | 60.0 ± 1.0 | 80.0 ± 1.0 |" in md
+    assert "| linear | 3 | trained − random | **+20.0** | **+20.0** | **+20.0** |" in md
+    assert "### k-NN" in md and "| 50.0 ± 1.0 | 30.0 ± 1.0 | 20.0 ± 1.0 | +20.0 | 5 |" in md
+    assert "| shapes_run | d | random init | 8 | 0.300 ± 0.010 | 0.100 | 0.400 | 50 | 1 |" in md
+    assert "| 61.2 ± 1.0 | 40.0 ± 1.0 |" in md  # the plain probes still fill the main table
+    assert curve.read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,297 @@
+"""Frozen features of a dataset for the eval CLIs: the shared options, the checkpoint, the data, the cache.
+
+``eval.linear_probe``, ``eval.knn`` and ``eval.embed`` all need the same steps: load the checkpoint (its config
+fixes architecture and input format), build the data in that format, pick the feature source (the trained model,
+the same architecture at random init, or pooled pixels), extract per-layer features through
+``model.extract_features`` with the on-disk cache, and average clips per video. ``add_feature_args`` adds the
+options, ``FeatureSource`` does the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from prednet2.config import DataConfig
+
+from .common import (
+    build_or_exit,
+    data_config,
+    fail,
+    load_or_exit,
+    parse_layers,
+    random_init_model,
+    resolve_device,
+    run_dir_of,
+    set_threads,
+    uses_motion,
+)
+from .features import Features, cached_features, checkpoint_id, extract_model_features, extract_pixel_features
+from .features import select_layers as _select
+from .probe import ProbeError, run_probe
+from .shots import ShotsError, draw_shots, parse_shots, with_shots
+from .video_level import pool_by_video, spread_clips, video_ids
+
+PIXEL_POOL, PIXEL_BINS = 8, 4
+
+
+def add_feature_args(p: argparse.ArgumentParser, *, data_help: str) -> argparse.ArgumentParser:
+    """The options every frozen-feature CLI shares (checkpoint, data, variant, input format, cache)."""
+    p.add_argument("--checkpoint", required=True, help="RUN/checkpoints/last.pt (its config sets model and data)")
+    p.add_argument("--data", required=True, help=data_help)
+    p.add_argument("--random-init", action="store_true", help="same architecture, fresh weights (seeded per seed)")
+    p.add_argument("--baseline", choices=["pixels"], help="pooled raw pixels instead of the model")
+    p.add_argument("--layers", default="all", help="'all' or comma-separated layers, e.g. 0,2")
+    p.add_argument("--splits", help="folder with trainlistKK.txt/testlistKK.txt (UCF101 style)")
+    p.add_argument("--fold", type=int, default=1, help="split fold K with --splits (default 1)")
+    p.add_argument("--clips-per-video", type=int, default=1,
+                   help="folders: N clips spread over each video, features averaged per video (default 1: the "
+                   "centre clip)")  # fmt: skip
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    p.add_argument("--clip-len", type=int, help="frames per clip (default: the checkpoint's data.clip_len)")
+    p.add_argument("--batch-size", type=int, default=32, help="clips per forward pass")
+    p.add_argument("--n-train", type=int, default=1024, help="synthetic sets: train clips (default 1024)")
+    p.add_argument("--n-test", type=int, default=512, help="synthetic sets: test clips (default 512)")
+    p.add_argument("--data-seed", type=int, default=0, help="synthetic sets: dataset seed, fixed across seeds")
+    p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--cache-dir", help="feature cache folder (default RUN/feature_cache)")
+    p.add_argument("--no-cache", action="store_true", help="always recompute features")
+    return p
+
+
+def add_seed_args(p: argparse.ArgumentParser, *, shots_help: str) -> argparse.ArgumentParser:
+    """--seeds, --shots and --val-frac: the options of the per-seed protocols (linear probe, k-NN)."""
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds 0..N-1 (default 3)")
+    p.add_argument("--shots", default=None, help=shots_help)
+    p.add_argument("--val-frac", type=float, default=0.2, help="fraction of train carved out for validation")
+    return p
+
+
+def parse_seed_args(args) -> int | None:
+    """Check --seeds/--val-frac and parse --shots (None: every train video), or exit 2 with one line."""
+    if args.seeds < 1:
+        fail(f"--seeds {args.seeds}: need at least 1")
+    if not 0.0 < args.val_frac < 0.5:
+        fail(f"--val-frac {args.val_frac}: expected a fraction in (0, 0.5)")
+    try:
+        return parse_shots(args.shots)
+    except ShotsError as e:
+        fail(str(e))
+
+
+def run_seeds(args, src: FeatureSource, shots: int | None, **layer_kw) -> dict:
+    """``eval.probe.run_probe`` over seeds 0..N-1 on ``src``'s per-video train/test features, train cut to
+    ``shots`` videos per class drawn by each seed; ``layer_kw`` picks the evaluator (``fixed_c``, ``one_set``).
+
+    Returns the keys probe.json and knn.json share (the summary, sizes, provenance, chance, ``shots``)."""
+    seeds = list(range(args.seeds))
+    folder_labels = getattr(src.dataset("train"), "video_labels", None)
+    if shots is not None and folder_labels is not None:  # a folder knows its labels: refuse K before extracting
+        try:
+            draw_shots(np.asarray(folder_labels), shots, 0)
+        except ShotsError as e:
+            fail(f"--data {args.data}: {e}")
+    try:
+        summary = run_probe(with_shots(src.train_test, shots), seeds, val_frac=args.val_frac, **layer_kw)
+    except (ProbeError, ShotsError) as e:
+        fail(f"--data {args.data}: {e}")
+    _, y_train, _, y_test = src.train_test(seeds[-1])
+    n_classes = src.num_classes(y_train, y_test)
+    out = {
+        "dataset": args.data,
+        **summary.to_dict(),
+        "n_train": int(len(y_train)) if shots is None else int(shots * len(np.unique(y_train))),
+        "n_test": int(len(y_test)),
+        "n_classes": n_classes,
+        **src.provenance(),
+        "n_train_available": int(len(y_train)),
+        "val_frac": args.val_frac,
+        "chance": 1.0 / n_classes,
+        "majority": float(np.max(np.bincount(y_test)) / len(y_test)),  # always guessing the commonest test class
+    }
+    if args.shots is not None:  # a label-efficiency point; without --shots a plain probe for the main table
+        out["shots"] = shots or "all"
+    return out
+
+
+def per_layer_text(result: dict) -> str:
+    """``0: 0.512, 1: 0.634`` for the one-line summaries the CLIs print."""
+    return ", ".join(f"{k}: {v:.3f}" for k, v in result["per_layer"].items())
+
+
+def variant_of(args) -> str:
+    return "pixels" if args.baseline else ("random_init" if args.random_init else "trained")
+
+
+class FeatureSource:
+    """Per-video features of one checkpoint's variant on one data spec; exits 2 with one line on bad input.
+
+    ``features_of(split, seed)`` -> ({layer: (V, F_l)}, labels (V,), video ids (V,)); the seed matters only for
+    ``--random-init`` (fresh weights per seed). Every split is extracted once per seed and kept in memory.
+    """
+
+    def __init__(self, args, *, labelled: bool = True):
+        if args.random_init and args.baseline:
+            fail("--random-init and --baseline pixels are two different baselines: pass one of them")
+        if args.splits and not Path(args.splits).is_dir():
+            fail(f"--splits {args.splits}: no such folder")
+        if args.clips_per_video < 1:
+            fail(f"--clips-per-video {args.clips_per_video}: need at least 1")
+        try:
+            self.layers = parse_layers(args.layers)
+        except ValueError as e:
+            fail(str(e))
+        set_threads(args.threads)
+        self.args, self.labelled = args, labelled
+        self.device = resolve_device(args.device)
+        # Step 1. The checkpoint: its config fixes the architecture and the input format (size, grayscale, clip).
+        self.loaded = load_or_exit(args.checkpoint, self.device)
+        self.cfg = self.loaded.cfg
+        n_layers = int(getattr(self.loaded.model, "num_layers", 0) or 0)
+        if args.baseline:
+            self.layers = None  # the pixel baseline is a single feature set
+        elif self.layers is not None and n_layers and max(self.layers) >= n_layers:
+            fail(f"--layers {args.layers}: the model has {n_layers} layers (0..{n_layers - 1})")
+        self.dcfg = data_config(self.cfg, clip_len=args.clip_len, batch_size=args.batch_size, **_synthetic_sizes(args))
+        self.motion = self.cfg.motion if (uses_motion(self.cfg) and not args.baseline) else None
+        self.variant = variant_of(args)
+        default_cache = run_dir_of(self.loaded.path) / "feature_cache"
+        self.cache_dir = None if args.no_cache else Path(args.cache_dir or default_cache)
+        self.cache_hits: list[bool] = []
+        self._datasets: dict[str, object] = {}
+        self._memo: dict[tuple, tuple] = {}
+
+    # ---- data --------------------------------------------------------------------------------------------
+    def dataset(self, split: str):
+        """The ``split`` of ``--data`` in the checkpoint's input format (built once), re-clipped for
+        ``--clips-per-video``."""
+        if split not in self._datasets:
+            a = self.args
+            kw = {"splits_dir": a.splits, "fold": a.fold} if a.splits else {}
+            if not self.labelled:
+                kw = {}
+            ds = build_or_exit(a.data, cfg=self.dcfg, split=split, seed=a.data_seed, motion=self.motion,
+                               labelled=self.labelled, **kw)  # fmt: skip
+            if len(ds) == 0:
+                fail(f"--data {a.data}: the {split} split is empty")
+            # An unlabelled folder yields every clip of every video: cut it to the same N spread clips per video.
+            if a.clips_per_video != 1 or (not self.labelled and hasattr(ds, "videos")):
+                try:
+                    spread_clips(ds, a.clips_per_video)
+                except ValueError as e:
+                    fail(f"--data {a.data}: {e}")
+            self._datasets[split] = ds
+        return self._datasets[split]
+
+    def _cache_parts(self, split: str, seed: int) -> dict:
+        a = self.args
+        if a.baseline == "pixels":
+            source = {"source": f"pixels:pool{PIXEL_POOL}:bins{PIXEL_BINS}"}
+        elif a.random_init:
+            source = {"source": "random-init", "config": dataclasses.asdict(self.cfg.model),
+                      "ckpt": checkpoint_id(self.loaded.path), "init_seed": seed}  # fmt: skip
+        else:
+            source = {"source": checkpoint_id(self.loaded.path)}
+        parts = {
+            **source,
+            "data": a.data,
+            "data_options": dataclasses.asdict(self.dcfg) | {"batch_size": None, "num_workers": None},
+            "data_seed": a.data_seed,
+            "motion": dataclasses.asdict(self.motion) if self.motion is not None else None,
+            "splits": [str(Path(a.splits).resolve()), a.fold] if a.splits else None,
+            "layers": "all",  # every layer is cached; --layers selects after loading
+            "split": split,
+        }
+        if a.clips_per_video != 1:  # only then, so one-centre-clip caches written before this option still hit
+            parts["clips_per_video"] = a.clips_per_video
+        return parts
+
+    # ---- features ----------------------------------------------------------------------------------------
+    def clip_features(self, split: str, seed: int = 0) -> tuple[Features, np.ndarray]:
+        """All layers' clip features of ``split``: ({layer: (N_clips, F_l)}, labels (N_clips,)), cached."""
+        ds, a = self.dataset(split), self.args
+        seed = seed if a.random_init else 0  # a trained model and pixels do not depend on the seed
+
+        def compute():
+            if a.baseline == "pixels":
+                return extract_pixel_features(ds, batch_size=a.batch_size, num_workers=a.num_workers,
+                                              pool=PIXEL_POOL, bins=PIXEL_BINS, desc=f"pixels {split}")  # fmt: skip
+            model = random_init_model(self.cfg, seed, self.device, like=self.loaded.model) if a.random_init else (
+                self.loaded.model)  # fmt: skip
+            return extract_model_features(model, ds, batch_size=a.batch_size, device=self.device,
+                                          num_workers=a.num_workers, desc=f"features {split}")  # fmt: skip
+
+        feats, labels, hit = cached_features(self.cache_dir, self._cache_parts(split, seed), compute)
+        self.cache_hits.append(hit)
+        return feats, labels
+
+    def features_of(self, split: str, seed: int = 0) -> tuple[Features, np.ndarray, np.ndarray]:
+        """Per-video features of ``split``, layers selected: ({layer: (V, F_l)}, labels (V,), video ids (V,))."""
+        key = (split, seed if self.args.random_init else 0)
+        if key not in self._memo:
+            feats, labels = self.clip_features(split, seed)
+            feats, labels, vids = pool_by_video(feats, labels, video_ids(self.dataset(split)))
+            self._memo[key] = (self.select(feats), labels, vids)
+        return self._memo[key]
+
+    def select(self, feats: Features) -> Features:
+        try:
+            return _select(feats, self.layers)
+        except ValueError as e:
+            fail(str(e))
+
+    def train_test(self, seed: int) -> tuple[Features, np.ndarray, Features, np.ndarray]:
+        """(train, y_train, test, y_test) per video: the callback ``eval.probe.run_probe`` takes."""
+        tr, y_tr, _ = self.features_of("train", seed)
+        te, y_te, _ = self.features_of("test", seed)
+        return tr, y_tr, te, y_te
+
+    # ---- what the JSON files quote -----------------------------------------------------------------------
+    def provenance(self) -> dict:
+        a, ds = self.args, self._datasets.get("train") or next(iter(self._datasets.values()), None)
+        return {
+            "variant": self.variant,
+            "random_init": bool(a.random_init),
+            "baseline": a.baseline,
+            "checkpoint": str(self.loaded.path),
+            "run": str(run_dir_of(self.loaded.path)),
+            "steps": 0 if (a.random_init or a.baseline) else self.loaded.step,
+            "checkpoint_step": self.loaded.step,
+            "features": describe_features(a),
+            "clip_len": self.dcfg.clip_len,
+            "size": list(self.dcfg.size),
+            "motion": self.motion is not None,
+            "clips_per_video": a.clips_per_video,
+            "classes": list(getattr(ds, "classes", []) or []),
+            "cache_hits": sum(self.cache_hits),
+        }
+
+    def num_classes(self, *ys: np.ndarray) -> int:
+        ds = self._datasets.get("train") or next(iter(self._datasets.values()))
+        n = getattr(ds, "num_classes", 0) or 0
+        return int(n) if n else int(max(int(y.max()) for y in ys) + 1)
+
+
+def _synthetic_sizes(args) -> dict:
+    """--n-train/--n-test as the synthetic set sizes (folders ignore them)."""
+    known = {f.name for f in dataclasses.fields(DataConfig)}
+    out = {}
+    if "n_synthetic" in known:
+        out["n_synthetic"] = args.n_train
+    if "n_synthetic_test" in known:
+        out["n_synthetic_test"] = args.n_test
+    return out
+
+
+def describe_features(args) -> str:
+    if args.baseline == "pixels":
+        return (
+            f"raw pixels: each frame average-pooled to {PIXEL_POOL}x{PIXEL_POOL}, frames averaged in "
+            f"{PIXEL_BINS} contiguous temporal bins, flattened"
+        )
+    pooled = f"; {args.clips_per_video} clips per video averaged" if args.clips_per_video != 1 else ""
+    return "model.extract_features per layer (pooled over space and time)" + pooled

@@ -1,0 +1,47 @@
+"""eval.embed on a tiny PyAV-written folder: one row per video, paths, labels, per-clip rows."""
+
+import numpy as np
+import pytest
+from prednet2.eval.embed import load_embeddings, main
+
+
+@pytest.fixture(scope="module")
+def emb_files(tiny_run, labelled_videos, tmp_path_factory):
+    out = tmp_path_factory.mktemp("emb")
+    ckpt = str(tiny_run / "checkpoints" / "last.pt")
+    base = ["--checkpoint", ckpt, "--data", str(labelled_videos), "--device", "cpu"]
+    assert main([*base, "--out", str(out / "emb.npz"), "--per-clip", "--clips-per-video", "3"]) == 0
+    assert main([*base, "--out", str(out / "px.npz"), "--baseline", "pixels"]) == 0
+    assert main([*base, "--out", str(out / "nl.npz"), "--no-labels", "--random-init"]) == 0
+    return out
+
+
+def test_one_row_per_video_with_paths_and_labels(emb_files, labelled_videos):
+    e = load_embeddings(emb_files / "emb.npz")
+    assert e.embedding.shape[0] == 12 and e.embedding.dtype == np.float32
+    assert e.embedding.shape[1] == sum(e.meta["layers"].values())
+    assert e.classes == ["blue", "green", "red"] and e.labelled
+    for p, y in zip(e.paths, e.labels):
+        assert p.startswith(str(labelled_videos)) and p.split("/")[-2] == e.classes[y]
+    assert e.meta["variant"] == "trained" and e.meta["clips_per_video"] == 3
+    # Per clip: 3 spread clips of every video, and the video row is their mean.
+    assert e.clip_embedding.shape == (36, e.embedding.shape[1])
+    assert np.array_equal(np.bincount(e.clip_video), [3] * 12)
+    np.testing.assert_allclose(e.embedding[5], e.clip_embedding[e.clip_video == 5].mean(0), rtol=1e-5, atol=1e-6)
+    starts = e.clip_start[e.clip_video == 0]
+    assert len(set(starts.tolist())) == 3  # spread, not one clip repeated
+
+
+def test_baselines_and_unlabelled(emb_files):
+    px = load_embeddings(emb_files / "px.npz")
+    assert px.meta["variant"] == "pixels" and px.embedding.shape == (12, 4 * 3 * 64) and px.clip_embedding is None
+    nl = load_embeddings(emb_files / "nl.npz")
+    assert nl.meta["variant"] == "random_init" and not nl.labelled and set(nl.labels.tolist()) == {-1}
+    assert len(nl.paths) == 12
+
+
+def test_bad_folder_exits_2(tiny_run, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--checkpoint", str(tiny_run / "checkpoints" / "last.pt"), "--data", str(tmp_path / "nope"),
+              "--out", str(tmp_path / "e.npz")])  # fmt: skip
+    assert e.value.code == 2 and "nope" in capsys.readouterr().err

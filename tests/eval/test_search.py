@@ -1,0 +1,68 @@
+"""eval.search: nearest neighbours in an emb.npz, query by path or by a new file, and the contact sheet."""
+
+import numpy as np
+import pytest
+from prednet2.eval.embed import main as embed_main
+from prednet2.eval.search import find_query, main, nearest, standardise_rows
+
+
+@pytest.fixture(scope="module")
+def pixel_emb(tiny_run, labelled_videos, tmp_path_factory):
+    out = tmp_path_factory.mktemp("search") / "px.npz"
+    argv = ["--checkpoint", str(tiny_run / "checkpoints" / "last.pt"), "--data", str(labelled_videos),
+            "--out", str(out), "--baseline", "pixels", "--device", "cpu"]  # fmt: skip
+    assert embed_main(argv) == 0
+    return out
+
+
+def test_nearest_orders_by_cosine_distance_and_excludes_the_query():
+    bank = np.array([[1.0, 0.0], [0.8, 0.2], [0.0, 1.0], [1.0, 0.01]])
+    bank /= np.linalg.norm(bank, axis=1, keepdims=True)
+    idx, dist = nearest(bank, bank[0], 2, exclude=0)
+    assert list(idx) == [3, 1] and np.all(np.diff(dist) >= 0) and dist[0] < 1e-3
+    idx, _ = nearest(bank, bank[0], 10)
+    assert list(idx) == [0, 3, 1, 2]
+
+
+def test_standardise_rows_uses_the_reference_statistics():
+    x = np.random.default_rng(0).normal(size=(50, 3)) * [1, 10, 100] + [0, 5, -5]
+    z = standardise_rows(x)
+    assert np.allclose(np.linalg.norm(z, axis=1), 1.0)
+    np.testing.assert_allclose(standardise_rows(x[:2], ref=x), z[:2])
+
+
+def test_find_query():
+    paths = np.array(["/d/a/v1.mp4", "/d/b/v1.mp4", "/d/b/v2.mp4"])
+    assert find_query(paths, "b/v2.mp4") == 2 and find_query(paths, "/d/a/v1.mp4") == 0
+    assert find_query(paths, "zz.mp4") is None
+    with pytest.raises(ValueError, match="matches 2"):
+        find_query(paths, "v1.mp4")
+
+
+def test_search_prints_same_class_neighbours_and_draws(pixel_emb, labelled_videos, tmp_path, capsys):
+    png = tmp_path / "sheet.png"
+    assert main([str(pixel_emb), "--query", "green/green0.mkv", "-k", "3", "--png", str(png)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("query: green/green0.mkv [green]")
+    hits = lines[1:4]
+    assert len(hits) == 3 and all("[green]" in h for h in hits)  # colour separates classes in pixels
+    assert all("green0.mkv" not in h for h in hits)  # the query is left out
+    dists = [float(h.split()[1]) for h in hits]
+    assert dists == sorted(dists)
+    assert png.is_file() and png.stat().st_size < 200_000
+
+
+def test_query_outside_the_file_is_embedded(pixel_emb, labelled_videos, tmp_path, capsys):
+    import shutil
+
+    outside = tmp_path / "new_red.mkv"
+    shutil.copy(labelled_videos / "red" / "red1.mkv", outside)
+    assert main([str(pixel_emb), "--query", str(outside), "-k", "2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "embedded now" in out[0] and "red/red1.mkv" in out[1] and float(out[1].split()[1]) < 1e-4
+
+
+def test_bad_query_exits_2(pixel_emb, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([str(pixel_emb), "--query", "nope.mkv"])
+    assert e.value.code == 2 and "nope.mkv" in capsys.readouterr().err
