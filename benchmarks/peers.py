@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="benchmarks/peers.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--budget-s", type=float, help="wall-clock training budget per run, seconds (default 300)")
     p.add_argument("--steps", type=int, help="train a fixed number of steps instead of a time budget")
+    p.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
+                   help="what --budget-s counts: the run's CPU seconds (default; fair on a shared machine, and "
+                   "equal to wall time for a one-thread run on an idle one) or wall-clock seconds")  # fmt: skip
     p.add_argument("--variants", default=",".join(PEERS), help=f"built-in variants (default {','.join(PEERS)})")
     p.add_argument("--variant", action="append", default=[], metavar="NAME=K=V;K=V", help="a custom variant")
     p.add_argument("--tasks", default=",".join(TASKS), help=f"probe tasks (default {','.join(TASKS)})")
@@ -79,7 +82,7 @@ def run(args: argparse.Namespace) -> dict:
         seeds = [int(s) for s in args.train_seeds.split(",") if s.strip()]
     except ValueError:
         raise StudyError(f"--train-seeds {args.train_seeds!r}: expected integers like 0,1") from None
-    runner = Runner(Path(args.out), jobs=args.jobs)
+    runner = Runner(Path(args.out), jobs=args.jobs, budget_clock=args.clock)
     probe = Probe(args.seeds, args.n_train, args.n_test)
     budget = None if args.steps else args.budget_s
 
@@ -120,7 +123,7 @@ def run(args: argparse.Namespace) -> dict:
     got = {(p[3], p[1], p[2]): r for p, r in zip(probes, results)}
 
     # Step 3. Tabulate.
-    out: dict = {"budget_s": budget, "steps": args.steps, "data": args.data, "tasks": tasks, "train_seeds": seeds,
+    out: dict = {"budget_s": budget, "clock": args.clock, "steps": args.steps, "data": args.data, "tasks": tasks, "train_seeds": seeds,
                  "probe": vars(probe), "variants": {}}  # fmt: skip
     for name, sets in variants.items():
         v: dict = {"sets": sets, "runs": [], "tasks": {}, "data": runs[(name, seeds[0])]["data"]}

@@ -92,6 +92,7 @@ class Runner:
     python: str = sys.executable
     jobs: int = 1
     verbose: bool = True
+    budget_clock: str = "cpu"  # "cpu" (the run's CPU seconds) | "wall"
     env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -103,14 +104,24 @@ class Runner:
             print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
     def run(self, args: list[str], log: str, budget_s: float | None = None) -> int:
-        """Run ``python args...``; with ``budget_s``, SIGTERM it after that many seconds (it saves and exits)."""
+        """Run ``python args...``; past ``budget_s`` seconds SIGTERM it (train.py saves and exits on it).
+
+        ``budget_clock`` "cpu" counts the process's own CPU seconds (fair when other jobs share the cores: every
+        variant gets the same compute; with one thread it equals wall time on an idle machine); "wall" counts
+        wall-clock seconds.
+        """
         with open(self.out / "logs" / f"{log}.log", "w") as f:
             p = subprocess.Popen([self.python, *args], cwd=ROOT, env=self.env, stdout=f, stderr=subprocess.STDOUT)
-            try:
-                return p.wait(timeout=budget_s)
-            except subprocess.TimeoutExpired:
-                p.send_signal(signal.SIGTERM)
+            if budget_s is None:
                 return p.wait()
+            t0 = time.time()
+            while p.poll() is None:
+                used = _cpu_seconds(p.pid) if self.budget_clock == "cpu" else time.time() - t0
+                if used is not None and used >= budget_s:
+                    p.send_signal(signal.SIGTERM)
+                    return p.wait()
+                time.sleep(0.5)
+            return p.returncode
 
     def map(self, fn, items: list) -> list:
         if self.jobs <= 1:
@@ -136,6 +147,8 @@ class Runner:
         if summary.is_file():
             self.say(f"{name}: already trained")
             return json.loads(summary.read_text())
+        if run.exists() and any(run.iterdir()):
+            raise StudyError(f"{run} holds an unfinished run (no summary.json): remove it, or let it finish first")
         # a variant may train on other data: the pseudo-setting data=SPEC (e.g. data=synthetic:mix)
         data = next((x.split("=", 1)[1] for x in sets if x.startswith("data=")), data)
         sets = [x for x in sets if not x.startswith("data=")]
@@ -172,6 +185,15 @@ class Runner:
         if rc != 0 or not out.is_file():
             raise RuntimeError(f"probe of {ckpt} on {task} ({variant}) failed (exit {rc})")
         return json.loads(out.read_text())
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a live process (Linux /proc); None when unreadable (then wall time is used)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def mean_std(xs: list[float]) -> tuple[float, float]:
