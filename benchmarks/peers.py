@@ -123,8 +123,8 @@ def run(args: argparse.Namespace) -> dict:
     got = {(p[3], p[1], p[2]): r for p, r in zip(probes, results)}
 
     # Step 3. Tabulate.
-    out: dict = {"budget_s": budget, "clock": args.clock, "steps": args.steps, "data": args.data, "tasks": tasks, "train_seeds": seeds,
-                 "probe": vars(probe), "variants": {}}  # fmt: skip
+    out: dict = {"budget_s": budget, "clock": args.clock, "steps": args.steps, "data": args.data, "tasks": tasks,
+                 "train_seeds": seeds, "probe": vars(probe), "variants": {}}  # fmt: skip
     for name, sets in variants.items():
         v: dict = {"sets": sets, "runs": [], "tasks": {}, "data": runs[(name, seeds[0])]["data"]}
         for seed in seeds:
