@@ -74,21 +74,23 @@ def test_curve_points_and_rising_flag(tmp_path, capsys):
     assert "(random init)" in capsys.readouterr().out
 
 
-def test_budget_sends_sigterm_and_waits(tmp_path):
-    """A run past its budget gets SIGTERM and may save before it exits (as train.py does)."""
-    script = tmp_path / "sleeper.py"
+@pytest.mark.parametrize("clock", ["wall", "cpu"])
+def test_budget_sends_sigterm_and_waits(tmp_path, clock):
+    """A run past its budget (wall seconds, or its own CPU seconds) gets SIGTERM and may save before it exits."""
+    script = tmp_path / "worker.py"
     script.write_text(
         "import signal, sys, time\n"
         "def h(*a):\n"
         f"    open({str(tmp_path / 'saved')!r}, 'w').write('ok'); sys.exit(143)\n"
         "signal.signal(signal.SIGTERM, h)\n"
-        "print('ready', flush=True)\n"
-        "time.sleep(60)\n"
+        "t0 = time.time()\n"
+        "while time.time() - t0 < 60:\n"
+        "    sum(range(10000))  # burns CPU, so the cpu clock advances too\n"
     )
-    r = Runner(tmp_path, verbose=False)
+    r = Runner(tmp_path, verbose=False, budget_clock=clock)
     t0 = time.time()
-    assert r.run([str(script)], "sleeper", budget_s=2.0) == 143
-    assert time.time() - t0 < 30 and (tmp_path / "saved").read_text() == "ok"
+    assert r.run([str(script)], "worker", budget_s=1.0) == 143
+    assert time.time() - t0 < 50 and (tmp_path / "saved").read_text() == "ok"
 
 
 def test_scripts_have_help():
