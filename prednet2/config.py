@@ -117,7 +117,8 @@ class ModelConfig:
     # Probe readout (extract_features): comma-separated parts pooled per layer: a (what is there), r (the state),
     # e (the error units), da (|a(t) - a(t-1)|, what changed), rw/aw (r/a pooled where the error units fire);
     # each mean-pooled over readout_bins time segments.
-    readout: str = "a,r"
+    # default a,r,da: measured best on the mean over 4 probe tasks, same weights (docs/results/dynamics.md)
+    readout: str = "a,r,da"
     readout_bins: int = _r(1, ge=1)
 
 
