@@ -55,9 +55,11 @@ def _split_size(cfg: DataConfig, split: str) -> int:
     return cfg.n_synthetic if split == "train" else cfg.n_synthetic_test
 
 
-def _shapes(task: str | None) -> Callable[..., Dataset]:
+def _moving_objects(cls: type, task: str | None) -> Callable[..., Dataset]:
+    """Factory of a moving-objects set (ShapesDataset, TrajectoriesDataset) sized by the data config."""
+
     def make(cfg: DataConfig, split: str, seed: int) -> Dataset:
-        return ShapesDataset(
+        return cls(
             n=_split_size(cfg, split),
             size=tuple(cfg.size),
             clip_len=cfg.clip_len,
@@ -68,6 +70,10 @@ def _shapes(task: str | None) -> Callable[..., Dataset]:
         )
 
     return make
+
+
+def _shapes(task: str | None) -> Callable[..., Dataset]:
+    return _moving_objects(ShapesDataset, task)
 
 
 def _moving_mnist(task: str | None) -> Callable[..., Dataset]:
@@ -87,18 +93,7 @@ def _moving_mnist(task: str | None) -> Callable[..., Dataset]:
 
 
 def _trajectories(task: str | None) -> Callable[..., Dataset]:
-    def make(cfg: DataConfig, split: str, seed: int) -> Dataset:
-        return TrajectoriesDataset(
-            n=_split_size(cfg, split),
-            size=tuple(cfg.size),
-            clip_len=cfg.clip_len,
-            grayscale=cfg.grayscale,
-            seed=seed,
-            split=split,
-            task=task,
-        )
-
-    return make
+    return _moving_objects(TrajectoriesDataset, task)
 
 
 def _mix(cfg: DataConfig, split: str, seed: int) -> Dataset:

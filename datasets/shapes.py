@@ -352,6 +352,16 @@ def render_shapes_clip(
     }
 
 
+def random_pan(
+    rng: np.random.Generator, size: tuple[int, int], prob: float, speed: tuple[float, float]
+) -> tuple[float, float]:
+    """A camera pan (dx, dy) px/frame: with chance ``prob``, U(speed) px/frame at 64 px in a random direction."""
+    if rng.random() >= prob:
+        return (0.0, 0.0)
+    v = rng.uniform(*speed) * min(size) / 64.0
+    return tuple(float(x) for x in direction_vector(rng.uniform(0, 360)) * v)
+
+
 # ---- the dataset -----------------------------------------------------------------------------------------------
 class ShapesDataset(SyntheticVideoDataset):
     """``synthetic:shapes[:task]``: ``n`` clips of moving shapes, deterministic by (seed, split, index).
@@ -400,10 +410,7 @@ class ShapesDataset(SyntheticVideoDataset):
         self.with_true_mask = with_true_mask
 
     def generate(self, rng: np.random.Generator, index: int) -> dict[str, Any]:
-        pan = (0.0, 0.0)
-        if rng.random() < self.pan_prob:
-            v = rng.uniform(*self.pan_speed) * min(self.size) / 64.0
-            pan = tuple(float(x) for x in direction_vector(rng.uniform(0, 360)) * v)
+        pan = random_pan(rng, self.size, self.pan_prob, self.pan_speed)
         clip = render_shapes_clip(
             rng,
             size=self.size,

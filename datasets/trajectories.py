@@ -32,6 +32,7 @@ from .shapes import (
     direction_vector,
     draw_scene,
     make_background,
+    random_pan,
 )
 from .synthetic import SyntheticVideoDataset
 
@@ -183,10 +184,7 @@ class TrajectoriesDataset(SyntheticVideoDataset):
         self.clutter = clutter
 
     def generate(self, rng: np.random.Generator, index: int) -> dict[str, Any]:
-        pan = (0.0, 0.0)
-        if rng.random() < self.pan_prob:
-            v = rng.uniform(*self.pan_speed) * min(self.size) / 64.0
-            pan = tuple(float(x) for x in direction_vector(rng.uniform(0, 360)) * v)
+        pan = random_pan(rng, self.size, self.pan_prob, self.pan_speed)
         scene, label = sample_trajectory_scene(
             rng,
             size=self.size,
