@@ -37,7 +37,7 @@ from study import (  # noqa: E402
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="benchmarks/peers.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--budget-s", type=float, help="wall-clock training budget per run, seconds (default 300)")
+    p.add_argument("--budget-s", type=float, help="training budget per run in seconds of --clock (default 300)")
     p.add_argument("--steps", type=int, help="train a fixed number of steps instead of a time budget")
     p.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
                    help="what --budget-s counts: the run's CPU seconds (default; fair on a shared machine, and "
