@@ -25,6 +25,7 @@ from study import (  # noqa: E402
     Probe,
     Runner,
     StudyError,
+    add_study_args,
     cell,
     main_guard,
     markdown_table,
@@ -38,19 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="benchmarks/curve.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--points", default="0,250,1000,3000", help="training steps to probe at (default 0,250,1000,3000)")
     p.add_argument("--variants", default="default", help="built-in variants (default: default)")
-    p.add_argument("--variant", action="append", default=[], metavar="NAME=K=V;K=V", help="a custom variant")
-    p.add_argument(
-        "--tasks", default="direction,speed,kind,digit", help="probe tasks (default direction,speed,kind,digit)"
-    )
-    p.add_argument("--data", default="synthetic:shapes", help="training data (default synthetic:shapes)")
-    p.add_argument("--set", action="append", default=[], dest="sets", help="override applied to every variant")
+    add_study_args(p, tasks="direction,speed,kind,digit", out="runs/curve")
     p.add_argument("--train-seed", type=int, default=0, help="training seed (default 0)")
-    p.add_argument("--seeds", type=int, default=3, help="probe seeds (default 3)")
-    p.add_argument("--n-train", type=int, default=1024, help="synthetic probe train clips (default 1024)")
-    p.add_argument("--n-test", type=int, default=512, help="synthetic probe test clips (default 512)")
-    p.add_argument("--jobs", type=int, default=1, help="runs side by side, one thread each (default 1)")
-    p.add_argument("--out", default="runs/curve", help="study folder (default runs/curve)")
-    p.add_argument("--json", help="write the figures here")
     p.add_argument("--png", help="draw the mean-over-tasks curves here")
     return p
 

@@ -26,6 +26,7 @@ from study import (  # noqa: E402
     Probe,
     Runner,
     StudyError,
+    add_study_args,
     cell,
     main_guard,
     markdown_table,
@@ -43,22 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what --budget-s counts: the run's CPU seconds (default; fair on a shared machine, and "
                    "equal to wall time for a one-thread run on an idle one) or wall-clock seconds")  # fmt: skip
     p.add_argument("--variants", default=",".join(PEERS), help=f"built-in variants (default {','.join(PEERS)})")
-    p.add_argument("--variant", action="append", default=[], metavar="NAME=K=V;K=V", help="a custom variant")
-    p.add_argument("--tasks", default=",".join(TASKS), help=f"probe tasks (default {','.join(TASKS)})")
-    p.add_argument("--data", default="synthetic:shapes", help="training data (default synthetic:shapes)")
-    p.add_argument("--set", action="append", default=[], dest="sets", help="override applied to every variant")
+    add_study_args(p, tasks=",".join(TASKS), out="runs/peers")
     p.add_argument("--train-seeds", default="0", help="training seeds, comma-separated (default 0)")
-    p.add_argument("--seeds", type=int, default=3, help="probe seeds (default 3)")
-    p.add_argument("--n-train", type=int, default=1024, help="synthetic probe train clips (default 1024)")
-    p.add_argument("--n-test", type=int, default=512, help="synthetic probe test clips (default 512)")
     p.add_argument("--random-for", default="default",
                    help="variants probed at random init too, comma-separated or 'all' (default: default; variants "
                    "with the same model settings share one)")  # fmt: skip
     p.add_argument("--no-baselines", action="store_true", help="skip random init and pixels")
     p.add_argument("--no-pixels", action="store_true", help="skip the pixel baseline (e.g. measured by another call)")
-    p.add_argument("--jobs", type=int, default=1, help="runs side by side, one thread each (default 1)")
-    p.add_argument("--out", default="runs/peers", help="study folder (default runs/peers)")
-    p.add_argument("--json", help="write the figures here")
     return p
 
 

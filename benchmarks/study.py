@@ -65,6 +65,20 @@ def parse_variants(names: str, extra: list[str]) -> dict[str, list[str]]:
     return out
 
 
+def add_study_args(p, *, tasks: str, out: str) -> None:
+    """The options every study script shares: variants, data, probe sizes, jobs, output. ``p``: an ArgumentParser."""
+    p.add_argument("--variant", action="append", default=[], metavar="NAME=K=V;K=V", help="a custom variant")
+    p.add_argument("--tasks", default=tasks, help=f"probe tasks (default {tasks}; known: {', '.join(TASKS)})")
+    p.add_argument("--data", default="synthetic:shapes", help="training data (default synthetic:shapes)")
+    p.add_argument("--set", action="append", default=[], dest="sets", help="override applied to every variant")
+    p.add_argument("--seeds", type=int, default=3, help="probe seeds (default 3)")
+    p.add_argument("--n-train", type=int, default=1024, help="synthetic probe train clips (default 1024)")
+    p.add_argument("--n-test", type=int, default=512, help="synthetic probe test clips (default 512)")
+    p.add_argument("--jobs", type=int, default=1, help="runs side by side, one thread each (default 1)")
+    p.add_argument("--out", default=out, help=f"study folder (default {out})")
+    p.add_argument("--json", help="write the figures here")
+
+
 def parse_tasks(names: str) -> list[str]:
     tasks = [x.strip() for x in names.split(",") if x.strip()]
     bad = [t for t in tasks if t not in TASKS]

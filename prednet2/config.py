@@ -95,6 +95,9 @@ class ModelConfig:
     # "vicreg" (variance hinge + covariance) | "none" | "infonce"
     anti_collapse: str = _one_of("vicreg", "none", "infonce")
     target_mode: str = _one_of("stopgrad", "ema")
+    # True: the error also trains the encoder through the target (|â - a| with gradient to both sides, as VICReg's
+    # invariance term), so a is pushed to be predictable from the past; False: the target is sg(a). stopgrad only.
+    target_grad: bool = False
     ema_momentum: float = _r(0.95, ge=0, le=1)
     var_weight: float = _r(1.0, ge=0)
     cov_weight: float = _r(0.04, ge=0)

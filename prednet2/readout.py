@@ -6,6 +6,7 @@
 - ``r``: its recurrent state (what it expects: motion);
 - ``e``: its error units ``[relu(a - â), relu(â - a)]``;
 - ``da``: ``|a(t) - a(t-1)|``, what changed;
+- ``dr``: ``|r(t) - r(t-1)|``, how much the state's expectation changed (a turn, a stop: what the path does);
 - ``rw`` / ``aw``: r / a pooled with spatial weights proportional to the error units' magnitude (mean 1 over
   space): where the unit was surprised.
 
@@ -24,7 +25,7 @@ from torch import Tensor
 if TYPE_CHECKING:
     from .stack import PredictiveStack
 
-PARTS = ("a", "r", "e", "da", "rw", "aw")
+PARTS = ("a", "r", "e", "da", "dr", "rw", "aw")
 
 
 def parse_parts(spec: str) -> list[str]:
@@ -54,9 +55,11 @@ def extract_features(
         state = None
         for t in range(T):
             a_before = state.a if state is not None else [None] * L
+            r_before = state.r if state is not None else [None] * L
             out, state = model.step(clip[:, t], state, None if mask is None else mask[:, t], compute_losses=False)
             for l in range(L):
-                f = torch.cat([_part(p, state.a[l], a_before[l], out.states[l], out.errors[l]) for p in parts], dim=1)
+                step = (state.a[l], a_before[l], out.states[l], r_before[l], out.errors[l])
+                f = torch.cat([_part(p, *step) for p in parts], dim=1)
                 f = F.adaptive_avg_pool2d(f, grid).flatten(1)  # (B, C*grid*grid)
                 b = bin_of[t]
                 sums[l][b] = f if sums[l][b] is None else sums[l][b] + f
@@ -65,7 +68,9 @@ def extract_features(
         model.train(was_training)
 
 
-def _part(name: str, a: Tensor, a_before: Tensor | None, r: Tensor, e: Tensor) -> Tensor:
+def _part(
+    name: str, a: Tensor, a_before: Tensor | None, r: Tensor, r_before: Tensor | None, e: Tensor
+) -> Tensor:
     """One readout part at one step; every input is (B, C, H, W)."""
     if name == "a":
         return a
@@ -75,6 +80,8 @@ def _part(name: str, a: Tensor, a_before: Tensor | None, r: Tensor, e: Tensor) -
         return e
     if name == "da":
         return (a - a_before).abs() if a_before is not None else torch.zeros_like(a)
+    if name == "dr":
+        return (r - r_before).abs() if r_before is not None else torch.zeros_like(r)
     w = e.abs().mean(dim=1, keepdim=True)  # (B, 1, H, W): where the unit was surprised
     w = w / w.mean(dim=(2, 3), keepdim=True).clamp_min(1e-8)
     return (r if name == "rw" else a) * w

@@ -155,6 +155,7 @@ class PredictiveStack(nn.Module):
                 mask_channels=cfg.stem**2,
                 input_kernel=cfg.input_kernel or None,
                 ema=cfg.target_mode == "ema",
+                target_grad=cfg.target_grad,
                 residual=cfg.predict == "residual",
                 horizon=cfg.horizon,
             )
@@ -403,6 +404,8 @@ def _validate(cfg: ModelConfig) -> None:
         raise ValueError(f"model.layer_weights: {len(cfg.layer_weights)} weights for {L} units (model.channels)")
     if cfg.hidden_channels and len(cfg.hidden_channels) != L:
         raise ValueError(f"model.hidden_channels: {len(cfg.hidden_channels)} entries for {L} units (model.channels)")
+    if cfg.target_grad and cfg.target_mode == "ema":
+        raise ValueError("model.target_grad=true needs model.target_mode=stopgrad (an EMA target takes no gradient)")
     readout.parse_parts(cfg.readout)
 
 

@@ -70,6 +70,7 @@ class PredictiveUnit(nn.Module):
         mask_channels: int = 1,
         input_kernel: int | None = None,
         ema: bool = False,
+        target_grad: bool = False,
         bind_dim: int = 32,
         residual: bool = False,
         horizon: int = 1,
@@ -113,6 +114,7 @@ class PredictiveUnit(nn.Module):
             self.bind_rgb = nn.Linear(self.repr_channels, bind_dim)
             self.bind_motion = nn.Linear(motion_channels, bind_dim)
         self.ema = ema
+        self.target_grad = target_grad and not ema
         if ema:
             # Target encoders: not trained by gradient, moved toward the online ones by update_ema().
             self.enc_target = copy.deepcopy(self.enc)
@@ -125,7 +127,8 @@ class PredictiveUnit(nn.Module):
         """What arrived: x (B, C_in, H, W), mask (B, 1, H, W) or None -> (a, target), each (B, C_target, H, W).
 
         ``a`` is the online representation (trains the encoder through the recurrence and the anti-collapse
-        terms); ``target`` is what the error compares the prediction with: sg(a), or the EMA encoders' output.
+        terms); ``target`` is what the error compares the prediction with: sg(a), a itself (``target_grad``: the
+        error trains the encoder too), or the EMA encoders' output.
         """
         parts = [x if self.enc is None else self.enc(x)]
         if self.enc_motion is not None:
@@ -134,7 +137,7 @@ class PredictiveUnit(nn.Module):
             parts.append(self.enc_motion(mask))
         a = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
         if not self.ema:
-            return a, a.detach()
+            return a, (a if self.target_grad else a.detach())
         with torch.no_grad():
             t_parts = [x if self.enc_target is None else self.enc_target(x)]
             if self.enc_motion_target is not None:

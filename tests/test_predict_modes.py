@@ -60,7 +60,7 @@ def test_horizon_adds_a_term_per_layer_and_trains_the_extra_heads():
 
 
 @pytest.mark.parametrize(
-    "readout,bins,width0", [("a,r", 1, 8), ("a,r,e,da", 1, 20), ("a", 2, 8), ("r,da", 3, 24), ("r,rw,aw", 1, 12)]
+    "readout,bins,width0", [("a,r", 1, 8), ("a,r,e,da", 1, 20), ("a", 2, 8), ("r,da", 3, 24), ("r,rw,aw", 1, 12), ("dr", 1, 4)]
 )
 def test_readout_parts_and_bins(readout, bins, width0):
     m = make(readout=readout, readout_bins=bins)
@@ -77,6 +77,14 @@ def test_readout_bins_are_time_segments():
     assert torch.allclose(f[:, :4], first.extract_features(x[:, :2])[0], atol=1e-6)
 
 
+def test_readout_dr_is_the_mean_change_of_the_state():
+    m = make(readout="dr")
+    x = clip(t=4)
+    r = m(x).states[0]  # (B, T, C, H, W): the states the readout sees (same weights, same clip)
+    want = (r[:, 1:] - r[:, :-1]).abs().mean(dim=(3, 4)).sum(dim=1) / 4  # t = 0 contributes zeros
+    assert torch.allclose(m.extract_features(x)[0], want, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "over,match",
     [({"predict": "delta"}, "model.predict"), ({"horizon": 0}, "model.horizon"),
@@ -85,3 +93,21 @@ def test_readout_bins_are_time_segments():
 def test_bad_values_name_the_key(over, match):
     with pytest.raises(ValueError, match=match):
         make(**over)
+
+
+def test_target_grad_lets_the_error_train_the_encoder_of_the_target():
+    """The target of the error is sg(a) by default; with target_grad the error's gradient reaches a(t) itself."""
+    x = clip(t=3)
+    for tg in (False, True):
+        m = make(target_grad=tg, anti_collapse="none")
+        out = m(x)
+        target = out.steps[-1].targets[0]
+        assert target.requires_grad is tg
+        if tg:  # the error at t pulls a(t) toward the prediction: a gradient on the target path alone
+            (g,) = torch.autograd.grad(out.steps[-1].terms["err/0"], target)
+            assert g.abs().sum() > 0
+
+
+def test_target_grad_refuses_an_ema_target():
+    with pytest.raises(ValueError, match="target_grad"):
+        make(target_grad=True, target_mode="ema")
