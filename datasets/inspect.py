@@ -15,6 +15,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from prednet2.cli import prog_name
 from prednet2.config import DataConfig
 
 from .errors import DataError
@@ -29,7 +30,7 @@ class _Parser(argparse.ArgumentParser):
 
 def main(argv: list[str] | None = None) -> int:
     d = DataConfig()
-    p = _Parser(prog="python -m datasets.inspect", description=__doc__.split("\n\n")[0])
+    p = _Parser(prog=prog_name("python -m datasets.inspect"), description=__doc__.split("\n\n")[0])
     p.add_argument("data", metavar="DATA", help="a folder of videos (searched recursively) or one video file")
     p.add_argument("--clip-len", type=int, default=d.clip_len, help=f"frames per clip (default {d.clip_len})")
     p.add_argument("--stride", type=int, default=d.stride, help=f"frame step inside a clip (default {d.stride})")

@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from prednet2.cli import prog_name
+
 from .report import ReportError, bar_chart, collect
 
 ROWS = (("trained", "probe.json"), ("random init", "probe_random_init.json"), ("pixels", "probe_pixels.json"))
@@ -62,7 +64,7 @@ def summary_table(run: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = _Parser(prog="python -m eval.demo_summary", description=__doc__.splitlines()[0])
+    p = _Parser(prog=prog_name("python -m eval.demo_summary"), description=__doc__.splitlines()[0])
     p.add_argument("run", metavar="RUN", help="the demo's run folder (runs/demo)")
     p.add_argument("--png", help="chart to write (default RUN/probe_summary.png)")
     args = p.parse_args(argv)

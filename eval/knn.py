@@ -25,6 +25,8 @@ from functools import partial
 
 import numpy as np
 
+from prednet2.cli import prog_name
+
 from .common import fail, write_json
 from .featureset import FeatureSource, add_feature_args, add_seed_args, parse_seed_args, per_layer_text, run_seeds
 from .probe import SetResult, Standardiser
@@ -101,7 +103,7 @@ def parse_ks(text: str) -> list[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m eval.knn",
+        prog=prog_name("python -m eval.knn"),
         description="Cosine k-NN top-1 on standardised frozen features: train is the memory bank, test the "
         "queries, k picked on a validation split of train; mean ± std over seeds.",
     )

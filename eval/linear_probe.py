@@ -18,6 +18,8 @@ import time
 
 import torch
 
+from prednet2.cli import prog_name
+
 from .common import write_json
 from .featureset import FeatureSource, add_feature_args, add_seed_args, parse_seed_args, per_layer_text, run_seeds
 from .probe import DEFAULT_CS
@@ -26,7 +28,7 @@ from .shots import protocol_for
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m eval.linear_probe",
+        prog=prog_name("python -m eval.linear_probe"),
         description="Linear probe (standardised L2 logistic regression, C picked on a validation split of train) "
         "on frozen per-layer features; top-1 on test as mean ± std over seeds.",
     )

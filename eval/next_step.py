@@ -29,6 +29,8 @@ from einops import rearrange
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from prednet2.cli import prog_name
+
 from .common import (
     build_or_exit,
     fail,
@@ -142,7 +144,7 @@ class PixelMetrics:
 # ---- CLI ---------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m eval.next_step",
+        prog=prog_name("python -m eval.next_step"),
         description="Per-layer next-step prediction error of a checkpoint against copy-last and the per-channel "
         "mean, as ratios (< 1 beats the trivial predictor).",
     )

@@ -21,6 +21,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prednet2.cli import prog_name
+
 from . import report_fewlabels as fl
 
 VARIANTS = ("trained", "random_init", "pixels")
@@ -314,7 +316,7 @@ def bar_chart(c: Collected, path: str | Path) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m eval.report", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog=prog_name("python -m eval.report"), description=__doc__.splitlines()[0])
     p.add_argument("inputs", nargs="+", help="RUN folders and/or result JSON files")
     p.add_argument("--out", help="Markdown file to write (default: print)")
     p.add_argument("--png", help="bar chart of the probe results")

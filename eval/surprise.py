@@ -27,6 +27,8 @@ from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from prednet2.cli import prog_name
+
 from .common import (
     build_or_exit,
     fail,
@@ -159,7 +161,7 @@ def write_tensorboard(tb_dir: str | Path, score: np.ndarray, labels: np.ndarray,
 # ---- CLI ---------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m eval.surprise",
+        prog=prog_name("python -m eval.surprise"),
         description=f"Per-frame surprise from the error units; AUROC of anomalous vs normal frames on {ANOMALY_SPEC}.",
     )
     p.add_argument("--checkpoint", required=True, help="RUN/checkpoints/last.pt")

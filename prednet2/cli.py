@@ -27,6 +27,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+_running: str | None = None  # "prednet2 NAME" while a subcommand runs through main()
+
+
+def prog_name(default: str) -> str:
+    """A tool parser's ``prog``: ``prednet2 NAME`` when run as a subcommand, else its own ``default``."""
+    return _running or default
+
+
 def usage() -> str:
     width = max(map(len, COMMANDS))
     rows = "\n".join(f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items())
@@ -51,10 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"prednet2: error: unknown command {name!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
+    global _running
     command = importlib.import_module(COMMANDS[name][0]).main
-    # Commands that name themselves in messages take prog=; the others keep their module's own name.
+    # Commands that take prog= get it; the others read prog_name() when they build their parser.
     kwargs = {"prog": f"prednet2 {name}"} if "prog" in inspect.signature(command).parameters else {}
-    code = command(rest, **kwargs)
+    _running = f"prednet2 {name}"
+    try:
+        code = command(rest, **kwargs)
+    finally:
+        _running = None
     return int(code or 0)
 
 

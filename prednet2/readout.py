@@ -68,9 +68,7 @@ def extract_features(
         model.train(was_training)
 
 
-def _part(
-    name: str, a: Tensor, a_before: Tensor | None, r: Tensor, r_before: Tensor | None, e: Tensor
-) -> Tensor:
+def _part(name: str, a: Tensor, a_before: Tensor | None, r: Tensor, r_before: Tensor | None, e: Tensor) -> Tensor:
     """One readout part at one step; every input is (B, C, H, W)."""
     if name == "a":
         return a

@@ -33,6 +33,14 @@ def test_help_lists_every_subcommand(capsys):
         assert f"\n  {name} " in out
 
 
+@pytest.mark.parametrize("name", list(cli.COMMANDS))
+def test_each_subcommand_names_itself_in_its_usage(name, capsys):
+    code, out, _ = _run([name, "--help"], capsys)
+    assert code == 0
+    assert out.startswith(f"usage: prednet2 {name} ")
+    assert cli.prog_name("python -m x") == "python -m x"  # outside a subcommand, a module keeps its own name
+
+
 def test_every_command_resolves_to_a_main():
     for name, (module, _) in cli.COMMANDS.items():
         assert callable(importlib.import_module(module).main), name

@@ -60,7 +60,8 @@ def test_horizon_adds_a_term_per_layer_and_trains_the_extra_heads():
 
 
 @pytest.mark.parametrize(
-    "readout,bins,width0", [("a,r", 1, 8), ("a,r,e,da", 1, 20), ("a", 2, 8), ("r,da", 3, 24), ("r,rw,aw", 1, 12), ("dr", 1, 4)]
+    "readout,bins,width0",
+    [("a,r", 1, 8), ("a,r,e,da", 1, 20), ("a", 2, 8), ("r,da", 3, 24), ("r,rw,aw", 1, 12), ("dr", 1, 4)],
 )
 def test_readout_parts_and_bins(readout, bins, width0):
     m = make(readout=readout, readout_bins=bins)
