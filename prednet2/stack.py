@@ -186,10 +186,13 @@ class PredictiveStack(nn.Module):
         *,
         detach_between: bool = True,
         compute_losses: bool = True,
+        step_losses: bool = True,
     ) -> tuple[StepOutput, StackState]:
         """One time step. frame (B, C, H, W) in [0, 1]; mask (B, 1, H, W) or None; state None on the first call.
 
         ``detach_between=True`` (local mode) cuts every gradient path between units; False is end-to-end BPTT.
+        ``step_losses=False`` leaves ``losses`` empty and skips this step's binding loss (``forward`` computes both
+        over the whole clip from ``terms`` and ``bind_pair``).
         """
         cfg = self.cfg
         L = self.num_layers
@@ -248,7 +251,7 @@ class PredictiveStack(nn.Module):
                 x = F.max_pool2d(up.detach() if detach_between else up, 2)
 
         losses: list[Tensor] = []
-        if compute_losses:
+        if compute_losses and step_losses:
             if bind_pair is not None:
                 terms["bind"] = info_nce(*bind_pair, cfg.bind_temperature) if B > 1 else 0.0 * bind_pair[0].sum()
             losses = self._compose(terms)
@@ -272,7 +275,11 @@ class PredictiveStack(nn.Module):
         steps: list[StepOutput] = []
         for t in range(T):
             out, state = self.step(
-                clip[:, t], state, None if mask is None else mask[:, t], detach_between=detach_between
+                clip[:, t],
+                state,
+                None if mask is None else mask[:, t],
+                detach_between=detach_between,
+                step_losses=False,
             )
             steps.append(out)
 
