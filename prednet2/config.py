@@ -118,7 +118,8 @@ class ModelConfig:
     predict: str = _one_of("direct", "residual")
     horizon: int = _r(1, ge=1)  # K: the state at t also predicts the targets at t+1 .. t+K-1 (extra heads; summed)
     # Probe readout (extract_features): comma-separated parts pooled per layer: a (what is there), r (the state),
-    # e (the error units), da (|a(t) - a(t-1)|, what changed), rw/aw (r/a pooled where the error units fire);
+    # e (the error units), da (|a(t) - a(t-1)|, what changed), dr (|r(t) - r(t-1)|), rw/aw (r/a pooled where the
+    # error units fire);
     # each mean-pooled over readout_bins time segments.
     # default a,r,da: measured best on the mean over 4 probe tasks, same weights (docs/results/dynamics.md)
     readout: str = "a,r,da"
