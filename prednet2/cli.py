@@ -8,7 +8,6 @@ the same parser, the same options, the same exit status. A new tool is one line 
 from __future__ import annotations
 
 import importlib
-import inspect
 import sys
 
 # name -> (module whose main(argv) runs it, one line for `prednet2 --help`)
@@ -61,11 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     global _running
     command = importlib.import_module(COMMANDS[name][0]).main
-    # Commands that take prog= get it; the others read prog_name() when they build their parser.
-    kwargs = {"prog": f"prednet2 {name}"} if "prog" in inspect.signature(command).parameters else {}
-    _running = f"prednet2 {name}"
+    _running = f"prednet2 {name}"  # what each command's parser reads through prog_name()
     try:
-        code = command(rest, **kwargs)
+        code = command(rest)
     finally:
         _running = None
     return int(code or 0)

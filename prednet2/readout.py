@@ -76,10 +76,9 @@ def _part(name: str, a: Tensor, a_before: Tensor | None, r: Tensor, r_before: Te
         return r
     if name == "e":
         return e
-    if name == "da":
-        return (a - a_before).abs() if a_before is not None else torch.zeros_like(a)
-    if name == "dr":
-        return (r - r_before).abs() if r_before is not None else torch.zeros_like(r)
+    if name in ("da", "dr"):  # |x(t) - x(t-1)|; zero at the first step, where nothing came before
+        x, before = (a, a_before) if name == "da" else (r, r_before)
+        return (x - before).abs() if before is not None else torch.zeros_like(x)
     w = e.abs().mean(dim=1, keepdim=True)  # (B, 1, H, W): where the unit was surprised
     w = w / w.mean(dim=(2, 3), keepdim=True).clamp_min(1e-8)
     return (r if name == "rw" else a) * w

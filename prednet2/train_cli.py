@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from prednet2.cli import prog_name
+
 PROG = "train.py"
 
 
@@ -63,8 +65,9 @@ def _positive_int(s: str) -> int:
     return v
 
 
-def main(argv: list[str] | None = None, prog: str = PROG) -> int:
-    """``train.py`` and ``prednet2 train``: ``prog`` names the command in messages. Returns the exit status."""
+def main(argv: list[str] | None = None) -> int:
+    """``train.py`` and ``prednet2 train`` (``prog_name`` names the command in messages). Returns the exit status."""
+    prog = prog_name(PROG)
     args = parse_args(argv, prog)
 
     _fail = functools.partial(_exit, prog)

@@ -114,7 +114,7 @@ class PredictiveUnit(nn.Module):
             self.bind_rgb = nn.Linear(self.repr_channels, bind_dim)
             self.bind_motion = nn.Linear(motion_channels, bind_dim)
         self.ema = ema
-        self.target_grad = target_grad and not ema
+        self.target_grad = target_grad  # read only without EMA (the stack refuses both together)
         if ema:
             # Target encoders: not trained by gradient, moved toward the online ones by update_ema().
             self.enc_target = copy.deepcopy(self.enc)
