@@ -101,6 +101,7 @@ class ModelConfig:
     ema_momentum: float = _r(0.95, ge=0, le=1)
     var_weight: float = _r(1.0, ge=0)
     cov_weight: float = _r(0.04, ge=0)
+    cov_weights: tuple[float, ...] = _r((), ge=0)  # per-unit covariance weights; () means cov_weight for every unit
     layer_weights: tuple[float, ...] = _r((), ge=0)  # per-unit loss weights; () means all ones
     motion_channels: int = _r(0, ge=0)  # channels of the motion stream's own encoder at layer 0; 0 = no motion stream
     bind_weight: float = _r(0.1, ge=0)  # weight of the RGB<->motion InfoNCE binding loss

@@ -163,6 +163,7 @@ class PredictiveStack(nn.Module):
             in_ch = 2 * unit.target_channels if cfg.pass_up == "error" else unit.target_channels
         self.units = nn.ModuleList(units)
         self.layer_weights = tuple(cfg.layer_weights) or (1.0,) * L
+        self.cov_weights = tuple(cfg.cov_weights) or (cfg.cov_weight,) * L
 
     @property
     def num_layers(self) -> int:
@@ -375,7 +376,7 @@ class PredictiveStack(nn.Module):
             if f"ahead/{l}" in terms:
                 loss = loss + self.layer_weights[l] * terms[f"ahead/{l}"]
             if f"var/{l}" in terms:
-                loss = loss + cfg.var_weight * terms[f"var/{l}"] + cfg.cov_weight * terms[f"cov/{l}"]
+                loss = loss + cfg.var_weight * terms[f"var/{l}"] + self.cov_weights[l] * terms[f"cov/{l}"]
             if f"nce/{l}" in terms:
                 loss = loss + cfg.var_weight * terms[f"nce/{l}"]
             if l == 0 and "bind" in terms:
@@ -409,6 +410,8 @@ def _validate(cfg: ModelConfig) -> None:
     check_ranges(cfg, prefix="model.")
     if cfg.layer_weights and len(cfg.layer_weights) != L:
         raise ValueError(f"model.layer_weights: {len(cfg.layer_weights)} weights for {L} units (model.channels)")
+    if cfg.cov_weights and len(cfg.cov_weights) != L:
+        raise ValueError(f"model.cov_weights: {len(cfg.cov_weights)} weights for {L} units (model.channels)")
     if cfg.hidden_channels and len(cfg.hidden_channels) != L:
         raise ValueError(f"model.hidden_channels: {len(cfg.hidden_channels)} entries for {L} units (model.channels)")
     if cfg.target_grad and cfg.target_mode == "ema":

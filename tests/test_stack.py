@@ -34,6 +34,17 @@ def test_forward_shapes_and_finite():
         assert k in out.stats and not out.stats[k].requires_grad
 
 
+def test_cov_weights_per_unit():
+    """model.cov_weights replaces cov_weight unit by unit; the rest of each unit's loss is unchanged."""
+    x = clip()
+    base = make(motion_channels=0)(x)
+    per = make(motion_channels=0, cov_weights=(0.0, 0.04, 1.0))(x)
+    for l, w in enumerate((0.0, 0.04, 1.0)):
+        want = base.losses[l] + (w - 0.04) * base.stats[f"cov/{l}"]
+        torch.testing.assert_close(per.losses[l].detach(), want.detach())
+    assert base.stats["cov/2"] > 0
+
+
 def test_no_error_loss_at_t0():
     m = make()
     out = m(clip(t=1))
@@ -222,6 +233,7 @@ def test_build_model_motion_off_from_config():
         ("anti_collapse", "y"),
         ("target", "z"),
         ("layer_weights", (1.0,)),
+        ("cov_weights", (0.1, 0.1)),
         ("arch", "transformer"),
     ],
 )
