@@ -63,11 +63,12 @@ def add_feature_args(p: argparse.ArgumentParser, *, data_help: str) -> argparse.
     return p
 
 
-def add_seed_args(p: argparse.ArgumentParser, *, shots_help: str) -> argparse.ArgumentParser:
-    """--seeds, --shots and --val-frac: the options of the per-seed protocols (linear probe, k-NN)."""
+def add_seed_args(p: argparse.ArgumentParser, *, shots_help: str, val_frac: bool = True) -> argparse.ArgumentParser:
+    """--seeds, --shots and (``val_frac``) --val-frac: the options of the per-seed protocols (linear probe, k-NN)."""
     p.add_argument("--seeds", type=int, default=3, help="number of seeds 0..N-1 (default 3)")
     p.add_argument("--shots", default=None, help=shots_help)
-    p.add_argument("--val-frac", type=float, default=0.2, help="fraction of train carved out for validation")
+    if val_frac:
+        p.add_argument("--val-frac", type=float, default=0.2, help="fraction of train carved out for validation")
     return p
 
 
@@ -75,7 +76,7 @@ def parse_seed_args(args) -> int | None:
     """Check --seeds/--val-frac and parse --shots (None: every train video), or exit 2 with one line."""
     if args.seeds < 1:
         fail(f"--seeds {args.seeds}: need at least 1")
-    if not 0.0 < args.val_frac < 0.5:
+    if hasattr(args, "val_frac") and not 0.0 < args.val_frac < 0.5:
         fail(f"--val-frac {args.val_frac}: expected a fraction in (0, 0.5)")
     try:
         return parse_shots(args.shots)
@@ -89,6 +90,7 @@ def run_seeds(args, src: FeatureSource, shots: int | None, **layer_kw) -> dict:
 
     Returns the keys probe.json and knn.json share (the summary, sizes, provenance, chance, ``shots``)."""
     seeds = list(range(args.seeds))
+    val_frac = getattr(args, "val_frac", 0.2)  # k-NN has no carve (leave-one-out); run_probe's default is unused
     folder_labels = getattr(src.dataset("train"), "video_labels", None)
     if shots is not None and folder_labels is not None:  # a folder knows its labels: refuse K before extracting
         try:
@@ -96,7 +98,7 @@ def run_seeds(args, src: FeatureSource, shots: int | None, **layer_kw) -> dict:
         except ShotsError as e:
             fail(f"--data {args.data}: {e}")
     try:
-        summary = run_probe(with_shots(src.train_test, shots), seeds, val_frac=args.val_frac, **layer_kw)
+        summary = run_probe(with_shots(src.train_test, shots), seeds, val_frac=val_frac, **layer_kw)
     except (ProbeError, ShotsError) as e:
         fail(f"--data {args.data}: {e}")
     _, y_train, _, y_test = src.train_test(seeds[-1])
@@ -109,7 +111,7 @@ def run_seeds(args, src: FeatureSource, shots: int | None, **layer_kw) -> dict:
         "n_classes": n_classes,
         **src.provenance(),
         "n_train_available": int(len(y_train)),
-        "val_frac": args.val_frac,
+        "val_frac": getattr(args, "val_frac", None),
         "chance": 1.0 / n_classes,
         "majority": float(np.max(np.bincount(y_test)) / len(y_test)),  # always guessing the commonest test class
     }

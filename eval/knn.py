@@ -3,13 +3,16 @@
     python -m eval.knn --checkpoint RUN/checkpoints/last.pt --data LABELLED --out knn.json [--k 1,5,20]
         [--random-init | --baseline pixels] [--splits DIR --fold K] [--clips-per-video N] [--shots K]
 
-Protocol for one seed, per feature set (each layer, and all layers concatenated), like the linear probe:
+Protocol per feature set (each layer, and all layers concatenated):
 
-1. Carve a stratified validation split from train (the seed picks which videos).
-2. Standardise with the carved train part's mean/std, L2-normalise, and classify each validation video by a
-   majority vote of its k most cosine-similar carved-train videos (ties go to the class with the larger summed
-   similarity). The k with the best validation top-1 wins (ties: the smaller k).
-3. The whole train split becomes the memory bank (standardised on it), and test videos are the queries.
+1. Standardise with the train split's mean/std and L2-normalise.
+2. Pick k by leave-one-out on train: every train video is classified by a majority vote of its k most
+   cosine-similar *other* train videos (ties go to the class with the larger summed similarity). The k with the
+   best leave-one-out top-1 wins (ties: the smaller k). No validation carve, so every label counts, and it works
+   the same with ``--shots`` (one shot per class: no other video of its class, every k scores 0, k = the smallest).
+3. The whole train split is the memory bank, and test videos are the queries.
+
+Seeds only matter with ``--shots`` (which videos each seed draws); the leave-one-out top-1 picks the best layer.
 
 ``top1`` is the test top-1 at the chosen k of all layers concatenated, mean over seeds; knn.json has the
 probe.json keys plus ``method: "knn"``, ``ks`` and ``chosen_k``.
@@ -40,23 +43,33 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.where(n > 1e-12, n, 1.0)
 
 
-def knn_predict(bank: np.ndarray, y_bank: np.ndarray, queries: np.ndarray, k: int, chunk: int = 1024) -> np.ndarray:
+def knn_predict(
+    bank: np.ndarray, y_bank: np.ndarray, queries: np.ndarray | None, k: int, chunk: int = 1024
+) -> np.ndarray:
     """Majority vote of the ``k`` most cosine-similar bank rows.
 
     Args:
         bank: (N_b, F) features of the memory bank (already standardised as wanted).
         y_bank: (N_b,) int labels of the bank.
-        queries: (N_q, F) features to classify.
-        k: neighbours per query (capped at N_b).
+        queries: (N_q, F) features to classify, or None for leave-one-out: each bank row is classified by the
+            other rows (itself excluded).
+        k: neighbours per query (capped at the rows available).
     Returns:
-        (N_q,) predicted labels. A tie between classes goes to the larger summed similarity.
+        (N_q,) predicted labels (N_b for leave-one-out). A tie between classes goes to the larger summed similarity.
     """
     b, y_bank = _unit_rows(np.asarray(bank, np.float64)), np.asarray(y_bank)
-    k = int(min(k, len(b)))
+    loo = queries is None
+    q = b if loo else np.asarray(queries, np.float64)
+    k = int(min(k, len(b) - 1 if loo else len(b)))
     n_cls = int(y_bank.max()) + 1
-    out = np.empty(len(queries), dtype=np.int64)
-    for s in range(0, len(queries), chunk):  # chunks keep the (N_q, N_b) similarity matrix small
-        sims = _unit_rows(np.asarray(queries[s : s + chunk], np.float64)) @ b.T  # (n, N_b)
+    out = np.empty(len(q), dtype=np.int64)
+    if k < 1:  # leave-one-out on a single row: nothing to vote
+        out[:] = -1
+        return out
+    for s in range(0, len(q), chunk):  # chunks keep the (N_q, N_b) similarity matrix small
+        sims = _unit_rows(q[s : s + chunk]) @ b.T  # (n, N_b)
+        if loo:
+            sims[np.arange(len(sims)), np.arange(s, s + len(sims))] = -np.inf
         nn = np.argpartition(-sims, k - 1, axis=1)[:, :k]  # (n, k) unordered top-k
         nn_sim = np.take_along_axis(sims, nn, axis=1)
         votes = np.zeros((len(sims), n_cls))
@@ -81,10 +94,16 @@ def knn_one_set(
     val_idx: np.ndarray,
     ks: Sequence[int] = DEFAULT_KS,
 ) -> SetResult:
-    """Pick k on (tr_idx -> val_idx), then bank = all of train, queries = test (steps 2-3). ``c`` holds k."""
-    best_k, best_val = ks[0], -1.0
+    """Pick k by leave-one-out on all of train, then bank = all of train, queries = test (steps 1-3). ``c`` holds k.
+
+    ``tr_idx``/``val_idx`` (the probe's carve) are not used: leave-one-out needs no carve, so k-NN scores the
+    same rows with and without ``--shots``.
+    """
+    z = Standardiser.fit(x_train)
+    bank, y = z(x_train), np.asarray(y_train)
+    best_k, best_val = min(ks), -1.0
     for k in sorted(ks):  # ascending: only a strictly better score replaces, so ties keep the smaller k
-        acc = knn_top1(x_train[tr_idx], y_train[tr_idx], x_train[val_idx], y_train[val_idx], k)
+        acc = float(np.mean(knn_predict(bank, y, None, k) == y))
         if acc > best_val:
             best_k, best_val = k, acc
     test = knn_top1(x_train, y_train, x_test, y_test, best_k)
@@ -105,12 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog_name("python -m eval.knn"),
         description="Cosine k-NN top-1 on standardised frozen features: train is the memory bank, test the "
-        "queries, k picked on a validation split of train; mean ± std over seeds.",
+        "queries, k picked by leave-one-out on train; mean ± std over seeds.",
     )
     add_feature_args(p, data_help="synthetic:shapes:{shape,direction,speed}, ... or a class folder")
     p.add_argument("--out", required=True, help="knn.json to write")
     p.add_argument("--k", default=",".join(map(str, DEFAULT_KS)), help="neighbour counts to try (default 1,5,20)")
-    add_seed_args(p, shots_help="K labelled videos per class in the memory bank, or 'all' (default: all)")
+    add_seed_args(
+        p, shots_help="K labelled videos per class in the memory bank, or 'all' (default: all)", val_frac=False
+    )
     return p
 
 

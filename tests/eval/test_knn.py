@@ -42,11 +42,24 @@ def test_knn_predict_exact_neighbours_and_ties():
     assert list(knn_predict(bank, y, np.array([[1.0, 0.0]]), k=10)) == [1]  # k capped at the bank: 2 vs 1
 
 
-def test_one_set_picks_k_on_validation():
+def test_one_set_picks_k_by_leave_one_out():
     xtr, ytr = _planted(200)
     xte, yte = _planted(100, seed=1)
     r = knn_one_set(xtr[:, :4], ytr, xte[:, :4], yte, np.arange(150), np.arange(150, 200), ks=(1, 20))
-    assert r.c in (1.0, 20.0) and 0 <= r.val_top1 <= 1 and r.test_top1 > 0.7
+    # noisy classes: 20 neighbours vote better than 1 on the held-out rows, so leave-one-out must pick 20
+    assert r.c == 20.0 and 0.7 < r.val_top1 <= 1 and r.test_top1 > 0.7
+    # the carve is not used: another carve gives the same result
+    assert knn_one_set(xtr[:, :4], ytr, xte[:, :4], yte, np.arange(50), np.arange(50, 200), ks=(1, 20)) == r
+
+
+def test_leave_one_out_excludes_the_query_itself():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(60, 8)), rng.integers(0, 3, 60)  # labels carry no signal
+    assert np.mean(knn_predict(x, y, x, k=1) == y) == 1.0  # each row's nearest neighbour is itself
+    assert np.mean(knn_predict(x, y, None, k=1) == y) < 0.6  # leave-one-out: near chance (1/3)
+    # one item per class (one shot): nobody has a neighbour of its class, every k scores 0, the smallest k is kept
+    r = knn_one_set(x[:3], np.arange(3), x[3:6], np.arange(3), np.arange(3), np.zeros(0, np.int64), ks=(1, 5))
+    assert r.c == 1.0 and r.val_top1 == 0.0
 
 
 def test_parse_ks():
