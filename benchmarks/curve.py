@@ -126,20 +126,25 @@ def table(res: dict) -> str:
 
 
 def plot(res: dict, path: str) -> None:
+    """The mean over tasks per variant (left), then one panel per task: a falling task hides under a flat mean."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for n, v in res["variants"].items():
-        xs = res["points"]
-        ax.plot(xs, [100 * v["points"][str(p)]["mean"] for p in xs], marker="o", label=n)
-    ax.set_xlabel("training steps (0 = random init)")
-    ax.set_ylabel(f"probe top-1, mean over {len(res['tasks'])} tasks (%)")
-    ax.set_title("probe accuracy against training steps")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    tasks, xs = res["tasks"], res["points"]
+    panels = [("mean", f"mean over {len(tasks)} tasks")] + [(t, t) for t in tasks]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), squeeze=False)
+    for ax, (key, title) in zip(axes[0], panels):
+        for n, v in res["variants"].items():
+            pts = v["points"]
+            ys = [100 * (pts[str(p)]["mean"] if key == "mean" else pts[str(p)][key]["top1"]) for p in xs]
+            ax.plot(xs, ys, marker="o", label=n)
+        ax.set_title(title)
+        ax.set_xlabel("training steps (0 = random init)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("probe top-1 (%)")
+    axes[0][0].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
