@@ -90,7 +90,7 @@ def run_seeds(args, src: FeatureSource, shots: int | None, **layer_kw) -> dict:
 
     Returns the keys probe.json and knn.json share (the summary, sizes, provenance, chance, ``shots``)."""
     seeds = list(range(args.seeds))
-    val_frac = getattr(args, "val_frac", 0.2)  # k-NN has no carve (leave-one-out); run_probe's default is unused
+    val_frac = getattr(args, "val_frac", None)  # None for k-NN (leave-one-out, no carve)
     folder_labels = getattr(src.dataset("train"), "video_labels", None)
     if shots is not None and folder_labels is not None:  # a folder knows its labels: refuse K before extracting
         try:
@@ -98,7 +98,7 @@ def run_seeds(args, src: FeatureSource, shots: int | None, **layer_kw) -> dict:
         except ShotsError as e:
             fail(f"--data {args.data}: {e}")
     try:
-        summary = run_probe(with_shots(src.train_test, shots), seeds, val_frac=val_frac, **layer_kw)
+        summary = run_probe(with_shots(src.train_test, shots), seeds, val_frac=val_frac or 0.2, **layer_kw)
     except (ProbeError, ShotsError) as e:
         fail(f"--data {args.data}: {e}")
     _, y_train, _, y_test = src.train_test(seeds[-1])
@@ -111,7 +111,7 @@ def run_seeds(args, src: FeatureSource, shots: int | None, **layer_kw) -> dict:
         "n_classes": n_classes,
         **src.provenance(),
         "n_train_available": int(len(y_train)),
-        "val_frac": getattr(args, "val_frac", None),
+        "val_frac": val_frac,
         "chance": 1.0 / n_classes,
         "majority": float(np.max(np.bincount(y_test)) / len(y_test)),  # always guessing the commonest test class
     }
