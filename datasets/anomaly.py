@@ -26,7 +26,8 @@ import torch
 from tqdm import tqdm
 
 from .errors import DataError
-from .shapes import SHAPES, Scene, draw_scene, sample_scene, simulate
+from .scene import SHAPES, Scene, draw_scene
+from .shapes import sample_scene, simulate
 from .synthetic import SyntheticVideoDataset
 
 KINDS = ("normal", "teleport", "reverse", "shape_change")

@@ -23,17 +23,8 @@ from typing import Any
 import numpy as np
 
 from .errors import DataError
-from .shapes import (
-    DISTRACTOR_RADIUS,
-    LABELLED_RADIUS,
-    SHAPES,
-    Scene,
-    bright_colours,
-    direction_vector,
-    draw_scene,
-    make_background,
-    random_pan,
-)
+from .scene import SHAPES, Scene, bright_colours, draw_scene, make_background
+from .shapes import DISTRACTOR_RADIUS, LABELLED_RADIUS, direction_vector, random_pan
 from .synthetic import SyntheticVideoDataset
 
 KINDS = ("linear", "circle", "zigzag", "oscillate", "stop_go", "random_walk")

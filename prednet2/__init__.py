@@ -5,7 +5,8 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .config import Config, ConfigError, ModelConfig
-from .stack import PredictiveStack, StackOutput, StackState, StepOutput, detach_state, with_motion
+from .outputs import StackOutput, StackState, StepOutput, detach_state
+from .stack import PredictiveStack, with_motion
 
 
 def build_model(cfg: ModelConfig | Config):

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from .cells import ConvLSTMCell, State, upsample2
 from .config import ModelConfig
 from .losses import error_loss
-from .stack import StackOutput, StackState, StepOutput
+from .outputs import StackOutput, StackState, StepOutput
 
 
 class PredNetLayer(nn.Module):
