@@ -49,6 +49,8 @@ def shape_mask(shape: int, dx: np.ndarray, dy: np.ndarray, r: float, angle: floa
     The areas are similar (2.2-3.1 r^2) so size alone does not tell the shapes apart, and with random rotations
     neither do edge orientations (no two shapes are rotations of each other).
     """
+    if not 0 <= shape < len(SHAPES):
+        raise ValueError(f"unknown shape id {shape}; ids are 0..{len(SHAPES) - 1} ({', '.join(SHAPES)})")
     name = SHAPES[shape]
     if angle:
         c, s = np.cos(angle), np.sin(angle)
@@ -65,10 +67,9 @@ def shape_mask(shape: int, dx: np.ndarray, dy: np.ndarray, r: float, angle: floa
     if name == "ring":  # 2.19 r^2
         d2 = dx * dx + dy * dy
         return (d2 <= r * r) & (d2 >= (0.55 * r) ** 2)
-    if name == "star":  # 2.16 r^2; five rounded points
-        R = 1.25 * r * (0.6 + 0.4 * np.cos(5 * np.arctan2(dy, dx)))
-        return dx * dx + dy * dy <= R * R
-    raise ValueError(f"unknown shape id {shape}")
+    # star, 2.16 r^2: five rounded points
+    R = 1.25 * r * (0.6 + 0.4 * np.cos(5 * np.arctan2(dy, dx)))
+    return dx * dx + dy * dy <= R * R
 
 
 def object_masks(scene: Scene, size: tuple[int, int]) -> np.ndarray:
