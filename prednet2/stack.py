@@ -310,12 +310,10 @@ def _validate(cfg: ModelConfig) -> None:
     # Enum values and numeric ranges are declared once on ModelConfig's fields (prednet2.config.check_ranges);
     # ConfigError is a ValueError, so direct library use still gets a ValueError naming the field.
     check_ranges(cfg, prefix="model.")
-    if cfg.layer_weights and len(cfg.layer_weights) != L:
-        raise ValueError(f"model.layer_weights: {len(cfg.layer_weights)} weights for {L} units (model.channels)")
-    if cfg.cov_weights and len(cfg.cov_weights) != L:
-        raise ValueError(f"model.cov_weights: {len(cfg.cov_weights)} weights for {L} units (model.channels)")
-    if cfg.hidden_channels and len(cfg.hidden_channels) != L:
-        raise ValueError(f"model.hidden_channels: {len(cfg.hidden_channels)} entries for {L} units (model.channels)")
+    for key in ("layer_weights", "cov_weights", "hidden_channels"):  # per-unit lists: empty, or one entry per unit
+        n = len(getattr(cfg, key))
+        if n and n != L:
+            raise ValueError(f"model.{key}: {n} entries for {L} units (model.channels); give one per unit or none")
     if cfg.target_grad and cfg.target_mode == "ema":
         raise ValueError("model.target_grad=true needs model.target_mode=stopgrad (an EMA target takes no gradient)")
     readout.parse_parts(cfg.readout)

@@ -234,6 +234,7 @@ def test_build_model_motion_off_from_config():
         ("target", "z"),
         ("layer_weights", (1.0,)),
         ("cov_weights", (0.1, 0.1)),
+        ("hidden_channels", (8, 8, 8, 8)),
         ("arch", "transformer"),
     ],
 )
