@@ -46,7 +46,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from .cells import upsample2
-from .losses import info_nce
+from .losses import ahead_loss, info_nce
 
 __all__ = ["partition_units", "unit_costs", "LayerParallelWorker", "tick_schedule"]
 
@@ -97,6 +97,7 @@ class _UnitState:
     a: Tensor | None = None
     e: Tensor | None = None
     pred: Tensor | None = None  # â(t) from C, consumed by B of the same step
+    ahead: list[Tensor] | None = None  # C's predictions of t+1 .. t+K-1 (model.horizon K > 1)
     steps: list[dict] = field(default_factory=list)  # this window's per-step loss terms
 
 
@@ -225,6 +226,8 @@ class LayerParallelWorker:
                     td = upsample2(r_above)
                 s.pred, r, s.cell = u.predict(a_prev, e_prev, td, s.cell)
                 s.r = r
+                if model.cfg.horizon > 1:
+                    s.ahead = u.predict_ahead(r, a_prev)
                 if l > 0 and self.feedback and t + 1 < self.T:  # unit l-1 reads r_l(t) at its step t+1
                     if self.owner[l - 1] == self.rank:
                         local[("r", l, t)] = r.detach()
@@ -244,7 +247,7 @@ class LayerParallelWorker:
             terms = {f"err/{l}": per_sample.mean() if valid else 0.0 * per_sample.sum()}
             terms.update(model._anti_collapse(l, a, s.pred))
             bind = u.bind_projections(a) if u.motion_channels else None
-            s.steps.append({"terms": terms, "valid": valid, "bind": bind})
+            s.steps.append({"terms": terms, "valid": valid, "bind": bind, "ahead": s.ahead, "target": target})
             s.a, s.e = a, e
             if l + 1 < self.L:
                 up = e if self.pass_error else a
@@ -261,7 +264,7 @@ class LayerParallelWorker:
                 loss_acc[l] += float(loss.detach()) * n_steps / self.T
                 s.steps = []
                 s.cell = _detach(s.cell)
-                s.r, s.a, s.e, s.pred = _detach(s.r), _detach(s.a), _detach(s.e), None
+                s.r, s.a, s.e, s.pred, s.ahead = _detach(s.r), _detach(s.a), _detach(s.e), None, None
         for work in self._pending:  # every isend of this batch has been matched by its recv
             work.wait()
         self._pending.clear()
@@ -282,6 +285,10 @@ class LayerParallelWorker:
             rgb = torch.cat([s["bind"][0] for s in steps], dim=0)  # (T*B, D)
             mot = torch.cat([s["bind"][1] for s in steps], dim=0)
             terms["bind"] = info_nce(rgb, mot, cfg.bind_temperature)
+        if cfg.horizon > 1:
+            ahead = ahead_loss([s["ahead"] for s in steps], [s["target"] for s in steps], [s["valid"] for s in steps])
+            if ahead is not None:
+                terms[f"ahead/{l}"] = ahead
         # Compose with the stack's own rule; the other units' terms are zeros (their losses are not used here).
         zero = torch.zeros((), device=self.device)
         full = {f"err/{k}": zero for k in range(self.L)}

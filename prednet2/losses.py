@@ -29,6 +29,24 @@ def error_loss(pred: Tensor, target: Tensor, weight: Tensor | None = None) -> tu
     return error_unit(pred, target, weight)
 
 
+def ahead_loss(ahead: list[list[Tensor]], targets: list[Tensor], valid: list[bool]) -> Tensor | None:
+    """One unit's further-horizon error over a window (``model.horizon`` K > 1), summed over k = 2..K.
+
+    ``ahead[t][k - 2]`` is what the state made at step t predicts for step t+k-1, ``targets[t]`` the target at t,
+    ``valid[t]`` whether step t had a prediction at all. Only pairs whose target falls inside the window count;
+    each k contributes the mean of its per-sample error means. None when no pair fits (a window shorter than 2).
+    """
+    total = None
+    for k in range(2, len(ahead[0]) + 2 if ahead else 2):
+        errs = [
+            error_loss(ahead[t][k - 2], targets[t + k - 1])[1].mean() for t in range(len(targets) - k + 1) if valid[t]
+        ]
+        if errs:
+            e = torch.stack(errs).mean()
+            total = e if total is None else total + e
+    return total
+
+
 def _as_samples(a: Tensor) -> Tensor:
     """(B, C, H, W) or (N, C) -> (N, C): every spatial position of every clip is a sample."""
     if a.dim() == 4:

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from . import readout
 from .cells import State, upsample2
 from .config import ModelConfig, check_ranges
-from .losses import covariance_penalty, error_loss, info_nce, variance_hinge
+from .losses import ahead_loss, covariance_penalty, error_loss, info_nce, variance_hinge
 from .ops import reference_error_unit
 from .outputs import StackOutput, StackState, StepOutput
 from .units import PredictiveUnit
@@ -248,26 +248,13 @@ class PredictiveStack(nn.Module):
         return {f"nce/{l}": info_nce(q, k, self.cfg.bind_temperature)}
 
     def _ahead_terms(self, steps: list[StepOutput]) -> dict[str, Tensor]:
-        """Errors of the further-horizon predictions within this clip/window, summed over k = 2..K per layer.
-
-        The state made at step t predicts the target at t+k-1 (k = 1 is the ordinary error); only pairs whose
-        target falls inside the window count, and steps with no prediction yet (``valid`` False) are skipped.
-        """
-        T = len(steps)
+        """Per layer, the further-horizon errors within this clip/window (``losses.ahead_loss``)."""
+        valid = [s.valid for s in steps]
         out: dict[str, Tensor] = {}
         for l in range(self.num_layers):
-            total = None
-            for k in range(2, self.cfg.horizon + 1):
-                errs = [
-                    error_loss(steps[t].ahead[l][k - 2], steps[t + k - 1].targets[l])[1].mean()
-                    for t in range(T - k + 1)
-                    if steps[t].valid
-                ]
-                if errs:
-                    e = torch.stack(errs).mean()
-                    total = e if total is None else total + e
-            if total is not None:
-                out[f"ahead/{l}"] = total
+            e = ahead_loss([s.ahead[l] for s in steps], [s.targets[l] for s in steps], valid)
+            if e is not None:
+                out[f"ahead/{l}"] = e
         return out
 
     def _compose(self, terms: dict[str, Tensor]) -> list[Tensor]:

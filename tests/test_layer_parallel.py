@@ -13,9 +13,10 @@ import prednet2
 from prednet2.config import Config
 from prednet2.layer_parallel import partition_units, tick_schedule
 
-# 3 units with a motion stream (binding loss) and VICReg terms: every kind of per-unit loss term is exercised.
+# 3 units with a motion stream (binding loss), VICReg terms, residual prediction and the further-horizon heads:
+# every kind of per-unit loss term is exercised.
 CFG = {
-    "model": {"channels": [8, 12, 16], "motion_channels": 4},
+    "model": {"channels": [8, 12, 16], "motion_channels": 4, "predict": "residual", "horizon": 3},
     "train": {"lr": 1e-2, "window": 4, "warmup_steps": 2, "grad_clip": 0.5},
 }
 B, T, H, W, N_BATCHES = 4, 6, 16, 16, 2  # T=6, window 4: a full and a short window per clip
@@ -99,19 +100,27 @@ def _worker(rank: int, world: int, port: int, out: str, blocks) -> None:
 
 
 def _sequential():
+    """The sequential local mode on one thread, as the workers run: the same kernels, so only the op order could
+    differ. (With residual heads, which start at zero, AdamW turns thread-count rounding in the first tiny gradients
+    into lr-sized parameter differences: 4e-4 here with 2 threads.)"""
     from prednet2.trainer import build_optimizer, train_step
 
-    model, cfg = _model()
-    model.train()
-    opt, sched = build_optimizer(model, cfg)
-    clips, masks = _data()
-    losses = []
-    for i in range(N_BATCHES):
-        res = train_step(
-            model, opt, clips[i], masks[i], mode="local", window=cfg.train.window, grad_clip=cfg.train.grad_clip
-        )
-        sched.step()
-        losses.append(res.losses.tolist())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model, cfg = _model()
+        model.train()
+        opt, sched = build_optimizer(model, cfg)
+        clips, masks = _data()
+        losses = []
+        for i in range(N_BATCHES):
+            res = train_step(
+                model, opt, clips[i], masks[i], mode="local", window=cfg.train.window, grad_clip=cfg.train.grad_clip
+            )
+            sched.step()
+            losses.append(res.losses.tolist())
+    finally:
+        torch.set_num_threads(threads)
     return losses, model.state_dict()
 
 
