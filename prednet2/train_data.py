@@ -8,7 +8,7 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from prednet2.config import Config
+from prednet2.config import Config, ConfigError
 from prednet2.distributed import get_local_rank, get_world_size, is_distributed
 from prednet2.train_state import say
 
@@ -48,7 +48,24 @@ def resolve_config(cfg: Config, sample: dict[str, Tensor] | None = None) -> Conf
     if not motion_on and cfg.model.motion_channels != 0:
         over["model"]["motion_channels"] = 0
     over = {k: v for k, v in over.items() if v}
+    _check_horizon(cfg)
     return cfg.replace(over) if over else cfg
+
+
+def _check_horizon(cfg: Config) -> None:
+    """The furthest head (t -> t+K-1) only learns from pairs inside one training window: refuse a horizon that
+    no window can hold, instead of training K-1 heads of which some never get a loss."""
+    K = cfg.model.horizon
+    if K <= 1 or cfg.model.arch != "stack":
+        return
+    T = cfg.data.clip_len
+    span = T if cfg.train.mode == "end_to_end" else min(cfg.train.window, T)
+    if K > span:
+        what = f"data.clip_len={T}" if span == T else f"train.window={cfg.train.window}"
+        raise ConfigError(
+            f"model.horizon={K} needs {K} frames in one training window, but {what} gives {span}; "
+            f"raise {what.split('=')[0]} to at least {K} or lower model.horizon"
+        )
 
 
 def build_train_data(cfg: Config, data_spec: str) -> Dataset:

@@ -121,6 +121,11 @@ CASES = [
     ("lr_negative", lambda f: _train(f, "--set", "train.lr=-1"), "train.lr=-1.0 is out of range; expected > 0"),
     ("batch_zero", lambda f: _train(f, "--set", "data.batch_size=0"), "data.batch_size=0 is out of range"),
     ("window_zero", lambda f: _train(f, "--set", "train.window=0"), "train.window=0 is out of range; expected >= 1"),
+    (
+        "horizon_beyond_window",
+        lambda f: _train(f, "--set", "model.horizon=4", "--set", "train.window=3"),
+        "model.horizon=4 needs 4 frames in one training window, but train.window=3 gives 3",
+    ),
     ("fps_negative", lambda f: _train(f, "--set", "data.fps=-5"), "data.fps=-5.0 is out of range; expected >= 0"),
     ("out_is_a_file", lambda f: [*_train(f), "--out", str(f.d / "a_file")], "is a file, not a folder"),
     ("out_under_a_file", lambda f: [*_train(f), "--out", str(f.d / "a_file/run")], "which is a file"),
