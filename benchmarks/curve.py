@@ -22,7 +22,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from study import (  # noqa: E402
-    Probe,
     Runner,
     StudyError,
     add_study_args,
@@ -30,6 +29,7 @@ from study import (  # noqa: E402
     main_guard,
     markdown_table,
     mean_std,
+    parse_probe,
     parse_tasks,
     parse_variants,
 )
@@ -57,12 +57,12 @@ def parse_points(s: str) -> list[int]:
 
 def run(args: argparse.Namespace) -> dict:
     points = parse_points(args.points)
-    variants = parse_variants(args.variants, args.variant)
+    variants = parse_variants(args.variants, args.variant, args.sets)
     tasks = parse_tasks(args.tasks)
     if args.jobs < 1:
         raise StudyError(f"--jobs {args.jobs}: need at least 1")
+    probe = parse_probe(args)
     runner = Runner(Path(args.out), jobs=args.jobs)
-    probe = Probe(args.seeds, args.n_train, args.n_test)
     trained = [p for p in points if p > 0]
     every = reduce(math.gcd, trained)
 

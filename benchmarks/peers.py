@@ -23,7 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from study import (  # noqa: E402
     PEERS,
     TASKS,
-    Probe,
     Runner,
     StudyError,
     add_study_args,
@@ -31,6 +30,7 @@ from study import (  # noqa: E402
     main_guard,
     markdown_table,
     mean_std,
+    parse_probe,
     parse_tasks,
     parse_variants,
 )
@@ -68,14 +68,14 @@ def run(args: argparse.Namespace) -> dict:
         raise StudyError(f"--budget-s {args.budget_s}: need a positive number of seconds")
     if args.jobs < 1:
         raise StudyError(f"--jobs {args.jobs}: need at least 1")
-    variants = parse_variants(args.variants, args.variant)
+    variants = parse_variants(args.variants, args.variant, args.sets)
     tasks = parse_tasks(args.tasks)
     try:
         seeds = [int(s) for s in args.train_seeds.split(",") if s.strip()]
     except ValueError:
         raise StudyError(f"--train-seeds {args.train_seeds!r}: expected integers like 0,1") from None
+    probe = parse_probe(args)
     runner = Runner(Path(args.out), jobs=args.jobs, budget_clock=args.clock)
-    probe = Probe(args.seeds, args.n_train, args.n_test)
     budget = None if args.steps else args.budget_s
 
     # Step 1. Train every (variant, seed), `jobs` at a time.

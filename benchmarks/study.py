@@ -43,10 +43,25 @@ class StudyError(ValueError):
     """A bad option of a study script (one line, exit 2)."""
 
 
-def parse_variants(names: str, extra: list[str]) -> dict[str, list[str]]:
+class StudyFailure(RuntimeError):
+    """A run or probe of the study failed (one line naming its log, exit 1)."""
+
+
+def _last_line(log: Path) -> str:
+    """The last non-empty line of a log (what the failed command said), or '' when there is none."""
+    try:
+        lines = [x.strip() for x in log.read_text(errors="replace").splitlines() if x.strip()]
+    except OSError:
+        return ""
+    return lines[-1][-300:] if lines else ""
+
+
+def parse_variants(names: str, extra: list[str], common: list[str] = ()) -> dict[str, list[str]]:
     """``--variants default,prednet`` plus ``--variant 'name=key=v;key=v'`` -> {name: [sets]}.
 
     ``data=SPEC`` among a variant's settings trains that variant on other data (e.g. ``data=synthetic:mix``).
+    Every variant's settings, with the ``common`` ones (``--set``) first, must make a valid config: a bad key or
+    value is a StudyError here, before anything trains.
     """
     out: dict[str, list[str]] = {}
     for n in [x.strip() for x in names.split(",") if x.strip()]:
@@ -62,7 +77,23 @@ def parse_variants(names: str, extra: list[str]) -> dict[str, list[str]]:
         out[name.strip()] = [s.strip() for s in sets.split(";") if s.strip()]
     if not out:
         raise StudyError("no variants: pass --variants and/or --variant")
+    from prednet2.config import Config, ConfigError
+
+    for name, sets in out.items():
+        try:
+            Config.from_yaml(None, [*common, *[x for x in sets if not x.startswith("data=")]])
+        except ConfigError as e:
+            where = f"variant {name!r}" + (f" (with --set {' '.join(common)})" if common else "")
+            raise StudyError(f"{where}: {e}") from None
     return out
+
+
+def parse_probe(args) -> Probe:
+    """--seeds, --n-train, --n-test as a Probe, checked before anything trains."""
+    for opt, v in (("--seeds", args.seeds), ("--n-train", args.n_train), ("--n-test", args.n_test)):
+        if v < 1:
+            raise StudyError(f"{opt} {v}: need at least 1")
+    return Probe(args.seeds, args.n_train, args.n_test)
 
 
 def add_study_args(p, *, tasks: str, out: str) -> None:
@@ -174,7 +205,8 @@ class Runner:
         t0 = time.time()
         rc = self.run(args, f"train_{name}", budget_s=budget_s)
         if not summary.is_file():
-            raise RuntimeError(f"training {name} failed (exit {rc}); see {self.out / 'logs' / f'train_{name}.log'}")
+            log = self.out / "logs" / f"train_{name}.log"
+            raise StudyFailure(f"training {name} failed (exit {rc}): {_last_line(log)} (log: {log})")
         s = json.loads(summary.read_text())
         self.say(f"{name}: {s['steps']} steps in {time.time() - t0:.0f} s ({s['frames_per_s']:.0f} frames/s)")
         return s
@@ -195,9 +227,13 @@ class Runner:
             args.append("--random-init")
         elif variant == "pixels":
             args += ["--baseline", "pixels"]
-        rc = self.run(args, f"probe_{ckpt.parent.parent.name}_{tag}_{task}_{variant}")
+        log = f"probe_{ckpt.parent.parent.name}_{tag}_{task}_{variant}"
+        rc = self.run(args, log)
         if rc != 0 or not out.is_file():
-            raise RuntimeError(f"probe of {ckpt} on {task} ({variant}) failed (exit {rc})")
+            log_path = self.out / "logs" / f"{log}.log"
+            raise StudyFailure(
+                f"probe of {ckpt} on {task} ({variant}) failed (exit {rc}): {_last_line(log_path)} (log: {log_path})"
+            )
         return json.loads(out.read_text())
 
 
@@ -229,9 +265,13 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def main_guard(fn) -> int:
-    """Run a study main: a StudyError is one line on stderr and exit 2."""
+    """Run a study main: a StudyError (bad option) is one line on stderr and exit 2; a StudyFailure (a run or
+    probe failed; finished runs and probes are kept, so rerunning resumes) one line and exit 1."""
     try:
         return fn()
     except StudyError as e:
         print(f"{Path(sys.argv[0]).name}: error: {e}", file=sys.stderr)
         return 2
+    except StudyFailure as e:
+        print(f"{Path(sys.argv[0]).name}: error: {e}", file=sys.stderr)
+        return 1

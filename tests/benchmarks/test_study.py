@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import curve  # noqa: E402
 import peers  # noqa: E402
-from study import Runner, StudyError, parse_variants  # noqa: E402
+from study import Runner, StudyError, StudyFailure, parse_variants  # noqa: E402
 
 TINY = ["--set", "motion=off", "--set", "data.batch_size=2", "--set", "data.clip_len=4",
         "--set", "model.channels=[4,8]", "--seeds", "1", "--n-train", "24", "--n-test", "16"]  # fmt: skip
@@ -30,6 +30,12 @@ def test_parse_variants():
         parse_variants("nope", [])
     with pytest.raises(StudyError, match="NAME="):
         parse_variants("", ["justaname"])
+    # every variant's settings are checked as a config before anything trains
+    with pytest.raises(StudyError, match="variant 'x': unknown config key 'model.nokey'"):
+        parse_variants("", ["x=model.nokey=1"])
+    with pytest.raises(StudyError, match=r"variant 'default' \(with --set train.lr=-1\): train.lr=-1.0 is out"):
+        parse_variants("default", [], ["train.lr=-1"])
+    assert parse_variants("", ["mix=data=synthetic:mix"]) == {"mix": ["data=synthetic:mix"]}
 
 
 def test_bad_options_exit_2(capsys):
@@ -37,6 +43,22 @@ def test_bad_options_exit_2(capsys):
     assert "--tasks" in capsys.readouterr().err
     assert curve.main(["--points", "a,b"]) == 2
     assert peers.main(["--steps", "0"]) == 2
+    assert peers.main(["--n-train", "0"]) == 2
+    assert "--n-train 0: need at least 1" in capsys.readouterr().err
+
+
+def test_a_failed_run_is_one_line_naming_its_log(tmp_path, capsys):
+    """A run that fails (here: train.py refuses a horizon no clip holds) is one line with the run's own last
+    line and its log, exit 1; not a traceback."""
+    rc = peers.main(["--steps", "2", "--variants", "", "--variant", "h=model.horizon=6", "--tasks", "direction",
+                     "--out", str(tmp_path / "p"), *TINY])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 1 and "Traceback" not in err
+    assert "training h_s0 failed (exit 2)" in err and "train_h_s0.log" in err
+    assert "model.horizon=6 needs 6 frames in one training window, but data.clip_len=4 gives 4" in err
+    with pytest.raises(StudyFailure):
+        Runner(tmp_path / "r", verbose=False).train("x", ["model.horizon=6"], data="synthetic:shapes", steps=2,
+                                                      budget_s=None, seed=0, extra_sets=TINY[1:8:2])  # fmt: skip
 
 
 def test_peers_two_step_run_and_table(tmp_path, capsys):
