@@ -43,7 +43,7 @@ def test_bad_options_exit_2(capsys):
     assert "--tasks" in capsys.readouterr().err
     assert curve.main(["--points", "a,b"]) == 2
     assert peers.main(["--steps", "0"]) == 2
-    assert peers.main(["--n-train", "0"]) == 2
+    assert peers.main(["--n-train", "0", "--tasks", "direction"]) == 2
     assert "--n-train 0: need at least 1" in capsys.readouterr().err
 
 
