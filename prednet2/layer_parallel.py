@@ -47,6 +47,7 @@ from torch import Tensor, nn
 
 from .cells import upsample2
 from .losses import ahead_loss, info_nce
+from .outputs import detach as _detach
 
 __all__ = ["partition_units", "unit_costs", "LayerParallelWorker", "tick_schedule"]
 
@@ -321,11 +322,3 @@ class LayerParallelWorker:
 def _unit_of(key: str) -> int | None:
     parts = key.split(".")
     return int(parts[1]) if len(parts) > 1 and parts[0] == "units" and parts[1].isdigit() else None
-
-
-def _detach(x):
-    if x is None:
-        return None
-    if isinstance(x, tuple):
-        return tuple(v.detach() for v in x)
-    return x.detach()

@@ -25,18 +25,20 @@ class StackState:
     e: list[Tensor | None]
 
 
+def detach(x: Tensor | tuple[Tensor, ...] | None):
+    """A tensor, a cell state (a tuple of tensors, e.g. an LSTM's (h, c)) or None, cut from the autograd graph."""
+    if x is None:
+        return None
+    if isinstance(x, tuple):
+        return tuple(v.detach() for v in x)
+    return x.detach()
+
+
 def detach_state(state: StackState | None) -> StackState | None:
     """The same state cut from the autograd graph: call it between truncated windows (memory flat in T)."""
     if state is None:
         return None
-
-    def d(x):
-        if x is None:
-            return None
-        if isinstance(x, tuple):
-            return tuple(v.detach() for v in x)
-        return x.detach()
-
+    d = detach
     return StackState(
         t=state.t,
         cell=[d(c) for c in state.cell],
