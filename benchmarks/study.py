@@ -269,9 +269,6 @@ def main_guard(fn) -> int:
     probe failed; finished runs and probes are kept, so rerunning resumes) one line and exit 1."""
     try:
         return fn()
-    except StudyError as e:
+    except (StudyError, StudyFailure) as e:
         print(f"{Path(sys.argv[0]).name}: error: {e}", file=sys.stderr)
-        return 2
-    except StudyFailure as e:
-        print(f"{Path(sys.argv[0]).name}: error: {e}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(e, StudyError) else 1

@@ -36,8 +36,9 @@ def ahead_loss(ahead: list[list[Tensor]], targets: list[Tensor], valid: list[boo
     ``valid[t]`` whether step t had a prediction at all. Only pairs whose target falls inside the window count;
     each k contributes the mean of its per-sample error means. None when no pair fits (a window shorter than 2).
     """
+    K = len(ahead[0]) + 1 if ahead else 1  # the horizon: the k = 1 head plus the further ones
     total = None
-    for k in range(2, len(ahead[0]) + 2 if ahead else 2):
+    for k in range(2, K + 1):
         errs = [
             error_loss(ahead[t][k - 2], targets[t + k - 1])[1].mean() for t in range(len(targets) - k + 1) if valid[t]
         ]

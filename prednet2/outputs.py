@@ -38,13 +38,12 @@ def detach_state(state: StackState | None) -> StackState | None:
     """The same state cut from the autograd graph: call it between truncated windows (memory flat in T)."""
     if state is None:
         return None
-    d = detach
     return StackState(
         t=state.t,
-        cell=[d(c) for c in state.cell],
-        r=[d(x) for x in state.r],
-        a=[d(x) for x in state.a],
-        e=[d(x) for x in state.e],
+        cell=[detach(c) for c in state.cell],
+        r=[detach(x) for x in state.r],
+        a=[detach(x) for x in state.a],
+        e=[detach(x) for x in state.e],
     )
 
 

@@ -61,10 +61,10 @@ def _check_horizon(cfg: Config) -> None:
     T = cfg.data.clip_len
     span = T if cfg.train.mode == "end_to_end" else min(cfg.train.window, T)
     if K > span:
-        what = f"data.clip_len={T}" if span == T else f"train.window={cfg.train.window}"
+        key = "data.clip_len" if span == T else "train.window"
         raise ConfigError(
-            f"model.horizon={K} needs {K} frames in one training window, but {what} gives {span}; "
-            f"raise {what.split('=')[0]} to at least {K} or lower model.horizon"
+            f"model.horizon={K} needs {K} frames in one training window, but {key}={span} gives {span}; "
+            f"raise {key} to at least {K} or lower model.horizon"
         )
 
 
