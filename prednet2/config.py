@@ -104,6 +104,10 @@ class ModelConfig:
     cov_weights: tuple[float, ...] = _r((), ge=0)  # per-unit covariance weights; () means cov_weight for every unit
     layer_weights: tuple[float, ...] = _r((), ge=0)  # per-unit loss weights; () means all ones
     motion_channels: int = _r(0, ge=0)  # channels of the motion stream's own encoder at layer 0; 0 = no motion stream
+    # Anti-slowness (vicreg only): a hinge on the per-channel std of the change a(t) - a(t-1) over positions, so a
+    # channel cannot settle on what never moves; 0 turns it off. change_std is the std the hinge asks for.
+    change_weight: float = _r(0.0, ge=0)
+    change_std: float = _r(0.5, gt=0)
     bind_weight: float = _r(0.1, ge=0)  # weight of the RGB<->motion InfoNCE binding loss
     bind_temperature: float = _r(0.1, gt=0)
     use_ext_op: bool = True  # use the fused error-unit op when built (falls back to the torch reference)

@@ -48,6 +48,7 @@ from torch import Tensor, nn
 from .cells import upsample2
 from .losses import ahead_loss, info_nce
 from .outputs import detach as _detach
+from .stack import needs_prev
 
 __all__ = ["partition_units", "unit_costs", "LayerParallelWorker", "tick_schedule"]
 
@@ -246,7 +247,7 @@ class LayerParallelWorker:
             e, per_sample = model._error(s.pred, target)
             valid = t > 0
             terms = {f"err/{l}": per_sample.mean() if valid else 0.0 * per_sample.sum()}
-            terms.update(model._anti_collapse(l, a, s.pred))
+            terms.update(model._anti_collapse(l, a, s.pred, s.a))
             bind = u.bind_projections(a) if u.motion_channels else None
             s.steps.append({"terms": terms, "valid": valid, "bind": bind, "ahead": s.ahead, "target": target})
             s.a, s.e = a, e
@@ -279,7 +280,7 @@ class LayerParallelWorker:
         n_valid = sum(s["valid"] for s in steps)
         terms: dict[str, Tensor] = {}
         for key in steps[0]["terms"]:
-            is_err = key.startswith("err/")
+            is_err = needs_prev(key)
             vals = [s["terms"][key] for s in steps if s["valid"] or not is_err]
             terms[key] = torch.stack(vals).mean() if (n_valid or not is_err) else steps[0]["terms"][key]
         if steps[0]["bind"] is not None:

@@ -146,7 +146,7 @@ class PredictiveStack(nn.Module):
             frame_errors.append(per_sample.detach() if valid else torch.zeros_like(per_sample.detach()))
             if compute_losses:
                 terms[f"err/{l}"] = per_sample.mean() if valid else 0.0 * per_sample.sum()
-                terms.update(self._anti_collapse(l, a, preds[l]))
+                terms.update(self._anti_collapse(l, a, preds[l], state.a[l]))
                 if u.motion_channels:
                     bind_pair = u.bind_projections(a)
             if l + 1 < L:
@@ -192,8 +192,8 @@ class PredictiveStack(nn.Module):
         for key in steps[0].terms:
             if key == "bind":
                 continue
-            vals = [s.terms[key] for s in steps if s.valid or not key.startswith("err/")]
-            terms[key] = torch.stack(vals).mean() if n_valid or not key.startswith("err/") else steps[0].terms[key]
+            vals = [s.terms[key] for s in steps if s.valid or not needs_prev(key)]
+            terms[key] = torch.stack(vals).mean() if n_valid or not needs_prev(key) else steps[0].terms[key]
         if steps[0].bind_pair is not None:
             rgb = torch.cat([s.bind_pair[0] for s in steps], dim=0)  # (T*B, D)
             mot = torch.cat([s.bind_pair[1] for s in steps], dim=0)
@@ -225,7 +225,9 @@ class PredictiveStack(nn.Module):
             return error_loss(pred, target)
         return reference_error_unit(pred, target)
 
-    def _anti_collapse(self, l: int, a: Tensor, a_hat: Tensor) -> dict[str, Tensor]:
+    def _anti_collapse(self, l: int, a: Tensor, a_hat: Tensor, a_prev: Tensor | None = None) -> dict[str, Tensor]:
+        """Unit l's anti-collapse terms at one step; ``a_prev`` (the step before's a, None at the first step) feeds
+        the change hinge (``model.change_weight``)."""
         u = self.units[l]
         mode = self.cfg.anti_collapse
         if mode == "none":
@@ -236,7 +238,14 @@ class PredictiveStack(nn.Module):
             a = a[:, u.repr_channels :]
             a_hat = a_hat[:, u.repr_channels :]
         if mode == "vicreg":
-            return {f"var/{l}": variance_hinge(a), f"cov/{l}": covariance_penalty(a)}
+            out = {f"var/{l}": variance_hinge(a), f"cov/{l}": covariance_penalty(a)}
+            if self.cfg.change_weight > 0:
+                if a_prev is None:  # no step before: a zero that keeps the graph (not counted, see needs_prev)
+                    out[f"chg/{l}"] = 0.0 * a.sum()
+                else:
+                    a_prev = a_prev[:, u.repr_channels :] if u.pixel else a_prev
+                    out[f"chg/{l}"] = variance_hinge(a - a_prev, target_std=self.cfg.change_std)
+            return out
         # "infonce": the prediction at a position must pick out the actual representation at that position among
         # other positions of the batch (CPC); the key is not detached, so the encoder learns to be discriminative.
         q = a_hat.permute(0, 2, 3, 1).flatten(0, 2)  # (B*H*W, C)
@@ -266,6 +275,8 @@ class PredictiveStack(nn.Module):
                 loss = loss + self.layer_weights[l] * terms[f"ahead/{l}"]
             if f"var/{l}" in terms:
                 loss = loss + cfg.var_weight * terms[f"var/{l}"] + self.cov_weights[l] * terms[f"cov/{l}"]
+            if f"chg/{l}" in terms:
+                loss = loss + cfg.change_weight * terms[f"chg/{l}"]
             if f"nce/{l}" in terms:
                 loss = loss + cfg.var_weight * terms[f"nce/{l}"]
             if l == 0 and "bind" in terms:
@@ -288,6 +299,12 @@ class PredictiveStack(nn.Module):
                 "(datasets give batch['mask'] when motion is enabled), or turn the stream off with --set motion=off "
                 "or model.motion_channels=0"
             )
+
+
+def needs_prev(key: str) -> bool:
+    """Whether a loss term exists only from the second step on (the error, the change hinge): it is averaged over
+    the valid steps of a window, the others over all steps."""
+    return key.startswith(("err/", "chg/"))
 
 
 def _validate(cfg: ModelConfig) -> None:

@@ -112,3 +112,32 @@ def test_target_grad_lets_the_error_train_the_encoder_of_the_target():
 def test_target_grad_refuses_an_ema_target():
     with pytest.raises(ValueError, match="target_grad"):
         make(target_grad=True, target_mode="ema")
+
+
+def test_change_hinge_is_off_by_default():
+    out = make()(clip())
+    assert not any(k.startswith("chg/") for k in out.stats)
+
+
+def test_change_hinge_asks_each_channel_to_change():
+    """On a still clip a(t) - a(t-1) is zero, so the hinge is at its full change_std; on a moving one it is lower,
+    and its gradient reaches the encoder. The first step has no step before and is not counted."""
+    m = make(change_weight=1.0, change_std=0.5)
+    still = clip(t=1).expand(2, 4, 3, 16, 16).contiguous()
+    out = m(still)
+    for l in range(2):
+        assert out.stats[f"chg/{l}"] == pytest.approx(0.5 - 1e-2, abs=1e-3)  # std = sqrt(0 + eps), eps 1e-4
+        assert out.steps[0].terms[f"chg/{l}"].item() == 0.0
+    moving = make(change_weight=1.0, change_std=0.5)(clip(t=4))
+    assert float(moving.stats["chg/0"]) < 0.5 - 1e-2
+    m.zero_grad()
+    m(clip(t=4)).steps[-1].terms["chg/0"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.units[0].parameters())
+
+
+def test_change_hinge_weights_the_unit_loss():
+    x = clip(t=4)
+    base = make(change_weight=0.0)(x)
+    on = make(change_weight=2.0)(x)
+    for l in range(2):
+        assert float(on.losses[l] - base.losses[l]) == pytest.approx(2.0 * float(on.stats[f"chg/{l}"]), rel=1e-4)
