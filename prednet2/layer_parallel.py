@@ -288,7 +288,9 @@ class LayerParallelWorker:
             mot = torch.cat([s["bind"][1] for s in steps], dim=0)
             terms["bind"] = info_nce(rgb, mot, cfg.bind_temperature)
         if cfg.horizon > 1:
-            ahead = ahead_loss([s["ahead"] for s in steps], [s["target"] for s in steps], [s["valid"] for s in steps])
+            ahead = ahead_loss(
+                [s["ahead"] for s in steps], [s["target"] for s in steps], [s["valid"] for s in steps], model._error
+            )
             if ahead is not None:
                 terms[f"ahead/{l}"] = ahead
         # Compose with the stack's own rule; the other units' terms are zeros (their losses are not used here).

@@ -29,18 +29,22 @@ def error_loss(pred: Tensor, target: Tensor, weight: Tensor | None = None) -> tu
     return error_unit(pred, target, weight)
 
 
-def ahead_loss(ahead: list[list[Tensor]], targets: list[Tensor], valid: list[bool]) -> Tensor | None:
+def ahead_loss(
+    ahead: list[list[Tensor]], targets: list[Tensor], valid: list[bool], error_fn=error_loss
+) -> Tensor | None:
     """One unit's further-horizon error over a window (``model.horizon`` K > 1), summed over k = 2..K.
 
     ``ahead[t][k - 2]`` is what the state made at step t predicts for step t+k-1, ``targets[t]`` the target at t,
     ``valid[t]`` whether step t had a prediction at all. Only pairs whose target falls inside the window count;
     each k contributes the mean of its per-sample error means. None when no pair fits (a window shorter than 2).
+    ``error_fn(pred, target) -> (E, per_sample)`` is the stack's own (the fused op, or the reference when
+    ``model.use_ext_op`` is off).
     """
     K = len(ahead[0]) + 1 if ahead else 1  # the horizon: the k = 1 head plus the further ones
     total = None
     for k in range(2, K + 1):
         errs = [
-            error_loss(ahead[t][k - 2], targets[t + k - 1])[1].mean() for t in range(len(targets) - k + 1) if valid[t]
+            error_fn(ahead[t][k - 2], targets[t + k - 1])[1].mean() for t in range(len(targets) - k + 1) if valid[t]
         ]
         if errs:
             e = torch.stack(errs).mean()

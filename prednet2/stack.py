@@ -261,7 +261,7 @@ class PredictiveStack(nn.Module):
         valid = [s.valid for s in steps]
         out: dict[str, Tensor] = {}
         for l in range(self.num_layers):
-            e = ahead_loss([s.ahead[l] for s in steps], [s.targets[l] for s in steps], valid)
+            e = ahead_loss([s.ahead[l] for s in steps], [s.targets[l] for s in steps], valid, self._error)
             if e is not None:
                 out[f"ahead/{l}"] = e
         return out

@@ -138,7 +138,8 @@ def test_train_step_modes(mode, window):
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
-def test_fused_op_and_reference_train_alike(monkeypatch):
+@pytest.mark.parametrize("heads", [[], ["model.predict=residual", "model.horizon=2"]], ids=["direct", "residual_h2"])
+def test_fused_op_and_reference_train_alike(monkeypatch, heads):
     """Issue 4: 10 training steps with the fused error-unit op and with the pure-torch reference give the same
     losses and parameters (the op dispatches to the reference when the extension is not built, so this always
     compares two code paths only where prednet2._C exists)."""
@@ -160,7 +161,7 @@ def test_fused_op_and_reference_train_alike(monkeypatch):
     monkeypatch.setattr(prednet2.losses, "error_unit", counting)
     results = []
     for use_ext in (True, False):
-        cfg = tiny_config(f"model.use_ext_op={str(use_ext).lower()}", "model.channels=[8,16]")
+        cfg = tiny_config(f"model.use_ext_op={str(use_ext).lower()}", "model.channels=[8,16]", *heads)
         torch.manual_seed(0)
         model = prednet2.build_model(cfg)
         opt, sched = build_optimizer(model, cfg)
