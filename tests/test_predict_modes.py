@@ -120,13 +120,15 @@ def test_change_hinge_is_off_by_default():
 
 
 def test_change_hinge_asks_each_channel_to_change():
-    """On a still clip a(t) - a(t-1) is zero, so the hinge is at its full change_std; on a moving one it is lower,
-    and its gradient reaches the encoder. The first step has no step before and is not counted."""
+    """On a still clip unit 0's a(t) - a(t-1) is zero, so its hinge is at the full change_std (the units above see
+    error units, which move as the state settles); on a moving clip it is lower, and its gradient reaches the
+    encoder. The first step has no step before and is not counted."""
     m = make(change_weight=1.0, change_std=0.5)
     still = clip(t=1).expand(2, 4, 3, 16, 16).contiguous()
     out = m(still)
+    assert out.stats["chg/0"] == pytest.approx(0.5 - 1e-2, abs=1e-3)  # std = sqrt(0 + eps), eps 1e-4
     for l in range(2):
-        assert out.stats[f"chg/{l}"] == pytest.approx(0.5 - 1e-2, abs=1e-3)  # std = sqrt(0 + eps), eps 1e-4
+        assert 0.0 <= out.stats[f"chg/{l}"] <= 0.5
         assert out.steps[0].terms[f"chg/{l}"].item() == 0.0
     moving = make(change_weight=1.0, change_std=0.5)(clip(t=4))
     assert float(moving.stats["chg/0"]) < 0.5 - 1e-2
