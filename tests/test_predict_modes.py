@@ -142,4 +142,4 @@ def test_change_hinge_weights_the_unit_loss():
     base = make(change_weight=0.0)(x)
     on = make(change_weight=2.0)(x)
     for l in range(2):
-        assert float(on.losses[l] - base.losses[l]) == pytest.approx(2.0 * float(on.stats[f"chg/{l}"]), rel=1e-4)
+        assert (on.losses[l] - base.losses[l]).item() == pytest.approx(2.0 * on.stats[f"chg/{l}"].item(), rel=1e-4)
