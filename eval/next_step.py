@@ -9,6 +9,10 @@ a = the unit's target (what its target encoder says at t) and â = its predictio
 - ``copy_last``  : a(t-1), the error if the representation did not change
 - ``mean``       : the per-channel mean of a over all scored frames (an oracle constant; 0 on sparse data)
 
+``per_layer_change[l]`` says how fast the representation itself moves: per channel, the RMS of a(t) - a(t-1) over
+the channel's std, then the median over channels (0: a channel that never changes; about 1.41: no correlation
+from one frame to the next). ``per_layer[l]["change_min"]``/``["change_max"]`` give the spread over channels.
+
 ``per_layer_ratio[l]`` = MSE(model) / MSE(copy_last) and ``per_layer_ratio_mean[l]`` = MSE(model) / MSE(mean)
 (= 1 - R²). Below 1 the model beats that predictor. MAE ratios are reported too (``per_layer_ratio_mae``; MAE is
 twice the error-unit mean the model is trained on). In pixel mode (``model.target=pixel``) layer 0 predicts the
@@ -53,6 +57,7 @@ class LayerErrors:
         self.ch_n = 0  # scored elements per channel
         self.ch_sum: torch.Tensor | None = None  # (C,) float64
         self.ch_sq: torch.Tensor | None = None
+        self.ch_dsq: torch.Tensor | None = None  # per-channel sum of (a(t) - a(t-1))^2
 
     @torch.no_grad()
     def add(self, pred: torch.Tensor, target: torch.Tensor) -> None:
@@ -66,6 +71,8 @@ class LayerErrors:
         s, q = a.sum(dim=(0, 1, 3, 4)), (a * a).sum(dim=(0, 1, 3, 4))  # (C,)
         self.ch_sum = s if self.ch_sum is None else self.ch_sum + s
         self.ch_sq = q if self.ch_sq is None else self.ch_sq + q
+        dq = ((a - a_prev) ** 2).sum(dim=(0, 1, 3, 4))
+        self.ch_dsq = dq if self.ch_dsq is None else self.ch_dsq + dq
         self.ch_n += a.numel() // a.shape[2]
 
     def summary(self) -> dict[str, float]:
@@ -82,6 +89,12 @@ class LayerErrors:
         out["ratio"] = _ratio(out["model_mse"], out["copy_last_mse"])
         out["ratio_mean"] = _ratio(out["model_mse"], out["mean_mse"])
         out["ratio_mae"] = _ratio(out["model_mae"], out["copy_last_mae"])
+        live = var > 1e-12  # a constant channel has no change ratio
+        change = (self.ch_dsq[live] / self.ch_n / var[live]).sqrt()
+        nan = float("nan")
+        out["change"] = float(change.median()) if change.numel() else nan
+        out["change_min"] = float(change.min()) if change.numel() else nan
+        out["change_max"] = float(change.max()) if change.numel() else nan
         return out
 
 
@@ -208,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         "per_layer_ratio": {l: s["ratio"] for l, s in per_layer.items()},
         "per_layer_ratio_mean": {l: s["ratio_mean"] for l, s in per_layer.items()},
         "per_layer_ratio_mae": {l: s["ratio_mae"] for l, s in per_layer.items()},
+        "per_layer_change": {l: s["change"] for l, s in per_layer.items()},
         "per_layer": per_layer,
         "metric": "mse; ratio = model / copy_last, ratio_mean = model / per-channel mean, frames t >= 1",
         "n_clips": len(ds),
@@ -228,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"layer {l}: {r:.3f}" for l, r in result["per_layer_ratio"].items())
         + "; vs channel mean: "
         + ", ".join(f"{r:.3f}" for r in result["per_layer_ratio_mean"].values())
+        + "; change/std: "
+        + ", ".join(f"{r:.2f}" for r in result["per_layer_change"].values())
         + f" -> {args.out}"
     )
     if pixels is not None:

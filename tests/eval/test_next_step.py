@@ -37,6 +37,21 @@ def test_channel_mean_predictor_is_the_variance():
     assert s["ratio_mean"] > 100  # black is far worse than the channel mean here
 
 
+def test_change_ratio_of_still_and_white_noise_channels():
+    """Channel 0 never changes; channel 1 is fresh noise every frame (RMS change = sqrt(2) std); channel 2 is
+    constant everywhere (no std: left out). The change ratio is per channel, then the median."""
+    torch.manual_seed(2)
+    still = torch.randn(8, 1, 1, 6, 6).expand(8, 7, 1, 6, 6)
+    noise = torch.randn(8, 7, 1, 6, 6)
+    target = torch.cat([still, noise, torch.ones(8, 7, 1, 6, 6)], dim=2)
+    acc = LayerErrors()
+    acc.add(target, target)
+    s = acc.summary()
+    assert s["change_min"] == pytest.approx(0.0, abs=1e-6)
+    assert s["change_max"] == pytest.approx(math.sqrt(2), rel=0.1)
+    assert s["change_min"] <= s["change"] <= s["change_max"]
+
+
 def test_pixel_metrics():
     x = torch.full((2, 3, 16, 16), 0.5)
     assert psnr(x, torch.zeros_like(x)) == pytest.approx(torch.full((2,), 10 * math.log10(4)), rel=1e-5)
@@ -67,6 +82,7 @@ def test_cli_repr_mode(tiny_run, tmp_path):
     r = json.loads(out.read_text())
     assert set(r["per_layer_ratio"]) == {"0", "1"} and set(r["per_layer_ratio_mean"]) == {"0", "1"}
     assert all(v > 0 for v in r["per_layer_ratio"].values())
+    assert set(r["per_layer_change"]) == {"0", "1"} and all(0 <= v < 2 for v in r["per_layer_change"].values())
     assert r["n_clips"] == 4 and r["pixel_mode"] is False and "pixel" not in r
 
 
