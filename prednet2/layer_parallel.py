@@ -46,9 +46,9 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from .cells import upsample2
-from .losses import ahead_loss, info_nce
+from .losses import ahead_loss
 from .outputs import detach as _detach
-from .stack import needs_prev
+from .stack import window_terms
 
 __all__ = ["partition_units", "unit_costs", "LayerParallelWorker", "tick_schedule"]
 
@@ -277,16 +277,9 @@ class LayerParallelWorker:
     def _window_loss(self, l: int, steps: list[dict]) -> Tensor:
         """Unit l's loss over one window, aggregated exactly as ``PredictiveStack.forward`` does."""
         model, cfg = self.model, self.model.cfg
-        n_valid = sum(s["valid"] for s in steps)
-        terms: dict[str, Tensor] = {}
-        for key in steps[0]["terms"]:
-            is_err = needs_prev(key)
-            vals = [s["terms"][key] for s in steps if s["valid"] or not is_err]
-            terms[key] = torch.stack(vals).mean() if (n_valid or not is_err) else steps[0]["terms"][key]
-        if steps[0]["bind"] is not None:
-            rgb = torch.cat([s["bind"][0] for s in steps], dim=0)  # (T*B, D)
-            mot = torch.cat([s["bind"][1] for s in steps], dim=0)
-            terms["bind"] = info_nce(rgb, mot, cfg.bind_temperature)
+        terms = window_terms(
+            [s["terms"] for s in steps], [s["valid"] for s in steps], [s["bind"] for s in steps], cfg.bind_temperature
+        )
         if cfg.horizon > 1:
             ahead = ahead_loss(
                 [s["ahead"] for s in steps], [s["target"] for s in steps], [s["valid"] for s in steps], model._error

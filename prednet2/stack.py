@@ -186,18 +186,9 @@ class PredictiveStack(nn.Module):
             )
             steps.append(out)
 
-        # Aggregate: error loss averaged over valid steps, anti-collapse over all steps, binding over (B*T) pairs.
-        n_valid = sum(s.valid for s in steps)
-        terms: dict[str, Tensor] = {}
-        for key in steps[0].terms:
-            if key == "bind":
-                continue
-            vals = [s.terms[key] for s in steps if s.valid or not needs_prev(key)]
-            terms[key] = torch.stack(vals).mean() if n_valid or not needs_prev(key) else steps[0].terms[key]
-        if steps[0].bind_pair is not None:
-            rgb = torch.cat([s.bind_pair[0] for s in steps], dim=0)  # (T*B, D)
-            mot = torch.cat([s.bind_pair[1] for s in steps], dim=0)
-            terms["bind"] = info_nce(rgb, mot, self.cfg.bind_temperature)
+        terms = window_terms(
+            [s.terms for s in steps], [s.valid for s in steps], [s.bind_pair for s in steps], self.cfg.bind_temperature
+        )
         if self.cfg.horizon > 1:
             terms.update(self._ahead_terms(steps))
         losses = self._compose(terms)
@@ -240,7 +231,7 @@ class PredictiveStack(nn.Module):
         if mode == "vicreg":
             out = {f"var/{l}": variance_hinge(a), f"cov/{l}": covariance_penalty(a)}
             if self.cfg.change_weight > 0:
-                if a_prev is None:  # no step before: a zero that keeps the graph (not counted, see needs_prev)
+                if a_prev is None:  # no step before: a zero that keeps the graph (not counted, see window_terms)
                     out[f"chg/{l}"] = 0.0 * a.sum()
                 else:
                     a_prev = a_prev[:, u.repr_channels :] if u.pixel else a_prev
@@ -301,10 +292,28 @@ class PredictiveStack(nn.Module):
             )
 
 
-def needs_prev(key: str) -> bool:
-    """Whether a loss term exists only from the second step on (the error, the change hinge): it is averaged over
-    the valid steps of a window, the others over all steps."""
-    return key.startswith(("err/", "chg/"))
+def window_terms(
+    step_terms: list[dict[str, Tensor]],
+    valid: list[bool],
+    bind_pairs: list[tuple[Tensor, Tensor] | None],
+    bind_temperature: float,
+) -> dict[str, Tensor]:
+    """The per-step loss terms of one window (or clip) aggregated into the window's terms; the stack's forward and
+    layer-parallel training share it. Terms that need the step before (the error, the change hinge) are averaged
+    over the valid steps, the others over all steps; the binding loss is InfoNCE over all (B*T) pairs."""
+    n_valid = sum(valid)
+    terms: dict[str, Tensor] = {}
+    for key in step_terms[0]:
+        if key == "bind":
+            continue
+        needs_prev = key.startswith(("err/", "chg/"))
+        vals = [t[key] for t, v in zip(step_terms, valid) if v or not needs_prev]
+        terms[key] = torch.stack(vals).mean() if (n_valid or not needs_prev) else step_terms[0][key]
+    if bind_pairs[0] is not None:
+        rgb = torch.cat([p[0] for p in bind_pairs], dim=0)  # (T*B, D)
+        mot = torch.cat([p[1] for p in bind_pairs], dim=0)
+        terms["bind"] = info_nce(rgb, mot, bind_temperature)
+    return terms
 
 
 def _validate(cfg: ModelConfig) -> None:
