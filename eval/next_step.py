@@ -52,12 +52,11 @@ class LayerErrors:
 
     def __init__(self):
         self.n = 0  # scored elements
-        self.sse = {"model": 0.0, "copy_last": 0.0}
+        self.sse: dict[str, torch.Tensor | float] = {"model": 0.0, "copy_last": 0.0}  # per channel (C,) float64
         self.sae = {"model": 0.0, "copy_last": 0.0}
         self.ch_n = 0  # scored elements per channel
         self.ch_sum: torch.Tensor | None = None  # (C,) float64
         self.ch_sq: torch.Tensor | None = None
-        self.ch_dsq: torch.Tensor | None = None  # per-channel sum of (a(t) - a(t-1))^2
 
     @torch.no_grad()
     def add(self, pred: torch.Tensor, target: torch.Tensor) -> None:
@@ -66,13 +65,11 @@ class LayerErrors:
         self.n += a.numel()
         for name, p in (("model", a_hat), ("copy_last", a_prev)):
             d = a - p
-            self.sse[name] += float((d * d).sum())
+            self.sse[name] = self.sse[name] + (d * d).sum(dim=(0, 1, 3, 4))
             self.sae[name] += float(d.abs().sum())
         s, q = a.sum(dim=(0, 1, 3, 4)), (a * a).sum(dim=(0, 1, 3, 4))  # (C,)
         self.ch_sum = s if self.ch_sum is None else self.ch_sum + s
         self.ch_sq = q if self.ch_sq is None else self.ch_sq + q
-        dq = ((a - a_prev) ** 2).sum(dim=(0, 1, 3, 4))
-        self.ch_dsq = dq if self.ch_dsq is None else self.ch_dsq + dq
         self.ch_n += a.numel() // a.shape[2]
 
     def summary(self) -> dict[str, float]:
@@ -80,8 +77,8 @@ class LayerErrors:
         mu = self.ch_sum / self.ch_n
         var = (self.ch_sq / self.ch_n - mu * mu).clamp_min(0.0)
         out = {
-            "model_mse": self.sse["model"] / self.n,
-            "copy_last_mse": self.sse["copy_last"] / self.n,
+            "model_mse": float(self.sse["model"].sum()) / self.n,
+            "copy_last_mse": float(self.sse["copy_last"].sum()) / self.n,
             "mean_mse": float(var.mean()),
             "model_mae": self.sae["model"] / self.n,
             "copy_last_mae": self.sae["copy_last"] / self.n,
@@ -89,12 +86,11 @@ class LayerErrors:
         out["ratio"] = _ratio(out["model_mse"], out["copy_last_mse"])
         out["ratio_mean"] = _ratio(out["model_mse"], out["mean_mse"])
         out["ratio_mae"] = _ratio(out["model_mae"], out["copy_last_mae"])
-        live = var > 1e-12  # a constant channel has no change ratio
-        change = (self.ch_dsq[live] / self.ch_n / var[live]).sqrt()
-        nan = float("nan")
-        out["change"] = float(change.median()) if change.numel() else nan
-        out["change_min"] = float(change.min()) if change.numel() else nan
-        out["change_max"] = float(change.max()) if change.numel() else nan
+        live = var > 1e-12  # a constant channel has no change ratio; copy-last's error is the change a(t) - a(t-1)
+        change = (self.sse["copy_last"][live] / self.ch_n / var[live]).sqrt()
+        if not change.numel():
+            change = var.new_full((1,), float("nan"))
+        out.update(change=float(change.median()), change_min=float(change.min()), change_max=float(change.max()))
         return out
 
 
