@@ -89,7 +89,8 @@ class ModelConfig:
     kernel_size: int = _r(3, ge=1)
     # "repr": every unit predicts its target encoder's next output; "pixel": layer 0 predicts pixels
     target: str = _one_of("repr", "pixel")
-    pass_up: str = _one_of("error", "repr")  # what unit l hands to unit l+1: E (as PredNet) or a
+    # what unit l hands to unit l+1: E (as PredNet), a, its state r (as PVM: what it expects), or E and r together
+    pass_up: str = _one_of("error", "repr", "state", "error+state")
     lateral: bool = True  # ablation switch: the unit's own recurrence
     feedback: bool = True  # ablation switch: time-delayed top-down input from the unit above
     # "vicreg" (variance hinge + covariance) | "none" | "infonce"

@@ -48,7 +48,7 @@ from torch import Tensor, nn
 from .cells import upsample2
 from .losses import ahead_loss
 from .outputs import detach as _detach
-from .stack import window_terms
+from .stack import passed_up, up_channels, window_terms
 
 __all__ = ["partition_units", "unit_costs", "LayerParallelWorker", "tick_schedule"]
 
@@ -149,7 +149,7 @@ class LayerParallelWorker:
         self.window = max(1, min(window, clip_len))
         self.grad_clip = grad_clip
         self.feedback = bool(cfg.feedback)
-        self.pass_error = cfg.pass_up == "error"
+        self.pass_up = cfg.pass_up
         # One AdamW per unit: AdamW is elementwise per parameter, so this equals the trainer's one optimiser with a
         # param group per unit; the schedule is trainer.build_optimizer's (linear warmup, one step per batch).
         warm = max(0, warmup_steps)
@@ -169,7 +169,7 @@ class LayerParallelWorker:
     # ---- message shapes ------------------------------------------------------------------------------------
     def _x_shape(self, l: int) -> tuple[int, ...]:
         below = self.model.units[l - 1]
-        c = 2 * below.target_channels if self.pass_error else below.target_channels
+        c = up_channels(self.pass_up, below)
         return (self.B, c, self.grid[0] >> l, self.grid[1] >> l)
 
     def _r_shape(self, l: int) -> tuple[int, ...]:
@@ -252,7 +252,7 @@ class LayerParallelWorker:
             s.steps.append({"terms": terms, "valid": valid, "bind": bind, "ahead": s.ahead, "target": target})
             s.a, s.e = a, e
             if l + 1 < self.L:
-                up = e if self.pass_error else a
+                up = passed_up(self.pass_up, e, a, s.r)
                 x_next = F.max_pool2d(up.detach(), 2)
                 if self.owner[l + 1] == self.rank:
                     local[("x", l + 1, t)] = x_next

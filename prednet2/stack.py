@@ -62,7 +62,7 @@ class PredictiveStack(nn.Module):
                 horizon=cfg.horizon,
             )
             units.append(unit)
-            in_ch = 2 * unit.target_channels if cfg.pass_up == "error" else unit.target_channels
+            in_ch = up_channels(cfg.pass_up, unit)
         self.units = nn.ModuleList(units)
         self.layer_weights = tuple(cfg.layer_weights) or (1.0,) * L
         self.cov_weights = tuple(cfg.cov_weights) or (cfg.cov_weight,) * L
@@ -150,7 +150,7 @@ class PredictiveStack(nn.Module):
                 if u.motion_channels:
                     bind_pair = u.bind_projections(a)
             if l + 1 < L:
-                up = e if cfg.pass_up == "error" else a
+                up = passed_up(cfg.pass_up, e, a, r_new[l])
                 x = F.max_pool2d(up.detach() if detach_between else up, 2)
 
         losses: list[Tensor] = []
@@ -290,6 +290,24 @@ class PredictiveStack(nn.Module):
                 "(datasets give batch['mask'] when motion is enabled), or turn the stream off with --set motion=off "
                 "or model.motion_channels=0"
             )
+
+
+def up_channels(pass_up: str, unit: PredictiveUnit) -> int:
+    """Channels of what ``unit`` hands to the unit above under ``model.pass_up`` (see ``passed_up``)."""
+    e, a, r = 2 * unit.target_channels, unit.target_channels, unit.hidden_channels
+    return {"error": e, "repr": a, "state": r, "error+state": e + r}[pass_up]
+
+
+def passed_up(pass_up: str, e: Tensor, a: Tensor, r: Tensor) -> Tensor:
+    """What a unit hands up at step t (before pooling): its error units e, its representation a, its state r
+    (made before frame t: what it expected, as a PVM unit passes up its hidden layer), or cat(e, r)."""
+    if pass_up == "error":
+        return e
+    if pass_up == "repr":
+        return a
+    if pass_up == "state":
+        return r
+    return torch.cat([e, r], dim=1)
 
 
 def window_terms(

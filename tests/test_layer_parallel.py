@@ -14,9 +14,16 @@ from prednet2.config import Config
 from prednet2.layer_parallel import partition_units, tick_schedule
 
 # 3 units with a motion stream (binding loss), VICReg terms, the change hinge, residual prediction and the
-# further-horizon heads: every kind of per-unit loss term is exercised.
+# further-horizon heads, passing up E and the state r: every kind of per-unit loss term is exercised.
 CFG = {
-    "model": {"channels": [8, 12, 16], "motion_channels": 4, "predict": "residual", "horizon": 3, "change_weight": 0.5},
+    "model": {
+        "channels": [8, 12, 16],
+        "motion_channels": 4,
+        "predict": "residual",
+        "horizon": 3,
+        "change_weight": 0.5,
+        "pass_up": "error+state",
+    },
     "train": {"lr": 1e-2, "window": 4, "warmup_steps": 2, "grad_clip": 0.5},
 }
 B, T, H, W, N_BATCHES = 4, 6, 16, 16, 2  # T=6, window 4: a full and a short window per clip

@@ -2,6 +2,7 @@ import dataclasses
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from prednet2 import Config, ModelConfig, PredictiveStack, build_model, detach_state
 
@@ -95,6 +96,8 @@ def test_windows_continue_the_state():
         {},
         {"cell": "lstm"},
         {"pass_up": "repr"},
+        {"pass_up": "state"},
+        {"pass_up": "error+state"},
         {"anti_collapse": "infonce"},
         {"target_mode": "ema"},
         {"target": "pixel"},
@@ -118,6 +121,21 @@ def test_gradient_isolation_local_mode(over):
                 assert any(g is not None and g.abs().sum() > 0 for g in grads), f"unit {l} got no gradient"
             else:
                 assert all(g is None or torch.all(g == 0) for g in grads), f"loss {l} leaked into unit {k}"
+
+
+@pytest.mark.parametrize("pass_up", ["error", "repr", "state", "error+state"])
+def test_pass_up_hands_the_named_tensor_to_the_unit_above(pass_up):
+    """Unit 1's input at step t is the 2x2 max-pool of unit 0's E, a, r or cat(E, r) at the same step."""
+    m = make(pass_up=pass_up)
+    seen = []
+    m.units[1].enc.register_forward_hook(lambda mod, inp, out: seen.append(inp[0]))
+    x = clip(t=3)
+    out = m(x)
+    for t, s in enumerate(out.steps):
+        e, r = s.errors[0], s.states[0]
+        a = s.targets[0]  # stop-gradient target == a in value
+        want = {"error": e, "repr": a, "state": r, "error+state": torch.cat([e, r], 1)}[pass_up]
+        torch.testing.assert_close(seen[t], F.max_pool2d(want, 2))
 
 
 def test_gradients_cross_units_end_to_end():
