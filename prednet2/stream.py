@@ -24,6 +24,8 @@ baseline and count as surprising: a new stream is worth learning from). Gates:
   a window with none is skipped (no backward, no step).
 - ``lr``: every window updates on all its frames, with lr scaled by clamp(max_t z_t / z_threshold, 0, 1).
 - ``always``: plain online learning, every window, full lr.
+With ``model.horizon > 1`` an updating window also trains the further-horizon heads on the targets inside it (all
+of its frames, as the trainer's window loss does).
 """
 
 from __future__ import annotations
@@ -140,6 +142,7 @@ def run_stream(
     rss_trace: list[tuple[int, float, float]] = []
     state = None
     win_losses: list[torch.Tensor] = []
+    win_steps: list = []  # the window's step outputs, for the further-horizon terms (model.horizon > 1)
     win_z: list[float] = []
     n_updates = n_windows = 0
     surprises: list[float] = []
@@ -166,6 +169,8 @@ def run_stream(
             if learn:
                 if is_open:
                     win_losses.append(torch.stack(out.losses).sum())
+                if model.cfg.horizon > 1:
+                    win_steps.append(out)
                 if out.valid:
                     win_z.append(z)
                 if (n + 1) % window == 0:
@@ -173,7 +178,11 @@ def run_stream(
                     scale = gate_.lr_scale(win_z)
                     if win_losses and scale > 0:
                         opt.zero_grad(set_to_none=True)
-                        torch.stack(win_losses).mean().backward()
+                        loss = torch.stack(win_losses).mean()
+                        if win_steps:  # t+2.. targets inside the window, as the trainer's window loss has them
+                            ahead = model._ahead_terms(win_steps)
+                            loss = loss + sum(model.layer_weights[int(k[6:])] * v for k, v in ahead.items())
+                        loss.backward()
                         if cfg.train.grad_clip > 0:
                             # As the trainer: per unit in local mode (units stay independent), global end to end.
                             groups = [g["params"] for g in opt.param_groups]
@@ -185,7 +194,7 @@ def run_stream(
                         model.update_ema()
                         n_updates += 1
                         updated = True
-                    win_losses, win_z = [], []
+                    win_losses, win_z, win_steps = [], [], []
                     state = detach_state(state)
             else:
                 state = detach_state(state)  # no graph anyway (no_grad); keeps the contract explicit

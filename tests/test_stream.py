@@ -135,6 +135,21 @@ def test_stream_learns_and_writes_outputs(tmp_path, ckpt, video):
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
+def test_stream_learning_trains_the_further_horizon_heads(tmp_path, video):
+    """model.horizon=2: online learning must move the t+2 head too (it only gets gradient from the ahead terms)."""
+    torch.manual_seed(0)
+    cfg = Config.from_dict({"model": {"channels": [8, 16], "horizon": 2}, "data": {"size": [32, 32]},
+                            "train": {"lr": 1e-2, "window": 4}})  # fmt: skip
+    model = prednet2.build_model(cfg.model)
+    path = tmp_path / "h2.pt"
+    save_checkpoint(path, model=model, optimizer=None, config=cfg, step=0)
+    before = load_checkpoint(path)["model"]
+    run_stream(str(video), str(path), tmp_path / "out", learn=True, gate="always", video=False, progress=False)
+    after = load_checkpoint(tmp_path / "out" / "last.pt")["model"]
+    ahead = [k for k in before if ".heads_ahead." in k]
+    assert ahead and all(not torch.equal(before[k], after[k]) for k in ahead)
+
+
 def test_stream_threshold_gate_skips_unsurprising_windows(tmp_path, ckpt, video):
     # A huge threshold: only the warm-up frames (no baseline yet) open the gate, so only early windows update.
     s = run_stream(
