@@ -52,13 +52,12 @@ class Loaded:
 
 
 def load_or_exit(path: str, device: torch.device | str = "cpu") -> Loaded:
-    """Load a trained checkpoint (strict, weights_only), or exit 2 with one line naming the file and why."""
-    from prednet2.checkpoint import CheckpointError, load_checkpoint, load_model
+    """Load a trained checkpoint (strict, weights_only) from its file or its run folder, or exit 2 with one line
+    naming the file and why."""
+    from prednet2.checkpoint import CheckpointError, load_checkpoint, load_model, resolve_checkpoint
 
-    p = Path(path)
-    if not p.is_file():
-        fail(f"--checkpoint {path}: no such file (expected RUN/checkpoints/last.pt from train.py)")
     try:
+        p = resolve_checkpoint(path)
         model, cfg = load_model(p, device=device)
         step = int(load_checkpoint(p, map_location="cpu").get("step", 0))
     except CheckpointError as e:

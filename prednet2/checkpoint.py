@@ -157,11 +157,31 @@ def set_rng_state(rng: dict[str, Any]) -> None:
 
 
 # ---- loading ----------------------------------------------------------------------------------------------
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file from what a user passes: the file itself, or a run folder (its ``checkpoints/last.pt``).
+
+    Raises CheckpointError with one line saying what was found instead.
+    """
+    p = Path(path)
+    if p.is_dir():
+        for c in (p / "checkpoints" / "last.pt", p / "last.pt"):
+            if c.is_file():
+                return c
+        raise CheckpointError(f"{p}: a folder without checkpoints/last.pt; pass a run folder of train.py or a .pt file")
+    if not p.is_file():
+        raise CheckpointError(f"{p}: no such file (expected RUN/checkpoints/last.pt from train.py, or RUN itself)")
+    return p
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint with ``torch.load(weights_only=True)``. Raises CheckpointError naming the file."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if head != b"PK" and head[:1] != b"\x80":  # torch.save writes a zip archive (or, in old formats, a pickle)
+        raise CheckpointError(f"{path}: not a checkpoint (torch.save writes a zip archive; this file starts {head!r})")
     try:
         with warnings.catch_warnings():  # a foreign pickle's protocol warning would only precede our one line
             warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)

@@ -300,8 +300,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     p = _parser()
     a = p.parse_args(argv)
-    if not Path(a.checkpoint).is_file():
-        p.error(f"--checkpoint {a.checkpoint}: no such file (train one: python train.py --data ... --out RUN)")
+    from prednet2.checkpoint import CheckpointError, resolve_checkpoint
+
+    try:
+        a.checkpoint = str(resolve_checkpoint(a.checkpoint))
+    except CheckpointError as e:
+        p.error(f"--checkpoint {e}")
     for name in ("max_frames", "window", "panel_height", "threads"):
         if getattr(a, name) < 0:
             p.error(f"--{name.replace('_', '-')} must be >= 0")
@@ -311,7 +315,6 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--device cuda: no CUDA device here; use --device cpu")
     if a.threads:
         torch.set_num_threads(a.threads)
-    from prednet2.checkpoint import CheckpointError
 
     try:
         summary = run_stream(

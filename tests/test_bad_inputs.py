@@ -216,6 +216,19 @@ CASES = [
         for name in ("text", "empty", "truncated", "pickle")
     ],  # fmt: skip
     (
+        "ckpt_folder_without_checkpoint",
+        lambda f: [
+            "probe",
+            "--checkpoint",
+            str(f.d),
+            "--data",
+            "synthetic:shapes:direction",
+            "--out",
+            str(f.d / "p.json"),
+        ],
+        "without checkpoints/last.pt",
+    ),  # fmt: skip
+    (
         "ckpt_other_arch",
         lambda f: [
             "probe",

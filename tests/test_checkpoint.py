@@ -17,6 +17,7 @@ from prednet2.checkpoint import (
     load_checkpoint,
     load_model,
     load_model_state,
+    resolve_checkpoint,
     save_checkpoint,
     set_rng_state,
 )
@@ -82,6 +83,26 @@ def test_missing_and_foreign_files(tmp_path):
     torch.save({"weights": torch.ones(1)}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a prednet2 checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
+
+
+def test_resolve_checkpoint_takes_a_file_or_a_run_folder(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    last = run / "checkpoints" / "last.pt"
+    torch.save({"model": {}, "config": {}}, last)
+    assert resolve_checkpoint(last) == last
+    assert resolve_checkpoint(run) == last  # the run folder train.py wrote
+    with pytest.raises(CheckpointError, match="x.pt: no such file"):
+        resolve_checkpoint(tmp_path / "x.pt")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="empty: a folder without checkpoints/last.pt"):
+        resolve_checkpoint(tmp_path / "empty")
+
+
+def test_text_file_is_named_as_not_a_checkpoint(tmp_path):
+    (tmp_path / "notes.pt").write_text("hello")
+    with pytest.raises(CheckpointError, match=r"notes.pt: not a checkpoint \(torch.save writes a zip archive"):
+        load_checkpoint(tmp_path / "notes.pt")
 
 
 def test_strict_mismatch_names_keys_shapes_and_config(tmp_path):
