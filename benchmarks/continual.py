@@ -43,7 +43,8 @@ def _run(cmd: list[str]) -> None:
 def _probe(args, task: str, ckpt: Path, out: Path, extra: list[str] = ()) -> dict:
     _run([sys.executable, "-m", "eval.linear_probe", "--checkpoint", str(ckpt), "--data",
           f"synthetic:shapes:{task}", "--out", str(out), "--seeds", str(args.seeds), "--n-train",
-          str(args.n_train), "--n-test", str(args.n_test), "--threads", "1", "--no-cache", *extra])  # fmt: skip
+          str(args.n_train), "--n-test", str(args.n_test), "--threads", "1", "--no-cache", "--no-progress",
+          *extra])  # fmt: skip
     r = json.loads(out.read_text())
     return {"top1": float(r["top1"]), "top1_std": float(r["top1_std"]), "checkpoint_step": r["checkpoint_step"]}
 

@@ -222,7 +222,7 @@ class Runner:
         out.parent.mkdir(parents=True, exist_ok=True)
         args = ["-m", "eval.linear_probe", "--checkpoint", str(ckpt), "--data", spec, "--out", str(out)]
         args += ["--seeds", str(probe.seeds), "--n-train", str(probe.n_train), "--n-test", str(probe.n_test)]
-        args += ["--threads", "1", *extra]
+        args += ["--threads", "1", "--no-progress", *extra]
         if variant == "random_init":
             args.append("--random-init")
         elif variant == "pixels":

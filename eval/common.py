@@ -36,6 +36,28 @@ def resolve_device(name: str) -> torch.device:
         fail(f"--device {name!r}: expected auto, cpu or cuda[:N]")
 
 
+_PROGRESS = [True]  # progress bars on; --no-progress turns them off for the whole process
+
+
+def add_runtime_args(p) -> None:
+    """``--threads`` and ``--no-progress``, the same in every eval CLI (``apply_runtime`` reads them)."""
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
+
+
+def apply_runtime(args: Any) -> None:
+    """Apply ``add_runtime_args``'s options: torch threads, progress bars."""
+    set_threads(args.threads)
+    _PROGRESS[0] = not getattr(args, "no_progress", False)
+
+
+def progress(iterable, desc: str):
+    """A transient tqdm bar over ``iterable`` (none with --no-progress)."""
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=desc, leave=False, disable=not _PROGRESS[0])
+
+
 def set_threads(n: int) -> None:
     if n > 0:
         torch.set_num_threads(n)

@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
+
+from .common import progress
 
 # Bump when the meaning of cached arrays changes (pooling, layout), so old cache files are not reused.
 FEATURE_VERSION = 1
@@ -139,7 +140,7 @@ def extract_model_features(
     model.eval()
     chunks: dict[str, list[np.ndarray]] = {}
     labels: list[np.ndarray] = []
-    for batch in tqdm(_loader(dataset, batch_size, num_workers), desc=desc, leave=False):
+    for batch in progress(_loader(dataset, batch_size, num_workers), desc):
         clip = to_unit_float(batch["video"]).to(device)  # (B, T, C, H, W)
         mask = batch["mask"].to(device).float() if (use_mask and "mask" in batch) else None
         out = model.extract_features(clip, mask=mask)
@@ -186,7 +187,7 @@ def extract_pixel_features(
     """``pooled_pixels`` over ``dataset`` as one "layer" ``"0"``: ({"0": (N, F)}, labels (N,))."""
     rows: list[np.ndarray] = []
     labels: list[np.ndarray] = []
-    for batch in tqdm(_loader(dataset, batch_size, num_workers), desc=desc, leave=False):
+    for batch in progress(_loader(dataset, batch_size, num_workers), desc):
         rows.append(pooled_pixels(batch["video"], pool=pool, bins=bins).numpy())
         labels.append(_labels(batch))
     if not labels:

@@ -18,6 +18,8 @@ import numpy as np
 from prednet2.config import DataConfig
 
 from .common import (
+    add_runtime_args,
+    apply_runtime,
     build_or_exit,
     data_config,
     fail,
@@ -26,7 +28,6 @@ from .common import (
     random_init_model,
     resolve_device,
     run_dir_of,
-    set_threads,
     uses_motion,
 )
 from .features import Features, cached_features, checkpoint_id, extract_model_features, extract_pixel_features
@@ -57,7 +58,7 @@ def add_feature_args(p: argparse.ArgumentParser, *, data_help: str) -> argparse.
     p.add_argument("--n-test", type=int, default=512, help="synthetic sets: test clips (default 512)")
     p.add_argument("--data-seed", type=int, default=0, help="synthetic sets: dataset seed, fixed across seeds")
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    add_runtime_args(p)
     p.add_argument("--cache-dir", help="feature cache folder (default RUN/feature_cache)")
     p.add_argument("--no-cache", action="store_true", help="always recompute features")
     return p
@@ -147,7 +148,7 @@ class FeatureSource:
             self.layers = parse_layers(args.layers)
         except ValueError as e:
             fail(str(e))
-        set_threads(args.threads)
+        apply_runtime(args)
         self.args, self.labelled = args, labelled
         self.device = resolve_device(args.device)
         # Step 1. The checkpoint: its config fixes the architecture and the input format (size, grayscale, clip).

@@ -31,16 +31,17 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch.utils.data import DataLoader, Subset
-from tqdm import tqdm
 
 from prednet2.cli import prog_name
 
 from .common import (
+    add_runtime_args,
+    apply_runtime,
     build_or_exit,
     fail,
     model_for_eval,
+    progress,
     resolve_device,
-    set_threads,
     write_json,
 )
 from .features import to_unit_float
@@ -169,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip-len", type=int, help="frames per clip (default: the checkpoint's)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    add_runtime_args(p)
     return p
 
 
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.n_clips < 1:
         fail(f"--n-clips {args.n_clips}: need at least 1")
-    set_threads(args.threads)
+    apply_runtime(args)
     device = resolve_device(args.device)
     t0 = time.time()
 
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     model.eval()
     loader = DataLoader(ds, batch_size=args.batch_size, shuffle=False, num_workers=args.num_workers)
     with torch.no_grad():
-        for batch in tqdm(loader, desc="next-step", leave=False):
+        for batch in progress(loader, "next-step"):
             clip = to_unit_float(batch["video"]).to(device)  # (B, T, C, H, W)
             mask = batch["mask"].to(device).float() if (motion is not None and "mask" in batch) else None
             out = model(clip, mask=mask)

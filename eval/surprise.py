@@ -25,16 +25,17 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from prednet2.cli import prog_name
 
 from .common import (
+    add_runtime_args,
+    apply_runtime,
     build_or_exit,
     fail,
     model_for_eval,
+    progress,
     resolve_device,
-    set_threads,
     write_json,
 )
 from .features import to_unit_float
@@ -177,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--clip-len", type=int, help="frames per clip (default: the checkpoint's)")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    add_runtime_args(p)
     return p
 
 
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.n_clips < 2:
         fail(f"--n-clips {args.n_clips}: need at least 2")
-    set_threads(args.threads)
+    apply_runtime(args)
     device = resolve_device(args.device)
     t0 = time.time()
 
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     errs, labels, scored, kinds = [], [], [], []
     model.eval()
     with torch.no_grad():
-        for batch in tqdm(DataLoader(ds, batch_size=args.batch_size, shuffle=False), desc="surprise", leave=False):
+        for batch in progress(DataLoader(ds, batch_size=args.batch_size, shuffle=False), "surprise"):
             if "frame_label" not in batch:
                 fail(f"{ANOMALY_SPEC}: items carry no 'frame_label'; the anomaly set is not usable")
             clip = to_unit_float(batch["video"]).to(device)

@@ -74,11 +74,12 @@ def test_to_frames_undoes_the_space_to_depth_stem():
     assert to_frames(x, 1) is x
 
 
-def test_cli_repr_mode(tiny_run, tmp_path):
+def test_cli_repr_mode(tiny_run, tmp_path, capsys):
     out = tmp_path / "next.json"
     ckpt = str(tiny_run / "checkpoints" / "last.pt")
     assert main(["--checkpoint", ckpt, "--data", "synthetic:shapes", "--out", str(out), "--n-clips", "4",
                  "--device", "cpu"]) == 0  # fmt: skip
+    assert "next-step:" in capsys.readouterr().err  # the progress bar (off with --no-progress, below)
     r = json.loads(out.read_text())
     assert set(r["per_layer_ratio"]) == {"0", "1"} and set(r["per_layer_ratio_mean"]) == {"0", "1"}
     assert all(v > 0 for v in r["per_layer_ratio"].values())
@@ -86,14 +87,16 @@ def test_cli_repr_mode(tiny_run, tmp_path):
     assert r["n_clips"] == 4 and r["pixel_mode"] is False and "pixel" not in r
 
 
-def test_cli_pixel_mode(tmp_path):
+def test_cli_pixel_mode(tmp_path, capsys):
     cfg = Config.from_dict({"model": {"channels": [3, 8], "target": "pixel"}, "data": {"size": [32, 32], "clip_len": 4},
                             "motion": {"enabled": False}})  # fmt: skip
     ckpt = tmp_path / "px" / "checkpoints" / "last.pt"
     save_checkpoint(ckpt, model=build_model(cfg.model), optimizer=None, config=cfg, step=1)
     out = tmp_path / "next.json"
-    assert main(["--checkpoint", str(ckpt), "--data", "synthetic:shapes", "--out", str(out), "--n-clips", "3",
-                 "--device", "cpu"]) == 0  # fmt: skip
+    # The run folder stands for its checkpoints/last.pt; --no-progress leaves stderr without a bar.
+    assert main(["--checkpoint", str(tmp_path / "px"), "--data", "synthetic:shapes", "--out", str(out), "--n-clips",
+                 "3", "--device", "cpu", "--no-progress"]) == 0  # fmt: skip
+    assert "next-step:" not in capsys.readouterr().err
     r = json.loads(out.read_text())
     assert r["pixel_mode"] is True
     assert set(r["pixel"]) == {"model", "copy_last", "black"}
