@@ -20,6 +20,8 @@ as in the paper), and the terms are parts of ONE loss (their sum), not local los
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -27,6 +29,7 @@ from torch import Tensor, nn
 from .cells import ConvLSTMCell, State, upsample2
 from .config import ModelConfig
 from .losses import error_loss
+from .ops import reference_error_unit
 from .outputs import StackOutput, StackState, StepOutput
 
 
@@ -45,6 +48,24 @@ class PredNetLayer(nn.Module):
         self.conv_ahat = nn.Conv2d(r_channels, a_channels, k, padding=k // 2)
 
 
+# The ModelConfig fields the PredNet baseline reads; every other field belongs to the predictive stack, and a value
+# other than the prednet preset's would be silently ignored here, so ``unused_options`` names it and PredNet refuses.
+PREDNET_FIELDS = ("preset", "arch", "in_channels", "channels", "hidden_channels", "kernel_size", "layer_weights",
+                  "use_ext_op")  # fmt: skip
+
+
+def unused_options(cfg: ModelConfig) -> list[str]:
+    """``["model.KEY=VALUE", ...]`` for each stack-only field of ``cfg`` that differs from the prednet preset."""
+    from .presets import PRESETS
+
+    ref = dataclasses.replace(ModelConfig(), **{k: v for k, v in PRESETS["prednet"].items() if k not in PREDNET_FIELDS})
+    return [
+        f"model.{f.name}={getattr(cfg, f.name)!r}"
+        for f in dataclasses.fields(ModelConfig)
+        if f.name not in PREDNET_FIELDS and getattr(cfg, f.name) != getattr(ref, f.name)
+    ]
+
+
 class PredNet(nn.Module):
     """The PredNet baseline. ``cfg.channels`` are the stack sizes (A_l channels; A_0 is the frame, so channels[0]
     is replaced by ``in_channels``), ``cfg.hidden_channels`` the R stack sizes (default: the same)."""
@@ -54,6 +75,12 @@ class PredNet(nn.Module):
         L = len(cfg.channels)
         if L < 1:
             raise ValueError("model.channels: need at least one layer")
+        unused = unused_options(cfg)
+        if unused:
+            raise ValueError(
+                f"{', '.join(unused)}: not used by the PredNet baseline (model.arch=prednet), which reads only "
+                f"{', '.join('model.' + k for k in PREDNET_FIELDS[2:])}; drop the option or use a stack preset"
+            )
         if cfg.layer_weights and len(cfg.layer_weights) != L:
             raise ValueError(f"model.layer_weights: {len(cfg.layer_weights)} weights for {L} layers (model.channels)")
         if cfg.hidden_channels and len(cfg.hidden_channels) != L:
@@ -123,7 +150,8 @@ class PredNet(nn.Module):
             a_hat = F.relu(u.conv_ahat(r_new[l]))
             if l == 0:
                 a_hat = a_hat.clamp(max=1.0)  # SatLU: pixels are at most 1
-            e, per_sample = error_loss(a_hat, a)  # the target A is NOT detached: end-to-end, as the original
+            # the target A is NOT detached: end-to-end, as the original
+            e, per_sample = (error_loss if self.cfg.use_ext_op else reference_error_unit)(a_hat, a)
             preds.append(a_hat)
             targets.append(a)
             errors.append(e)

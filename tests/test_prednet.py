@@ -57,3 +57,29 @@ def test_prednet_grayscale_and_features_and_size_error():
     assert feats[0].shape == (2, 1 + 3) and feats[2].shape == (2, 12)
     with pytest.raises(ValueError, match="not a multiple of 4"):
         m(torch.rand(1, 2, 1, 18, 16))
+
+
+@pytest.mark.parametrize("over", [{"pass_up": "error+state"}, {"horizon": 2}, {"readout": "a,r"}, {"cell": "gru"}])
+def test_stack_only_options_are_refused_by_name(over):
+    """An option PredNet would silently ignore is an error naming the key (the trainer turns it into exit 2)."""
+    key = next(iter(over))
+    with pytest.raises(ValueError, match=f"model.{key}=.*not used by the PredNet baseline"):
+        kitti(channels=[3, 4], layer_weights=[1.0, 0.0], **over)
+
+
+def test_use_ext_op_false_runs_the_torch_reference_with_the_same_result(monkeypatch):
+    import prednet2.prednet as pn
+
+    fused = kitti(channels=[3, 4], layer_weights=[1.0, 0.0])
+    ref = kitti(channels=[3, 4], layer_weights=[1.0, 0.0], use_ext_op=False)
+    ref.load_state_dict(fused.state_dict())
+    x = torch.rand(2, 3, 3, 16, 16)
+    want = fused(x).losses[0]
+
+    def no_fused_op(*a, **k):
+        raise AssertionError("the fused op was called")
+
+    monkeypatch.setattr(pn, "error_loss", no_fused_op)
+    torch.testing.assert_close(ref(x).losses[0], want)  # the reference alone, same value
+    with pytest.raises(AssertionError, match="fused op"):
+        fused(x)
