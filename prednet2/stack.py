@@ -347,6 +347,13 @@ def _validate(cfg: ModelConfig) -> None:
             raise ValueError(f"model.{key}: {n} entries for {L} units (model.channels); give one per unit or none")
     if cfg.target_grad and cfg.target_mode == "ema":
         raise ValueError("model.target_grad=true needs model.target_mode=stopgrad (an EMA target takes no gradient)")
+    if cfg.anti_collapse != "vicreg":  # the VICReg-only options would be silently ignored
+        for key, on in (("change_weight", cfg.change_weight > 0), ("cov_weights", bool(cfg.cov_weights))):
+            if on:
+                raise ValueError(
+                    f"model.{key} applies to model.anti_collapse=vicreg only (it is {cfg.anti_collapse!r}); "
+                    f"drop model.{key} or set model.anti_collapse=vicreg"
+                )
     readout.parse_parts(cfg.readout)
 
 

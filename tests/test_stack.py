@@ -259,3 +259,13 @@ def test_build_model_motion_off_from_config():
 def test_bad_model_config(key, val):
     with pytest.raises(ValueError, match=f"model.{key}"):
         make(**{key: val})
+
+
+@pytest.mark.parametrize("over", [{"change_weight": 0.5}, {"cov_weights": (0.1, 0.1, 0.1)}])
+@pytest.mark.parametrize("mode", ["none", "infonce"])
+def test_vicreg_only_options_are_refused_without_vicreg(over, mode):
+    """They would do nothing there; the error names the key and the mode."""
+    key = next(iter(over))
+    with pytest.raises(ValueError, match=f"model.{key} applies to model.anti_collapse=vicreg only.*'{mode}'"):
+        make(anti_collapse=mode, **over)
+    make(**over)  # with vicreg (the default) the same option builds
