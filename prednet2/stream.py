@@ -48,7 +48,13 @@ from prednet2.runinfo import read_rss_mb
 from prednet2.stream_motion import StreamMotion
 from prednet2.surprise_gate import SurpriseGate
 
-__all__ = ["SourceError", "FrameSource", "SurpriseGate", "StreamMotion", "read_rss_mb", "run_stream", "main"]
+
+class StreamOptionError(ValueError):
+    """An option of ``run_stream`` does not fit the checkpoint (e.g. a window shorter than its horizon)."""
+
+
+__all__ = ["SourceError", "StreamOptionError", "FrameSource", "SurpriseGate", "StreamMotion", "read_rss_mb",
+           "run_stream", "main"]  # fmt: skip
 
 
 # ---- the loop ---------------------------------------------------------------------------------------------------
@@ -115,7 +121,13 @@ def run_stream(
         cfg = cfg.replace({"train": {"lr": lr}})
     window = window or cfg.train.window
     if window < 1:
-        raise ValueError(f"--window must be >= 1, got {window}")
+        raise StreamOptionError(f"--window must be >= 1, got {window}")
+    horizon = getattr(model.cfg, "horizon", 1)
+    if learn and window < horizon:  # as the trainer refuses train.window < model.horizon
+        raise StreamOptionError(
+            f"--window {window} is shorter than the checkpoint's model.horizon={horizon}: its further-horizon heads "
+            f"would get no target; use --window {horizon} or more"
+        )
     end_to_end = cfg.train.mode == "end_to_end"
     grayscale = cfg.model.in_channels == 1
     src = FrameSource(source, size=tuple(cfg.data.size), grayscale=grayscale)
@@ -335,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
             panel_height=a.panel_height,
             progress=not a.no_progress,
         )
-    except (SourceError, CheckpointError) as e:
+    except (SourceError, CheckpointError, StreamOptionError) as e:
         print(f"prednet2.stream: error: {e}", file=sys.stderr)
         return 2
     r = summary["rss"]

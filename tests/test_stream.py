@@ -14,7 +14,7 @@ import torch
 import prednet2
 from prednet2.checkpoint import load_checkpoint, save_checkpoint
 from prednet2.config import Config
-from prednet2.stream import FrameSource, SourceError, SurpriseGate, main, run_stream
+from prednet2.stream import FrameSource, SourceError, StreamOptionError, SurpriseGate, main, run_stream
 
 
 def write_video(path, n: int, *, h: int = 48, w: int = 80, seed: int = 0) -> np.ndarray:
@@ -135,7 +135,7 @@ def test_stream_learns_and_writes_outputs(tmp_path, ckpt, video):
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
-def test_stream_learning_trains_the_further_horizon_heads(tmp_path, video):
+def test_stream_learning_trains_the_further_horizon_heads(tmp_path, video, capsys):
     """model.horizon=2: online learning must move the t+2 head too (it only gets gradient from the ahead terms)."""
     torch.manual_seed(0)
     cfg = Config.from_dict({"model": {"channels": [8, 16], "horizon": 2}, "data": {"size": [32, 32]},
@@ -148,6 +148,11 @@ def test_stream_learning_trains_the_further_horizon_heads(tmp_path, video):
     after = load_checkpoint(tmp_path / "out" / "last.pt")["model"]
     ahead = [k for k in before if ".heads_ahead." in k]
     assert ahead and all(not torch.equal(before[k], after[k]) for k in ahead)
+    with pytest.raises(StreamOptionError, match="--window 1 is shorter than the checkpoint's model.horizon=2"):
+        run_stream(str(video), str(path), tmp_path / "w1", learn=True, window=1, video=False, progress=False)
+    # The CLI: one line, exit 2.
+    assert main([str(video), "--checkpoint", str(path), "--learn", "--window", "1", "--out", str(tmp_path / "w2")]) == 2
+    assert "shorter than the checkpoint's model.horizon=2" in capsys.readouterr().err
 
 
 def test_stream_threshold_gate_skips_unsurprising_windows(tmp_path, ckpt, video):
