@@ -257,6 +257,13 @@ class PredictiveStack(nn.Module):
                 out[f"ahead/{l}"] = e
         return out
 
+    def ahead_loss(self, steps: list[StepOutput]) -> Tensor | None:
+        """The further-horizon part of the summed unit losses over ``steps`` (each unit's ``ahead/l`` term times its
+        layer weight, as ``_compose`` adds it); None when the window holds no t+2.. target."""
+        terms = self._ahead_terms(steps)
+        parts = [self.layer_weights[l] * terms[f"ahead/{l}"] for l in range(self.num_layers) if f"ahead/{l}" in terms]
+        return torch.stack(parts).sum() if parts else None
+
     def _compose(self, terms: dict[str, Tensor]) -> list[Tensor]:
         cfg = self.cfg
         losses = []

@@ -122,7 +122,7 @@ def run_stream(
     window = window or cfg.train.window
     if window < 1:
         raise StreamOptionError(f"--window must be >= 1, got {window}")
-    horizon = getattr(model.cfg, "horizon", 1)
+    horizon = model.cfg.horizon
     if learn and window < horizon:  # as the trainer refuses train.window < model.horizon
         raise StreamOptionError(
             f"--window {window} is shorter than the checkpoint's model.horizon={horizon}: its further-horizon heads "
@@ -181,7 +181,7 @@ def run_stream(
             if learn:
                 if is_open:
                     win_losses.append(torch.stack(out.losses).sum())
-                if model.cfg.horizon > 1:
+                if horizon > 1:
                     win_steps.append(out)
                 if out.valid:
                     win_z.append(z)
@@ -191,9 +191,9 @@ def run_stream(
                     if win_losses and scale > 0:
                         opt.zero_grad(set_to_none=True)
                         loss = torch.stack(win_losses).mean()
-                        if win_steps:  # t+2.. targets inside the window, as the trainer's window loss has them
-                            ahead = model._ahead_terms(win_steps)
-                            loss = loss + sum(model.layer_weights[int(k[6:])] * v for k, v in ahead.items())
+                        ahead = model.ahead_loss(win_steps) if win_steps else None  # t+2.. targets in the window
+                        if ahead is not None:
+                            loss = loss + ahead
                         loss.backward()
                         if cfg.train.grad_clip > 0:
                             # As the trainer: per unit in local mode (units stay independent), global end to end.
