@@ -90,10 +90,13 @@ def parse_variants(names: str, extra: list[str], common: list[str] = ()) -> dict
 
 def parse_probe(args) -> Probe:
     """--seeds, --n-train, --n-test as a Probe, checked before anything trains."""
+    clip_len = getattr(args, "probe_clip_len", None)
     for opt, v in (("--seeds", args.seeds), ("--n-train", args.n_train), ("--n-test", args.n_test)):
         if v < 1:
             raise StudyError(f"{opt} {v}: need at least 1")
-    return Probe(args.seeds, args.n_train, args.n_test)
+    if clip_len is not None and clip_len < 2:
+        raise StudyError(f"--probe-clip-len {clip_len}: need at least 2 frames")
+    return Probe(args.seeds, args.n_train, args.n_test, clip_len)
 
 
 def add_study_args(p, *, tasks: str, out: str) -> None:
@@ -105,6 +108,9 @@ def add_study_args(p, *, tasks: str, out: str) -> None:
     p.add_argument("--seeds", type=int, default=3, help="probe seeds (default 3)")
     p.add_argument("--n-train", type=int, default=1024, help="synthetic probe train clips (default 1024)")
     p.add_argument("--n-test", type=int, default=512, help="synthetic probe test clips (default 512)")
+    p.add_argument("--probe-clip-len", type=int, metavar="T",
+                   help="frames per clip of the synthetic probes (default: each checkpoint's data.clip_len); "
+                   "compares variants trained on other clip lengths at one readout")  # fmt: skip
     p.add_argument("--jobs", type=int, default=1, help="runs side by side, one thread each (default 1)")
     p.add_argument("--out", default=out, help=f"study folder (default {out})")
     p.add_argument("--json", help="write the figures here")
@@ -127,6 +133,7 @@ class Probe:
     seeds: int = 3
     n_train: int = 1024
     n_test: int = 512
+    clip_len: int | None = None  # synthetic probes' frames per clip; None: the checkpoint's data.clip_len
 
 
 @dataclass
@@ -216,6 +223,9 @@ class Runner:
         """One linear probe (trained | random_init | pixels) of ``ckpt`` on ``task``; cached as JSON."""
         spec, extra = TASKS[task]
         tag = f"{tag}_n{probe.n_train}x{probe.seeds}"  # probes of other sizes are other files
+        if probe.clip_len is not None and "--clip-len" not in extra:  # basketball keeps its own clip length
+            extra = ["--clip-len", str(probe.clip_len)]
+            tag += f"_T{probe.clip_len}"
         out = ckpt.parent.parent / "eval" / f"probe_{task}_{tag}_{variant}.json"
         if out.is_file():
             return json.loads(out.read_text())

@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import curve  # noqa: E402
 import peers  # noqa: E402
-from study import Runner, StudyError, StudyFailure, parse_variants  # noqa: E402
+from study import Probe, Runner, StudyError, StudyFailure, parse_variants  # noqa: E402
 
 TINY = ["--set", "motion=off", "--set", "data.batch_size=2", "--set", "data.clip_len=4",
         "--set", "model.channels=[4,8]", "--seeds", "1", "--n-train", "24", "--n-test", "16"]  # fmt: skip
@@ -81,6 +81,31 @@ def test_peers_two_step_run_and_table(tmp_path, capsys):
     t0 = time.time()
     assert peers.main(["--steps", "2", "--variants", "default", "--tasks", "direction", "--out", str(out), *TINY]) == 0
     assert time.time() - t0 < 5
+
+
+def test_probe_clip_len_reaches_the_synthetic_probes_only(tmp_path, monkeypatch, capsys):
+    """--probe-clip-len sets the synthetic probes' clip length (its own cached file); basketball keeps its 6."""
+    seen = {}
+
+    def fake_run(self, args, log, budget_s=None):
+        out = Path(args[args.index("--out") + 1])
+        clip_len = args[args.index("--clip-len") + 1] if "--clip-len" in args else None
+        seen[args[args.index("--data") + 1]] = (clip_len, out.name)
+        out.write_text(json.dumps({"top1": 0.5}))
+        return 0
+
+    monkeypatch.setattr(Runner, "run", fake_run)
+    ckpt = tmp_path / "run" / "checkpoints" / "last.pt"
+    r = Runner(tmp_path, verbose=False)
+    for clip_len in (None, 20):
+        for task in ("direction", "basketball"):
+            r.probe(ckpt, task, "trained", Probe(1, 8, 8, clip_len), "t")
+        kind = seen["synthetic:shapes:direction"]
+        assert kind == ((None, "probe_direction_t_n8x1_trained.json") if clip_len is None
+                        else ("20", "probe_direction_t_n8x1_T20_trained.json"))  # fmt: skip
+        assert [v[0] for k, v in seen.items() if k != "synthetic:shapes:direction"] == ["6"]
+    assert peers.main(["--probe-clip-len", "1", "--tasks", "direction"]) == 2
+    assert "--probe-clip-len 1: need at least 2 frames" in capsys.readouterr().err
 
 
 @pytest.mark.slow
