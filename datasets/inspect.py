@@ -8,29 +8,22 @@ is usable, 2 when none is (or DATA/an option is bad).
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
 from collections import Counter
 from pathlib import Path
 
-from prednet2.cli import prog_name
+from prednet2.cli import OneLineParser, prog_name
 from prednet2.config import DataConfig
 
 from .errors import DataError
 from .folder import VideoFolder
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line on stderr, exit 2 (argparse would add the usage block)
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        sys.exit(2)
-
-
 def main(argv: list[str] | None = None) -> int:
     d = DataConfig()
-    p = _Parser(prog=prog_name("python -m datasets.inspect"), description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog=prog_name("python -m datasets.inspect"), description=__doc__.split("\n\n")[0])
     p.add_argument("data", metavar="DATA", help="a folder of videos (searched recursively) or one video file")
     p.add_argument("--clip-len", type=int, default=d.clip_len, help=f"frames per clip (default {d.clip_len})")
     p.add_argument("--stride", type=int, default=d.stride, help=f"frame step inside a clip (default {d.stride})")

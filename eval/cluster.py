@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prednet2.cli import prog_name
+from prednet2.cli import OneLineParser, prog_name
 
 from .common import fail, write_json
 from .contact_sheet import draw_sheet, short_name, video_frames
@@ -49,7 +49,7 @@ def cluster_scores(labels: np.ndarray, clusters: np.ndarray) -> dict[str, float]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog_name("python -m eval.cluster"), description=__doc__.splitlines()[0])
+    p = OneLineParser(prog=prog_name("python -m eval.cluster"), description=__doc__.splitlines()[0])
     p.add_argument("embeddings", help="emb.npz from eval.embed")
     p.add_argument("--k", type=int, help="number of clusters (default: the number of classes)")
     p.add_argument("--out", required=True, help="cluster.json to write")

@@ -5,6 +5,7 @@ The library raises; only these CLI helpers turn an error into one line on stderr
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -15,7 +16,7 @@ from typing import Any, NoReturn
 
 import torch
 
-from prednet2.config import Config, DataConfig
+from prednet2.config import Config, ConfigError, DataConfig, check_ranges
 
 
 def fail(msg: str) -> NoReturn:
@@ -36,12 +37,27 @@ def resolve_device(name: str) -> torch.device:
         fail(f"--device {name!r}: expected auto, cpu or cuda[:N]")
 
 
+def int_at_least(lo: int):
+    """An argparse ``type``: an integer >= ``lo``; anything else is argparse's one-line usage error (exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"{v}: need at least {lo}")
+        return v
+
+    return parse
+
+
 _PROGRESS = [True]  # progress bars on; --no-progress turns them off for the whole process
 
 
 def add_runtime_args(p) -> None:
     """``--threads`` and ``--no-progress``, the same in every eval CLI (``apply_runtime`` reads them)."""
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--threads", type=int_at_least(0), default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
 
 
@@ -116,13 +132,22 @@ def run_dir_of(checkpoint: str | os.PathLike) -> Path:
 
 
 def data_config(cfg: Config, **overrides: Any) -> DataConfig:
-    """The checkpoint's data config with the CLI's overrides (None values are ignored)."""
+    """The checkpoint's data config with the CLI's overrides (None values are ignored).
+
+    An override out of its config range (``--clip-len 0``, ``--batch-size 0``) exits 2 with one line naming the
+    option, as ``train.py --set`` would for the config key."""
     over = {k: v for k, v in overrides.items() if v is not None}
     known = {f.name for f in dataclasses.fields(DataConfig)}
     bad = sorted(set(over) - known)
     if bad:
         raise ValueError(f"unknown data options {bad}")
-    return dataclasses.replace(cfg.data, **over)
+    out = dataclasses.replace(cfg.data, **over)
+    try:
+        check_ranges(out, "data.")
+    except ConfigError as e:
+        key = next((k for k in over if str(e).startswith(f"data.{k}=")), None)
+        fail(f"--{key.replace('_', '-')} {over[key]}: {e}" if key else f"the checkpoint's data config: {e}")
+    return out
 
 
 def uses_motion(cfg: Config) -> bool:

@@ -9,22 +9,15 @@ Reads ``RUN/probe.json``, ``RUN/probe_random_init.json`` and ``RUN/probe_pixels.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
-from prednet2.cli import prog_name
+from prednet2.cli import OneLineParser, prog_name
 
 from .report import ReportError, bar_chart, collect
 
 ROWS = (("trained", "probe.json"), ("random init", "probe_random_init.json"), ("pixels", "probe_pixels.json"))
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        sys.exit(2)
 
 
 def _read(path: Path) -> dict:
@@ -64,7 +57,7 @@ def summary_table(run: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = _Parser(prog=prog_name("python -m eval.demo_summary"), description=__doc__.splitlines()[0])
+    p = OneLineParser(prog=prog_name("python -m eval.demo_summary"), description=__doc__.splitlines()[0])
     p.add_argument("run", metavar="RUN", help="the demo's run folder (runs/demo)")
     p.add_argument("--png", help="chart to write (default RUN/probe_summary.png)")
     args = p.parse_args(argv)

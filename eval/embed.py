@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prednet2.cli import prog_name
+from prednet2.cli import OneLineParser, prog_name
 
 from .common import fail
 from .featureset import FeatureSource, add_feature_args
@@ -108,7 +108,7 @@ def is_labelled_folder(path: str | os.PathLike) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog_name("python -m eval.embed"), description=__doc__.splitlines()[0])
+    p = OneLineParser(prog=prog_name("python -m eval.embed"), description=__doc__.splitlines()[0])
     add_feature_args(p, data_help="a folder of videos (labelled when it has class sub-folders) or a synthetic spec")
     p.add_argument("--out", required=True, help="emb.npz to write")
     p.add_argument("--per-clip", action="store_true", help="also store every clip's embedding")

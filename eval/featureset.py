@@ -23,6 +23,7 @@ from .common import (
     build_or_exit,
     data_config,
     fail,
+    int_at_least,
     load_or_exit,
     parse_layers,
     random_init_model,
@@ -53,11 +54,11 @@ def add_feature_args(p: argparse.ArgumentParser, *, data_help: str) -> argparse.
                    "centre clip)")  # fmt: skip
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--clip-len", type=int, help="frames per clip (default: the checkpoint's data.clip_len)")
-    p.add_argument("--batch-size", type=int, default=32, help="clips per forward pass")
+    p.add_argument("--batch-size", type=int_at_least(1), default=32, help="clips per forward pass")
     p.add_argument("--n-train", type=int, default=1024, help="synthetic sets: train clips (default 1024)")
     p.add_argument("--n-test", type=int, default=512, help="synthetic sets: test clips (default 512)")
     p.add_argument("--data-seed", type=int, default=0, help="synthetic sets: dataset seed, fixed across seeds")
-    p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
+    p.add_argument("--num-workers", type=int_at_least(0), default=0, help="DataLoader workers")
     add_runtime_args(p)
     p.add_argument("--cache-dir", help="feature cache folder (default RUN/feature_cache)")
     p.add_argument("--no-cache", action="store_true", help="always recompute features")

@@ -28,7 +28,7 @@ from functools import partial
 
 import numpy as np
 
-from prednet2.cli import prog_name
+from prednet2.cli import OneLineParser, prog_name
 
 from .common import fail, write_json
 from .featureset import FeatureSource, add_feature_args, add_seed_args, parse_seed_args, per_layer_text, run_seeds
@@ -121,7 +121,7 @@ def parse_ks(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog=prog_name("python -m eval.knn"),
         description="Cosine k-NN top-1 on standardised frozen features: train is the memory bank, test the "
         "queries, k picked by leave-one-out on train; mean ± std over seeds.",

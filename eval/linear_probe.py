@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from prednet2.cli import prog_name
+from prednet2.cli import OneLineParser, prog_name
 
 from .common import write_json
 from .featureset import FeatureSource, add_feature_args, add_seed_args, parse_seed_args, per_layer_text, run_seeds
@@ -27,7 +27,7 @@ from .shots import protocol_for
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog=prog_name("python -m eval.linear_probe"),
         description="Linear probe (standardised L2 logistic regression, C picked on a validation split of train) "
         "on frozen per-layer features; top-1 on test as mean ± std over seeds.",

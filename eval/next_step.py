@@ -32,13 +32,14 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch.utils.data import DataLoader, Subset
 
-from prednet2.cli import prog_name
+from prednet2.cli import OneLineParser, prog_name
 
 from .common import (
     add_runtime_args,
     apply_runtime,
     build_or_exit,
     fail,
+    int_at_least,
     model_for_eval,
     progress,
     resolve_device,
@@ -153,7 +154,7 @@ class PixelMetrics:
 
 # ---- CLI ---------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog=prog_name("python -m eval.next_step"),
         description="Per-layer next-step prediction error of a checkpoint against copy-last and the per-channel "
         "mean, as ratios (< 1 beats the trivial predictor).",
@@ -168,8 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="--random-init weight seed")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--clip-len", type=int, help="frames per clip (default: the checkpoint's)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--batch-size", type=int_at_least(1), default=16)
+    p.add_argument("--num-workers", type=int_at_least(0), default=0)
     add_runtime_args(p)
     return p
 

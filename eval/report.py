@@ -14,14 +14,13 @@ read.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prednet2.cli import prog_name
+from prednet2.cli import OneLineParser, prog_name
 
 from . import report_fewlabels as fl
 
@@ -316,7 +315,7 @@ def bar_chart(c: Collected, path: str | Path) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog=prog_name("python -m eval.report"), description=__doc__.splitlines()[0])
+    p = OneLineParser(prog=prog_name("python -m eval.report"), description=__doc__.splitlines()[0])
     p.add_argument("inputs", nargs="+", help="RUN folders and/or result JSON files")
     p.add_argument("--out", help="Markdown file to write (default: print)")
     p.add_argument("--png", help="bar chart of the probe results")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prednet2.cli import prog_name
+from prednet2.cli import OneLineParser, prog_name
 
 from .common import fail
 from .contact_sheet import draw_sheet, short_name, video_frames
@@ -93,7 +93,7 @@ def _caption(e: Embeddings, i: int) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog_name("python -m eval.search"), description=__doc__.splitlines()[0])
+    p = OneLineParser(prog=prog_name("python -m eval.search"), description=__doc__.splitlines()[0])
     p.add_argument("embeddings", help="emb.npz from eval.embed")
     p.add_argument("--query", required=True, help="a video of the file (path or unique tail) or any video file")
     p.add_argument("-k", type=int, default=5, help="neighbours to list (default 5)")

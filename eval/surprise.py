@@ -26,13 +26,14 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
 
-from prednet2.cli import prog_name
+from prednet2.cli import OneLineParser, prog_name
 
 from .common import (
     add_runtime_args,
     apply_runtime,
     build_or_exit,
     fail,
+    int_at_least,
     model_for_eval,
     progress,
     resolve_device,
@@ -161,7 +162,7 @@ def write_tensorboard(tb_dir: str | Path, score: np.ndarray, labels: np.ndarray,
 
 # ---- CLI ---------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog=prog_name("python -m eval.surprise"),
         description=f"Per-frame surprise from the error units; AUROC of anomalous vs normal frames on {ANOMALY_SPEC}.",
     )
@@ -177,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-init", action="store_true", help="the same architecture with fresh weights")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--clip-len", type=int, help="frames per clip (default: the checkpoint's)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int_at_least(1), default=16)
     add_runtime_args(p)
     return p
 

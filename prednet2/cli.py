@@ -7,6 +7,7 @@ the same parser, the same options, the same exit status. A new tool is one line 
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 
@@ -27,6 +28,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 _running: str | None = None  # "prednet2 NAME" while a subcommand runs through main()
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, ``PROG: error: MSG (see PROG --help)``, exit 2 (argparse alone
+    prints its usage block first). Every prednet2 tool's parser is one."""
+
+    def error(self, message: str):
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
 
 
 def prog_name(default: str) -> str:

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 # One concept per file: the frame source, the per-frame motion mask and the surprise gate live beside this loop.
-from prednet2.cli import prog_name
+from prednet2.cli import OneLineParser, prog_name
 from prednet2.frame_source import FrameSource, SourceError
 from prednet2.runinfo import read_rss_mb
 from prednet2.stream_motion import StreamMotion
@@ -285,7 +285,7 @@ def _panel(frame: np.ndarray, errors: list[torch.Tensor], vmax, mask: np.ndarray
 
 # ---- CLI --------------------------------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog=prog_name("python -m prednet2.stream"),
         description="Run a prednet2 checkpoint on a video file, folder or camera; optionally learn online.",
     )

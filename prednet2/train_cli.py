@@ -19,14 +19,9 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from prednet2.cli import prog_name
+from prednet2.cli import OneLineParser, prog_name
 
 PROG = "train.py"
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, not argparse's usage block
-        _exit(self.prog, f"{message} (see {self.prog} --help)")
 
 
 def _exit(prog: str, msg: str, code: int = 2) -> NoReturn:
@@ -36,7 +31,7 @@ def _exit(prog: str, msg: str, code: int = 2) -> NoReturn:
 
 
 def parse_args(argv: list[str] | None, prog: str = PROG) -> argparse.Namespace:
-    p = _Parser(prog=prog, description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="folder of videos, or synthetic:shapes / synthetic:moving_mnist")
     p.add_argument("--out", required=True, help="run folder: config.yaml, checkpoints/, tb/, summary.json")
     p.add_argument("--config", help="YAML config (sections model, data, motion, train); configs/tiny.yaml is one")

@@ -115,6 +115,10 @@ def _train(f, *extra: str) -> list[str]:
     return ["train", "--data", "synthetic:shapes", "--out", str(f.d / "new_run"), *TINY, *extra]
 
 
+def _probe(f) -> list[str]:
+    return ["probe", "--checkpoint", str(f.ckpt), "--data", "synthetic:shapes:direction", "--out", str(f.d / "p.json")]
+
+
 # (id, argv built from the files, what the line must say)
 CASES = [
     # ---- the rows of issue #12 ------------------------------------------------------------------------------
@@ -241,6 +245,26 @@ CASES = [
         ],
         "other_arch.pt",
     ),  # fmt: skip
+    # ---- eval options out of range (argparse's own errors are one line too) -----------------------------------
+    ("probe_clip_len_zero", lambda f: [*_probe(f), "--clip-len", "0"], "--clip-len 0: data.clip_len=0 is out of range"),
+    ("probe_workers_negative", lambda f: [*_probe(f), "--num-workers", "-1"], "--num-workers: -1: need at least 0"),
+    ("probe_threads_word", lambda f: [*_probe(f), "--threads", "all"], "--threads: expected an integer, got 'all'"),
+    (
+        "next_step_batch_zero",
+        lambda f: [
+            "next-step",
+            "--checkpoint",
+            str(f.ckpt),
+            "--data",
+            "synthetic:shapes",
+            "--batch-size",
+            "0",
+            "--out",
+            str(f.d / "n.json"),
+        ],
+        "--batch-size: 0: need at least 1",
+    ),  # fmt: skip
+    ("surprise_without_out", lambda f: ["surprise", "--checkpoint", str(f.ckpt)], "required: --out"),
     ("stream_missing_source", lambda f: ["stream", "/no/such/video.mp4", "--checkpoint", str(f.ckpt)], "/no/such"),
     (
         "split_names_missing_video",
