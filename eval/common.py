@@ -5,7 +5,6 @@ The library raises; only these CLI helpers turn an error into one line on stderr
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -16,6 +15,7 @@ from typing import Any, NoReturn
 
 import torch
 
+from prednet2.cli import int_at_least
 from prednet2.config import Config, ConfigError, DataConfig, check_ranges
 
 
@@ -35,21 +35,6 @@ def resolve_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError:
         fail(f"--device {name!r}: expected auto, cpu or cuda[:N]")
-
-
-def int_at_least(lo: int):
-    """An argparse ``type``: an integer >= ``lo``; anything else is argparse's one-line usage error (exit 2)."""
-
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if v < lo:
-            raise argparse.ArgumentTypeError(f"{v}: need at least {lo}")
-        return v
-
-    return parse
 
 
 _PROGRESS = [True]  # progress bars on; --no-progress turns them off for the whole process
@@ -145,8 +130,8 @@ def data_config(cfg: Config, **overrides: Any) -> DataConfig:
     try:
         check_ranges(out, "data.")
     except ConfigError as e:
-        key = next((k for k in over if str(e).startswith(f"data.{k}=")), None)
-        fail(f"--{key.replace('_', '-')} {over[key]}: {e}" if key else f"the checkpoint's data config: {e}")
+        key = next((k for k in ("clip_len", "batch_size") if k in over and str(e).startswith(f"data.{k}=")), None)
+        fail(f"--{key.replace('_', '-')} {over[key]}: {e}" if key else str(e))
     return out
 
 

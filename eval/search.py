@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prednet2.cli import OneLineParser, prog_name
+from prednet2.cli import OneLineParser, int_at_least, prog_name
 
 from .common import fail
 from .contact_sheet import draw_sheet, short_name, video_frames
@@ -98,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--query", required=True, help="a video of the file (path or unique tail) or any video file")
     p.add_argument("-k", type=int, default=5, help="neighbours to list (default 5)")
     p.add_argument("--png", help="contact sheet of the query and its neighbours")
-    p.add_argument("--frames", type=int, default=4, help="frames per video on the contact sheet (default 4)")
+    p.add_argument(
+        "--frames", type=int_at_least(1), default=4, help="frames per video on the contact sheet (default 4)"
+    )
     return p
 
 

@@ -39,6 +39,21 @@ class OneLineParser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def int_at_least(lo: int):
+    """An argparse ``type``: an integer >= ``lo``; anything else is the parser's one-line error (exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"{v}: need at least {lo}")
+        return v
+
+    return parse
+
+
 def prog_name(default: str) -> str:
     """A tool parser's ``prog``: ``prednet2 NAME`` when run as a subcommand, else its own ``default``."""
     return _running or default

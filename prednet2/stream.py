@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 # One concept per file: the frame source, the per-frame motion mask and the surprise gate live beside this loop.
-from prednet2.cli import OneLineParser, prog_name
+from prednet2.cli import OneLineParser, int_at_least, prog_name
 from prednet2.frame_source import FrameSource, SourceError
 from prednet2.runinfo import read_rss_mb
 from prednet2.stream_motion import StreamMotion
@@ -303,7 +303,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh-optimizer", action="store_true", help="ignore the checkpoint's optimizer state")
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     p.add_argument("--no-video", action="store_true", help="skip stream.mp4")
-    p.add_argument("--panel-height", type=int, default=192, help="pixel height of each panel in the mp4")
+    p.add_argument("--panel-height", type=int_at_least(16), default=192, help="pixel height of each panel in the mp4")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     return p

@@ -264,6 +264,12 @@ CASES = [
         ],
         "--batch-size: 0: need at least 1",
     ),  # fmt: skip
+    ("knn_no_train_clips", lambda f: ["knn", *_probe(f)[1:], "--n-train", "0"], "--n-train: 0: need at least 1"),
+    (
+        "stream_panel_zero",
+        lambda f: ["stream", str(f.d / "bad_videos"), "--checkpoint", str(f.ckpt), "--panel-height", "0"],
+        "--panel-height: 0: need at least 16",
+    ),
     ("surprise_without_out", lambda f: ["surprise", "--checkpoint", str(f.ckpt)], "required: --out"),
     ("stream_missing_source", lambda f: ["stream", "/no/such/video.mp4", "--checkpoint", str(f.ckpt)], "/no/such"),
     (
