@@ -109,6 +109,9 @@ class ModelConfig:
     # channel cannot settle on what never moves; 0 turns it off. change_std is the std the hinge asks for.
     change_weight: float = _r(0.0, ge=0)
     change_std: float = _r(0.5, gt=0)
+    # lambda: each unit's one-step error is the mean weighted by 1 + lambda * m, m the motion mask max-pooled to the
+    # unit's grid, so moving positions count more; 0 = the plain mean. Needs the motion stream.
+    motion_error_weight: float = _r(0.0, ge=0)
     bind_weight: float = _r(0.1, ge=0)  # weight of the RGB<->motion InfoNCE binding loss
     bind_temperature: float = _r(0.1, gt=0)
     use_ext_op: bool = True  # use the fused error-unit op when built (falls back to the torch reference)

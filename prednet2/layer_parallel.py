@@ -148,6 +148,8 @@ class LayerParallelWorker:
         self.grid = (self.size[0] // self.stem, self.size[1] // self.stem)  # unit 0's grid after the stem
         self.window = max(1, min(window, clip_len))
         self.grad_clip = grad_clip
+        if cfg.motion_error_weight > 0:  # the masks live on unit 0's process only
+            raise ValueError("layer-parallel: model.motion_error_weight is not supported; train without it")
         self.feedback = bool(cfg.feedback)
         self.pass_up = cfg.pass_up
         # One AdamW per unit: AdamW is elementwise per parameter, so this equals the trainer's one optimiser with a

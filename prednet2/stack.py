@@ -136,10 +136,11 @@ class PredictiveStack(nn.Module):
         frame_errors: list[Tensor] = []
         terms: dict[str, Tensor] = {}
         bind_pair = None
+        m = error_mask(mask) if cfg.motion_error_weight > 0 else None
         for l in range(L):
             u = self.units[l]
             a, target = u.encode(x, mask if l == 0 else None)
-            e, per_sample = self._error(preds[l], target)
+            e, per_sample = self._error(preds[l], target, self._error_weight(m, l))
             a_new.append(a)
             targets.append(target)
             errors.append(e)
@@ -211,10 +212,17 @@ class PredictiveStack(nn.Module):
             u.update_ema(self.cfg.ema_momentum)
 
     # ---- helpers --------------------------------------------------------------------------------------------
-    def _error(self, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    def _error(self, pred: Tensor, target: Tensor, weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
         if self.cfg.use_ext_op:
-            return error_loss(pred, target)
-        return reference_error_unit(pred, target)
+            return error_loss(pred, target, weight)
+        return reference_error_unit(pred, target, weight)
+
+    def _error_weight(self, m: Tensor | None, l: int) -> Tensor | None:
+        """1 + lambda * (the motion mask on unit l's grid); None: the plain mean (``model.motion_error_weight``)."""
+        if m is None:
+            return None
+        m = F.max_pool2d(m, 2**l) if l else m
+        return 1.0 + self.cfg.motion_error_weight * m
 
     def _anti_collapse(self, l: int, a: Tensor, a_hat: Tensor, a_prev: Tensor | None = None) -> dict[str, Tensor]:
         """Unit l's anti-collapse terms at one step; ``a_prev`` (the step before's a, None at the first step) feeds
@@ -361,9 +369,20 @@ def _validate(cfg: ModelConfig) -> None:
                     f"model.{key} applies to model.anti_collapse=vicreg only (it is {cfg.anti_collapse!r}); "
                     f"drop model.{key} or set model.anti_collapse=vicreg"
                 )
+    if cfg.motion_error_weight > 0 and cfg.motion_channels == 0:
+        raise ValueError(
+            "model.motion_error_weight weights the error by the motion masks, but this model has no motion stream "
+            "(model.motion_channels=0 or motion=off); turn motion on or drop model.motion_error_weight"
+        )
     readout.parse_parts(cfg.readout)
 
 
 def with_motion(cfg: ModelConfig, enabled: bool) -> ModelConfig:
     """``cfg`` with the motion stream off when ``enabled`` is False (what ``--set motion=off`` means for the model)."""
     return cfg if enabled else replace(cfg, motion_channels=0)
+
+
+def error_mask(mask: Tensor) -> Tensor:
+    """A frame's motion mask on unit 0's grid: (B, s*s, H/s, W/s) after the stem (or (B, 1, H, W)) -> (B, 1, h, w),
+    1 where any pixel of the cell moves."""
+    return mask.amax(dim=1, keepdim=True).float()

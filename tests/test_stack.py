@@ -183,6 +183,31 @@ def test_motion_stream_shapes_and_errors():
         m(x)
 
 
+def test_motion_error_weight_counts_moving_positions_more():
+    """model.motion_error_weight: unit l's error is the mean weighted by 1 + lambda * (mask max-pooled to its grid);
+    a uniform mask (all still or all moving) leaves the plain mean, a partial one changes it to exactly that."""
+    from prednet2.ops import reference_error_unit
+
+    x = clip(t=3)
+    part = torch.zeros(2, 3, 1, 16, 16)
+    part[..., :6, :5] = 1.0
+    plain = make(motion_channels=2)(x, part)
+    for mask in (torch.zeros_like(part), torch.ones_like(part)):
+        same = make(motion_channels=2, motion_error_weight=4.0)(x, mask)
+        ref = make(motion_channels=2)(x, mask)
+        for l in range(3):
+            assert torch.allclose(same.stats[f"err/{l}"], ref.stats[f"err/{l}"], atol=1e-6)
+    m = make(motion_channels=2, motion_error_weight=4.0)
+    out = m(x, part)
+    for l in range(3):
+        w = 1.0 + 4.0 * F.max_pool2d(part[:, 2], 2**l) if l else 1.0 + 4.0 * part[:, 2]
+        _, want = reference_error_unit(out.preds[l][:, 2], out.targets[l][:, 2], w)
+        assert torch.allclose(out.steps[2].frame_errors[l], want, atol=1e-5)
+        assert not torch.allclose(out.stats[f"err/{l}"], plain.stats[f"err/{l}"])
+    with pytest.raises(ValueError, match="model.motion_error_weight .* no motion stream"):
+        make(motion_channels=0, motion_error_weight=1.0)
+
+
 def test_motion_binding_loss_decreases_on_matched_toy():
     # Clip b shows one square of size 2 + b whose mask is that square: RGB and motion co-occur per clip, so pooled
     # projections can learn to match (the two frames of a clip are alike, so the floor is about log 2, not 0).
