@@ -9,7 +9,8 @@ Each variant trains on ``--data`` (default ``synthetic:shapes``) from a fresh ru
 probed on every task beside the same architecture at random init and pooled raw pixels, with the same probe
 seeds and data (the eval.linear_probe protocol). Prints one table (top-1 ± std, frames/s, steps reached, the mean
 over tasks) and writes ``--json``. With several training seeds the ± is over training seeds (each the mean over
-probe seeds); with one it is over probe seeds. Runs and probes already on disk are reused.
+probe seeds); with one it is over probe seeds. Runs and probes already on disk are reused. Variants trained on
+other clip lengths (``data.clip_len``) are compared at one readout with ``--probe-clip-len 10``.
 """
 
 from __future__ import annotations
