@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from prednet2.cli import int_at_least
 from prednet2.config import DataConfig
 
 from .common import (
@@ -23,7 +24,6 @@ from .common import (
     build_or_exit,
     data_config,
     fail,
-    int_at_least,
     load_or_exit,
     parse_layers,
     random_init_model,

@@ -26,14 +26,13 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
 
-from prednet2.cli import OneLineParser, prog_name
+from prednet2.cli import OneLineParser, int_at_least, prog_name
 
 from .common import (
     add_runtime_args,
     apply_runtime,
     build_or_exit,
     fail,
-    int_at_least,
     model_for_eval,
     progress,
     resolve_device,

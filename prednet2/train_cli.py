@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from prednet2.cli import OneLineParser, prog_name
+from prednet2.cli import OneLineParser, int_at_least, prog_name
 
 PROG = "train.py"
 
@@ -43,21 +43,11 @@ def parse_args(argv: list[str] | None, prog: str = PROG) -> argparse.Namespace:
         dest="sets",
         help="override a config field by dotted name, e.g. train.lr=1e-3 or motion=off (repeatable)",
     )
-    p.add_argument("--steps", type=_positive_int, help="total number of training steps (overrides train.steps)")
+    p.add_argument("--steps", type=int_at_least(1), help="total number of training steps (overrides train.steps)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides train.device (default auto)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.pt")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     return p.parse_args(argv)
-
-
-def _positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
-    return v
 
 
 def main(argv: list[str] | None = None) -> int:
