@@ -109,6 +109,11 @@ class ModelConfig:
     # channel cannot settle on what never moves; 0 turns it off. change_std is the std the hinge asks for.
     change_weight: float = _r(0.0, ge=0)
     change_std: float = _r(0.5, gt=0)
+    # Time-arrow contrast: at each position the prediction â(t) must be nearer (cosine) to a(t), what came, than to
+    # a(t-1), what was: a two-way InfoNCE whose keys train the encoder, so the state must know which way things
+    # move (copying the present scores chance). 0 turns it off; any anti_collapse mode.
+    arrow_weight: float = _r(0.0, ge=0)
+    arrow_temperature: float = _r(0.1, gt=0)
     # lambda: each unit's one-step error is the mean weighted by 1 + lambda * m, m the motion mask max-pooled to the
     # unit's grid, so moving positions count more; 0 = the plain mean. Needs the motion stream.
     motion_error_weight: float = _r(0.0, ge=0)

@@ -7,6 +7,7 @@
   samples. They keep a representation target from collapsing to a constant.
 - ``info_nce``: the InfoNCE loss of CPC (van den Oord, Li and Vinyals 2018, eq. 4): one positive per row,
   the rest of the batch as negatives. Used for RGB<->motion binding and the contrastive anti-collapse option.
+- ``arrow_loss``: a two-way InfoNCE per position whose negative is the step before (the time-arrow option).
 - ``repr_std`` and ``effective_rank`` (Roy and Vetterli 2007): logging statistics of a representation.
 """
 
@@ -118,6 +119,21 @@ def info_nce(query: Tensor, key: Tensor, temperature: float = 0.1) -> Tensor:
     logits = q @ k.T / temperature  # (N, N)
     labels = torch.arange(q.shape[0], device=q.device)
     return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+
+
+def arrow_loss(pred: Tensor, now: Tensor, before: Tensor, temperature: float = 0.1) -> Tensor:
+    """Time-arrow contrast (``model.arrow_weight``): at every position the prediction must pick what came over what was.
+
+    pred, now, before: (B, C, H, W): â(t), a(t) and a(t-1). Per position, the cosine similarities of â(t) to a(t)
+    (the positive) and to a(t-1) (the negative) over ``temperature`` are the logits of a two-way cross-entropy,
+    averaged over positions: ``log 2`` where the two are alike (nothing moved, or â is the copy-last guess) and
+    toward 0 where â points at the future. Gradient reaches all three, so the encoder learns a change that the
+    state can tell from its reverse.
+    """
+    p = F.normalize(pred.float(), dim=1)
+    pos = (p * F.normalize(now.float(), dim=1)).sum(dim=1)  # (B, H, W)
+    neg = (p * F.normalize(before.float(), dim=1)).sum(dim=1)
+    return F.softplus((neg - pos) / temperature).mean()
 
 
 @torch.no_grad()

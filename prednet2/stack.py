@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from . import readout
 from .cells import State, upsample2
 from .config import ModelConfig, check_ranges
-from .losses import ahead_loss, covariance_penalty, error_loss, info_nce, variance_hinge
+from .losses import ahead_loss, arrow_loss, covariance_penalty, error_loss, info_nce, variance_hinge
 from .ops import reference_error_unit
 from .outputs import StackOutput, StackState, StepOutput
 from .units import PredictiveUnit
@@ -147,7 +147,7 @@ class PredictiveStack(nn.Module):
             frame_errors.append(per_sample.detach() if valid else torch.zeros_like(per_sample.detach()))
             if compute_losses:
                 terms[f"err/{l}"] = per_sample.mean() if valid else 0.0 * per_sample.sum()
-                terms.update(self._anti_collapse(l, a, preds[l], state.a[l]))
+                terms.update(self._unit_terms(l, a, preds[l], state.a[l]))
                 if u.motion_channels:
                     bind_pair = u.bind_projections(a)
             if l + 1 < L:
@@ -224,6 +224,15 @@ class PredictiveStack(nn.Module):
         m = F.max_pool2d(m, 2**l) if l else m
         return 1.0 + self.cfg.motion_error_weight * m
 
+    def _unit_terms(self, l: int, a: Tensor, a_hat: Tensor, a_prev: Tensor | None = None) -> dict[str, Tensor]:
+        """Unit l's terms at one step besides its error: anti-collapse (with the change hinge) and the time arrow
+        (``model.arrow_weight``). a (online), a_hat (the prediction for this step), a_prev (None at the first step)."""
+        out = self._anti_collapse(l, a, a_hat, a_prev)
+        if self.cfg.arrow_weight > 0:  # a zero that keeps the graph at the first step (not counted, see window_terms)
+            tau = self.cfg.arrow_temperature
+            out[f"arrow/{l}"] = 0.0 * a.sum() if a_prev is None else arrow_loss(a_hat, a, a_prev, tau)
+        return out
+
     def _anti_collapse(self, l: int, a: Tensor, a_hat: Tensor, a_prev: Tensor | None = None) -> dict[str, Tensor]:
         """Unit l's anti-collapse terms at one step; ``a_prev`` (the step before's a, None at the first step) feeds
         the change hinge (``model.change_weight``)."""
@@ -283,6 +292,8 @@ class PredictiveStack(nn.Module):
                 loss = loss + cfg.var_weight * terms[f"var/{l}"] + self.cov_weights[l] * terms[f"cov/{l}"]
             if f"chg/{l}" in terms:
                 loss = loss + cfg.change_weight * terms[f"chg/{l}"]
+            if f"arrow/{l}" in terms:
+                loss = loss + cfg.arrow_weight * terms[f"arrow/{l}"]
             if f"nce/{l}" in terms:
                 loss = loss + cfg.var_weight * terms[f"nce/{l}"]
             if l == 0 and "bind" in terms:
@@ -332,14 +343,15 @@ def window_terms(
     bind_temperature: float,
 ) -> dict[str, Tensor]:
     """The per-step loss terms of one window (or clip) aggregated into the window's terms; the stack's forward and
-    layer-parallel training share it. Terms that need the step before (the error, the change hinge) are averaged
-    over the valid steps, the others over all steps; the binding loss is InfoNCE over all (B*T) pairs."""
+    layer-parallel training share it. Terms that need the step before (the error, the change hinge,
+    the time arrow) are averaged over the valid steps, the others over all steps; the binding loss is InfoNCE over
+    all (B*T) pairs."""
     n_valid = sum(valid)
     terms: dict[str, Tensor] = {}
     for key in step_terms[0]:
         if key == "bind":
             continue
-        needs_prev = key.startswith(("err/", "chg/"))
+        needs_prev = key.startswith(("err/", "chg/", "arrow/"))
         vals = [t[key] for t, v in zip(step_terms, valid) if v or not needs_prev]
         terms[key] = torch.stack(vals).mean() if (n_valid or not needs_prev) else step_terms[0][key]
     if bind_pairs[0] is not None:

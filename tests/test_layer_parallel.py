@@ -13,8 +13,8 @@ import prednet2
 from prednet2.config import Config
 from prednet2.layer_parallel import partition_units, tick_schedule
 
-# 3 units with a motion stream (binding loss), VICReg terms, the change hinge, residual prediction and the
-# further-horizon heads, passing up E and the state r: every kind of per-unit loss term is exercised.
+# 3 units with a motion stream (binding loss), VICReg terms, the change hinge, the time arrow, residual prediction
+# and the further-horizon heads, passing up E and the state r: every kind of per-unit loss term is exercised.
 CFG = {
     "model": {
         "channels": [8, 12, 16],
@@ -22,6 +22,7 @@ CFG = {
         "predict": "residual",
         "horizon": 3,
         "change_weight": 0.5,
+        "arrow_weight": 0.5,
         "pass_up": "error+state",
     },
     "train": {"lr": 1e-2, "window": 4, "warmup_steps": 2, "grad_clip": 0.5},
