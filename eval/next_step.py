@@ -13,6 +13,12 @@ a = the unit's target (what its target encoder says at t) and â = its predictio
 the channel's std, then the median over channels (0: a channel that never changes; about 1.41: no correlation
 from one frame to the next). ``per_layer[l]["change_min"]``/``["change_max"]`` give the spread over channels.
 
+``per_layer_arrow[l]`` says which way the predictions point: per scored frame, ``prednet2.losses.arrow_loss``
+(a two-way cosine InfoNCE per position whose positive is a(t) and whose negative is a(t-1)), averaged. log 2 =
+0.693: as near to the future as to the past (or nothing moved); below it the prediction is nearer to the future,
+above it the prediction lags (``model.arrow_weight`` trains against that). ``arrow_copy_last`` is the same score
+for the copy-last guess, which *is* the negative: the most a prediction lags without overshooting backward.
+
 ``per_layer_ratio[l]`` = MSE(model) / MSE(copy_last) and ``per_layer_ratio_mean[l]`` = MSE(model) / MSE(mean)
 (= 1 - R²). Below 1 the model beats that predictor. MAE ratios are reported too (``per_layer_ratio_mae``; MAE is
 twice the error-unit mean the model is trained on). In pixel mode (``model.target=pixel``) layer 0 predicts the
@@ -33,6 +39,7 @@ from einops import rearrange
 from torch.utils.data import DataLoader, Subset
 
 from prednet2.cli import OneLineParser, int_at_least, prog_name
+from prednet2.losses import arrow_loss
 
 from .common import (
     add_runtime_args,
@@ -58,6 +65,8 @@ class LayerErrors:
         self.ch_n = 0  # scored elements per channel
         self.ch_sum: torch.Tensor | None = None  # (C,) float64
         self.ch_sq: torch.Tensor | None = None
+        self.arrow_sum, self.arrow_n = 0.0, 0  # arrow_loss summed over scored frames, and their count
+        self.arrow_copy_sum = 0.0  # the same for the copy-last guess
 
     @torch.no_grad()
     def add(self, pred: torch.Tensor, target: torch.Tensor) -> None:
@@ -72,6 +81,10 @@ class LayerErrors:
         self.ch_sum = s if self.ch_sum is None else self.ch_sum + s
         self.ch_sq = q if self.ch_sq is None else self.ch_sq + q
         self.ch_n += a.numel() // a.shape[2]
+        flat = [x.flatten(0, 1) for x in (a_hat, a, a_prev)]  # (B*(T-1), C, H, W): one scored frame per row
+        self.arrow_sum += float(arrow_loss(*flat)) * flat[0].shape[0]
+        self.arrow_copy_sum += float(arrow_loss(flat[2], flat[1], flat[2])) * flat[0].shape[0]
+        self.arrow_n += flat[0].shape[0]
 
     def summary(self) -> dict[str, float]:
         # MSE of the per-channel mean predictor = the mean per-channel variance (one pass, no second sweep).
@@ -92,6 +105,8 @@ class LayerErrors:
         if not change.numel():
             change = var.new_full((1,), float("nan"))
         out.update(change=float(change.median()), change_min=float(change.min()), change_max=float(change.max()))
+        out["arrow"] = self.arrow_sum / self.arrow_n if self.arrow_n else float("nan")
+        out["arrow_copy_last"] = self.arrow_copy_sum / self.arrow_n if self.arrow_n else float("nan")
         return out
 
 
@@ -219,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         "per_layer_ratio_mean": {l: s["ratio_mean"] for l, s in per_layer.items()},
         "per_layer_ratio_mae": {l: s["ratio_mae"] for l, s in per_layer.items()},
         "per_layer_change": {l: s["change"] for l, s in per_layer.items()},
+        "per_layer_arrow": {l: s["arrow"] for l, s in per_layer.items()},
         "per_layer": per_layer,
         "metric": "mse; ratio = model / copy_last, ratio_mean = model / per-channel mean, frames t >= 1",
         "n_clips": len(ds),
@@ -241,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{r:.3f}" for r in result["per_layer_ratio_mean"].values())
         + "; change/std: "
         + ", ".join(f"{r:.2f}" for r in result["per_layer_change"].values())
+        + "; arrow (log 2 = 0.693; lower points forward): "
+        + ", ".join(f"{r:.3f}" for r in result["per_layer_arrow"].values())
         + f" -> {args.out}"
     )
     if pixels is not None:

@@ -111,7 +111,7 @@ class ModelConfig:
     change_std: float = _r(0.5, gt=0)
     # Time-arrow contrast: at each position the prediction â(t) must be nearer (cosine) to a(t), what came, than to
     # a(t-1), what was: a two-way InfoNCE whose keys train the encoder, so the state must know which way things
-    # move (copying the present scores chance). 0 turns it off; any anti_collapse mode.
+    # move (copying the present picks the past). 0 turns it off; any anti_collapse mode.
     arrow_weight: float = _r(0.0, ge=0)
     arrow_temperature: float = _r(0.1, gt=0)
     # lambda: each unit's one-step error is the mean weighted by 1 + lambda * m, m the motion mask max-pooled to the

@@ -126,8 +126,9 @@ def arrow_loss(pred: Tensor, now: Tensor, before: Tensor, temperature: float = 0
 
     pred, now, before: (B, C, H, W): â(t), a(t) and a(t-1). Per position, the cosine similarities of â(t) to a(t)
     (the positive) and to a(t-1) (the negative) over ``temperature`` are the logits of a two-way cross-entropy,
-    averaged over positions: ``log 2`` where the two are alike (nothing moved, or â is the copy-last guess) and
-    toward 0 where â points at the future. Gradient reaches all three, so the encoder learns a change that the
+    averaged over positions: ``log 2`` where â is as near to one as to the other (or nothing moved), toward 0
+    where â points at the future, above ``log 2`` where it points at the past (the copy-last guess â = a(t-1) is
+    the negative itself). Gradient reaches all three, so the encoder learns a change that the
     state can tell from its reverse.
     """
     p = F.normalize(pred.float(), dim=1)

@@ -152,7 +152,7 @@ def test_arrow_is_off_by_default():
 
 
 def test_arrow_loss_scores_the_direction_of_the_prediction():
-    """log 2 where now and before are alike or the prediction is the copy-last guess; below log 2 when the
+    """log 2 where now and before are alike; below log 2 when the
     prediction points at what came, above when it points back at what was; gradient reaches all three inputs."""
     g = torch.Generator().manual_seed(0)
     before, now = torch.rand(2, 5, 3, 3, generator=g), torch.rand(2, 5, 3, 3, generator=g)

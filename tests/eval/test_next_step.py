@@ -23,6 +23,11 @@ def test_perfect_prediction_and_copy_last_ratios():
     copy.add(pred, target)
     s = copy.summary()
     assert s["ratio"] == pytest.approx(1.0) and s["ratio_mae"] == pytest.approx(1.0)
+    assert s["arrow"] == pytest.approx(s["arrow_copy_last"]) and s["arrow"] > math.log(2) + 0.5  # â = the negative
+    mid = LayerErrors()  # as near to the future as to the past
+    mid.add(torch.cat([target[:, :1], 0.5 * (target[:, 1:] + target[:, :-1])], dim=1), target)
+    assert abs(mid.summary()["arrow"] - math.log(2)) < 0.2
+    assert perfect.summary()["arrow"] < math.log(2) - 0.1  # the true future points forward
 
 
 def test_channel_mean_predictor_is_the_variance():
@@ -84,6 +89,7 @@ def test_cli_repr_mode(tiny_run, tmp_path, capsys):
     assert set(r["per_layer_ratio"]) == {"0", "1"} and set(r["per_layer_ratio_mean"]) == {"0", "1"}
     assert all(v > 0 for v in r["per_layer_ratio"].values())
     assert set(r["per_layer_change"]) == {"0", "1"} and all(0 <= v < 2 for v in r["per_layer_change"].values())
+    assert set(r["per_layer_arrow"]) == {"0", "1"} and all(0 < v < 20 for v in r["per_layer_arrow"].values())
     assert r["n_clips"] == 4 and r["pixel_mode"] is False and "pixel" not in r
 
 
