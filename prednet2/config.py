@@ -114,6 +114,9 @@ class ModelConfig:
     # move (copying the present picks the past). 0 turns it off; any anti_collapse mode.
     arrow_weight: float = _r(0.0, ge=0)
     arrow_temperature: float = _r(0.1, gt=0)
+    # "online": the keys a(t), a(t-1) carry gradient, so the encoder learns too; "detached": only the prediction
+    # (the state and head) learns to point forward, and an encoder cannot satisfy the contrast by recoding.
+    arrow_keys: str = _one_of("online", "detached")
     # lambda: each unit's one-step error is the mean weighted by 1 + lambda * m, m the motion mask max-pooled to the
     # unit's grid, so moving positions count more; 0 = the plain mean. Needs the motion stream.
     motion_error_weight: float = _r(0.0, ge=0)

@@ -230,7 +230,12 @@ class PredictiveStack(nn.Module):
         out = self._anti_collapse(l, a, a_hat, a_prev)
         if self.cfg.arrow_weight > 0:  # a zero that keeps the graph at the first step (not counted, see window_terms)
             tau = self.cfg.arrow_temperature
-            out[f"arrow/{l}"] = 0.0 * a.sum() if a_prev is None else arrow_loss(a_hat, a, a_prev, tau)
+            if a_prev is None:
+                out[f"arrow/{l}"] = 0.0 * a.sum()
+            elif self.cfg.arrow_keys == "detached":
+                out[f"arrow/{l}"] = arrow_loss(a_hat, a.detach(), a_prev.detach(), tau)
+            else:
+                out[f"arrow/{l}"] = arrow_loss(a_hat, a, a_prev, tau)
         return out
 
     def _anti_collapse(self, l: int, a: Tensor, a_hat: Tensor, a_prev: Tensor | None = None) -> dict[str, Tensor]:

@@ -165,6 +165,18 @@ def test_arrow_loss_scores_the_direction_of_the_prediction():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in ps)
 
 
+def test_detached_arrow_keys_train_only_the_prediction():
+    """model.arrow_keys=detached: the contrast's gradient reaches the prediction, not the keys a(t) and a(t-1)
+    (the encoder still learns through the prediction's input, as with the error)."""
+    g = torch.Generator().manual_seed(0)
+    for keys, keys_learn in (("online", True), ("detached", False)):
+        m = make(arrow_weight=1.0, arrow_keys=keys)
+        a, a_hat, a_prev = (torch.rand(2, 4, 8, 8, generator=g).requires_grad_() for _ in range(3))
+        m._unit_terms(0, a, a_hat, a_prev)["arrow/0"].backward()
+        assert a_hat.grad is not None and a_hat.grad.abs().sum() > 0
+        assert (a.grad is not None) == keys_learn and (a_prev.grad is not None) == keys_learn
+
+
 def test_arrow_weights_the_unit_loss_from_the_second_step():
     x = clip(t=4)
     base = make()(x)
