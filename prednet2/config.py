@@ -117,6 +117,11 @@ class ModelConfig:
     # "online": the keys a(t), a(t-1) carry gradient, so the encoder learns too; "detached": only the prediction
     # (the state and head) learns to point forward, and an encoder cannot satisfy the contrast by recoding.
     arrow_keys: str = _one_of("online", "detached")
+    # What the error units' loss is: "l1", their mean (PredNet's; the optimal prediction is the conditional median,
+    # which is copy-last wherever a change is less likely than not), or "l2", the mean squared error (the
+    # conditional mean: an expected change moves the prediction). E, what goes up and the surprise signal's units
+    # are the same; with l2 the per-frame error is squared.
+    error_loss: str = _one_of("l1", "l2")
     # lambda: each unit's one-step error is the mean weighted by 1 + lambda * m, m the motion mask max-pooled to the
     # unit's grid, so moving positions count more; 0 = the plain mean. Needs the motion stream.
     motion_error_weight: float = _r(0.0, ge=0)

@@ -30,6 +30,21 @@ def error_loss(pred: Tensor, target: Tensor, weight: Tensor | None = None) -> tu
     return error_unit(pred, target, weight)
 
 
+def squared_error(E: Tensor, weight: Tensor | None = None) -> Tensor:
+    """The per-sample mean squared error from the error units (``model.error_loss=l2``): (B,).
+
+    E (B, 2C, H, W) holds relu(a - â) and relu(â - a), one of each pair zero, so sum(E^2) = sum((a - â)^2) and the
+    result is the MSE over the C channels and the positions, weighted per position by ``weight`` (B, 1, H, W) as
+    ``error_loss`` weights the mean (a sample whose weights sum to 0 gets 0).
+    """
+    sq = E.pow(2)
+    C = E.shape[1] // 2
+    if weight is None:
+        return sq.sum(dim=(1, 2, 3)) / (C * E.shape[2] * E.shape[3])
+    den = C * weight.sum(dim=(1, 2, 3))
+    return (sq * weight).sum(dim=(1, 2, 3)) / den.clamp_min(1e-12)
+
+
 def ahead_loss(
     ahead: list[list[Tensor]], targets: list[Tensor], valid: list[bool], error_fn=error_loss
 ) -> Tensor | None:

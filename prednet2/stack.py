@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from . import readout
 from .cells import State, upsample2
 from .config import ModelConfig, check_ranges
-from .losses import ahead_loss, arrow_loss, covariance_penalty, error_loss, info_nce, variance_hinge
+from .losses import ahead_loss, arrow_loss, covariance_penalty, error_loss, info_nce, squared_error, variance_hinge
 from .ops import reference_error_unit
 from .outputs import StackOutput, StackState, StepOutput
 from .units import PredictiveUnit
@@ -213,9 +213,11 @@ class PredictiveStack(nn.Module):
 
     # ---- helpers --------------------------------------------------------------------------------------------
     def _error(self, pred: Tensor, target: Tensor, weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        if self.cfg.use_ext_op:
-            return error_loss(pred, target, weight)
-        return reference_error_unit(pred, target, weight)
+        """(E, per-sample loss): E from the fused op (or the reference), the loss per ``model.error_loss``."""
+        E, l1 = error_loss(pred, target, weight) if self.cfg.use_ext_op else reference_error_unit(pred, target, weight)
+        if self.cfg.error_loss == "l1":
+            return E, l1
+        return E, squared_error(E, weight)
 
     def _error_weight(self, m: Tensor | None, l: int) -> Tensor | None:
         """1 + lambda * (the motion mask on unit l's grid); None: the plain mean (``model.motion_error_weight``)."""

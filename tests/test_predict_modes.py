@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from prednet2 import ModelConfig, build_model
-from prednet2.losses import arrow_loss
+from prednet2.losses import arrow_loss, error_loss, squared_error
 
 SMALL = dict(channels=(4, 6), stem=1, input_kernel=3)
 
@@ -214,3 +214,40 @@ def test_arrow_teaches_the_state_which_way_a_bar_moves():
     log2 = torch.log(torch.tensor(2.0)).item()
     assert _arrow_after_training(0.0) > log2
     assert _arrow_after_training(0.1) < log2 - 0.1
+
+
+def test_l2_error_loss_is_the_mse_and_leaves_E_alone():
+    """model.error_loss=l2: the per-sample loss is the MSE over channels and positions (weighted like the L1 mean),
+    E is unchanged, and training on a step change moves the prediction by its expected size (the mean), where L1
+    stops at the median."""
+    g = torch.Generator().manual_seed(0)
+    pred, target = torch.rand(2, 3, 4, 4, generator=g), torch.rand(2, 3, 4, 4, generator=g)
+    E, l1 = error_loss(pred, target)
+    assert torch.allclose(squared_error(E), ((pred - target) ** 2).mean(dim=(1, 2, 3)), atol=1e-6)
+    w = torch.zeros(2, 1, 4, 4)
+    w[:, :, :2] = 1.0
+    top = ((pred - target) ** 2)[:, :, :2].mean(dim=(1, 2, 3))
+    assert torch.allclose(squared_error(E, w), top, atol=1e-6)
+    x = clip(t=4)
+    a, b = make()(x), make(error_loss="l2")(x)
+    for l in range(2):
+        assert torch.allclose(a.steps[2].errors[l], b.steps[2].errors[l])
+        mse = ((b.steps[2].preds[l] - b.steps[2].targets[l]) ** 2).mean()
+        assert b.steps[2].terms[f"err/{l}"].item() == pytest.approx(mse.item(), rel=1e-4)
+
+
+def test_l2_prediction_moves_by_the_expected_change():
+    """A target that jumps from 0 to 1 in a third of the samples: the L1-optimal constant prediction is 0 (the
+    median, copy-last), the L2-optimal one 1/3 (the mean)."""
+    target = torch.zeros(3, 1, 1, 1)
+    target[0] = 1.0
+    for kind, best in (("l1", 0.0), ("l2", 1.0 / 3)):
+        p = torch.full((1, 1, 1, 1), 0.5, requires_grad=True)
+        opt = torch.optim.SGD([p], lr=0.05)
+        for _ in range(400):
+            E, l1 = error_loss(p.expand(3, 1, 1, 1), target)
+            loss = (l1 if kind == "l1" else squared_error(E)).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        assert p.item() == pytest.approx(best, abs=0.03), kind
