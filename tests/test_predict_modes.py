@@ -28,6 +28,16 @@ def test_residual_starts_at_copy_last():
         assert torch.allclose(out.preds[l][:, 1:], out.targets[l][:, :-1], atol=1e-6)
 
 
+def _fit(m, x, steps: int) -> None:
+    """Adam on unit 0's loss over the same clip batch ``x`` for ``steps`` steps."""
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    for _ in range(steps):
+        out = m(x)
+        opt.zero_grad()
+        out.losses[0].backward()
+        opt.step()
+
+
 def test_residual_learns_to_beat_copy_last_on_constant_motion():
     """A bar moving one pixel per frame: the change is predictable, so residual prediction goes below copy-last."""
     torch.manual_seed(0)
@@ -36,12 +46,7 @@ def test_residual_learns_to_beat_copy_last_on_constant_motion():
     x = torch.zeros(4, T, 3, 16, 16)
     for t in range(T):
         x[:, t, :, :, (2 + t) % 16] = 1.0
-    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
-    for _ in range(150):
-        out = m(x)
-        opt.zero_grad()
-        out.losses[0].backward()
-        opt.step()
+    _fit(m, x, 150)
     out = m(x)
     pred, tgt = out.preds[0][:, 2:], out.targets[0][:, 2:]
     copy = out.targets[0][:, 1:-1]
@@ -196,12 +201,7 @@ def _arrow_after_training(weight: float, error_loss: str = "l1") -> float:
     for b in range(4):
         for t in range(T):
             x[b, t, :, :, (2 + t if b % 2 else 13 - t) % 16] = 1.0
-    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
-    for _ in range(100):
-        out = m(x)
-        opt.zero_grad()
-        out.losses[0].backward()
-        opt.step()
+    _fit(m, x, 100)
     with torch.no_grad():
         out = m(x)
     p, a = out.preds[0], out.targets[0]
