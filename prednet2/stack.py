@@ -231,13 +231,11 @@ class PredictiveStack(nn.Module):
         (``model.arrow_weight``). a (online), a_hat (the prediction for this step), a_prev (None at the first step)."""
         out = self._anti_collapse(l, a, a_hat, a_prev)
         if self.cfg.arrow_weight > 0:  # a zero that keeps the graph at the first step (not counted, see window_terms)
-            tau = self.cfg.arrow_temperature
             if a_prev is None:
                 out[f"arrow/{l}"] = 0.0 * a.sum()
-            elif self.cfg.arrow_keys == "detached":
-                out[f"arrow/{l}"] = arrow_loss(a_hat, a.detach(), a_prev.detach(), tau)
             else:
-                out[f"arrow/{l}"] = arrow_loss(a_hat, a, a_prev, tau)
+                keys = (a, a_prev) if self.cfg.arrow_keys == "online" else (a.detach(), a_prev.detach())
+                out[f"arrow/{l}"] = arrow_loss(a_hat, *keys, self.cfg.arrow_temperature)
         return out
 
     def _anti_collapse(self, l: int, a: Tensor, a_hat: Tensor, a_prev: Tensor | None = None) -> dict[str, Tensor]:

@@ -220,8 +220,7 @@ def test_arrow_teaches_the_state_which_way_a_bar_moves():
 
 def test_l2_error_loss_is_the_mse_and_leaves_E_alone():
     """model.error_loss=l2: the per-sample loss is the MSE over channels and positions (weighted like the L1 mean),
-    E is unchanged, and training on a step change moves the prediction by its expected size (the mean), where L1
-    stops at the median."""
+    and E is unchanged."""
     g = torch.Generator().manual_seed(0)
     pred, target = torch.rand(2, 3, 4, 4, generator=g), torch.rand(2, 3, 4, 4, generator=g)
     E, l1 = error_loss(pred, target)
