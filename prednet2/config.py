@@ -190,6 +190,9 @@ class TrainConfig:
     warmup_steps: int = _r(20, ge=0)
     # after warmup: "constant" | "cosine" (to 0.1x at train.steps) | "inv_sqrt" (sqrt(warmup/step), open-ended)
     lr_schedule: str = _one_of("constant", "cosine", "inv_sqrt")
+    # hold train.lr constant until this step, then decay by train.lr_schedule from here (0 = right after warmup):
+    # "inv_sqrt" becomes sqrt(decay_start / step), "cosine" runs from decay_start to train.steps
+    decay_start: int = _r(0, ge=0)
     grad_clip: float = _r(1.0, ge=0)  # per-unit gradient norm clip; 0 turns clipping off
     seed: int = _r(0, ge=0)
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" (checked when the device is resolved)

@@ -47,6 +47,7 @@ from torch import Tensor, nn
 
 from .cells import upsample2
 from .losses import ahead_loss
+from .optim import lr_factor
 from .outputs import detach as _detach
 from .stack import passed_up, up_channels, window_terms
 
@@ -112,6 +113,7 @@ class LayerParallelWorker:
     Args:
         model: a ``PredictiveStack`` (local mode), identical on every process.
         lr, weight_decay, warmup_steps, grad_clip, window: as ``cfg.train``.
+        lr_schedule, decay_start, steps: as ``cfg.train`` (the schedule after warmup; ``steps`` ends a cosine).
         batch_size, clip_len, size: the shape of every batch (fixed: receivers pre-allocate their buffers).
     """
 
@@ -122,6 +124,9 @@ class LayerParallelWorker:
         lr: float,
         weight_decay: float = 0.0,
         warmup_steps: int = 0,
+        lr_schedule: str = "constant",
+        decay_start: int = 0,
+        steps: int = 1,
         grad_clip: float = 1.0,
         window: int = 5,
         batch_size: int,
@@ -153,18 +158,15 @@ class LayerParallelWorker:
         self.feedback = bool(cfg.feedback)
         self.pass_up = cfg.pass_up
         # One AdamW per unit: AdamW is elementwise per parameter, so this equals the trainer's one optimiser with a
-        # param group per unit; the schedule is trainer.build_optimizer's (linear warmup, one step per batch).
-        warm = max(0, warmup_steps)
+        # param group per unit; the schedule is trainer.build_optimizer's (optim.lr_factor, one step per batch).
+        factor = lr_factor(lr_schedule, warmup=warmup_steps, total=steps, decay_start=decay_start)
         self.optimizers = {
             l: torch.optim.AdamW(
                 [{"params": model.unit_parameters(l), "name": f"unit{l}"}], lr=lr, weight_decay=weight_decay
             )
             for l in self.mine
         }
-        self.schedulers = [
-            torch.optim.lr_scheduler.LambdaLR(o, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
-            for o in self.optimizers.values()
-        ]
+        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in self.optimizers.values()]
         self._pending: list = []
         model.train()
 

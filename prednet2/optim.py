@@ -37,28 +37,36 @@ def unit_param_groups(model: nn.Module) -> list[dict[str, Any]]:
 def build_optimizer(model: nn.Module, cfg: Config) -> tuple[torch.optim.Optimizer, Any]:
     """AdamW over per-unit param groups: a linear warmup to ``train.lr``, then ``train.lr_schedule``."""
     opt = torch.optim.AdamW(unit_param_groups(model), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    factor = lr_factor(cfg.train.lr_schedule, warmup=cfg.train.warmup_steps, total=cfg.train.steps)
+    t = cfg.train
+    factor = lr_factor(t.lr_schedule, warmup=t.warmup_steps, total=t.steps, decay_start=t.decay_start)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
-def lr_factor(schedule: str, *, warmup: int, total: int):
-    """Step -> multiplier of ``train.lr``. After a linear warmup of ``warmup`` steps:
+def lr_factor(schedule: str, *, warmup: int, total: int, decay_start: int = 0):
+    """Step -> multiplier of ``train.lr``. After a linear warmup of ``warmup`` steps, held at 1 until step
+    ``decay_start`` (0: no hold; a start inside the warmup counts from its end), then:
 
     - ``constant``: 1;
     - ``cosine``: half a cosine from 1 down to 0.1 at step ``total`` (then 0.1);
-    - ``inv_sqrt``: ``sqrt(warmup / step)`` (Vaswani et al. 2017), which needs no end: for open-ended or streaming
-      training, and budget runs whose step count is not known in advance.
+    - ``inv_sqrt``: ``sqrt(start / step)`` (Vaswani et al. 2017) with ``start = max(warmup, decay_start)``, which
+      needs no end: for open-ended or streaming training, and budget runs whose step count is not known in advance.
+
+    With a hold, a run's first ``decay_start`` steps are the same whatever its length, so checkpoints of one long
+    run stand for shorter runs (``benchmarks/curve.py``) as long as the schedule does not depend on ``total``.
     """
     warmup = max(0, warmup)
+    start = max(warmup, decay_start)
 
     def f(s: int) -> float:
         if warmup and s < warmup:
             return (s + 1) / warmup
+        if s < start:
+            return 1.0
         if schedule == "cosine":
-            p = min(1.0, (s - warmup) / max(1, total - warmup))
+            p = min(1.0, (s - start) / max(1, total - start))
             return 0.1 + 0.45 * (1.0 + math.cos(math.pi * p))
         if schedule == "inv_sqrt":
-            return math.sqrt(max(1, warmup) / max(1, s))
+            return math.sqrt(max(1, start) / max(1, s))
         return 1.0
 
     return f

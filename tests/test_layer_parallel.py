@@ -25,7 +25,8 @@ CFG = {
         "arrow_weight": 0.5,
         "pass_up": "error+state",
     },
-    "train": {"lr": 1e-2, "window": 4, "warmup_steps": 2, "grad_clip": 0.5},
+    # no warmup and a cosine over 2 steps: the second batch runs at 0.55x, so the workers must follow the schedule
+    "train": {"lr": 1e-2, "window": 4, "warmup_steps": 0, "lr_schedule": "cosine", "steps": 2, "grad_clip": 0.5},
 }
 B, T, H, W, N_BATCHES = 4, 6, 16, 16, 2  # T=6, window 4: a full and a short window per clip
 
@@ -91,7 +92,8 @@ def _worker(rank: int, world: int, port: int, out: str, blocks) -> None:
     tc = cfg.train
     w = LayerParallelWorker(
         model, lr=tc.lr, weight_decay=tc.weight_decay, warmup_steps=tc.warmup_steps, grad_clip=tc.grad_clip,
-        window=tc.window, batch_size=B, clip_len=T, size=(H, W), units=blocks,
+        lr_schedule=tc.lr_schedule, decay_start=tc.decay_start, steps=tc.steps, window=tc.window,
+        batch_size=B, clip_len=T, size=(H, W), units=blocks,
     )  # fmt: skip
     clips, masks = _data()
     losses = []

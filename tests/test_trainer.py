@@ -193,3 +193,18 @@ def test_lr_schedules():
     assert cos(1000) == pytest.approx(0.1)
     inv = lr_factor("inv_sqrt", warmup=10, total=100)
     assert inv(10) == pytest.approx(1.0) and inv(40) == pytest.approx(0.5)
+
+
+def test_lr_schedules_hold_until_decay_start():
+    """``train.decay_start`` holds the rate after warmup and the decay counts from there, independent of length."""
+    from prednet2.optim import lr_factor
+
+    inv = lr_factor("inv_sqrt", warmup=10, total=100, decay_start=1000)
+    assert inv(5) == pytest.approx(0.6) and inv(500) == 1.0 and inv(999) == 1.0
+    assert inv(1000) == pytest.approx(1.0) and inv(4000) == pytest.approx(0.5)
+    short, long = (lr_factor("inv_sqrt", warmup=10, total=t, decay_start=50) for t in (60, 6000))
+    assert [short(s) for s in range(60)] == [long(s) for s in range(60)]
+    cos = lr_factor("cosine", warmup=10, total=300, decay_start=100)
+    assert cos(99) == 1.0 and cos(200) == pytest.approx(0.55) and cos(300) == pytest.approx(0.1)
+    # a start inside the warmup is the plain schedule
+    assert lr_factor("inv_sqrt", warmup=10, total=100, decay_start=5)(40) == pytest.approx(0.5)
