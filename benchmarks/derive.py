@@ -26,7 +26,7 @@ def derive(src: Path, dst: Path, sets: list[str]) -> Path:
     if bad:
         raise ValueError(f"--set {bad[0]!r}: only {', '.join(PROBE_TIME)} can change without retraining")
     ckpt = load_checkpoint(src / "checkpoints" / "last.pt")
-    cfg = Config.from_dict(ckpt["config"]).replace(sets)
+    cfg = Config.from_stored(ckpt["config"]).replace(sets)
     ckpt["config"] = cfg.to_dict()
     out = dst / "checkpoints" / "last.pt"
     out.parent.mkdir(parents=True, exist_ok=True)

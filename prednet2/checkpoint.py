@@ -261,7 +261,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
 
     ckpt = load_checkpoint(path, map_location="cpu")
     try:
-        cfg = Config.from_dict(ckpt["config"])
+        cfg = Config.from_stored(ckpt["config"])
     except ConfigError as e:
         raise CheckpointError(f"{path}: its config no longer parses with this prednet2 version: {e}") from e
     model = build_model(cfg.model)

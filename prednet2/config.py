@@ -122,6 +122,9 @@ class ModelConfig:
     # conditional mean: an expected change moves the prediction). E, what goes up and the surprise signal's units
     # are the same; with l2 the per-frame error is squared.
     error_loss: str = _one_of("l1", "l2")
+    # scales every unit's error terms (with layer_weights) against anti-collapse; l2 at 2 is the motion option
+    # (docs/results/dynamics_rounds32.md)
+    error_weight: float = _r(1.0, ge=0)
     # lambda: each unit's one-step error is the mean weighted by 1 + lambda * m, m the motion mask max-pooled to the
     # unit's grid, so moving positions count more; 0 = the plain mean. Needs the motion stream.
     motion_error_weight: float = _r(0.0, ge=0)
@@ -224,6 +227,18 @@ class Config:
         return _build(cls, merged, prefix="")
 
     @classmethod
+    def from_stored(cls, d: dict[str, Any]) -> Config:
+        """``from_dict`` for a config stored by an earlier version (a checkpoint's, a run folder's): a key it lacks
+        takes its value from before the key existed (``STORED_BEFORE``), not today's default, so an old checkpoint
+        loads, resumes and probes as it was trained."""
+        d = dict(d or {})
+        for section, old in STORED_BEFORE.items():
+            stored = d.get(section)
+            if isinstance(stored, dict):
+                d[section] = {**old, **stored}
+        return cls.from_dict(d)
+
+    @classmethod
     def from_yaml(cls, path: str | Path | None, sets: list[str] | None = None) -> Config:
         """Load a YAML file (or nothing) and apply ``key=value`` overrides on top."""
         d: dict[str, Any] = {}
@@ -265,6 +280,15 @@ class Config:
 # Model presets are plain dicts of ModelConfig fields. prednet2.presets registers the real ones; config.py
 # only knows how to look them up, so configs can be parsed without importing torch.
 _PRESETS: dict[str, dict[str, Any]] = {"tiny": {}}
+
+
+# What a key meant before it existed, for configs stored before it: a default that changes needs its old value
+# here (configs store every key they know, so only keys newer than the config can be missing). Today these are the
+# defaults; they are listed so that changing a default cannot change what an old checkpoint loads as.
+STORED_BEFORE: dict[str, dict[str, Any]] = {
+    "model": {"error_loss": "l1", "error_weight": 1.0},
+    "train": {"lr_schedule": "constant", "decay_start": 0},
+}
 
 
 def register_preset(name: str, fields: dict[str, Any]) -> None:

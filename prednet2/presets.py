@@ -29,6 +29,8 @@ PRESETS = {
         "target": "pixel",
         "anti_collapse": "none",
         "layer_weights": [1.0, 0.0, 0.0, 0.0],
+        "error_loss": "l1",  # PredNet has its own L1 error (prednet2/prednet.py); these keep unused_options quiet
+        "error_weight": 1.0,
         "motion_channels": 0,
     },
 }

@@ -125,7 +125,7 @@ def config_for_resume(out_dir: str | Path, sets: list[str] | None = None) -> Con
     check_out_dir(paths, resume=True)
     ckpt = load_checkpoint(paths.last)
     try:
-        stored = Config.from_dict(ckpt["config"])
+        stored = Config.from_stored(ckpt["config"])
         cfg = stored.replace(sets or [])
     except ConfigError as e:
         raise ConfigError(f"{e} (while applying --set to the config stored in {paths.last})") from None

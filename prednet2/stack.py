@@ -64,7 +64,7 @@ class PredictiveStack(nn.Module):
             units.append(unit)
             in_ch = up_channels(cfg.pass_up, unit)
         self.units = nn.ModuleList(units)
-        self.layer_weights = tuple(cfg.layer_weights) or (1.0,) * L
+        self.layer_weights = tuple(cfg.error_weight * w for w in (tuple(cfg.layer_weights) or (1.0,) * L))
         self.cov_weights = tuple(cfg.cov_weights) or (cfg.cov_weight,) * L
 
     @property

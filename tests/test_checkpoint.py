@@ -47,6 +47,25 @@ def test_save_load_roundtrip(tmp_path):
         assert torch.equal(a, b), k
 
 
+def test_old_checkpoint_loads_with_the_loss_it_was_trained_with(tmp_path, monkeypatch):
+    """A checkpoint whose config predates model.error_loss / error_weight (and train.decay_start) loads with their
+    old meaning (config.STORED_BEFORE), whatever today's defaults are, so its losses are those it was trained with."""
+    from prednet2 import config
+
+    monkeypatch.setitem(config.STORED_BEFORE, "model", {"error_loss": "l1", "error_weight": 0.5})
+    cfg = tiny_config()
+    model, opt, sched = _model_opt(cfg)
+    path = save_checkpoint(tmp_path / "c.pt", model=model, optimizer=opt, scheduler=sched, config=cfg, step=1)
+    ckpt = load_checkpoint(path)
+    for key in ("error_loss", "error_weight"):
+        del ckpt["config"]["model"][key]
+    del ckpt["config"]["train"]["decay_start"]
+    atomic_torch_save(ckpt, path)
+    loaded, cfg2 = load_model(path)
+    assert (cfg2.model.error_loss, cfg2.model.error_weight, cfg2.train.decay_start) == ("l1", 0.5, 0)
+    assert loaded.layer_weights == (0.5,) * loaded.num_layers
+
+
 def test_atomic_save_failure_keeps_old_file(tmp_path, monkeypatch):
     path = tmp_path / "last.pt"
     atomic_torch_save({"model": {"w": torch.ones(3)}, "config": {}}, path)

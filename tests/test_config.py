@@ -121,3 +121,22 @@ def test_fields_without_metadata_pass_and_ranges_are_metadata():
     meta = {f.name: dict(f.metadata) for f in dataclasses.fields(TrainConfig)}
     assert meta["lr"] == {"range": {"gt": 0}} and meta["mode"]["choices"] == ("local", "end_to_end")
     assert meta["device"] == {} and Config.from_yaml(None, ["train.device=cuda:3"]).train.device == "cuda:3"
+
+
+def test_from_stored_gives_missing_keys_their_old_meaning(monkeypatch):
+    """A config stored before a key existed gets the key's old value (STORED_BEFORE), not today's default, so an old
+    checkpoint keeps the L1 error at weight 1 and a constant rate; a complete stored config is read as it is."""
+    from prednet2.config import STORED_BEFORE
+
+    assert Config.from_stored(Config().to_dict()) == Config()
+    d = Config().to_dict()
+    for section, old in STORED_BEFORE.items():
+        for key in old:
+            del d[section][key]
+    cfg = Config.from_stored(d)
+    assert (cfg.model.error_loss, cfg.model.error_weight) == ("l1", 1.0)
+    assert (cfg.train.lr_schedule, cfg.train.decay_start) == ("constant", 0)
+    # as if the default had changed since the config was stored
+    monkeypatch.setitem(STORED_BEFORE, "model", {**STORED_BEFORE["model"], "error_weight": 0.5})
+    assert Config.from_stored(d).model.error_weight == 0.5 and Config.from_dict(d).model.error_weight == 1.0
+    assert Config.from_stored(d).replace(["model.error_loss=l2"]).model.error_loss == "l2"  # --set still wins

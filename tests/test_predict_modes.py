@@ -196,7 +196,7 @@ def _arrow_after_training(weight: float, error_loss: str = "l1") -> float:
     """Unit 0's time-arrow loss (measured, whatever the weight) after training on bars that move right in half of
     the clips and left in the other half."""
     torch.manual_seed(0)
-    m = make(channels=(4,), arrow_weight=weight, error_loss=error_loss)
+    m = make(channels=(4,), arrow_weight=weight, error_loss=error_loss, error_weight=1.0)
     T, x = 8, torch.zeros(4, 8, 3, 16, 16)
     for b in range(4):
         for t in range(T):
@@ -230,11 +230,22 @@ def test_l2_error_loss_is_the_mse_and_leaves_E_alone():
     top = ((pred - target) ** 2)[:, :, :2].mean(dim=(1, 2, 3))
     assert torch.allclose(squared_error(E, w), top, atol=1e-6)
     x = clip(t=4)
-    a, b = make()(x), make(error_loss="l2")(x)
+    a, b = make(error_loss="l1")(x), make(error_loss="l2")(x)
     for l in range(2):
         assert torch.allclose(a.steps[2].errors[l], b.steps[2].errors[l])
         mse = ((b.steps[2].preds[l] - b.steps[2].targets[l]) ** 2).mean()
         assert b.steps[2].terms[f"err/{l}"].item() == pytest.approx(mse.item(), rel=1e-4)
+
+
+def test_error_weight_scales_every_units_error_terms():
+    """model.error_weight multiplies layer_weights: with no other term in the loss, twice the weight is twice the
+    loss of every unit."""
+    assert make(error_weight=2.0, layer_weights=(1.0, 0.5)).layer_weights == (2.0, 1.0)
+    x = clip(t=4)
+    one, two = (make(anti_collapse="none", horizon=2, error_weight=w)(x) for w in (1.0, 2.0))
+    for l in range(2):
+        assert two.losses[l].item() == pytest.approx(2.0 * one.losses[l].item(), rel=1e-5)
+        assert one.losses[l].item() > 0
 
 
 def test_l2_prediction_moves_by_the_expected_change():

@@ -188,16 +188,19 @@ def test_motion_error_weight_counts_moving_positions_more():
     a uniform mask (all still or all moving) leaves the plain mean, a partial one changes it to exactly that."""
     from prednet2.ops import reference_error_unit
 
+    def make_l1(**over):  # the check below is on the L1 frame error
+        return make(error_loss="l1", **over)
+
     x = clip(t=3)
     part = torch.zeros(2, 3, 1, 16, 16)
     part[..., :6, :5] = 1.0
-    plain = make(motion_channels=2)(x, part)
+    plain = make_l1(motion_channels=2)(x, part)
     for mask in (torch.zeros_like(part), torch.ones_like(part)):
-        same = make(motion_channels=2, motion_error_weight=4.0)(x, mask)
-        ref = make(motion_channels=2)(x, mask)
+        same = make_l1(motion_channels=2, motion_error_weight=4.0)(x, mask)
+        ref = make_l1(motion_channels=2)(x, mask)
         for l in range(3):
             assert torch.allclose(same.stats[f"err/{l}"], ref.stats[f"err/{l}"], atol=1e-6)
-    m = make(motion_channels=2, motion_error_weight=4.0)
+    m = make_l1(motion_channels=2, motion_error_weight=4.0)
     out = m(x, part)
     for l in range(3):
         w = 1.0 + 4.0 * F.max_pool2d(part[:, 2], 2**l) if l else 1.0 + 4.0 * part[:, 2]
