@@ -36,8 +36,8 @@ def unit_param_groups(model: nn.Module) -> list[dict[str, Any]]:
 
 def build_optimizer(model: nn.Module, cfg: Config) -> tuple[torch.optim.Optimizer, Any]:
     """AdamW over per-unit param groups: a linear warmup to ``train.lr``, then ``train.lr_schedule``."""
-    opt = torch.optim.AdamW(unit_param_groups(model), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     t = cfg.train
+    opt = torch.optim.AdamW(unit_param_groups(model), lr=t.lr, weight_decay=t.weight_decay)
     factor = lr_factor(t.lr_schedule, warmup=t.warmup_steps, total=t.steps, decay_start=t.decay_start)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
