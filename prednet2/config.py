@@ -117,14 +117,14 @@ class ModelConfig:
     # "online": the keys a(t), a(t-1) carry gradient, so the encoder learns too; "detached": only the prediction
     # (the state and head) learns to point forward, and an encoder cannot satisfy the contrast by recoding.
     arrow_keys: str = _one_of("online", "detached")
-    # What the error units' loss is: "l1", their mean (PredNet's; the optimal prediction is the conditional median,
-    # which is copy-last wherever a change is less likely than not), or "l2", the mean squared error (the
-    # conditional mean: an expected change moves the prediction). E, what goes up and the surprise signal's units
-    # are the same; with l2 the per-frame error is squared.
-    error_loss: str = _one_of("l1", "l2")
-    # scales every unit's error terms (with layer_weights) against anti-collapse; l2 at 2 is the motion option
-    # (docs/results/dynamics_rounds32.md)
-    error_weight: float = _r(1.0, ge=0)
+    # What the error units' loss is: "l2", the mean squared error (the default since round 33: the conditional mean,
+    # so an expected change moves the prediction), or "l1", their mean (PredNet's and the default to round 32; the
+    # optimal prediction is the conditional median, which is copy-last wherever a change is less likely than not).
+    # E, what goes up and the surprise signal's units are the same; with l2 the per-frame error is squared.
+    error_loss: str = _one_of("l2", "l1")
+    # scales every unit's error terms (with layer_weights) against anti-collapse; 2 with l2 since round 33 (1 before;
+    # docs/results/dynamics_rounds32.md)
+    error_weight: float = _r(2.0, ge=0)
     # lambda: each unit's one-step error is the mean weighted by 1 + lambda * m, m the motion mask max-pooled to the
     # unit's grid, so moving positions count more; 0 = the plain mean. Needs the motion stream.
     motion_error_weight: float = _r(0.0, ge=0)
@@ -191,11 +191,13 @@ class TrainConfig:
     lr: float = _r(3e-3, gt=0)
     weight_decay: float = _r(0.0, ge=0)
     warmup_steps: int = _r(20, ge=0)
-    # after warmup: "constant" | "cosine" (to 0.1x at train.steps) | "inv_sqrt" (sqrt(warmup/step), open-ended)
-    lr_schedule: str = _one_of("constant", "cosine", "inv_sqrt")
+    # after warmup (and the hold below): "cosine" (to 0.1x at train.steps; the default since round 33) | "constant" |
+    # "inv_sqrt" (sqrt(start/step), open-ended)
+    lr_schedule: str = _one_of("cosine", "constant", "inv_sqrt")
     # hold train.lr constant until this step, then decay by train.lr_schedule from here (0 = right after warmup):
-    # "inv_sqrt" becomes sqrt(decay_start / step), "cosine" runs from decay_start to train.steps
-    decay_start: int = _r(0, ge=0)
+    # "inv_sqrt" becomes sqrt(decay_start / step), "cosine" runs from decay_start to train.steps. The default holds
+    # to 1000, so a run of 1000 steps or fewer keeps a constant rate and a longer one ends at 0.1x
+    decay_start: int = _r(1000, ge=0)
     grad_clip: float = _r(1.0, ge=0)  # per-unit gradient norm clip; 0 turns clipping off
     seed: int = _r(0, ge=0)
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" (checked when the device is resolved)
@@ -283,8 +285,9 @@ _PRESETS: dict[str, dict[str, Any]] = {"tiny": {}}
 
 
 # What a key meant before it existed, for configs stored before it: a default that changes needs its old value
-# here (configs store every key they know, so only keys newer than the config can be missing). Today these are the
-# defaults; they are listed so that changing a default cannot change what an old checkpoint loads as.
+# here (configs store every key they know, so only keys newer than the config can be missing). These four were the
+# defaults until round 33 (docs/results/dynamics_rounds32.md) made the default l2 at weight 2 with a cosine from
+# step 1000; a config stored without them was trained with these values.
 STORED_BEFORE: dict[str, dict[str, Any]] = {
     "model": {"error_loss": "l1", "error_weight": 1.0},
     "train": {"lr_schedule": "constant", "decay_start": 0},

@@ -26,7 +26,15 @@ CFG = {
         "pass_up": "error+state",
     },
     # no warmup and a cosine over 2 steps: the second batch runs at 0.55x, so the workers must follow the schedule
-    "train": {"lr": 1e-2, "window": 4, "warmup_steps": 0, "lr_schedule": "cosine", "steps": 2, "grad_clip": 0.5},
+    "train": {
+        "lr": 1e-2,
+        "window": 4,
+        "warmup_steps": 0,
+        "lr_schedule": "cosine",
+        "decay_start": 0,
+        "steps": 2,
+        "grad_clip": 0.5,
+    },
 }
 B, T, H, W, N_BATCHES = 4, 6, 16, 16, 2  # T=6, window 4: a full and a short window per clip
 

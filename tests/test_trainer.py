@@ -208,3 +208,20 @@ def test_lr_schedules_hold_until_decay_start():
     assert cos(99) == 1.0 and cos(200) == pytest.approx(0.55) and cos(300) == pytest.approx(0.1)
     # a start inside the warmup is the plain schedule
     assert lr_factor("inv_sqrt", warmup=10, total=100, decay_start=5)(40) == pytest.approx(0.5)
+
+
+def test_default_schedule_is_constant_to_1000_then_cosine():
+    """The default (round 33): the rate held to step 1000, so runs of 1000 steps or fewer are constant, then half a
+    cosine to 0.1x at train.steps; the trainer's scheduler follows it."""
+    from prednet2.optim import build_optimizer, lr_factor
+
+    t = Config.from_yaml(None, ["train.steps=3000"]).train
+    f = lr_factor(t.lr_schedule, warmup=t.warmup_steps, total=t.steps, decay_start=t.decay_start)
+    assert [f(s) for s in (t.warmup_steps, 600, 1000)] == [1.0, 1.0, 1.0]
+    assert f(2000) == pytest.approx(0.55) and f(3000) == pytest.approx(0.1)
+    cfg = Config.from_yaml(None, ["train.steps=1000", "train.warmup_steps=0"])
+    opt, sched = build_optimizer(torch.nn.Linear(2, 2), cfg)
+    for _ in range(999):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(cfg.train.lr)  # a 1000-step run never decays
