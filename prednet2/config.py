@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 # Value ranges are declared at each field (``_r``/``_one_of``) and checked by ``check_ranges``: config_ranges.py.
-from .config_ranges import ConfigError, _one_of, _r, check_ranges, describe_range  # noqa: F401
+from .config_ranges import ConfigError, _one_of, _r, check_ranges  # noqa: F401  (ConfigError, check_ranges: re-exported)
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ def test_declared_ranges_name_key_value_and_range(override, expect):
 
 
 def test_every_default_and_preset_is_in_range():
-    from prednet2.config import check_ranges, preset_names
+    from prednet2.config import preset_names
 
     check_ranges(Config())
     for name in preset_names():
