@@ -39,6 +39,7 @@ __all__ = [
     "make_anomaly_set",
     "render_anomaly_clip",
     "render_shapes_clip",
+    "split_spec",
     "to_float",
 ]
 
@@ -142,8 +143,10 @@ def build_dataset(
     """The dataset a ``--data``/``--labelled`` spec names.
 
     Args:
-        spec: a folder of videos; a UCF101-layout folder ``root/<class>/<video>`` when ``labelled``; or one of
-            ``SYNTHETIC_SPECS`` (``synthetic:shapes``, ``synthetic:shapes:direction``, ...).
+        spec: a folder of videos; a UCF101-layout folder ``root/<class>/<video>`` when ``labelled``; one of
+            ``SYNTHETIC_SPECS`` (``synthetic:shapes``, ``synthetic:shapes:direction``, ...); or, for training,
+            several of these joined by ``+`` (``synthetic:shapes+videos/``): an ``InterleavedDataset`` that gives
+            each part an equal share of the clips. A path that exists as written is never split at ``+``.
         cfg: clip length, size, grayscale, cache and synthetic sizes (``cfg.n_synthetic`` train clips,
             ``cfg.n_synthetic_test`` val/test clips).
         split: "train" | "val" | "test". Synthetic splits never share seeds.
@@ -160,6 +163,11 @@ def build_dataset(
     """
     if splits_dir is not None and (spec.startswith("synthetic:") or not labelled):
         raise DataError(f"split lists ({splits_dir}) apply to labelled video folders only, not to {spec!r}")
+    parts = split_spec(spec)
+    if len(parts) > 1:
+        if labelled:
+            raise DataError(f"{spec!r}: a '+' mixture is training data with no labels; probe one labelled set")
+        return InterleavedDataset([build_dataset(p, cfg=cfg, split=split, seed=seed, motion=motion) for p in parts])
     if spec.startswith("synthetic:"):
         if spec not in SYNTHETIC_SPECS:
             raise DataError(f"unknown synthetic data {spec!r}; valid specs: {', '.join(SYNTHETIC_SPECS)}")
@@ -182,6 +190,20 @@ def build_dataset(
             ) from e
         ds = with_motion(ds, motion, cfg)
     return ds
+
+
+def split_spec(spec: str) -> list[str]:
+    """The parts of a ``+`` mixture (``"synthetic:shapes+videos/"`` -> two parts); ``[spec]`` for one set.
+
+    A spec that exists on disk as written is one folder, ``+`` in its name or not. An empty part (``"a++b"``, a
+    trailing ``+``) is an error, not a silent skip.
+    """
+    if "+" not in spec or os.path.exists(os.path.expanduser(spec)):
+        return [spec]
+    parts = [p.strip() for p in spec.split("+")]
+    if any(not p for p in parts):
+        raise DataError(f"{spec!r}: an empty part in a '+' mixture; join specs as A+B, e.g. synthetic:shapes+videos/")
+    return parts
 
 
 def _build_folder(

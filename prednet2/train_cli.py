@@ -32,7 +32,9 @@ def _exit(prog: str, msg: str, code: int = 2) -> NoReturn:
 
 def parse_args(argv: list[str] | None, prog: str = PROG) -> argparse.Namespace:
     p = OneLineParser(prog=prog, description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, help="folder of videos, or synthetic:shapes / synthetic:moving_mnist")
+    p.add_argument("--data", required=True,
+                   help="folder of videos, or synthetic:shapes / synthetic:moving_mnist; join several with + "
+                   "(synthetic:shapes+videos/) to train on an equal share of each")  # fmt: skip
     p.add_argument("--out", required=True, help="run folder: config.yaml, checkpoints/, tb/, summary.json")
     p.add_argument("--config", help="YAML config (sections model, data, motion, train); configs/tiny.yaml is one")
     p.add_argument(
@@ -56,8 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv, prog)
 
     _fail = functools.partial(_exit, prog)
-    if not args.data.startswith("synthetic:") and not Path(args.data).expanduser().exists():
-        _fail(f"--data {args.data}: no such file or folder (give a folder of videos or synthetic:NAME)")
+    for part in _data_parts(args.data, _fail):
+        if not part.startswith("synthetic:") and not Path(part).expanduser().exists():
+            what = f"--data {args.data}: {part!r}" if part != args.data else f"--data {args.data}"
+            _fail(f"{what}: no such file or folder (give a folder of videos or synthetic:NAME, joined by +)")
     if args.resume and args.config:
         _fail("--config cannot be combined with --resume: the run continues with its own config (use --set)")
 
@@ -105,3 +109,14 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _data_parts(spec: str, fail) -> list[str]:
+    """The parts of a ``--data A+B`` mixture (datasets.split_spec), or exit 2 naming the empty part."""
+    from prednet2.datasets import DataError, split_spec
+
+    try:
+        return split_spec(spec)
+    except DataError as e:
+        fail(f"--data {e}")
+        raise  # unreachable: fail exits

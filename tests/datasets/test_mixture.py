@@ -1,0 +1,62 @@
+"""``--data A+B``: training specs joined by ``+`` interleave with an equal share each; masks and skips carry over."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from prednet2.datasets import DataError, build_dataset, split_spec
+
+from prednet2.config import DataConfig, MotionConfig
+
+
+@pytest.fixture
+def folder(vt, tmp_path):
+    root = tmp_path / "real"
+    for v, n in enumerate([8, 12]):
+        vt.write_video(root / f"v{v}.mkv", vt.coded_frames(n, 16, 16, video_id=v + 1))
+    (root / "broken.mp4").write_text("not a video\n")
+    return root
+
+
+def test_split_spec(tmp_path):
+    assert split_spec("synthetic:shapes") == ["synthetic:shapes"]
+    assert split_spec("synthetic:shapes + a/b") == ["synthetic:shapes", "a/b"]
+    plus = tmp_path / "c++ videos"
+    plus.mkdir()
+    assert split_spec(str(plus)) == [str(plus)]  # a folder that exists as written is never split
+    for bad in ("a++b", "a+", "+a"):
+        with pytest.raises(DataError, match="empty part"):
+            split_spec(bad)
+
+
+def test_synthetic_and_folder_interleave_with_equal_shares(folder, tmp_path):
+    cfg = DataConfig(clip_len=4, size=(16, 16), n_synthetic=5, cache_dir=str(tmp_path / "cache"))
+    ds = build_dataset(f"synthetic:shapes+{folder}", cfg=cfg)
+    shapes = build_dataset("synthetic:shapes", cfg=cfg)
+    real = build_dataset(str(folder), cfg=cfg)
+    assert len(real) == 5  # 2 + 3 clips of 4 frames
+    assert len(ds) == 2 * max(len(shapes), len(real)) == 10
+    assert torch.equal(ds[0]["video"], shapes[0]["video"]) and torch.equal(ds[1]["video"], real[0]["video"])
+    assert torch.equal(ds[8]["video"], shapes[4]["video"]) and torch.equal(ds[9]["video"], real[4]["video"])
+    assert ds.n_skipped == 1 and "broken.mp4" in str(ds.skipped[0])  # the folder's bad file is still reported
+    assert all(ds[i]["label"].item() == -1 for i in range(len(ds)))
+
+
+def test_shorter_part_repeats(folder, tmp_path):
+    cfg = DataConfig(clip_len=4, size=(16, 16), n_synthetic=12, cache_dir=str(tmp_path / "cache"))
+    ds = build_dataset(f"{folder}+synthetic:shapes", cfg=cfg)
+    real = build_dataset(str(folder), cfg=cfg)
+    assert len(ds) == 24
+    assert torch.equal(ds[10]["video"], real[0]["video"])  # item 10 is the folder's 6th draw: clip 5 % 5 = 0
+
+
+def test_motion_masks_come_from_each_part(folder, tmp_path):
+    cfg = DataConfig(clip_len=4, size=(16, 16), n_synthetic=3, cache_dir=str(tmp_path / "cache"))
+    ds = build_dataset(f"synthetic:shapes+{folder}", cfg=cfg, motion=MotionConfig(), seed=0)
+    batch = torch.utils.data.default_collate([ds[i] for i in range(4)])
+    assert batch["mask"].shape == (4, 4, 1, 16, 16) and batch["video"].shape == (4, 4, 3, 16, 16)
+
+
+def test_a_mixture_has_no_labels(folder):
+    with pytest.raises(DataError, match="no labels"):
+        build_dataset("synthetic:shapes:direction+synthetic:trajectories:kind", cfg=DataConfig(), labelled=True)
