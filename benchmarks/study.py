@@ -96,7 +96,10 @@ def parse_probe(args) -> Probe:
             raise StudyError(f"{opt} {v}: need at least 1")
     if clip_len is not None and clip_len < 2:
         raise StudyError(f"--probe-clip-len {clip_len}: need at least 2 frames")
-    return Probe(args.seeds, args.n_train, args.n_test, clip_len)
+    resplit = getattr(args, "resplit", 0) or 0
+    if resplit < 0:
+        raise StudyError(f"--resplit {resplit}: need 0 (one fixed split) or a number of splits")
+    return Probe(args.seeds, args.n_train, args.n_test, clip_len, resplit)
 
 
 def add_study_args(p, *, tasks: str, out: str) -> None:
@@ -111,6 +114,9 @@ def add_study_args(p, *, tasks: str, out: str) -> None:
     p.add_argument("--probe-clip-len", type=int, metavar="T",
                    help="frames per clip of the synthetic probes (default: each checkpoint's data.clip_len); "
                    "compares variants trained on other clip lengths at one readout")  # fmt: skip
+    p.add_argument("--resplit", type=int, default=0, metavar="N",
+                   help="folder tasks (basketball): probe N stratified train/test splits, one per probe seed, "
+                   "instead of one fixed split (default 0: the fixed 226/57 split)")  # fmt: skip
     p.add_argument("--jobs", type=int, default=1, help="runs side by side, one thread each (default 1)")
     p.add_argument("--out", default=out, help=f"study folder (default {out})")
     p.add_argument("--json", help="write the figures here")
@@ -134,6 +140,7 @@ class Probe:
     n_train: int = 1024
     n_test: int = 512
     clip_len: int | None = None  # synthetic probes' frames per clip; None: the checkpoint's data.clip_len
+    resplit: int = 0  # folder tasks: this many stratified splits, one per probe seed (eval --resplit); 0: one split
 
 
 @dataclass
@@ -226,12 +233,16 @@ class Runner:
         if probe.clip_len is not None and "--clip-len" not in extra:  # basketball keeps its own clip length
             extra = ["--clip-len", str(probe.clip_len)]
             tag += f"_T{probe.clip_len}"
+        seeds = probe.seeds
+        if probe.resplit and not spec.startswith("synthetic:"):  # a folder task: N splits, one per seed
+            seeds, extra = probe.resplit, [*extra, "--resplit"]
+            tag = f"{tag}_rs{probe.resplit}"
         out = ckpt.parent.parent / "eval" / f"probe_{task}_{tag}_{variant}.json"
         if out.is_file():
             return json.loads(out.read_text())
         out.parent.mkdir(parents=True, exist_ok=True)
         args = ["-m", "eval.linear_probe", "--checkpoint", str(ckpt), "--data", spec, "--out", str(out)]
-        args += ["--seeds", str(probe.seeds), "--n-train", str(probe.n_train), "--n-test", str(probe.n_test)]
+        args += ["--seeds", str(seeds), "--n-train", str(probe.n_train), "--n-test", str(probe.n_test)]
         args += ["--threads", "1", "--no-progress", *extra]
         if variant == "random_init":
             args.append("--random-init")

@@ -49,6 +49,10 @@ def add_feature_args(p: argparse.ArgumentParser, *, data_help: str) -> argparse.
     p.add_argument("--layers", default="all", help="'all' or comma-separated layers, e.g. 0,2")
     p.add_argument("--splits", help="folder with trainlistKK.txt/testlistKK.txt (UCF101 style)")
     p.add_argument("--fold", type=int, default=1, help="split fold K with --splits (default 1)")
+    p.add_argument("--resplit", action="store_true",
+                   help="labelled folders: each seed s draws its own stratified train/test split (salted by "
+                   "--data-seed + s), so the mean over seeds also averages which videos are tested; for small "
+                   "sets, where one fixed test split moves a figure by several points")  # fmt: skip
     p.add_argument("--clips-per-video", type=int, default=1,
                    help="folders: N clips spread over each video, features averaged per video (default 1: the "
                    "centre clip)")  # fmt: skip
@@ -145,6 +149,10 @@ class FeatureSource:
             fail(f"--splits {args.splits}: no such folder")
         if args.clips_per_video < 1:
             fail(f"--clips-per-video {args.clips_per_video}: need at least 1")
+        self.resplit = bool(getattr(args, "resplit", False))
+        if self.resplit and (args.splits or args.data.startswith("synthetic:") or not labelled):
+            fail(f"--resplit draws new splits of a labelled folder; it does not apply to --data {args.data}"
+                 + (f" with --splits {args.splits}" if args.splits else ""))  # fmt: skip
         try:
             self.layers = parse_layers(args.layers)
         except ValueError as e:
@@ -249,15 +257,39 @@ class FeatureSource:
             fail(str(e))
 
     def train_test(self, seed: int) -> tuple[Features, np.ndarray, Features, np.ndarray]:
-        """(train, y_train, test, y_test) per video: the callback ``eval.probe.run_probe`` takes."""
-        tr, y_tr, _ = self.features_of("train", seed)
-        te, y_te, _ = self.features_of("test", seed)
-        return tr, y_tr, te, y_te
+        """(train, y_train, test, y_test) per video: the callback ``eval.probe.run_probe`` takes.
+
+        With ``--resplit`` the features of every video are extracted once (split ``all``) and seed ``s`` takes the
+        stratified split that ``LabelledVideoFolder`` would make with seed ``--data-seed + s``.
+        """
+        if not self.resplit:
+            tr, y_tr, _ = self.features_of("train", seed)
+            te, y_te, _ = self.features_of("test", seed)
+            return tr, y_tr, te, y_te
+        feats, y, vids = self.features_of("all", seed)
+        is_test = self.resplit_test_mask(vids, self.args.data_seed + seed)
+        train = {k: x[~is_test] for k, x in feats.items()}
+        test = {k: x[is_test] for k, x in feats.items()}
+        return train, y[~is_test], test, y[is_test]
+
+    def resplit_test_mask(self, vids: np.ndarray, split_seed: int) -> np.ndarray:
+        """(V,) bool: which of the videos ``vids`` (indices into the ``all`` split) are test under ``split_seed``."""
+        from prednet2.datasets.labelled import stratified_split
+
+        ds = self.dataset("all")
+        root = Path(ds.root)
+        rel = [Path(ds.videos[v]).relative_to(root).as_posix() for v in vids]
+        by_class: dict[str, list[str]] = {}
+        for r in rel:
+            by_class.setdefault(r.split("/", 1)[0], []).append(r)
+        test = stratified_split(by_class, test_fraction=getattr(ds, "test_fraction", 0.2), seed=split_seed)
+        return np.array([r in test for r in rel], dtype=bool)
 
     # ---- what the JSON files quote -----------------------------------------------------------------------
     def provenance(self) -> dict:
         a, ds = self.args, self._datasets.get("train") or next(iter(self._datasets.values()), None)
         return {
+            "resplit": self.resplit,
             "variant": self.variant,
             "random_init": bool(a.random_init),
             "baseline": a.baseline,

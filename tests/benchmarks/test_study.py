@@ -108,6 +108,29 @@ def test_probe_clip_len_reaches_the_synthetic_probes_only(tmp_path, monkeypatch,
     assert "--probe-clip-len 1: need at least 2 frames" in capsys.readouterr().err
 
 
+def test_resplit_reaches_the_folder_probes_only(tmp_path, monkeypatch, capsys):
+    """--resplit N: folder tasks probe N splits (--resplit --seeds N, their own file); synthetic ones are unchanged."""
+    seen = {}
+
+    def fake_run(self, args, log, budget_s=None):
+        out = Path(args[args.index("--out") + 1])
+        seen[args[args.index("--data") + 1].split(":")[0]] = (args[args.index("--seeds") + 1], "--resplit" in args,
+                                                              out.name)  # fmt: skip
+        out.write_text(json.dumps({"top1": 0.5}))
+        return 0
+
+    monkeypatch.setattr(Runner, "run", fake_run)
+    ckpt = tmp_path / "run" / "checkpoints" / "last.pt"
+    for task in ("direction", "basketball"):
+        Runner(tmp_path, verbose=False).probe(ckpt, task, "trained", Probe(3, 8, 8, None, resplit=10), "t")
+    assert seen["synthetic"] == ("3", False, "probe_direction_t_n8x3_trained.json")
+    assert [v for k, v in seen.items() if k != "synthetic"] == [
+        ("10", True, "probe_basketball_t_n8x3_rs10_trained.json")
+    ]
+    assert peers.main(["--resplit", "-1", "--tasks", "direction"]) == 2
+    assert "--resplit -1" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_curve_points_and_rising_flag(tmp_path, capsys):
     rc = curve.main(["--points", "0,2", "--tasks", "direction", "--out", str(tmp_path / "c"),

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from prednet2.eval.linear_probe import main
@@ -121,3 +122,38 @@ def test_ucf101_folder_with_and_without_split_lists(tiny_run, tmp_path):
     assert main([*common, "--out", str(tmp_path / "b.json"), "--splits", str(splits), "--fold", "1"]) == 0
     b = json.loads((tmp_path / "b.json").read_text())
     assert (b["n_train"], b["n_test"]) == (4, 2)
+
+
+def test_resplit_draws_the_folder_split_of_each_seed(tiny_run, tmp_path, capsys):
+    """--resplit: seed s tests on the videos LabelledVideoFolder(seed=data_seed + s) puts in test; others refuse it."""
+    from prednet2.datasets.labelled import LabelledVideoFolder
+    from prednet2.eval.featureset import FeatureSource
+    from prednet2.eval.linear_probe import build_parser
+
+    root = tmp_path / "ucf"
+    for cls, b in [("dark", 40), ("bright", 200)]:
+        for i in range(10):
+            _write_clip(root / cls / f"v{i}.mkv", b, n=4, size=16)
+    ckpt = str(tiny_run / "checkpoints" / "last.pt")
+    common = ["--checkpoint", ckpt, "--data", str(root), "--baseline", "pixels", "--device", "cpu", "--no-cache"]
+    args = build_parser().parse_args([*common, "--out", str(tmp_path / "r.json"), "--resplit", "--data-seed", "3"])
+    src = FeatureSource(args)
+    _, y, vids = src.features_of("all")
+    names = [Path(src.dataset("all").videos[v]).relative_to(root).as_posix() for v in vids]
+    seen = set()
+    for s in range(3):
+        _, y_tr, _, y_te = src.train_test(s)
+        test = LabelledVideoFolder(root, split="test", seed=3 + s, clip_len=4, size=(16, 16), progress=False,
+                                   cache_dir=str(tmp_path / "c"))  # fmt: skip
+        want = sorted(Path(p).relative_to(root).as_posix() for p in test.videos)
+        got = sorted(n for n, t in zip(names, src.resplit_test_mask(vids, 3 + s)) if t)
+        assert got == want and len(y_te) == 4 and len(y_tr) == 16
+        seen.add(tuple(got))
+    assert len(seen) > 1  # the seeds do test on other videos
+    assert main([*common, "--out", str(tmp_path / "r.json"), "--resplit", "--seeds", "3"]) == 0
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["resplit"] is True and (r["n_train"], r["n_test"]) == (16, 4) and r["top1"] == 1.0
+    for bad in (["--data", "synthetic:shapes:direction"], ["--splits", str(tmp_path)]):
+        with pytest.raises(SystemExit) as e:
+            main([*common, *bad, "--out", str(tmp_path / "x.json"), "--resplit"])
+        assert e.value.code == 2 and "--resplit" in capsys.readouterr().err
