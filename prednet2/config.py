@@ -95,6 +95,9 @@ class ModelConfig:
     # default a,r,da: measured best on the mean over 4 probe tasks, same weights (docs/results/dynamics.md)
     readout: str = "a,r,da"
     readout_bins: int = _r(1, ge=1)
+    # How each part is pooled over space at each step: "mean", "max" (the strongest response, wherever it is) or
+    # "meanmax" (both side by side: twice the features)
+    readout_pool: str = _one_of("mean", "max", "meanmax")
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,9 @@
 - ``rw`` / ``aw``: r / a pooled with spatial weights proportional to the error units' magnitude (mean 1 over
   space): where the unit was surprised.
 
-Each part is mean-pooled over a ``grid x grid`` spatial grid and over each of the ``readout_bins`` equal time
-segments; the parts and segments are concatenated. Tensor layout: clips (B, T, C, H, W).
+Each part is pooled over a ``grid x grid`` spatial grid (``model.readout_pool``: mean, max or both) and averaged
+over each of the ``readout_bins`` equal time segments; the parts and segments are concatenated.
+Tensor layout: clips (B, T, C, H, W).
 """
 
 from __future__ import annotations
@@ -60,12 +61,21 @@ def extract_features(
             for l in range(L):
                 step = (state.a[l], a_before[l], out.states[l], r_before[l], out.errors[l])
                 f = torch.cat([_part(p, *step) for p in parts], dim=1)
-                f = F.adaptive_avg_pool2d(f, grid).flatten(1)  # (B, C*grid*grid)
+                f = _pool(f, grid, model.cfg.readout_pool)  # (B, C*grid*grid), twice that for "meanmax"
                 b = bin_of[t]
                 sums[l][b] = f if sums[l][b] is None else sums[l][b] + f
         return {l: torch.cat([s / n for s, n in zip(sums[l], counts)], dim=1) for l in sums}
     finally:
         model.train(was_training)
+
+
+def _pool(f: Tensor, grid: int, how: str) -> Tensor:
+    """(B, C, H, W) -> (B, C * grid**2) pooled per ``model.readout_pool`` (mean | max | meanmax: both, mean first)."""
+    if how == "mean":
+        return F.adaptive_avg_pool2d(f, grid).flatten(1)
+    if how == "max":
+        return F.adaptive_max_pool2d(f, grid).flatten(1)
+    return torch.cat([F.adaptive_avg_pool2d(f, grid).flatten(1), F.adaptive_max_pool2d(f, grid).flatten(1)], dim=1)
 
 
 def _part(name: str, a: Tensor, a_before: Tensor | None, r: Tensor, r_before: Tensor | None, e: Tensor) -> Tensor:

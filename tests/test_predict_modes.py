@@ -84,6 +84,19 @@ def test_readout_bins_are_time_segments():
     assert torch.allclose(f[:, :4], first.extract_features(x[:, :2])[0], atol=1e-6)
 
 
+def test_readout_pool_max_and_meanmax():
+    x = clip(t=4)
+    m = make(readout="r", readout_pool="max")
+    r = m(x).states[0]  # (B, T, C, H, W)
+    want = r.amax(dim=(3, 4)).mean(dim=1)  # the strongest response at each step, averaged over time
+    assert torch.allclose(m.extract_features(x)[0], want, atol=1e-5)
+    both = make(readout="r", readout_pool="meanmax")
+    both.load_state_dict(m.state_dict())
+    f = both.extract_features(x)[0]
+    assert f.shape == (2, 8) and torch.allclose(f[:, 4:], want, atol=1e-5)
+    assert torch.allclose(f[:, :4], r.mean(dim=(3, 4)).mean(dim=1), atol=1e-5)
+
+
 def test_readout_dr_is_the_mean_change_of_the_state():
     m = make(readout="dr")
     x = clip(t=4)
@@ -95,7 +108,8 @@ def test_readout_dr_is_the_mean_change_of_the_state():
 @pytest.mark.parametrize(
     "over,match",
     [({"predict": "delta"}, "model.predict"), ({"horizon": 0}, "model.horizon"),
-     ({"readout": "a,x"}, "model.readout"), ({"readout_bins": 0}, "model.readout_bins")],
+     ({"readout": "a,x"}, "model.readout"), ({"readout_bins": 0}, "model.readout_bins"),
+     ({"readout_pool": "median"}, "model.readout_pool")],
 )  # fmt: skip
 def test_bad_values_name_the_key(over, match):
     with pytest.raises(ValueError, match=match):
