@@ -209,13 +209,16 @@ class Runner:
         if run.exists() and any(run.iterdir()):
             raise StudyError(f"{run} holds an unfinished run (no summary.json): remove it, or let it finish first")
         # a variant may train on other data: the pseudo-setting data=SPEC (e.g. data=synthetic:mix)
-        data = next((x.split("=", 1)[1] for x in sets if x.startswith("data=")), data)
+        own = next((x.split("=", 1)[1] for x in sets if x.startswith("data=")), None)
+        data = own or data
         sets = [x for x in sets if not x.startswith("data=")]
         total = steps if steps else 10**7  # a budget run stops on SIGTERM, not on a step count
         args = ["train.py", "--data", data, "--out", str(run), "--steps", str(total), "--no-progress"]
         for s in [f"train.seed={seed}", "train.threads=1", *extra_sets, *sets]:
             args += ["--set", s]
-        self.say(f"train {name}: {' '.join(sets) or '(default)'}" + (f", {budget_s:.0f} s" if budget_s else ""))
+        what = " ".join(sets) or "(default)"
+        what += f" on {own}" if own else ""
+        self.say(f"train {name}: {what}" + (f", {budget_s:.0f} s" if budget_s else ""))
         t0 = time.time()
         rc = self.run(args, f"train_{name}", budget_s=budget_s)
         if not summary.is_file():
