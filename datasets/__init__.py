@@ -146,7 +146,8 @@ def build_dataset(
         spec: a folder of videos; a UCF101-layout folder ``root/<class>/<video>`` when ``labelled``; one of
             ``SYNTHETIC_SPECS`` (``synthetic:shapes``, ``synthetic:shapes:direction``, ...); or, for training,
             several of these joined by ``+`` (``synthetic:shapes+videos/``): an ``InterleavedDataset`` that gives
-            each part an equal share of the clips. A path that exists as written is never split at ``+``.
+            each part an equal share of the clips, or ``N`` shares with ``SPEC*N`` (``synthetic:shapes*3+videos/``:
+            a quarter real). A path that exists as written is never split.
         cfg: clip length, size, grayscale, cache and synthetic sizes (``cfg.n_synthetic`` train clips,
             ``cfg.n_synthetic_test`` val/test clips).
         split: "train" | "val" | "test". Synthetic splits never share seeds.
@@ -167,7 +168,8 @@ def build_dataset(
     if len(parts) > 1:
         if labelled:
             raise DataError(f"{spec!r}: a '+' mixture is training data with no labels; probe one labelled set")
-        return InterleavedDataset([build_dataset(p, cfg=cfg, split=split, seed=seed, motion=motion) for p in parts])
+        sets = [build_dataset(p, cfg=cfg, split=split, seed=seed, motion=motion) for p, _ in parts]
+        return InterleavedDataset(sets, [w for _, w in parts])
     if spec.startswith("synthetic:"):
         if spec not in SYNTHETIC_SPECS:
             raise DataError(f"unknown synthetic data {spec!r}; valid specs: {', '.join(SYNTHETIC_SPECS)}")
@@ -192,18 +194,30 @@ def build_dataset(
     return ds
 
 
-def split_spec(spec: str) -> list[str]:
-    """The parts of a ``+`` mixture (``"synthetic:shapes+videos/"`` -> two parts); ``[spec]`` for one set.
+def split_spec(spec: str) -> list[tuple[str, int]]:
+    """The parts of a ``+`` mixture with their weights: ``"synthetic:shapes*3+videos/"`` ->
+    ``[("synthetic:shapes", 3), ("videos/", 1)]``; ``[(spec, 1)]`` for one set.
 
-    A spec that exists on disk as written is one folder, ``+`` in its name or not. An empty part (``"a++b"``, a
-    trailing ``+``) is an error, not a silent skip.
+    A spec that exists on disk as written is one folder, ``+`` or ``*`` in its name or not; so is a part. An empty
+    part (``"a++b"``, a trailing ``+``) or a weight below 1 is an error, not a silent skip.
     """
-    if "+" not in spec or os.path.exists(os.path.expanduser(spec)):
-        return [spec]
+    if os.path.exists(os.path.expanduser(spec)):
+        return [(spec, 1)]
     parts = [p.strip() for p in spec.split("+")]
-    if any(not p for p in parts):
+    if len(parts) > 1 and any(not p for p in parts):
         raise DataError(f"{spec!r}: an empty part in a '+' mixture; join specs as A+B, e.g. synthetic:shapes+videos/")
-    return parts
+    out = []
+    for p in parts:
+        name, star, w = p.rpartition("*")
+        if not star or os.path.exists(os.path.expanduser(p)):
+            out.append((p, 1))
+        elif not w.strip().isdigit() or int(w) < 1 or not name.strip():
+            raise DataError(f"{spec!r}: {p!r} is not SPEC*N with a whole number N >= 1 (e.g. synthetic:shapes*3)")
+        elif len(parts) == 1:
+            raise DataError(f"{spec!r}: a weight *N applies to a part of a '+' mixture, e.g. {name.strip()}*3+videos/")
+        else:
+            out.append((name.strip(), int(w)))
+    return out
 
 
 def _build_folder(

@@ -92,23 +92,31 @@ class SyntheticVideoDataset(Dataset):
 
 
 class InterleavedDataset(Dataset):
-    """Several unlabelled training sets in turn: item i is item ``(i // k) % len(part)`` of part ``i % k`` (k parts).
+    """Several unlabelled training sets in turn, part p taking ``weights[p]`` of every ``sum(weights)`` items.
 
-    Every part gets an equal share of the items: the set is as long as k times its longest part, and the shorter
-    parts repeat (a folder of 300 real clips beside 2048 synthetic ones is seen about 7 times per epoch).
-    Items keep only what every part has (``video``, ``mask`` when the parts carry motion masks, ``label`` = -1,
-    ``index`` = i), so a batch mixes parts. ``synthetic:mix`` is moving shapes and trajectories: straight, bouncing
-    motion and five other kinds; ``--data A+B`` interleaves any training specs.
+    With equal weights item i is item ``(i // k) % len(part)`` of part ``i % k`` (k parts). The set is long enough
+    for every part to be drawn once in full at its share, and the shorter parts repeat (a folder of 300 real clips
+    beside 2048 synthetic ones at equal weights is seen about 7 times per epoch). Items keep only what every part
+    has (``video``, ``mask`` when the parts carry motion masks, ``label`` = -1, ``index`` = i), so a batch mixes
+    parts. ``synthetic:mix`` is moving shapes and trajectories: straight, bouncing motion and five other kinds;
+    ``--data A*3+B`` interleaves any training specs, three clips of A to one of B.
     """
 
-    def __init__(self, parts: list[Dataset]):
+    def __init__(self, parts: list[Dataset], weights: list[int] | None = None):
         if not parts:
             raise DataError("an interleaved set needs at least one part")
+        weights = [1] * len(parts) if weights is None else [int(w) for w in weights]
+        if len(weights) != len(parts) or min(weights) < 1:
+            raise DataError(f"interleave weights must be one integer >= 1 per part, got {weights}")
         empty = [i for i, p in enumerate(parts) if len(p) == 0]
         if empty:
             raise DataError(f"part {empty[0] + 1} of {len(parts)} of an interleaved set holds no clip")
-        self.parts = parts
-        self.n = max(len(p) for p in parts) * len(parts)
+        self.parts, self.weights = parts, weights
+        # one cycle of sum(weights) items: (part, its slot within the cycle), parts spread as evenly as possible
+        order = sorted(((j + 0.5) / w, p, j) for p, w in enumerate(weights) for j in range(w))
+        self.cycle = [(p, j) for _, p, j in order]
+        rounds = max(-(-len(p) // w) for p, w in zip(parts, weights))  # cycles to draw the longest share in full
+        self.n = rounds * len(self.cycle)
         self.classes: list[str] = []
         self.n_skipped = sum(getattr(p, "n_skipped", 0) for p in parts)
         self.skipped = [s for p in parts for s in getattr(p, "skipped", [])]
@@ -123,13 +131,14 @@ class InterleavedDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < self.n:
             raise IndexError(f"index {index} out of range for {self.n} clips")
-        k = len(self.parts)
-        part = self.parts[index % k]
-        item = part[(index // k) % len(part)]
+        r, c = divmod(index, len(self.cycle))
+        p, j = self.cycle[c]
+        part = self.parts[p]
+        item = part[(r * self.weights[p] + j) % len(part)]
         out = {"video": item["video"], "label": torch.tensor(-1, dtype=torch.int64), "index": int(index)}
         if "mask" in item:
             out["mask"] = item["mask"]
         return out
 
     def __repr__(self) -> str:
-        return f"InterleavedDataset({self.parts!r})"
+        return f"InterleavedDataset({self.parts!r}, weights={self.weights})"

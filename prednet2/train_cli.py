@@ -34,7 +34,8 @@ def parse_args(argv: list[str] | None, prog: str = PROG) -> argparse.Namespace:
     p = OneLineParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True,
                    help="folder of videos, or synthetic:shapes / synthetic:moving_mnist; join several with + "
-                   "(synthetic:shapes+videos/) to train on an equal share of each")  # fmt: skip
+                   "(synthetic:shapes+videos/) to train on an equal share of each, or N shares with SPEC*N "
+                   "(synthetic:shapes*3+videos/)")  # fmt: skip
     p.add_argument("--out", required=True, help="run folder: config.yaml, checkpoints/, tb/, summary.json")
     p.add_argument("--config", help="YAML config (sections model, data, motion, train); configs/tiny.yaml is one")
     p.add_argument(
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv, prog)
 
     _fail = functools.partial(_exit, prog)
-    for part in _data_parts(args.data, _fail):
+    for part, _ in _data_parts(args.data, _fail):
         if not part.startswith("synthetic:") and not Path(part).expanduser().exists():
             what = f"--data {args.data}: {part!r}" if part != args.data else f"--data {args.data}"
             _fail(f"{what}: no such file or folder (give a folder of videos or synthetic:NAME, joined by +)")
@@ -111,8 +112,8 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-def _data_parts(spec: str, fail) -> list[str]:
-    """The parts of a ``--data A+B`` mixture (datasets.split_spec), or exit 2 naming the empty part."""
+def _data_parts(spec: str, fail) -> list[tuple[str, int]]:
+    """The (spec, weight) parts of a ``--data A*N+B`` mixture (datasets.split_spec), or exit 2 naming the bad part."""
     from prednet2.datasets import DataError, split_spec
 
     try:

@@ -19,14 +19,37 @@ def folder(vt, tmp_path):
 
 
 def test_split_spec(tmp_path):
-    assert split_spec("synthetic:shapes") == ["synthetic:shapes"]
-    assert split_spec("synthetic:shapes + a/b") == ["synthetic:shapes", "a/b"]
-    plus = tmp_path / "c++ videos"
+    assert split_spec("synthetic:shapes") == [("synthetic:shapes", 1)]
+    assert split_spec("synthetic:shapes + a/b") == [("synthetic:shapes", 1), ("a/b", 1)]
+    assert split_spec("synthetic:shapes*3+a/b*2") == [("synthetic:shapes", 3), ("a/b", 2)]
+    plus = tmp_path / "c++ videos*2"
     plus.mkdir()
-    assert split_spec(str(plus)) == [str(plus)]  # a folder that exists as written is never split
-    for bad in ("a++b", "a+", "+a"):
-        with pytest.raises(DataError, match="empty part"):
+    assert split_spec(str(plus)) == [(str(plus), 1)]  # a folder that exists as written is never split
+    for bad, match in [
+        ("a++b", "empty part"),
+        ("a+", "empty part"),
+        ("+a", "empty part"),
+        ("a*0+b", "N >= 1"),
+        ("a*x+b", "N >= 1"),
+        ("*2+b", "N >= 1"),
+        ("synthetic:shapes*3", "applies to a part"),
+    ]:
+        with pytest.raises(DataError, match=match):
             split_spec(bad)
+
+
+def test_weights_give_each_part_its_share(folder, tmp_path):
+    cfg = DataConfig(clip_len=4, size=(16, 16), n_synthetic=15, cache_dir=str(tmp_path / "cache"))
+    ds = build_dataset(f"synthetic:shapes*3+{folder}", cfg=cfg)
+    shapes = build_dataset("synthetic:shapes", cfg=cfg)
+    real = build_dataset(str(folder), cfg=cfg)
+    assert len(ds) == 20  # 5 cycles of 4 draw the 15 shapes clips and the 5 real ones in full
+    got = [ds[i]["video"] for i in range(len(ds))]
+    is_real = [any(torch.equal(g, real[j]["video"]) for j in range(len(real))) for g in got]
+    assert is_real == [False, False, True, False] * 5  # one real clip in every four, spread
+    shown = [next(j for j in range(len(shapes)) if torch.equal(g, shapes[j]["video"])) for g, r in zip(got, is_real)
+             if not r]  # fmt: skip
+    assert shown == list(range(15))  # each shapes clip once, in order
 
 
 def test_synthetic_and_folder_interleave_with_equal_shares(folder, tmp_path):
