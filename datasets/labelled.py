@@ -119,6 +119,7 @@ class LabelledVideoFolder(VideoFolder):
                 f"no class folders with videos in {self.root}; expected the layout root/<class>/<video> (UCF101)"
             )
         self.classes: list[str] = sorted(by_class)
+        self._by_class = by_class
         chosen = self._select(by_class)
         if not chosen:
             raise DataError(f"split {self.split!r} of {self.root} holds no video")
@@ -130,7 +131,7 @@ class LabelledVideoFolder(VideoFolder):
         if self.split == "all":
             return everything
         if self.splits_dir is None:
-            test = stratified_split(by_class, test_fraction=self.test_fraction, seed=self.seed)
+            test = self.test_paths(self.seed)
             return [r for r in everything if (r in test) == (self.split == "test")]
         path = split_file_paths(self.splits_dir, self.fold)[0 if self.split == "train" else 1]
         if not path.is_file():
@@ -144,6 +145,13 @@ class LabelledVideoFolder(VideoFolder):
                 f"e.g. {missing[0]!r}"
             )
         return sorted(set(listed))
+
+    def test_paths(self, seed: int) -> set[str]:
+        """The relative paths (``class/video``) the stratified split sends to test with salt ``seed``.
+
+        Every scanned file counts, decodable or not, so the split of ``LabelledVideoFolder(seed=s)`` is
+        ``test_paths(s)`` whichever ``split`` this instance holds (``eval --resplit`` draws from ``"all"``)."""
+        return stratified_split(self._by_class, test_fraction=self.test_fraction, seed=seed)
 
     def _load(self, files: list[Path]) -> None:
         super()._load(files)

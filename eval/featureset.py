@@ -274,16 +274,9 @@ class FeatureSource:
 
     def resplit_test_mask(self, vids: np.ndarray, split_seed: int) -> np.ndarray:
         """(V,) bool: which of the videos ``vids`` (indices into the ``all`` split) are test under ``split_seed``."""
-        from prednet2.datasets.labelled import stratified_split
-
         ds = self.dataset("all")
-        root = Path(ds.root)
-        rel = [Path(ds.videos[v]).relative_to(root).as_posix() for v in vids]
-        by_class: dict[str, list[str]] = {}
-        for r in rel:
-            by_class.setdefault(r.split("/", 1)[0], []).append(r)
-        test = stratified_split(by_class, test_fraction=getattr(ds, "test_fraction", 0.2), seed=split_seed)
-        return np.array([r in test for r in rel], dtype=bool)
+        test = ds.test_paths(split_seed)
+        return np.array([Path(ds.videos[v]).relative_to(ds.root).as_posix() in test for v in vids], dtype=bool)
 
     # ---- what the JSON files quote -----------------------------------------------------------------------
     def provenance(self) -> dict:
