@@ -19,6 +19,7 @@ from .errors import DataError
 from .moving_mnist import MovingMNIST, load_mnist
 from .shapes import SHAPES, ShapesDataset, render_shapes_clip
 from .synthetic import InterleavedDataset, SyntheticVideoDataset
+from .textures import TexturesDataset, render_textures_clip
 from .trajectories import KINDS, TrajectoriesDataset
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ __all__ = [
     "MovingMNIST",
     "ShapesDataset",
     "SyntheticVideoDataset",
+    "TexturesDataset",
     "KINDS",
     "TrajectoriesDataset",
     "build_dataset",
@@ -39,6 +41,7 @@ __all__ = [
     "make_anomaly_set",
     "render_anomaly_clip",
     "render_shapes_clip",
+    "render_textures_clip",
     "split_spec",
     "to_float",
 ]
@@ -97,6 +100,10 @@ def _trajectories(task: str | None) -> Callable[..., Dataset]:
     return _moving_objects(TrajectoriesDataset, task)
 
 
+def _textures(cfg: DataConfig, split: str, seed: int) -> Dataset:
+    return _moving_objects(TexturesDataset, None)(cfg, split, seed)
+
+
 def _mix(cfg: DataConfig, split: str, seed: int) -> Dataset:
     """Moving shapes and trajectories in turn (half the clips each): more kinds of motion to learn from."""
     half = replace(cfg, n_synthetic=max(1, cfg.n_synthetic // 2), n_synthetic_test=max(1, cfg.n_synthetic_test // 2))
@@ -125,6 +132,7 @@ SYNTHETIC_SPECS: dict[str, tuple[Callable[..., Dataset], bool]] = {
     "synthetic:trajectories": (_trajectories(None), False),
     "synthetic:trajectories:kind": (_trajectories("kind"), True),
     "synthetic:mix": (_mix, False),
+    "synthetic:textures": (_textures, False),
     "synthetic:anomaly": (_anomaly, True),
 }
 
