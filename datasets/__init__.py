@@ -100,10 +100,6 @@ def _trajectories(task: str | None) -> Callable[..., Dataset]:
     return _moving_objects(TrajectoriesDataset, task)
 
 
-def _textures(cfg: DataConfig, split: str, seed: int) -> Dataset:
-    return _moving_objects(TexturesDataset, None)(cfg, split, seed)
-
-
 def _mix(cfg: DataConfig, split: str, seed: int) -> Dataset:
     """Moving shapes and trajectories in turn (half the clips each): more kinds of motion to learn from."""
     half = replace(cfg, n_synthetic=max(1, cfg.n_synthetic // 2), n_synthetic_test=max(1, cfg.n_synthetic_test // 2))
@@ -132,7 +128,7 @@ SYNTHETIC_SPECS: dict[str, tuple[Callable[..., Dataset], bool]] = {
     "synthetic:trajectories": (_trajectories(None), False),
     "synthetic:trajectories:kind": (_trajectories("kind"), True),
     "synthetic:mix": (_mix, False),
-    "synthetic:textures": (_textures, False),
+    "synthetic:textures": (_moving_objects(TexturesDataset, None), False),
     "synthetic:anomaly": (_anomaly, True),
 }
 

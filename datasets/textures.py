@@ -27,6 +27,7 @@ from .errors import DataError
 from .scene import SHAPES, shape_mask
 from .shapes import direction_vector, random_pan
 from .synthetic import SyntheticVideoDataset
+from .trajectories import bounce_path
 
 OBJECT_RADIUS = (0.08, 0.25)  # fraction of min(H, W)
 OBJECT_SPEED = (0.5, 3.5)  # px/frame at 64 px
@@ -49,7 +50,14 @@ def pink_noise(rng: np.random.Generator, h: int, w: int, *, contrast: float, mea
     return np.clip(mean[None, None, :] + contrast * tex, 0.0, 1.0).astype(np.float32)
 
 
-def _warp(img: np.ndarray, centre_src: tuple[float, float], centre_dst: np.ndarray, scale: float, size) -> np.ndarray:
+def _warp(
+    img: np.ndarray,
+    centre_src: tuple[float, float],
+    centre_dst: np.ndarray,
+    scale: float,
+    size: tuple[int, int],
+    border: int = cv2.BORDER_REFLECT_101,
+) -> np.ndarray:
     """Resample ``img`` so that its point ``centre_src`` lands at ``centre_dst`` (x, y) scaled by ``scale``."""
     H, W = size
     M = np.array(
@@ -59,7 +67,7 @@ def _warp(img: np.ndarray, centre_src: tuple[float, float], centre_dst: np.ndarr
         ],
         dtype=np.float64,
     )
-    return cv2.warpAffine(img, M, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    return cv2.warpAffine(img, M, (W, H), flags=cv2.INTER_LINEAR, borderMode=border, borderValue=0)
 
 
 def _paths(rng: np.random.Generator, T: int, p0: np.ndarray, speed: float, lo: np.ndarray, hi: np.ndarray):
@@ -68,20 +76,10 @@ def _paths(rng: np.random.Generator, T: int, p0: np.ndarray, speed: float, lo: n
     kind = rng.integers(3)
     turn = rng.uniform(0.05, 0.2) * rng.choice([-1.0, 1.0]) if kind == 1 else 0.0
     accel = rng.uniform(-0.08, 0.08) * speed if kind == 2 else 0.0
-    pos = np.empty((T, 2))
-    p, flip, v = p0.astype(np.float64).copy(), np.ones(2), speed
-    pos[0] = p
-    for t in range(1, T):
-        d = direction_vector(np.rad2deg(heading)) * max(v, 0.0)
-        p = p + d * flip
-        under, over = p < lo, p > hi
-        p = np.where(under, 2 * lo - p, p)
-        p = np.where(over, 2 * hi - p, p)
-        flip = np.where(under | over, -flip, flip)
-        pos[t] = p
-        heading += turn
-        v += accel
-    return pos
+    headings = np.cumsum(np.r_[heading, np.full(T - 2, turn)])  # (T-1,) the heading of each step
+    speeds = np.maximum(np.cumsum(np.r_[speed, np.full(T - 2, accel)]), 0.0)
+    steps = direction_vector(np.rad2deg(headings)) * speeds[:, None]  # (T-1, 2)
+    return bounce_path(p0, steps, lo, hi)
 
 
 def render_textures_clip(
@@ -114,9 +112,9 @@ def render_textures_clip(
     )  # (T, H, W, 3)
     moving = np.zeros((T, H, W), dtype=bool)
     positions = np.empty((n_objects, T, 2))
+    lo, hi = np.array([0.0, 0.0]), np.array([W - 1.0, H - 1.0])  # centres bounce off the frame's edges
     for i in range(n_objects):
         r = rng.uniform(*OBJECT_RADIUS) * s
-        lo, hi = np.array([0.0, 0.0]), np.array([W - 1.0, H - 1.0])
         p0 = rng.uniform(lo + r / 2, hi - r / 2)
         positions[i] = _paths(rng, T, p0, rng.uniform(*OBJECT_SPEED) * scale, lo, hi)
         # the sprite: a texture and a soft-edged mask in the object's own frame, drawn once and moved rigidly
@@ -129,14 +127,7 @@ def render_textures_clip(
         grow = rng.uniform(0.97, 1.03) if rng.random() < 1 / 3 else 1.0
         for t in range(T):
             k = grow**t
-            a = cv2.warpAffine(
-                alpha,
-                np.array([[k, 0, positions[i, t, 0] - k * cs], [0, k, positions[i, t, 1] - k * cs]]),
-                (W, H),
-                flags=cv2.INTER_LINEAR,
-                borderMode=cv2.BORDER_CONSTANT,
-                borderValue=0,
-            )
+            a = _warp(alpha, (cs, cs), positions[i, t], k, (H, W), border=cv2.BORDER_CONSTANT)
             img = _warp(tex, (cs, cs), positions[i, t], k, (H, W))
             frames[t] = frames[t] * (1.0 - a[..., None]) + img * a[..., None]
             moving[t] |= a > 0.5

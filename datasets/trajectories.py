@@ -69,8 +69,10 @@ def kind_steps(rng: np.random.Generator, kind: int, S: int, speed: float) -> np.
     return d * (speed / max(norms.mean(), 1e-6))
 
 
-def _integrate(p0: np.ndarray, steps: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """(S+1, 2) positions from p0 and (S, 2) steps, reflecting off the box [lo, hi] (the step's sign flips)."""
+def bounce_path(p0: np.ndarray, steps: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """(S+1, 2) positions from p0 and (S, 2) steps, reflecting off the box [lo, hi] (the step's sign flips).
+
+    Shared with ``synthetic:textures``."""
     pos = np.empty((len(steps) + 1, 2))
     p, flip = p0.astype(np.float64).copy(), np.ones(2)
     pos[0] = p
@@ -119,7 +121,7 @@ def sample_trajectory_scene(
         path = np.concatenate([[np.zeros(2)], np.cumsum(d, axis=0)])  # (T, 2) relative
         a_lo, a_hi = lo[i] - path.min(axis=0), hi[i] - path.max(axis=0)
         p0 = np.where(a_lo <= a_hi, rng.uniform(a_lo, np.maximum(a_hi, a_lo)), rng.uniform(lo[i], hi[i]))
-        positions[i] = _integrate(p0, d, lo[i], hi[i])
+        positions[i] = bounce_path(p0, d, lo[i], hi[i])
         steps_len[i] = np.linalg.norm(d, axis=1)
         dirs0[i] = d[0] / max(np.linalg.norm(d[0]), 1e-9)
     scene = Scene(
