@@ -130,6 +130,7 @@ class AnomalyDataset(SyntheticVideoDataset):
     """
 
     stream = "anomaly"
+    min_clip_len = MIN_ONSET + 2
 
     def __init__(
         self,
@@ -141,12 +142,9 @@ class AnomalyDataset(SyntheticVideoDataset):
         seed: int = 0,
         split: str = "test",
     ):
-        super().__init__(n=n, seed=seed, split=split, classes=list(KINDS))
-        self.size = (int(size[0]), int(size[1]))
-        self.clip_len = int(clip_len)
-        self.grayscale = bool(grayscale)
-        if self.clip_len < MIN_ONSET + 2:
-            raise DataError(f"synthetic:anomaly needs clip_len >= {MIN_ONSET + 2} (got {self.clip_len})")
+        super().__init__(
+            n=n, seed=seed, split=split, classes=list(KINDS), size=size, clip_len=clip_len, grayscale=grayscale
+        )
 
     def generate(self, rng: np.random.Generator, index: int) -> dict[str, Any]:
         kind = "normal" if index % 2 == 0 else KINDS[1 + int(rng.integers(len(KINDS) - 1))]

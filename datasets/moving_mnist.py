@@ -189,10 +189,15 @@ class MovingMNIST(SyntheticVideoDataset):
     ):
         if task not in (None, "digit"):
             raise DataError(f"synthetic:moving_mnist task {task!r}: the only task is 'digit'")
-        super().__init__(n=n, seed=seed, split=split, classes=list(DIGITS) if task else [])
-        self.size = (int(size[0]), int(size[1]))
-        self.clip_len = int(clip_len)
-        self.grayscale = bool(grayscale)
+        super().__init__(
+            n=n,
+            seed=seed,
+            split=split,
+            classes=list(DIGITS) if task else [],
+            size=size,
+            clip_len=clip_len,
+            grayscale=grayscale,
+        )
         self.task = task
         self.n_digits = int(n_digits)
         self.distractors = int(distractors)

@@ -232,6 +232,8 @@ class ShapesDataset(SyntheticVideoDataset):
     """
 
     stream = "shapes"
+    min_clip_len = 2
+    min_side = 16
     version = 2  # 2: random rotations, star instead of diamond
 
     def __init__(
@@ -252,10 +254,15 @@ class ShapesDataset(SyntheticVideoDataset):
     ):
         if task is not None and task not in TASKS:
             raise DataError(f"synthetic:shapes task {task!r}: choose one of {', '.join(TASKS)}")
-        super().__init__(n=n, seed=seed, split=split, classes=list(TASK_CLASSES[task]) if task else [])
-        self.size = (int(size[0]), int(size[1]))
-        self.clip_len = int(clip_len)
-        self.grayscale = bool(grayscale)
+        super().__init__(
+            n=n,
+            seed=seed,
+            split=split,
+            classes=list(TASK_CLASSES[task]) if task else [],
+            size=size,
+            clip_len=clip_len,
+            grayscale=grayscale,
+        )
         self.task = task
         self.n_distractors = n_distractors
         self.pan_prob = float(pan_prob)

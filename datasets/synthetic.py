@@ -49,15 +49,30 @@ class SyntheticVideoDataset(Dataset):
     """Base class: ``n`` clips, each from ``item_rng(stream, split, seed, index)``.
 
     Subclasses set ``stream`` and ``classes`` and implement ``generate(rng, index) -> dict`` returning at least
-    ``"video"`` uint8 (T, C, H, W) and ``"label"`` (int, -1 when unlabelled).
+    ``"video"`` uint8 (T, C, H, W) and ``"label"`` (int, -1 when unlabelled). The clip geometry (``size``,
+    ``clip_len``, ``grayscale``) is held and checked here, against the subclass's ``min_clip_len`` and ``min_side``,
+    so a set that cannot draw its clips fails when it is built, not later inside a DataLoader worker.
     """
 
     stream: str = ""
     # Bumped whenever a generator draws different clips for the same (seed, split, index): caches of features
     # computed from synthetic clips (eval's feature cache) should include it in their key.
     version: int = 1
+    # The shortest clip and the smallest frame side (pixels) the generator can draw.
+    min_clip_len: int = 1
+    min_side: int = 1
 
-    def __init__(self, *, n: int, seed: int = 0, split: str = "train", classes: list[str] | None = None):
+    def __init__(
+        self,
+        *,
+        n: int,
+        seed: int = 0,
+        split: str = "train",
+        classes: list[str] | None = None,
+        size: tuple[int, int] = (64, 64),
+        clip_len: int = 10,
+        grayscale: bool = False,
+    ):
         check_split(split)
         if n < 1:
             raise DataError(f"a synthetic set needs at least 1 clip (got n={n})")
@@ -65,6 +80,17 @@ class SyntheticVideoDataset(Dataset):
         self.seed = int(seed)
         self.split = split
         self.classes: list[str] = list(classes or [])
+        name = f"synthetic:{self.stream}" if self.stream else type(self).__name__
+        if len(size) != 2:
+            raise DataError(f"size {tuple(size)}: {name} needs (H, W)")
+        self.size = (int(size[0]), int(size[1]))
+        self.clip_len = int(clip_len)
+        self.grayscale = bool(grayscale)
+        if self.clip_len < self.min_clip_len:
+            raise DataError(f"clip_len must be >= {self.min_clip_len} for {name} (got {self.clip_len})")
+        if min(self.size) < self.min_side:
+            m = self.min_side
+            raise DataError(f"size {self.size}: {name} needs frames of at least {m}x{m}")
         # The same attributes as the video folders, so the training summary reads them without special cases.
         self.n_skipped = 0
         self.skipped: list = []

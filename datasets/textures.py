@@ -148,6 +148,8 @@ class TexturesDataset(SyntheticVideoDataset):
     """
 
     stream = "textures"
+    min_clip_len = 2
+    min_side = 16
     version = 1
 
     def __init__(
@@ -165,10 +167,7 @@ class TexturesDataset(SyntheticVideoDataset):
     ):
         if task is not None:
             raise DataError("synthetic:textures is training data with no labels; probe a labelled task")
-        super().__init__(n=n, seed=seed, split=split)
-        self.size = (int(size[0]), int(size[1]))
-        self.clip_len = int(clip_len)
-        self.grayscale = bool(grayscale)
+        super().__init__(n=n, seed=seed, split=split, size=size, clip_len=clip_len, grayscale=grayscale)
         self.n_objects = n_objects
         self.pan_prob = float(pan_prob)
 

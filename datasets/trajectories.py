@@ -147,6 +147,8 @@ class TrajectoriesDataset(SyntheticVideoDataset):
     """
 
     stream = "trajectories"
+    min_clip_len = 3
+    min_side = 16
     version = 1
 
     def __init__(
@@ -166,10 +168,15 @@ class TrajectoriesDataset(SyntheticVideoDataset):
     ):
         if task is not None and task not in TASKS:
             raise DataError(f"synthetic:trajectories task {task!r}: choose one of {', '.join(TASKS)}")
-        super().__init__(n=n, seed=seed, split=split, classes=list(KINDS) if task else [])
-        self.size = (int(size[0]), int(size[1]))
-        self.clip_len = int(clip_len)
-        self.grayscale = bool(grayscale)
+        super().__init__(
+            n=n,
+            seed=seed,
+            split=split,
+            classes=list(KINDS) if task else [],
+            size=size,
+            clip_len=clip_len,
+            grayscale=grayscale,
+        )
         self.task = task
         self.n_distractors = n_distractors
         self.pan_prob = float(pan_prob)
