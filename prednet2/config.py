@@ -113,6 +113,9 @@ class DataConfig:
     clip_step: int = _r(0, ge=0)  # frames between the starts of consecutive clips of a video; 0 = the clip span
     n_synthetic: int = _r(2048, ge=1)  # clips in a synthetic training set
     n_synthetic_test: int = _r(512, ge=1)  # clips in a synthetic val or test split
+    # Chance that a clip of the unlabelled synthetic:shapes / synthetic:trajectories training sets (and so
+    # synthetic:mix) has a panning background. The probe tasks always keep 0.5, so their clips never change.
+    synthetic_pan: float = _r(0.5, ge=0, le=1)
     mnist_path: str = ""  # folder with the MNIST idx files; "" means ../shared/data/mnist
 
 

@@ -36,6 +36,24 @@ def test_grayscale_follows_config():
     assert ds[0]["video"].shape == (6, 1, 32, 32)
 
 
+def test_synthetic_pan_reaches_the_training_sets_only():
+    panning = dataclasses.replace(CFG, synthetic_pan=1.0)
+    for spec in ("synthetic:shapes", "synthetic:trajectories"):
+        assert build_dataset(spec, cfg=panning).pan_prob == 1.0
+        assert build_dataset(spec, cfg=dataclasses.replace(CFG, synthetic_pan=0.0)).pan_prob == 0.0
+        # the default draws the very clips it drew before the key existed
+        default = build_dataset(spec, cfg=CFG)
+        explicit = type(default)(n=3, size=(32, 32), clip_len=6, pan_prob=0.5)
+        assert torch.equal(default[2]["video"], explicit[2]["video"])
+    assert all(part.pan_prob == 1.0 for part in build_dataset("synthetic:mix", cfg=panning).parts)
+    for spec in ("synthetic:shapes:direction", "synthetic:trajectories:kind"):  # probe tasks never change
+        assert build_dataset(spec, cfg=panning, labelled=True).pan_prob == 0.5
+    # a still background changes clips: panning ones differ from still ones for the same (seed, index)
+    still = build_dataset("synthetic:shapes", cfg=dataclasses.replace(CFG, synthetic_pan=0.0))
+    moving = build_dataset("synthetic:shapes", cfg=panning)
+    assert any(not torch.equal(still[i]["video"], moving[i]["video"]) for i in range(4))
+
+
 def test_unknown_synthetic_name_lists_valid_specs():
     with pytest.raises(DataError) as e:
         build_dataset("synthetic:cubes", cfg=CFG)
