@@ -28,7 +28,7 @@ from tqdm import tqdm
 from .errors import DataError
 from .scene import SHAPES, Scene, draw_scene
 from .shapes import sample_scene, simulate
-from .synthetic import SyntheticVideoDataset
+from .synthetic import SyntheticVideoDataset, check_geometry
 
 KINDS = ("normal", "teleport", "reverse", "shape_change")
 MIN_ONSET = 3
@@ -91,8 +91,7 @@ def render_anomaly_clip(
     """
     if kind not in KINDS:
         raise DataError(f"anomaly kind {kind!r}: choose one of {', '.join(KINDS)}")
-    if T < MIN_ONSET + 2:
-        raise DataError(f"the anomaly set needs clip_len >= {MIN_ONSET + 2} (got {T})")
+    check_geometry("synthetic:anomaly", T, size, MIN_ONSET + 2)
     # Medium or fast objects, so a reversal moves the object by >= 2 px against its normal continuation.
     scene, _ = sample_scene(rng, size=size, T=T, n_distractors=1, speed=int(rng.integers(1, 3)))
     anomalous = scene

@@ -27,7 +27,9 @@ import numpy as np
 
 from .errors import DataError
 from .scene import SHAPES, Scene, bright_colours, draw_scene, make_background
-from .synthetic import SyntheticVideoDataset
+from .synthetic import SyntheticVideoDataset, check_geometry
+
+MIN_CLIP_LEN, MIN_SIDE = 2, 16  # the shortest clip and the smallest frame side drawn
 
 DIRECTIONS = ("E", "NE", "N", "NW", "W", "SW", "S", "SE")
 SPEEDS = ("slow", "medium", "fast")
@@ -95,12 +97,8 @@ def sample_scene(
 
     Returns the scene and its labels ``{"shape", "direction", "speed"}`` (of object 0).
     """
-    H, W = size
-    if T < 2:
-        raise DataError(f"clip_len must be >= 2 for moving shapes (got {T})")
+    H, W = check_geometry("synthetic:shapes", T, size, MIN_CLIP_LEN, MIN_SIDE)
     s = min(H, W)
-    if s < 16:
-        raise DataError(f"size {size}: synthetic shapes need frames of at least 16x16")
     scale = s / 64.0
     N = 1 + int(n_distractors)
     labels = {
@@ -232,8 +230,8 @@ class ShapesDataset(SyntheticVideoDataset):
     """
 
     stream = "shapes"
-    min_clip_len = 2
-    min_side = 16
+    min_clip_len = MIN_CLIP_LEN
+    min_side = MIN_SIDE
     version = 2  # 2: random rotations, star instead of diamond
 
     def __init__(

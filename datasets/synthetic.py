@@ -27,6 +27,18 @@ def check_split(split: str) -> int:
     return SPLITS[split]
 
 
+def check_geometry(name: str, clip_len: int, size, min_clip_len: int = 1, min_side: int = 1) -> tuple[int, int]:
+    """(H, W) of ``size`` as ints, after checking that generator ``name`` can draw clips of this length and size."""
+    if len(size) != 2:
+        raise DataError(f"size {tuple(size)}: {name} needs (H, W)")
+    H, W = int(size[0]), int(size[1])
+    if clip_len < min_clip_len:
+        raise DataError(f"clip_len must be >= {min_clip_len} for {name} (got {clip_len})")
+    if min(H, W) < min_side:
+        raise DataError(f"size {(H, W)}: {name} needs frames of at least {min_side}x{min_side}")
+    return H, W
+
+
 def item_rng(stream: str, split: str, seed: int, index: int) -> np.random.Generator:
     """The RNG of one item: a pure function of (generator, split, seed, index)."""
     if seed < 0 or index < 0:
@@ -81,16 +93,9 @@ class SyntheticVideoDataset(Dataset):
         self.split = split
         self.classes: list[str] = list(classes or [])
         name = f"synthetic:{self.stream}" if self.stream else type(self).__name__
-        if len(size) != 2:
-            raise DataError(f"size {tuple(size)}: {name} needs (H, W)")
-        self.size = (int(size[0]), int(size[1]))
         self.clip_len = int(clip_len)
+        self.size = check_geometry(name, self.clip_len, size, self.min_clip_len, self.min_side)
         self.grayscale = bool(grayscale)
-        if self.clip_len < self.min_clip_len:
-            raise DataError(f"clip_len must be >= {self.min_clip_len} for {name} (got {self.clip_len})")
-        if min(self.size) < self.min_side:
-            m = self.min_side
-            raise DataError(f"size {self.size}: {name} needs frames of at least {m}x{m}")
         # The same attributes as the video folders, so the training summary reads them without special cases.
         self.n_skipped = 0
         self.skipped: list = []

@@ -26,8 +26,10 @@ import numpy as np
 from .errors import DataError
 from .scene import SHAPES, shape_mask
 from .shapes import direction_vector, random_pan
-from .synthetic import SyntheticVideoDataset
+from .synthetic import SyntheticVideoDataset, check_geometry
 from .trajectories import bounce_path
+
+MIN_CLIP_LEN, MIN_SIDE = 2, 16  # the shortest clip and the smallest frame side drawn
 
 OBJECT_RADIUS = (0.08, 0.25)  # fraction of min(H, W)
 OBJECT_SPEED = (0.5, 3.5)  # px/frame at 64 px
@@ -94,12 +96,8 @@ def render_textures_clip(
 ) -> dict[str, Any]:
     """One clip: ``video`` uint8 (T, C, H, W), ``moving_mask`` bool (T, 1, H, W) of the objects' pixels and
     ``positions`` float (N, T, 2). ``zoom`` is the background's scale factor per frame (1.0: none)."""
-    H, W = size
-    if T < 2:
-        raise DataError(f"clip_len must be >= 2 for synthetic:textures (got {T})")
+    H, W = check_geometry("synthetic:textures", T, size, MIN_CLIP_LEN, MIN_SIDE)
     s = min(H, W)
-    if s < 16:
-        raise DataError(f"size {size}: synthetic textures need frames of at least 16x16")
     scale = s / 64.0
     # background: a canvas large enough for the pan, centred on the frame's centre at t = 0
     margin = int(np.ceil(max(abs(pan[0]), abs(pan[1])) * T)) + 4
@@ -148,8 +146,8 @@ class TexturesDataset(SyntheticVideoDataset):
     """
 
     stream = "textures"
-    min_clip_len = 2
-    min_side = 16
+    min_clip_len = MIN_CLIP_LEN
+    min_side = MIN_SIDE
     version = 1
 
     def __init__(

@@ -25,7 +25,9 @@ import numpy as np
 from .errors import DataError
 from .scene import SHAPES, Scene, bright_colours, draw_scene, make_background
 from .shapes import DISTRACTOR_RADIUS, LABELLED_RADIUS, direction_vector, random_pan
-from .synthetic import SyntheticVideoDataset
+from .synthetic import SyntheticVideoDataset, check_geometry
+
+MIN_CLIP_LEN, MIN_SIDE = 3, 16  # the shortest clip and the smallest frame side drawn
 
 KINDS = ("linear", "circle", "zigzag", "oscillate", "stop_go", "random_walk")
 SPEED_RANGE = (1.5, 2.5)  # mean px/frame at 64 px, the same range for every kind
@@ -97,12 +99,8 @@ def sample_trajectory_scene(
     kind: int | None = None,
 ) -> tuple[Scene, int]:
     """A scene whose object 0 (the largest, drawn on top) moves with kind ``kind`` (random when None)."""
-    H, W = size
-    if T < 3:
-        raise DataError(f"clip_len must be >= 3 for synthetic:trajectories (got {T})")
+    H, W = check_geometry("synthetic:trajectories", T, size, MIN_CLIP_LEN, MIN_SIDE)
     s = min(H, W)
-    if s < 16:
-        raise DataError(f"size {size}: synthetic trajectories need frames of at least 16x16")
     scale = s / 64.0
     N = 1 + int(n_distractors)
     label = int(rng.integers(len(KINDS))) if kind is None else int(kind)
@@ -147,8 +145,8 @@ class TrajectoriesDataset(SyntheticVideoDataset):
     """
 
     stream = "trajectories"
-    min_clip_len = 3
-    min_side = 16
+    min_clip_len = MIN_CLIP_LEN
+    min_side = MIN_SIDE
     version = 1
 
     def __init__(
