@@ -55,8 +55,7 @@ step test_ops 180 $PY -m pytest tests/test_ops.py -q -p no:cacheprovider --junit
 step test_ops_errors 60 $PY -m pytest tests/test_ops.py -q -p no:cacheprovider -k test_bad_inputs_raise_clear_errors
 step bench_error_unit 120 $PY benchmarks/error_unit.py --device cuda --channels 48 192 --sizes 64x80 16x20 \
     --batch 32 --reps 50 --json "$OUT/error_unit_cuda.json"
-RUN=/tmp/gpu_check_run
-rm -rf "$RUN"
+RUN=$(mktemp -d)  # the training run stays out of OUTDIR: its checkpoints and logs are not figures
 step train_cuda 150 $PY train.py --data synthetic:shapes --out "$RUN" --steps 200 --device cuda --no-progress \
     --set data.n_synthetic=512 --set data.num_workers=8
 [ -f "$RUN/summary.json" ] && cp "$RUN/summary.json" "$OUT/train_cuda_summary.json"
