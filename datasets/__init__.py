@@ -62,12 +62,12 @@ def _split_size(cfg: DataConfig, split: str) -> int:
 def _moving_objects(cls: type, task: str | None) -> Callable[..., Dataset]:
     """Factory of a moving-objects set (ShapesDataset, TrajectoriesDataset) sized by the data config."""
 
-    # data.synthetic_pan reaches the unlabelled training sets of shapes and trajectories only: probe tasks (a task
-    # given) keep the generators' own default, and textures has its own camera model.
-    pan = task is None and cls in (ShapesDataset, TrajectoriesDataset)
+    # data.synthetic_pan and data.synthetic_speed reach the unlabelled training sets of shapes and trajectories only:
+    # probe tasks (a task given) keep the generators' own defaults, and textures has its own camera model.
+    training_set = task is None and cls in (ShapesDataset, TrajectoriesDataset)
 
     def make(cfg: DataConfig, split: str, seed: int) -> Dataset:
-        extra = {"pan_prob": cfg.synthetic_pan} if pan else {}
+        extra = {"pan_prob": cfg.synthetic_pan, "speed_range": tuple(cfg.synthetic_speed)} if training_set else {}
         return cls(
             n=_split_size(cfg, split),
             size=tuple(cfg.size),

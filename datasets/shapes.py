@@ -92,9 +92,11 @@ def sample_scene(
     shape: int | None = None,
     direction: int | None = None,
     speed: int | None = None,
+    speed_scale: float = 1.0,
 ) -> tuple[Scene, dict[str, int]]:
     """Draw the random parts of a clip: labels, object sizes/colours/trajectories, background.
 
+    ``speed_scale`` multiplies every object's speed (the ``speed`` label keeps naming the unscaled class).
     Returns the scene and its labels ``{"shape", "direction", "speed"}`` (of object 0).
     """
     H, W = check_geometry("synthetic:shapes", T, size, MIN_CLIP_LEN, MIN_SIDE)
@@ -118,6 +120,7 @@ def sample_scene(
     )
     dirs = direction_vector(angles)  # (N, 2)
     mean_speed = np.concatenate([[SPEED_PX[labels["speed"]]], rng.uniform(*DISTRACTOR_SPEED, size=N - 1)]) * scale
+    mean_speed = mean_speed * speed_scale  # 1.0 (the default) leaves every value as it was
     steps = mean_speed[:, None] * (1.0 + rng.uniform(-SPEED_JITTER, SPEED_JITTER, size=(N, T - 1)))  # (N, T-1)
     if static:
         steps[:] = 0.0
@@ -162,6 +165,7 @@ def render_shapes_clip(
     shape: int | None = None,
     direction: int | None = None,
     speed: int | None = None,
+    speed_scale: float = 1.0,
 ) -> dict[str, Any]:
     """One moving-shapes clip with its ground truth (numpy; for tests and for building other sets).
 
@@ -173,6 +177,7 @@ def render_shapes_clip(
         static: nothing moves (pan still applies to the background).
         clutter: textured background with dim static shapes; False gives a flat dark background.
         shape, direction, speed: force a label (class index) instead of drawing it.
+        speed_scale: multiplies every object's speed (the labels stay those of the unscaled classes).
     Returns:
         ``video`` uint8 (T, C, H, W); ``true_mask`` bool (T, 1, H, W) of the labelled object; ``moving_mask``
         bool (T, 1, H, W), the visible pixels of every object that moves (all False when static);
@@ -190,6 +195,7 @@ def render_shapes_clip(
         shape=shape,
         direction=direction,
         speed=speed,
+        speed_scale=speed_scale,
     )
     video, visible = draw_scene(scene, grayscale=grayscale)
     moving = (visible & scene.moving[:, None, None, None]).any(axis=0)  # (T, H, W)
@@ -202,6 +208,14 @@ def render_shapes_clip(
         "radii": scene.radii,
         **labels,
     }
+
+
+def speed_factor(rng: np.random.Generator, speed_range: tuple[float, float]) -> float:
+    """A clip's speed factor, log-uniform in ``speed_range``; a single value (lo == hi) draws nothing from ``rng``."""
+    lo, hi = float(speed_range[0]), float(speed_range[1])
+    if not 0 < lo <= hi:
+        raise DataError(f"speed range {list(speed_range)}: expected 0 < low <= high")
+    return lo if lo == hi else float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
 
 
 def random_pan(
@@ -227,6 +241,8 @@ class ShapesDataset(SyntheticVideoDataset):
         n_distractors: (lo, hi) inclusive range drawn per clip.
         pan_prob: chance that a clip's background pans; pan speed U(pan_speed) px/frame (at 64 px) in a random
             direction.
+        speed_range: (lo, hi): each clip's object speeds are scaled by a factor drawn log-uniformly in it; (1, 1)
+            draws nothing (the default clips).
     """
 
     stream = "shapes"
@@ -247,6 +263,7 @@ class ShapesDataset(SyntheticVideoDataset):
         n_distractors: tuple[int, int] = (1, 3),
         pan_prob: float = 0.5,
         pan_speed: tuple[float, float] = (0.5, 1.5),
+        speed_range: tuple[float, float] = (1.0, 1.0),
         clutter: bool = True,
         with_true_mask: bool = True,
     ):
@@ -265,10 +282,13 @@ class ShapesDataset(SyntheticVideoDataset):
         self.n_distractors = n_distractors
         self.pan_prob = float(pan_prob)
         self.pan_speed = pan_speed
+        self.speed_range = speed_range
+        speed_factor(np.random.default_rng(0), speed_range)  # a bad range raises here, not in a worker
         self.clutter = clutter
         self.with_true_mask = with_true_mask
 
     def generate(self, rng: np.random.Generator, index: int) -> dict[str, Any]:
+        factor = speed_factor(rng, self.speed_range)
         pan = random_pan(rng, self.size, self.pan_prob, self.pan_speed)
         clip = render_shapes_clip(
             rng,
@@ -278,6 +298,7 @@ class ShapesDataset(SyntheticVideoDataset):
             pan=pan,
             clutter=self.clutter,
             grayscale=self.grayscale,
+            speed_scale=factor,
         )
         item = {
             "video": clip["video"],

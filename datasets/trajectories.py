@@ -24,7 +24,7 @@ import numpy as np
 
 from .errors import DataError
 from .scene import SHAPES, Scene, bright_colours, draw_scene, make_background
-from .shapes import DISTRACTOR_RADIUS, LABELLED_RADIUS, direction_vector, random_pan
+from .shapes import DISTRACTOR_RADIUS, LABELLED_RADIUS, direction_vector, random_pan, speed_factor
 from .synthetic import SyntheticVideoDataset, check_geometry
 
 MIN_CLIP_LEN, MIN_SIDE = 3, 16  # the shortest clip and the smallest frame side drawn
@@ -97,8 +97,10 @@ def sample_trajectory_scene(
     pan: tuple[float, float] = (0.0, 0.0),
     clutter: bool = True,
     kind: int | None = None,
+    speed_scale: float = 1.0,
 ) -> tuple[Scene, int]:
-    """A scene whose object 0 (the largest, drawn on top) moves with kind ``kind`` (random when None)."""
+    """A scene whose object 0 (the largest, drawn on top) moves with kind ``kind`` (random when None); every
+    object's speed is multiplied by ``speed_scale``."""
     H, W = check_geometry("synthetic:trajectories", T, size, MIN_CLIP_LEN, MIN_SIDE)
     s = min(H, W)
     scale = s / 64.0
@@ -107,7 +109,7 @@ def sample_trajectory_scene(
     kinds = np.concatenate([[label], rng.integers(len(KINDS), size=N - 1)]).astype(int)
     shapes = rng.integers(len(SHAPES), size=N)
     radii = np.concatenate([[rng.uniform(*LABELLED_RADIUS)], rng.uniform(*DISTRACTOR_RADIUS, size=N - 1)]) * s
-    speeds = rng.uniform(*SPEED_RANGE, size=N) * scale
+    speeds = rng.uniform(*SPEED_RANGE, size=N) * scale * speed_scale  # 1.0 (the default) changes nothing
     lo = np.stack([radii, radii], axis=1)  # (N, 2)
     hi = np.stack([W - 1 - radii, H - 1 - radii], axis=1)
     positions = np.empty((N, T, 2))
@@ -162,6 +164,7 @@ class TrajectoriesDataset(SyntheticVideoDataset):
         n_distractors: tuple[int, int] = (1, 3),
         pan_prob: float = 0.5,
         pan_speed: tuple[float, float] = (0.5, 1.5),
+        speed_range: tuple[float, float] = (1.0, 1.0),
         clutter: bool = True,
     ):
         if task is not None and task not in TASKS:
@@ -179,9 +182,12 @@ class TrajectoriesDataset(SyntheticVideoDataset):
         self.n_distractors = n_distractors
         self.pan_prob = float(pan_prob)
         self.pan_speed = pan_speed
+        self.speed_range = speed_range
+        speed_factor(np.random.default_rng(0), speed_range)  # a bad range raises here, not in a worker
         self.clutter = clutter
 
     def generate(self, rng: np.random.Generator, index: int) -> dict[str, Any]:
+        factor = speed_factor(rng, self.speed_range)
         pan = random_pan(rng, self.size, self.pan_prob, self.pan_speed)
         scene, label = sample_trajectory_scene(
             rng,
@@ -190,6 +196,7 @@ class TrajectoriesDataset(SyntheticVideoDataset):
             n_distractors=int(rng.integers(self.n_distractors[0], self.n_distractors[1] + 1)),
             pan=pan,
             clutter=self.clutter,
+            speed_scale=factor,
         )
         video, _ = draw_scene(scene, grayscale=self.grayscale)
         return {"video": video, "label": label if self.task else -1, "kind": label}

@@ -116,6 +116,9 @@ class DataConfig:
     # Chance that a clip of the unlabelled synthetic:shapes / synthetic:trajectories training sets (and so
     # synthetic:mix) has a panning background. The probe tasks always keep 0.5, so their clips never change.
     synthetic_pan: float = _r(0.5, ge=0, le=1)
+    # [lo, hi]: the object speeds of each clip of those training sets are scaled by a factor drawn log-uniformly in
+    # [lo, hi] ([1, 1], the default, draws nothing: the same clips as before). The probe tasks never change.
+    synthetic_speed: tuple[float, float] = _r((1.0, 1.0), gt=0, le=10, ordered=True)
     mnist_path: str = ""  # folder with the MNIST idx files; "" means ../shared/data/mnist
 
 

@@ -18,12 +18,15 @@ class ConfigError(ValueError):
 
 
 def _r(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
-       lt: float | None = None, min_len: int | None = None) -> Any:  # fmt: skip
-    """A field whose value (every element, for a tuple) must lie in the given bounds."""
+       lt: float | None = None, min_len: int | None = None, ordered: bool = False) -> Any:  # fmt: skip
+    """A field whose value (every element, for a tuple) must lie in the given bounds; ``ordered``: a tuple whose
+    entries never decrease (a [lo, hi] range)."""
     bounds = {k: v for k, v in {"ge": ge, "gt": gt, "le": le, "lt": lt}.items() if v is not None}
     md: dict[str, Any] = {"range": bounds}
     if min_len is not None:
         md["min_len"] = min_len
+    if ordered:
+        md["ordered"] = True
     return field(default=default, metadata=md)
 
 
@@ -44,7 +47,8 @@ def describe_range(bounds: dict[str, float]) -> str:
 def check_ranges(obj: Any, prefix: str = "") -> None:
     """Raise ConfigError naming the dotted key, the value and the allowed range for the first field out of range.
 
-    Recurses into nested config dataclasses. Reads only field metadata (``range``, ``min_len``, ``choices``).
+    Recurses into nested config dataclasses. Reads only field metadata (``range``, ``min_len``, ``ordered``,
+    ``choices``).
     """
     for f in dataclasses.fields(obj):
         v = getattr(obj, f.name)
@@ -57,6 +61,8 @@ def check_ranges(obj: Any, prefix: str = "") -> None:
             raise ConfigError(f"{key}: unknown value {v!r}; choose one of {list(md['choices'])}")
         if "min_len" in md and len(v) < md["min_len"]:
             raise ConfigError(f"{key}: {list(v)} has {len(v)} entries; expected at least {md['min_len']}")
+        if md.get("ordered") and any(b < a for a, b in zip(v, v[1:])):
+            raise ConfigError(f"{key}: {list(v)} is not a [low, high] range; give the smaller value first")
         bounds = md.get("range")
         if not bounds:
             continue

@@ -12,6 +12,7 @@ from prednet2.config_ranges import _one_of, _r, check_ranges, describe_range
 class _Inner:
     rate: float = _r(0.5, gt=0, lt=1)
     sizes: tuple[int, ...] = _r((1, 2), ge=1, min_len=1)
+    span: tuple[float, float] = _r((1.0, 2.0), gt=0, ordered=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +32,9 @@ def test_check_ranges_on_a_plain_dataclass_recurses_and_names_the_dotted_key():
         check_ranges(_Outer(inner=_Inner(sizes=(1, 0))))
     with pytest.raises(ConfigError, match="has 0 entries; expected at least 1"):
         check_ranges(_Outer(inner=_Inner(sizes=())))
+    check_ranges(_Outer(inner=_Inner(span=(2.0, 2.0))))  # equal ends are a range
+    with pytest.raises(ConfigError, match=r"^inner\.span: \[2\.0, 1\.0\] is not a \[low, high\] range"):
+        check_ranges(_Outer(inner=_Inner(span=(2.0, 1.0))))
 
 
 def test_describe_range():
@@ -53,6 +57,8 @@ def test_describe_range():
         ("model.cell=rnn", "model.cell: unknown value 'rnn'; choose one of ['gru', 'lstm']"),
         ("train.mode=sideways", "train.mode: unknown value"),
         ("motion.backend=magic", "motion.backend: unknown value"),
+        ("data.synthetic_speed=[2,1]", "data.synthetic_speed: [2.0, 1.0] is not a [low, high] range"),
+        ("data.synthetic_speed=[0,1]", "data.synthetic_speed=[0.0, 1.0] (entry 0: 0.0)"),
     ],
 )
 def test_declared_ranges_name_key_value_and_range(override, expect):

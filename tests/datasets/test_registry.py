@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 import torch
 from prednet2.datasets import SYNTHETIC_SPECS, DataError, build_dataset, to_float
+from prednet2.datasets.shapes import ShapesDataset
 
 from prednet2.config import DataConfig, MotionConfig
 
@@ -52,6 +53,22 @@ def test_synthetic_pan_reaches_the_training_sets_only():
     still = build_dataset("synthetic:shapes", cfg=dataclasses.replace(CFG, synthetic_pan=0.0))
     moving = build_dataset("synthetic:shapes", cfg=panning)
     assert any(not torch.equal(still[i]["video"], moving[i]["video"]) for i in range(4))
+
+
+def test_synthetic_speed_reaches_the_training_sets_only():
+    slow = dataclasses.replace(CFG, synthetic_speed=(0.5, 0.5))
+    for spec in ("synthetic:shapes", "synthetic:trajectories"):
+        assert build_dataset(spec, cfg=slow).speed_range == (0.5, 0.5)
+        # the default draws the very clips it drew before the key existed
+        default = build_dataset(spec, cfg=CFG)
+        explicit = type(default)(n=3, size=(32, 32), clip_len=6)
+        assert torch.equal(default[2]["video"], explicit[2]["video"])
+        assert any(not torch.equal(default[i]["video"], build_dataset(spec, cfg=slow)[i]["video"]) for i in range(3))
+    assert all(part.speed_range == (0.5, 0.5) for part in build_dataset("synthetic:mix", cfg=slow).parts)
+    for spec in ("synthetic:shapes:direction", "synthetic:trajectories:kind"):  # probe tasks never change
+        assert build_dataset(spec, cfg=slow, labelled=True).speed_range == (1.0, 1.0)
+    with pytest.raises(DataError, match="speed range"):
+        ShapesDataset(n=2, speed_range=(2.0, 1.0))
 
 
 def test_unknown_synthetic_name_lists_valid_specs():

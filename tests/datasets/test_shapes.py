@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from prednet2.datasets.errors import DataError
 from prednet2.datasets.shapes import (
     DIRECTIONS,
     SHAPES,
@@ -13,6 +14,7 @@ from prednet2.datasets.shapes import (
     SPEED_PX,
     ShapesDataset,
     render_shapes_clip,
+    speed_factor,
 )
 
 
@@ -119,6 +121,28 @@ def test_speed_label_matches_measured_speed_and_needs_time():
     lo_max = SPEED_PX[0] * (1 + SPEED_JITTER)
     hi_min = SPEED_PX[1] * (1 - SPEED_JITTER)
     assert hi_min < lo_max
+
+
+def test_speed_scale_scales_every_displacement_and_nothing_else():
+    for seed in range(4):
+        base = render_shapes_clip(np.random.default_rng(seed), size=(64, 64), T=6)
+        slow = render_shapes_clip(np.random.default_rng(seed), size=(64, 64), T=6, speed_scale=0.5)
+        # the first step never touches a wall, so it halves exactly; the labels are the unscaled classes'
+        step = base["positions"][:, 1] - base["positions"][:, 0]
+        np.testing.assert_allclose(slow["positions"][:, 1] - slow["positions"][:, 0], 0.5 * step, atol=1e-9)
+        assert (slow["direction"], slow["speed"], slow["shape"]) == (base["direction"], base["speed"], base["shape"])
+
+
+def test_speed_range_draws_log_uniform_factors_per_clip():
+    rng = np.random.default_rng(0)
+    assert speed_factor(rng, (0.5, 0.5)) == 0.5
+    assert rng.bit_generator.state == np.random.default_rng(0).bit_generator.state  # a single value draws nothing
+    f = np.array([speed_factor(rng, (0.25, 4.0)) for _ in range(4000)])
+    assert 0.25 <= f.min() and f.max() <= 4.0
+    assert abs(np.mean(np.log(f))) < 0.05  # log-uniform about 1: as many clips slower as faster
+    assert abs(np.mean(f < 0.5) - 0.25) < 0.03
+    with pytest.raises(DataError, match="speed range"):
+        speed_factor(rng, (0.0, 1.0))
 
 
 def test_shape_labels_match_drawn_silhouette():
