@@ -62,12 +62,16 @@ def _split_size(cfg: DataConfig, split: str) -> int:
 def _moving_objects(cls: type, task: str | None) -> Callable[..., Dataset]:
     """Factory of a moving-objects set (ShapesDataset, TrajectoriesDataset) sized by the data config."""
 
-    # data.synthetic_pan and data.synthetic_speed reach the unlabelled training sets of shapes and trajectories only:
+    # data.synthetic_pan, _speed and _deform reach the unlabelled training sets of shapes and trajectories only:
     # probe tasks (a task given) keep the generators' own defaults, and textures has its own camera model.
     training_set = task is None and cls in (ShapesDataset, TrajectoriesDataset)
 
     def make(cfg: DataConfig, split: str, seed: int) -> Dataset:
-        extra = {"pan_prob": cfg.synthetic_pan, "speed_range": tuple(cfg.synthetic_speed)} if training_set else {}
+        extra = (
+            {"pan_prob": cfg.synthetic_pan, "speed_range": tuple(cfg.synthetic_speed), "deform": cfg.synthetic_deform}
+            if training_set
+            else {}
+        )
         return cls(
             n=_split_size(cfg, split),
             size=tuple(cfg.size),

@@ -25,7 +25,9 @@ class Scene:
     background: float32 (T, H, W, 3);
     moving: bool (N,) whether each object moves. The motion that made ``positions`` (so a trajectory can be
     re-simulated from any frame): dirs0 (N, 2) initial unit directions, steps (N, T-1) step lengths, lo/hi (N, 2)
-    the box each centre bounces in.
+    the box each centre bounces in. Non-rigid motion (``deform_sequences``), when given: angle_seq float (N, T) the
+    rotation per frame (replaces ``angles``) and stretch_seq float (N, T) an area-preserving stretch per frame along
+    the object's own x axis (1 = none).
     """
 
     positions: np.ndarray
@@ -39,12 +41,37 @@ class Scene:
     steps: np.ndarray
     lo: np.ndarray
     hi: np.ndarray
+    angle_seq: np.ndarray | None = None
+    stretch_seq: np.ndarray | None = None
+
+
+# Non-rigid motion at amount 1 (data.synthetic_deform): each object spins at up to this many radians per frame
+# and stretches by up to this fraction (x by 1 + s, y by 1 / (1 + s)) with a period of 4-10 frames.
+MAX_SPIN = 0.3
+MAX_STRETCH = 0.3
+
+
+def deform_sequences(rng: np.random.Generator, N: int, T: int, amount: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame rotation offsets and stretch factors (both (N, T)) of ``N`` objects deforming by ``amount`` in
+    [0, 1]: a constant spin of U(-1, 1) * amount * MAX_SPIN rad/frame and a sinusoidal, area-preserving stretch of
+    amplitude U(0.5, 1) * amount * MAX_STRETCH, random period and phase. Draws from ``rng`` only when called."""
+    t = np.arange(T)[None, :]
+    spin = rng.uniform(-1.0, 1.0, size=N) * amount * MAX_SPIN
+    amp = rng.uniform(0.5, 1.0, size=N) * amount * MAX_STRETCH
+    period = rng.uniform(4.0, 10.0, size=N)
+    phase = rng.uniform(0.0, 2 * np.pi, size=N)
+    offsets = spin[:, None] * t
+    stretch = 1.0 + amp[:, None] * np.sin(2 * np.pi * t / period[:, None] + phase[:, None])
+    return offsets, stretch
 
 
 # ---- drawing ---------------------------------------------------------------------------------------------------
-def shape_mask(shape: int, dx: np.ndarray, dy: np.ndarray, r: float, angle: float = 0.0) -> np.ndarray:
-    """Boolean mask of shape ``shape`` (index into SHAPES) of radius ``r``, rotated by ``angle`` radians, at offsets
-    ``dx, dy`` from its centre.
+def shape_mask(
+    shape: int, dx: np.ndarray, dy: np.ndarray, r: float, angle: float = 0.0, stretch: float = 1.0
+) -> np.ndarray:
+    """Boolean mask of shape ``shape`` (index into SHAPES) of radius ``r``, rotated by ``angle`` radians and
+    stretched by ``stretch`` along its own x axis (and by ``1 / stretch`` along y), at offsets ``dx, dy`` from its
+    centre.
 
     The areas are similar (2.2-3.1 r^2) so size alone does not tell the shapes apart, and with random rotations
     neither do edge orientations (no two shapes are rotations of each other).
@@ -55,6 +82,8 @@ def shape_mask(shape: int, dx: np.ndarray, dy: np.ndarray, r: float, angle: floa
     if angle:
         c, s = np.cos(angle), np.sin(angle)
         dx, dy = c * dx + s * dy, c * dy - s * dx  # coordinates in the shape's own frame
+    if stretch != 1.0:
+        dx, dy = dx / stretch, dy * stretch
     if name == "circle":  # 3.14 r^2
         return dx * dx + dy * dy <= r * r
     if name == "square":  # 2.89 r^2
@@ -82,6 +111,17 @@ def object_masks(scene: Scene, size: tuple[int, int]) -> np.ndarray:
     for i in range(N):
         dx = xs - scene.positions[i, :, 0, None, None].astype(np.float32)  # (T, 1, W)
         dy = ys - scene.positions[i, :, 1, None, None].astype(np.float32)  # (T, H, 1)
+        if scene.angle_seq is not None:  # non-rigid: a pose per frame
+            for t in range(T):
+                out[i, t] = shape_mask(
+                    int(scene.shape_seq[i, t]),
+                    dx[t],
+                    dy[t],
+                    float(scene.radii[i]),
+                    float(scene.angle_seq[i, t]),
+                    float(scene.stretch_seq[i, t]),
+                )
+            continue
         for s in np.unique(scene.shape_seq[i]):
             ts = np.nonzero(scene.shape_seq[i] == s)[0]
             out[i, ts] = shape_mask(int(s), dx[ts], dy[ts], float(scene.radii[i]), float(scene.angles[i]))

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .errors import DataError
-from .scene import SHAPES, Scene, bright_colours, draw_scene, make_background
+from .scene import SHAPES, Scene, bright_colours, deform_sequences, draw_scene, make_background
 from .synthetic import SyntheticVideoDataset, check_geometry
 
 MIN_CLIP_LEN, MIN_SIDE = 2, 16  # the shortest clip and the smallest frame side drawn
@@ -93,10 +93,13 @@ def sample_scene(
     direction: int | None = None,
     speed: int | None = None,
     speed_scale: float = 1.0,
+    deform: float = 0.0,
 ) -> tuple[Scene, dict[str, int]]:
     """Draw the random parts of a clip: labels, object sizes/colours/trajectories, background.
 
-    ``speed_scale`` multiplies every object's speed (the ``speed`` label keeps naming the unscaled class).
+    ``speed_scale`` multiplies every object's speed (the ``speed`` label keeps naming the unscaled class);
+    ``deform`` > 0 makes every object spin and stretch as it moves (``deform_sequences``), drawn after the rest, so
+    the clip is otherwise the one drawn without it.
     Returns the scene and its labels ``{"shape", "direction", "speed"}`` (of object 0).
     """
     H, W = check_geometry("synthetic:shapes", T, size, MIN_CLIP_LEN, MIN_SIDE)
@@ -149,6 +152,9 @@ def sample_scene(
         lo=lo,
         hi=hi,
     )
+    if deform > 0:
+        offsets, scene.stretch_seq = deform_sequences(rng, N, T, deform)
+        scene.angle_seq = scene.angles[:, None] + offsets
     return scene, labels
 
 
@@ -166,6 +172,7 @@ def render_shapes_clip(
     direction: int | None = None,
     speed: int | None = None,
     speed_scale: float = 1.0,
+    deform: float = 0.0,
 ) -> dict[str, Any]:
     """One moving-shapes clip with its ground truth (numpy; for tests and for building other sets).
 
@@ -178,6 +185,7 @@ def render_shapes_clip(
         clutter: textured background with dim static shapes; False gives a flat dark background.
         shape, direction, speed: force a label (class index) instead of drawing it.
         speed_scale: multiplies every object's speed (the labels stay those of the unscaled classes).
+        deform: non-rigid motion in [0, 1]: every object spins and stretches as it moves (0: rigid).
     Returns:
         ``video`` uint8 (T, C, H, W); ``true_mask`` bool (T, 1, H, W) of the labelled object; ``moving_mask``
         bool (T, 1, H, W), the visible pixels of every object that moves (all False when static);
@@ -196,6 +204,7 @@ def render_shapes_clip(
         direction=direction,
         speed=speed,
         speed_scale=speed_scale,
+        deform=deform,
     )
     video, visible = draw_scene(scene, grayscale=grayscale)
     moving = (visible & scene.moving[:, None, None, None]).any(axis=0)  # (T, H, W)
@@ -216,6 +225,13 @@ def speed_factor(rng: np.random.Generator, speed_range: tuple[float, float]) -> 
     if not 0 < lo <= hi:
         raise DataError(f"speed range {list(speed_range)}: expected 0 < low <= high")
     return lo if lo == hi else float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+
+
+def check_deform(deform: float) -> float:
+    """``deform`` as a float in [0, 1], or DataError."""
+    if not 0.0 <= float(deform) <= 1.0:
+        raise DataError(f"deform {deform}: expected a value in [0, 1] (0: rigid objects)")
+    return float(deform)
 
 
 def random_pan(
@@ -243,6 +259,7 @@ class ShapesDataset(SyntheticVideoDataset):
             direction.
         speed_range: (lo, hi): each clip's object speeds are scaled by a factor drawn log-uniformly in it; (1, 1)
             draws nothing (the default clips).
+        deform: non-rigid motion in [0, 1] (objects spin and stretch as they move); 0 draws nothing.
     """
 
     stream = "shapes"
@@ -264,6 +281,7 @@ class ShapesDataset(SyntheticVideoDataset):
         pan_prob: float = 0.5,
         pan_speed: tuple[float, float] = (0.5, 1.5),
         speed_range: tuple[float, float] = (1.0, 1.0),
+        deform: float = 0.0,
         clutter: bool = True,
         with_true_mask: bool = True,
     ):
@@ -284,6 +302,7 @@ class ShapesDataset(SyntheticVideoDataset):
         self.pan_speed = pan_speed
         self.speed_range = speed_range
         speed_factor(np.random.default_rng(0), speed_range)  # a bad range raises here, not in a worker
+        self.deform = check_deform(deform)
         self.clutter = clutter
         self.with_true_mask = with_true_mask
 
@@ -299,6 +318,7 @@ class ShapesDataset(SyntheticVideoDataset):
             clutter=self.clutter,
             grayscale=self.grayscale,
             speed_scale=factor,
+            deform=self.deform,
         )
         item = {
             "video": clip["video"],

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from .errors import DataError
-from .scene import SHAPES, Scene, bright_colours, draw_scene, make_background
-from .shapes import DISTRACTOR_RADIUS, LABELLED_RADIUS, direction_vector, random_pan, speed_factor
+from .scene import SHAPES, Scene, bright_colours, deform_sequences, draw_scene, make_background
+from .shapes import DISTRACTOR_RADIUS, LABELLED_RADIUS, check_deform, direction_vector, random_pan, speed_factor
 from .synthetic import SyntheticVideoDataset, check_geometry
 
 MIN_CLIP_LEN, MIN_SIDE = 3, 16  # the shortest clip and the smallest frame side drawn
@@ -98,9 +98,10 @@ def sample_trajectory_scene(
     clutter: bool = True,
     kind: int | None = None,
     speed_scale: float = 1.0,
+    deform: float = 0.0,
 ) -> tuple[Scene, int]:
     """A scene whose object 0 (the largest, drawn on top) moves with kind ``kind`` (random when None); every
-    object's speed is multiplied by ``speed_scale``."""
+    object's speed is multiplied by ``speed_scale``, and with ``deform`` > 0 every object spins and stretches."""
     H, W = check_geometry("synthetic:trajectories", T, size, MIN_CLIP_LEN, MIN_SIDE)
     s = min(H, W)
     scale = s / 64.0
@@ -137,6 +138,9 @@ def sample_trajectory_scene(
         lo=lo,
         hi=hi,
     )
+    if deform > 0:
+        offsets, scene.stretch_seq = deform_sequences(rng, N, T, deform)
+        scene.angle_seq = scene.angles[:, None] + offsets
     return scene, label
 
 
@@ -165,6 +169,7 @@ class TrajectoriesDataset(SyntheticVideoDataset):
         pan_prob: float = 0.5,
         pan_speed: tuple[float, float] = (0.5, 1.5),
         speed_range: tuple[float, float] = (1.0, 1.0),
+        deform: float = 0.0,
         clutter: bool = True,
     ):
         if task is not None and task not in TASKS:
@@ -184,6 +189,7 @@ class TrajectoriesDataset(SyntheticVideoDataset):
         self.pan_speed = pan_speed
         self.speed_range = speed_range
         speed_factor(np.random.default_rng(0), speed_range)  # a bad range raises here, not in a worker
+        self.deform = check_deform(deform)
         self.clutter = clutter
 
     def generate(self, rng: np.random.Generator, index: int) -> dict[str, Any]:
@@ -197,6 +203,7 @@ class TrajectoriesDataset(SyntheticVideoDataset):
             pan=pan,
             clutter=self.clutter,
             speed_scale=factor,
+            deform=self.deform,
         )
         video, _ = draw_scene(scene, grayscale=self.grayscale)
         return {"video": video, "label": label if self.task else -1, "kind": label}

@@ -119,6 +119,8 @@ class DataConfig:
     # [lo, hi]: the object speeds of each clip of those training sets are scaled by a factor drawn log-uniformly in
     # [lo, hi] ([1, 1], the default, draws nothing: the same clips as before). The probe tasks never change.
     synthetic_speed: tuple[float, float] = _r((1.0, 1.0), gt=0, le=10, ordered=True)
+    # Non-rigid motion in those training sets: every object spins and stretches as it moves (0: rigid, as before).
+    synthetic_deform: float = _r(0.0, ge=0, le=1)
     mnist_path: str = ""  # folder with the MNIST idx files; "" means ../shared/data/mnist
 
 

@@ -59,6 +59,7 @@ def test_describe_range():
         ("motion.backend=magic", "motion.backend: unknown value"),
         ("data.synthetic_speed=[2,1]", "data.synthetic_speed: [2.0, 1.0] is not a [low, high] range"),
         ("data.synthetic_speed=[0,1]", "data.synthetic_speed=[0.0, 1.0] (entry 0: 0.0)"),
+        ("data.synthetic_deform=2", "data.synthetic_deform=2.0 is out of range; expected >= 0 and <= 1"),
     ],
 )
 def test_declared_ranges_name_key_value_and_range(override, expect):

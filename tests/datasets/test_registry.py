@@ -71,6 +71,20 @@ def test_synthetic_speed_reaches_the_training_sets_only():
         ShapesDataset(n=2, speed_range=(2.0, 1.0))
 
 
+def test_synthetic_deform_reaches_the_training_sets_only():
+    soft = dataclasses.replace(CFG, synthetic_deform=1.0)
+    for spec in ("synthetic:shapes", "synthetic:trajectories"):
+        assert build_dataset(spec, cfg=soft).deform == 1.0
+        assert build_dataset(spec, cfg=CFG).deform == 0.0
+        rigid = build_dataset(spec, cfg=CFG)
+        assert any(not torch.equal(rigid[i]["video"], build_dataset(spec, cfg=soft)[i]["video"]) for i in range(3))
+    assert all(part.deform == 1.0 for part in build_dataset("synthetic:mix", cfg=soft).parts)
+    for spec in ("synthetic:shapes:direction", "synthetic:trajectories:kind"):  # probe tasks never change
+        assert build_dataset(spec, cfg=soft, labelled=True).deform == 0.0
+    with pytest.raises(DataError, match="deform"):
+        ShapesDataset(n=2, deform=1.5)
+
+
 def test_unknown_synthetic_name_lists_valid_specs():
     with pytest.raises(DataError) as e:
         build_dataset("synthetic:cubes", cfg=CFG)

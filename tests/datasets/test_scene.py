@@ -2,7 +2,17 @@
 
 import numpy as np
 import pytest
-from prednet2.datasets.scene import BG_MAX, FG_MIN_LUMA, SHAPES, bright_colours, make_background, shape_mask
+from prednet2.datasets.scene import (
+    BG_MAX,
+    FG_MIN_LUMA,
+    MAX_SPIN,
+    MAX_STRETCH,
+    SHAPES,
+    bright_colours,
+    deform_sequences,
+    make_background,
+    shape_mask,
+)
 
 
 @pytest.mark.parametrize("shape", range(len(SHAPES)))
@@ -35,3 +45,28 @@ def test_bright_colours_clear_the_luminance_floor():
     luma = c @ np.array([0.299, 0.587, 0.114])
     assert c.shape == (500, 3) and c.min() >= 0 and c.max() <= 1
     assert luma.min() >= FG_MIN_LUMA
+
+
+@pytest.mark.parametrize("shape", range(len(SHAPES)))
+def test_stretch_keeps_the_area_and_elongates_along_the_shape_axis(shape):
+    ys, xs = np.mgrid[-70:71, -70:71].astype(np.float64)
+    base = shape_mask(shape, xs, ys, 30.0)
+    long = shape_mask(shape, xs, ys, 30.0, stretch=1.3)
+    assert abs(long.sum() / base.sum() - 1.0) < 0.04  # x by 1.3, y by 1/1.3: the area is kept
+    width = lambda m: np.ptp(np.nonzero(m.any(axis=0))[0])  # noqa: E731
+    height = lambda m: np.ptp(np.nonzero(m.any(axis=1))[0])  # noqa: E731
+    assert width(long) > width(base) and height(long) < height(base)
+    assert np.array_equal(shape_mask(shape, xs, ys, 16.0, 0.4, 1.0), shape_mask(shape, xs, ys, 16.0, 0.4))
+
+
+def test_deform_sequences_stay_within_their_amounts():
+    rng = np.random.default_rng(0)
+    offsets, stretch = deform_sequences(rng, 200, 12, 1.0)
+    assert offsets.shape == stretch.shape == (200, 12)
+    assert np.all(offsets[:, 0] == 0)
+    spin = np.diff(offsets, axis=1)
+    assert np.allclose(spin, spin[:, :1]) and np.abs(spin).max() <= MAX_SPIN  # a constant spin per object
+    assert np.abs(stretch - 1).max() <= MAX_STRETCH + 1e-12 and np.abs(stretch - 1).max() > 0.5 * MAX_STRETCH
+    half_o, half_s = deform_sequences(np.random.default_rng(0), 200, 12, 0.5)
+    np.testing.assert_allclose(half_o, 0.5 * offsets)  # the same draws, scaled
+    np.testing.assert_allclose(half_s - 1, 0.5 * (stretch - 1))

@@ -133,6 +133,17 @@ def test_speed_scale_scales_every_displacement_and_nothing_else():
         assert (slow["direction"], slow["speed"], slow["shape"]) == (base["direction"], base["speed"], base["shape"])
 
 
+def test_deform_changes_the_silhouettes_not_the_motion_or_labels():
+    for seed in range(3):
+        rigid = render_shapes_clip(np.random.default_rng(seed), size=(64, 64), T=8)
+        soft = render_shapes_clip(np.random.default_rng(seed), size=(64, 64), T=8, deform=1.0)
+        np.testing.assert_array_equal(soft["positions"], rigid["positions"])  # drawn after the rest of the clip
+        assert (soft["direction"], soft["speed"], soft["shape"]) == (rigid["direction"], rigid["speed"], rigid["shape"])
+        assert not np.array_equal(soft["true_mask"], rigid["true_mask"])  # the pose changes
+        area = soft["true_mask"].reshape(8, -1).sum(axis=1) / rigid["true_mask"][0].sum()
+        assert np.all(np.abs(area - 1) < 0.15)  # spin and stretch keep the labelled object's size
+
+
 def test_speed_range_draws_log_uniform_factors_per_clip():
     rng = np.random.default_rng(0)
     assert speed_factor(rng, (0.5, 0.5)) == 0.5
