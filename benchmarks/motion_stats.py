@@ -62,10 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.clips < 1 or args.size < 16 or args.clip_len < 2 or args.threshold < 0:
         p.error("need --clips >= 1, --size >= 16, --clip-len >= 2 and --threshold >= 0")
-    if any(not s.startswith("data.") for s in args.set):
-        p.error(
-            f"--set takes data keys only (data.KEY=VALUE), got {[s for s in args.set if not s.startswith('data.')]}"
-        )
+    other = [s for s in args.set if not s.startswith("data.")]
+    if other:
+        p.error(f"--set takes data keys only (data.KEY=VALUE), got {other}")
     try:
         sets = [*args.set, f"data.size=[{args.size},{args.size}]", f"data.clip_len={args.clip_len}"]
         cfg = Config.from_yaml(None, sets).data

@@ -65,6 +65,15 @@ def deform_sequences(rng: np.random.Generator, N: int, T: int, amount: float) ->
     return offsets, stretch
 
 
+def deform_scene(rng: np.random.Generator, scene: Scene, amount: float) -> None:
+    """Make ``scene``'s objects non-rigid by ``amount`` (sets ``angle_seq`` and ``stretch_seq``); 0 draws nothing
+    and leaves the scene rigid. Called after the rest of the clip is drawn, so the clip is otherwise unchanged."""
+    if amount > 0:
+        N, T = scene.shape_seq.shape
+        offsets, scene.stretch_seq = deform_sequences(rng, N, T, amount)
+        scene.angle_seq = scene.angles[:, None] + offsets
+
+
 # ---- drawing ---------------------------------------------------------------------------------------------------
 def shape_mask(
     shape: int, dx: np.ndarray, dy: np.ndarray, r: float, angle: float = 0.0, stretch: float = 1.0

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .errors import DataError
-from .scene import SHAPES, Scene, bright_colours, deform_sequences, draw_scene, make_background
+from .scene import SHAPES, Scene, bright_colours, deform_scene, draw_scene, make_background
 from .synthetic import SyntheticVideoDataset, check_geometry
 
 MIN_CLIP_LEN, MIN_SIDE = 2, 16  # the shortest clip and the smallest frame side drawn
@@ -152,9 +152,7 @@ def sample_scene(
         lo=lo,
         hi=hi,
     )
-    if deform > 0:
-        offsets, scene.stretch_seq = deform_sequences(rng, N, T, deform)
-        scene.angle_seq = scene.angles[:, None] + offsets
+    deform_scene(rng, scene, deform)
     return scene, labels
 
 
@@ -219,11 +217,17 @@ def render_shapes_clip(
     }
 
 
-def speed_factor(rng: np.random.Generator, speed_range: tuple[float, float]) -> float:
-    """A clip's speed factor, log-uniform in ``speed_range``; a single value (lo == hi) draws nothing from ``rng``."""
+def check_speed_range(speed_range: tuple[float, float]) -> tuple[float, float]:
+    """``speed_range`` as (low, high) floats with 0 < low <= high, or DataError."""
     lo, hi = float(speed_range[0]), float(speed_range[1])
     if not 0 < lo <= hi:
         raise DataError(f"speed range {list(speed_range)}: expected 0 < low <= high")
+    return lo, hi
+
+
+def speed_factor(rng: np.random.Generator, speed_range: tuple[float, float]) -> float:
+    """A clip's speed factor, log-uniform in ``speed_range``; a single value (lo == hi) draws nothing from ``rng``."""
+    lo, hi = check_speed_range(speed_range)
     return lo if lo == hi else float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
 
 
@@ -300,8 +304,7 @@ class ShapesDataset(SyntheticVideoDataset):
         self.n_distractors = n_distractors
         self.pan_prob = float(pan_prob)
         self.pan_speed = pan_speed
-        self.speed_range = speed_range
-        speed_factor(np.random.default_rng(0), speed_range)  # a bad range raises here, not in a worker
+        self.speed_range = check_speed_range(speed_range)  # a bad range raises here, not in a worker
         self.deform = check_deform(deform)
         self.clutter = clutter
         self.with_true_mask = with_true_mask

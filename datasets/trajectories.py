@@ -23,8 +23,16 @@ from typing import Any
 import numpy as np
 
 from .errors import DataError
-from .scene import SHAPES, Scene, bright_colours, deform_sequences, draw_scene, make_background
-from .shapes import DISTRACTOR_RADIUS, LABELLED_RADIUS, check_deform, direction_vector, random_pan, speed_factor
+from .scene import SHAPES, Scene, bright_colours, deform_scene, draw_scene, make_background
+from .shapes import (
+    DISTRACTOR_RADIUS,
+    LABELLED_RADIUS,
+    check_deform,
+    check_speed_range,
+    direction_vector,
+    random_pan,
+    speed_factor,
+)
 from .synthetic import SyntheticVideoDataset, check_geometry
 
 MIN_CLIP_LEN, MIN_SIDE = 3, 16  # the shortest clip and the smallest frame side drawn
@@ -138,9 +146,7 @@ def sample_trajectory_scene(
         lo=lo,
         hi=hi,
     )
-    if deform > 0:
-        offsets, scene.stretch_seq = deform_sequences(rng, N, T, deform)
-        scene.angle_seq = scene.angles[:, None] + offsets
+    deform_scene(rng, scene, deform)
     return scene, label
 
 
@@ -187,8 +193,7 @@ class TrajectoriesDataset(SyntheticVideoDataset):
         self.n_distractors = n_distractors
         self.pan_prob = float(pan_prob)
         self.pan_speed = pan_speed
-        self.speed_range = speed_range
-        speed_factor(np.random.default_rng(0), speed_range)  # a bad range raises here, not in a worker
+        self.speed_range = check_speed_range(speed_range)  # a bad range raises here, not in a worker
         self.deform = check_deform(deform)
         self.clutter = clutter
 
