@@ -1,0 +1,195 @@
+"""The study's table from ``peers.py --json`` files: every variant's mean over its training seeds, side by side,
+and its paired difference from a reference variant on the seeds they share.
+
+    python benchmarks/study_table.py runs/study/r73_*.json runs/study/r72c_default_s0.json [--ref default]
+        [--json table.json]
+
+A study runs one ``peers.py`` call per variant and training seed (docs/RESULTS.md, "The study"); this script
+merges the calls. Runs are grouped by protocol (steps or budget, tasks, probe sizes and seeds, training data),
+and each protocol gets its own table, so files of other protocols (e.g. ``--resplit`` basketball) never mix. A
+variant is its name: the same name with other ``--set`` keys in two files is an error, and so is one seed of one
+variant in two files (rename one, or pass only one). Random init and pixels rows appear where the files hold them.
+
+The "vs REF" rows give, per task and for the mean over tasks, the mean over shared seeds of (variant − REF) and,
+with two seeds or more, ± its standard error (the std of the paired differences over √n): the study's noise is
+mostly the training seed's, and pairing on seeds removes the part the two runs share. Arguments may be folders
+(their ``*.json``). Bad input is one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from study import StudyError, main_guard, markdown_table  # noqa: E402
+
+MERGE = "variants"
+
+
+def _protocol(res: dict) -> tuple:
+    probe = res.get("probe") or {}
+    return (res.get("steps"), res.get("budget_s"), tuple(res["tasks"]), tuple(sorted(probe.items())), res.get("data"))
+
+
+def _describe(proto: tuple) -> str:
+    steps, budget, tasks, probe, data = proto
+    run = f"{steps} steps" if steps else f"{budget:g} s budget"
+    probe = ", ".join(f"{k} {v}" for k, v in probe)
+    return f"{run} on {data}; tasks {', '.join(tasks)}; probe: {probe}"
+
+
+def load(paths: list[str]) -> list[tuple[Path, dict]]:
+    """Read peers.py JSON files (folders: their *.json). Raises StudyError naming the file on bad input."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(p.glob("*.json"))
+            if not found:
+                raise StudyError(f"{p}: a folder with no .json files; pass peers.py --json outputs")
+            files += found
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise StudyError(f"{p}: no such file or folder")
+    out = []
+    for f in files:
+        try:
+            res = json.loads(f.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise StudyError(f"{f}: not readable JSON ({e.__class__.__name__}); pass peers.py --json outputs") from None
+        if not isinstance(res, dict) or not isinstance(res.get(MERGE), dict) or "tasks" not in res:
+            raise StudyError(f"{f}: not a peers.py --json output (no 'variants' and 'tasks'); curve.py files differ")
+        out.append((f, res))
+    return out
+
+
+def merge(loaded: list[tuple[Path, dict]]) -> dict[tuple, dict]:
+    """{protocol: {"variants": {name: {"sets", "seeds": {seed: {task: top1}}, "random_init"?}}, "pixels"?}}."""
+    protos: dict[tuple, dict] = {}
+    origin: dict[tuple, Path] = {}  # (protocol, name) -> file that set its keys; (protocol, name, seed) -> file
+    for f, res in loaded:
+        proto = _protocol(res)
+        group = protos.setdefault(proto, {"variants": {}, "tasks": list(res["tasks"])})
+        for name, v in res[MERGE].items():
+            entry = group["variants"].setdefault(name, {"sets": v.get("sets", []), "seeds": {}})
+            if entry["sets"] != v.get("sets", []):
+                raise StudyError(f"variant {name!r}: {origin[(proto, name)]} trains {entry['sets']}, {f} trains "
+                                 f"{v.get('sets', [])}; rename one (peers.py --variant 'NEWNAME=...')")  # fmt: skip
+            origin.setdefault((proto, name), f)
+            seeds = [r["seed"] for r in v["runs"]]
+            for i, seed in enumerate(seeds):
+                if (proto, name, seed) in origin:
+                    raise StudyError(f"variant {name!r} seed {seed} is in both {origin[(proto, name, seed)]} and {f}; "
+                                     "pass only one")  # fmt: skip
+                origin[(proto, name, seed)] = f
+                entry["seeds"][seed] = {t: v["tasks"][t]["per_seed"][i] for t in res["tasks"]}
+            if "random_init" in next(iter(v["tasks"].values()), {}):
+                entry["random_init"] = {t: v["tasks"][t]["random_init"] for t in res["tasks"]}
+        if "pixels" in res:
+            group["pixels"] = {t: res["pixels"][t] for t in res["tasks"]}
+    return protos
+
+
+def _mean(xs: list[float]) -> float:
+    return statistics.fmean(xs) if xs else float("nan")
+
+
+def summarize(group: dict, ref: str | None) -> dict:
+    """Per variant: seeds, per-task means, the mean over tasks; and the paired difference from ``ref``."""
+    tasks = group["tasks"]
+    rows: dict[str, dict] = {}
+    for name, v in group["variants"].items():
+        seeds = sorted(v["seeds"])
+        per = {t: _mean([v["seeds"][s][t] for s in seeds]) for t in tasks}
+        row = {"sets": v["sets"], "seeds": seeds, "tasks": per, "mean": _mean(list(per.values()))}
+        if "random_init" in v:
+            row["random_init"] = dict(v["random_init"], mean=_mean(list(v["random_init"].values())))
+        rows[name] = row
+    if ref and ref in group["variants"]:
+        base = group["variants"][ref]["seeds"]
+        for name, row in rows.items():
+            shared = sorted(set(base) & set(group["variants"][name]["seeds"]))
+            if name == ref or not shared:
+                continue
+            mine = group["variants"][name]["seeds"]
+            diffs = {t: [mine[s][t] - base[s][t] for s in shared] for t in tasks}
+            diffs["mean"] = [_mean([mine[s][t] for t in tasks]) - _mean([base[s][t] for t in tasks]) for s in shared]
+            row["vs_ref"] = {
+                "ref": ref,
+                "seeds": shared,
+                **{k: {"diff": _mean(d), "se": statistics.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else None}
+                   for k, d in diffs.items()},
+            }  # fmt: skip
+    out = {"tasks": tasks, "variants": rows}
+    if "pixels" in group:
+        out["pixels"] = dict(group["pixels"], mean=_mean(list(group["pixels"].values())))
+    return out
+
+
+def pct(x: float) -> str:
+    return "-" if x != x else f"{100 * x:.2f}"
+
+
+def _diff(d: dict) -> str:
+    s = f"{100 * d['diff']:+.2f}"
+    return s + (f" ± {100 * d['se']:.2f}" if d["se"] is not None else "")
+
+
+def table(summary: dict) -> str:
+    tasks = summary["tasks"]
+    header = ["variant", "seeds", *tasks, "mean"]
+    rows = []
+    for name, r in summary["variants"].items():
+        seeds = ",".join(map(str, r["seeds"]))
+        rows.append([name, seeds, *[pct(r["tasks"][t]) for t in tasks], pct(r["mean"])])
+    for name, r in summary["variants"].items():
+        if "random_init" in r:
+            rows.append([f"{name} (random init)", "-", *[pct(r["random_init"][t]) for t in tasks],
+                         pct(r["random_init"]["mean"])])  # fmt: skip
+    if "pixels" in summary:
+        rows.append(["pixels", "-", *[pct(summary["pixels"][t]) for t in tasks], pct(summary["pixels"]["mean"])])
+    for name, r in summary["variants"].items():
+        if "vs_ref" in r:
+            d = r["vs_ref"]
+            rows.append([f"{name} vs {d['ref']}", ",".join(map(str, d["seeds"])), *[_diff(d[t]) for t in tasks],
+                         _diff(d["mean"])])  # fmt: skip
+    return markdown_table(header, rows)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("files", nargs="+", help="peers.py --json outputs, or folders of them")
+    p.add_argument("--ref", default="default", help="the variant the others are paired with (default: default; "
+                   "'' for none); it must be in the files")  # fmt: skip
+    p.add_argument("--json", help="write the tables as JSON here")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def go() -> int:
+        protos = merge(load(args.files))
+        names = {n for g in protos.values() for n in g["variants"]}
+        explicit = args.ref != build_parser().get_default("ref")
+        if args.ref and explicit and args.ref not in names:
+            raise StudyError(f"--ref {args.ref!r} is not among the variants ({', '.join(sorted(names))})")
+        results = []
+        for proto, group in protos.items():
+            s = summarize(group, args.ref or None)
+            print(f"\n{_describe(proto)}\n\n{table(s)}" if len(protos) > 1 else table(s))
+            results.append({"protocol": _describe(proto), **s})
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        return 0
+
+    return main_guard(go)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
