@@ -28,6 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from study import StudyError, main_guard, markdown_table  # noqa: E402
 
+from prednet2.cli import json_files  # noqa: E402
+
 MERGE = "variants"
 
 
@@ -45,17 +47,7 @@ def _describe(proto: tuple) -> str:
 
 def load(paths: list[str]) -> list[tuple[Path, dict]]:
     """Read peers.py JSON files (folders: their *.json). Raises StudyError naming the file on bad input."""
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found = sorted(p.glob("*.json"))
-            if not found:
-                raise StudyError(f"{p}: a folder with no .json files; pass peers.py --json outputs")
-            files += found
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise StudyError(f"{p}: no such file or folder")
+    files = json_files(paths, StudyError, expected="pass peers.py --json outputs")
     out = []
     for f in files:
         try:

@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prednet2.cli import OneLineParser, prog_name
+from prednet2.cli import OneLineParser, json_files, prog_name
 
 from . import report_fewlabels as fl
 
@@ -68,18 +68,8 @@ def kind_of(d: dict) -> str | None:
 def collect(paths: list[str]) -> Collected:
     """Read RUN folders and JSON files. Raises ReportError naming a path that is neither."""
     c = Collected()
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found = sorted(p.glob("*.json")) + sorted((p / "eval").glob("*.json"))
-            if not found:
-                raise ReportError(f"{p}: a folder with no *.json (expected a RUN folder with summary.json)")
-            files += found
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise ReportError(f"{p}: no such file or folder")
-    for f in dict.fromkeys(files):  # de-duplicate, keep order
+    files = json_files(paths, ReportError, folders=("", "eval"), expected="expected a RUN folder with summary.json")
+    for f in files:
         try:
             d = json.loads(f.read_text())
         except (OSError, json.JSONDecodeError) as e:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 # name -> (module whose main(argv) runs it, one line for `prednet2 --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -52,6 +53,26 @@ def int_at_least(lo: int):
         return v
 
     return parse
+
+
+def json_files(
+    paths: list[str], error: type[Exception], *, folders: tuple[str, ...] = ("",), expected: str
+) -> list[Path]:
+    """Files named in ``paths``, a folder standing for the ``*.json`` in it (and in its ``folders`` subfolders), in
+    order, each once. A path that is neither, or a folder with no JSON, raises ``error`` naming it (``expected``:
+    what the folder should have held)."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = [f for sub in folders for f in sorted((p / sub).glob("*.json"))]
+            if not found:
+                raise error(f"{p}: a folder with no *.json ({expected})")
+            files += found
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise error(f"{p}: no such file or folder")
+    return list(dict.fromkeys(files))
 
 
 def prog_name(default: str) -> str:

@@ -99,7 +99,7 @@ def test_random_init_and_pixels_rows_appear_when_the_files_hold_them(tmp_path, c
         ("curve", "not a peers.py --json output"),
         ("renamed", "rename one"),
         ("twice", "pass only one"),
-        ("empty_dir", "no .json files"),
+        ("empty_dir", "a folder with no *.json"),
         ("bad_ref", "--ref 'nope' is not among the variants"),
     ],
 )
@@ -118,3 +118,9 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case, message):
     err = capsys.readouterr().err.strip()
     assert ": error: " in err
     assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_a_file_named_twice_or_also_through_its_folder_is_read_once(tmp_path, capsys):
+    f = peers_json(tmp_path / "a.json", {"default": ([], {0: [0.5, 0.5]})})
+    assert study_table.main([str(f), str(tmp_path), str(f)]) == 0
+    assert "| default | 0 | 50.00 | 50.00 | 50.00 |" in capsys.readouterr().out
