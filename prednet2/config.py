@@ -88,6 +88,10 @@ class ModelConfig:
     # the present costs nothing and the state must hold what moves). Pixel units always predict directly.
     predict: str = _one_of("direct", "residual")
     horizon: int = _r(1, ge=1)  # K: the state at t also predicts the targets at t+1 .. t+K-1 (extra heads; summed)
+    # Training only: each frame after the first is hidden from the units' memory with this probability (per clip and
+    # step): the next step gets each unit's own prediction as a(t) and no error, so the state must carry what moves
+    # forward on its own; the losses still score every step against the real frame. 0: off; probes never hide.
+    blind_prob: float = _r(0.0, ge=0, lt=1)
     # Probe readout (extract_features): comma-separated parts pooled per layer: a (what is there), r (the state),
     # e (the error units), da (|a(t) - a(t-1)|, what changed), dr (|r(t) - r(t-1)|), rw/aw (r/a pooled where the
     # error units fire);

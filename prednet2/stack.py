@@ -90,12 +90,14 @@ class PredictiveStack(nn.Module):
         detach_between: bool = True,
         compute_losses: bool = True,
         step_losses: bool = True,
+        blind: Tensor | None = None,
     ) -> tuple[StepOutput, StackState]:
         """One time step. frame (B, C, H, W) in [0, 1]; mask (B, 1, H, W) or None; state None on the first call.
 
         ``detach_between=True`` (local mode) cuts every gradient path between units; False is end-to-end BPTT.
         ``step_losses=False`` leaves ``losses`` empty and skips this step's binding loss (``forward`` computes both
-        over the whole clip from ``terms`` and ``bind_pair``).
+        over the whole clip from ``terms`` and ``bind_pair``). ``blind`` (B,) bool: these clips' units keep their own
+        prediction of this frame, not what came, for the next step (``model.blind_prob``); the losses are unchanged.
         """
         cfg = self.cfg
         L = self.num_layers
@@ -159,7 +161,12 @@ class PredictiveStack(nn.Module):
             if bind_pair is not None:
                 terms["bind"] = info_nce(*bind_pair, cfg.bind_temperature) if B > 1 else 0.0 * bind_pair[0].sum()
             losses = self._compose(terms)
-        new_state = StackState(t=state.t + 1, cell=cell_new, r=r_new, a=a_new, e=errors)
+        mem_a, mem_e = a_new, errors
+        if blind is not None:  # model.blind_prob: these clips' units remember their own prediction, not frame t
+            seen = ~blind.view(-1, 1, 1, 1)
+            mem_a = [torch.where(seen, a, p.detach()) for a, p in zip(a_new, preds)]
+            mem_e = [torch.where(seen, e, torch.zeros_like(e)) for e in errors]
+        new_state = StackState(t=state.t + 1, cell=cell_new, r=r_new, a=mem_a, e=mem_e)
         out = StepOutput(preds, targets, errors, r_new, frame_errors, losses, terms, valid, bind_pair, ahead)
         return out, new_state
 
@@ -177,13 +184,18 @@ class PredictiveStack(nn.Module):
         self._check_input(clip.shape[-2:], mask is not None)
         T = clip.shape[1]
         steps: list[StepOutput] = []
+        hide = self.cfg.blind_prob if self.training else 0.0
         for t in range(T):
+            blind = None
+            if hide > 0 and state is not None and state.t > 0:  # a first frame has no prediction to stand in for it
+                blind = torch.rand(clip.shape[0], device=clip.device) < hide
             out, state = self.step(
                 clip[:, t],
                 state,
                 None if mask is None else mask[:, t],
                 detach_between=detach_between,
                 step_losses=False,
+                blind=blind,
             )
             steps.append(out)
 
@@ -391,6 +403,9 @@ def _validate(cfg: ModelConfig) -> None:
             "model.motion_error_weight weights the error by the motion masks, but this model has no motion stream "
             "(model.motion_channels=0 or motion=off); turn motion on or drop model.motion_error_weight"
         )
+    if cfg.blind_prob > 0 and (cfg.change_weight > 0 or cfg.arrow_weight > 0):  # both read a(t-1) as seen
+        raise ValueError("model.blind_prob hides frames from a(t-1), which model.change_weight and model.arrow_weight "
+                         "compare with a(t); drop one of them")  # fmt: skip
     readout.parse_parts(cfg.readout)
 
 

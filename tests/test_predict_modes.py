@@ -277,3 +277,48 @@ def test_l2_prediction_moves_by_the_expected_change():
             loss.backward()
             opt.step()
         assert p.item() == pytest.approx(best, abs=0.03), kind
+
+
+def test_blind_step_remembers_the_prediction_and_scores_the_real_frame():
+    """model.blind_prob: a hidden frame's place in the memory is the unit's own prediction with no error; the step's
+    errors and losses are those of the real frame either way."""
+    m = make(blind_prob=0.5)
+    x = clip(b=3, t=3)
+    _, s1 = m.step(x[:, 0])
+    out_seen, seen = m.step(x[:, 1], s1, blind=torch.tensor([False, False, False]))
+    out_hid, hid = m.step(x[:, 1], s1, blind=torch.tensor([True, False, True]))
+    for l in range(2):
+        assert torch.equal(out_hid.errors[l], out_seen.errors[l]) and torch.equal(hid.r[l], seen.r[l])
+        assert torch.equal(hid.a[l][1], seen.a[l][1]) and torch.equal(hid.e[l][1], seen.e[l][1])
+        for b in (0, 2):
+            assert torch.equal(hid.a[l][b], out_hid.preds[l][b]) and not torch.equal(hid.a[l][b], seen.a[l][b])
+            assert hid.e[l][b].abs().sum() == 0
+    assert torch.equal(out_hid.losses[0], out_seen.losses[0])
+    # the next step predicts from what the memory holds: the hidden clips' predictions differ, the seen one's not
+    nxt_hid, _ = m.step(x[:, 2], hid)
+    nxt_seen, _ = m.step(x[:, 2], seen)
+    assert torch.equal(nxt_hid.preds[0][1], nxt_seen.preds[0][1])
+    assert not torch.equal(nxt_hid.preds[0][0], nxt_seen.preds[0][0])
+
+
+def test_blind_prob_hides_only_in_training_and_off_draws_nothing():
+    x = clip(b=4, t=6)
+    ref = make()
+    on = make(blind_prob=0.5)
+    on.load_state_dict(ref.state_dict())
+    on.eval(), ref.eval()
+    assert torch.equal(on(x).preds[0], ref(x).preds[0])  # probes and evaluation never hide a frame
+    on.train(), ref.train()
+    rng = torch.get_rng_state()
+    a = ref(x)
+    assert torch.equal(torch.get_rng_state(), rng)  # the default draws nothing: runs stay bit-identical
+    b = on(x)
+    assert torch.equal(b.preds[0][:, :2], a.preds[0][:, :2])  # frame 0 is never hidden, so step 1 predicts alike
+    assert not torch.equal(b.preds[0], a.preds[0])
+    b.losses[0].backward()  # and it trains
+
+
+@pytest.mark.parametrize("other", ["change_weight", "arrow_weight"])
+def test_blind_prob_refuses_terms_that_read_the_previous_frame(other):
+    with pytest.raises(ValueError, match="model.blind_prob"):
+        make(blind_prob=0.3, **{other: 1.0})
