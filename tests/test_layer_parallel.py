@@ -163,3 +163,21 @@ def test_two_processes_match_sequential_local(tmp_path, blocks):
     # The weights moved (a test that trains nothing would pass the comparison trivially).
     init, _ = _model()
     assert any(not torch.allclose(init.state_dict()[k], v) for k, v in ref_model.items())
+
+
+@pytest.mark.parametrize("key", ["motion_error_weight", "blind_prob"])
+def test_options_it_cannot_split_across_processes_are_refused(key):
+    import dataclasses
+
+    import torch.distributed as dist
+
+    from prednet2.layer_parallel import LayerParallelWorker
+
+    model, _ = _model()
+    model.cfg = dataclasses.replace(model.cfg, **{key: 0.5})
+    dist.init_process_group("gloo", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{_free_port()}")
+    try:
+        with pytest.raises(ValueError, match=f"layer-parallel: model.{key} is not supported"):
+            LayerParallelWorker(model, lr=1e-3, batch_size=B, clip_len=T, size=(H, W))
+    finally:
+        dist.destroy_process_group()
