@@ -30,9 +30,6 @@ from study import StudyError, main_guard, markdown_table  # noqa: E402
 
 from prednet2.cli import json_files  # noqa: E402
 
-MERGE = "variants"
-
-
 def _protocol(res: dict) -> tuple:
     probe = res.get("probe") or {}
     return (res.get("steps"), res.get("budget_s"), tuple(res["tasks"]), tuple(sorted(probe.items())), res.get("data"))
@@ -40,7 +37,7 @@ def _protocol(res: dict) -> tuple:
 
 def _describe(proto: tuple) -> str:
     steps, budget, tasks, probe, data = proto
-    run = f"{steps} steps" if steps else f"{budget:g} s budget"
+    run = f"{steps} steps" if steps else (f"{budget:g} s budget" if budget else "unknown length")
     probe = ", ".join(f"{k} {v}" for k, v in probe)
     return f"{run} on {data}; tasks {', '.join(tasks)}; probe: {probe}"
 
@@ -54,7 +51,7 @@ def load(paths: list[str]) -> list[tuple[Path, dict]]:
             res = json.loads(f.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise StudyError(f"{f}: not readable JSON ({e.__class__.__name__}); pass peers.py --json outputs") from None
-        if not isinstance(res, dict) or not isinstance(res.get(MERGE), dict) or "tasks" not in res:
+        if not isinstance(res, dict) or not isinstance(res.get("variants"), dict) or "tasks" not in res:
             raise StudyError(f"{f}: not a peers.py --json output (no 'variants' and 'tasks'); curve.py files differ")
         out.append((f, res))
     return out
@@ -67,7 +64,7 @@ def merge(loaded: list[tuple[Path, dict]]) -> dict[tuple, dict]:
     for f, res in loaded:
         proto = _protocol(res)
         group = protos.setdefault(proto, {"variants": {}, "tasks": list(res["tasks"])})
-        for name, v in res[MERGE].items():
+        for name, v in res["variants"].items():
             entry = group["variants"].setdefault(name, {"sets": v.get("sets", []), "seeds": {}})
             if entry["sets"] != v.get("sets", []):
                 raise StudyError(f"variant {name!r}: {origin[(proto, name)]} trains {entry['sets']}, {f} trains "
