@@ -30,6 +30,7 @@ from study import StudyError, main_guard, markdown_table  # noqa: E402
 
 from prednet2.cli import json_files  # noqa: E402
 
+
 def _protocol(res: dict) -> tuple:
     probe = res.get("probe") or {}
     return (res.get("steps"), res.get("budget_s"), tuple(res["tasks"]), tuple(sorted(probe.items())), res.get("data"))
