@@ -47,9 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", default=",".join(PEERS), help=f"built-in variants (default {','.join(PEERS)})")
     add_study_args(p, tasks=",".join(TASKS), out="runs/peers")
     p.add_argument("--train-seeds", default="0", help="training seeds, comma-separated (default 0)")
-    p.add_argument("--random-for", default="default",
-                   help="variants probed at random init too, comma-separated or 'all' (default: default; variants "
-                   "with the same model settings share one)")  # fmt: skip
+    p.add_argument("--random-for", default=None,
+                   help="variants probed at random init too, comma-separated or 'all' (default: the default "
+                   "variant, or the first when default is not run; variants with the same model settings "
+                   "share one)")  # fmt: skip
     p.add_argument("--no-baselines", action="store_true", help="skip random init and pixels")
     p.add_argument("--no-pixels", action="store_true", help="skip the pixel baseline (e.g. measured by another call)")
     return p
@@ -101,7 +102,12 @@ def run(args: argparse.Namespace) -> dict:
     random_of: dict[str, tuple] = {}
     if not args.no_baselines:
         first: dict[tuple, tuple] = {}
-        wanted = list(variants) if args.random_for == "all" else [x.strip() for x in args.random_for.split(",")]
+        if args.random_for is None:  # the default variant's random init, or the first variant's without it
+            wanted = ["default"] if "default" in variants else list(variants)[:1]
+        elif args.random_for == "all":
+            wanted = list(variants)
+        else:
+            wanted = [x.strip() for x in args.random_for.split(",")]
         unknown = [w for w in wanted if w and w not in variants]
         if unknown:
             raise StudyError(f"--random-for: {unknown} are not among the variants ({', '.join(variants)})")

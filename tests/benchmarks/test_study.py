@@ -81,6 +81,10 @@ def test_peers_two_step_run_and_table(tmp_path, capsys):
     t0 = time.time()
     assert peers.main(["--steps", "2", "--variants", "default", "--tasks", "direction", "--out", str(out), *TINY]) == 0
     assert time.time() - t0 < 5
+    # without the default variant, the first variant's random init is the baseline
+    assert peers.main(["--steps", "2", "--variants", "", "--variant", "res=model.predict=residual", "--tasks",
+                       "direction", "--out", str(out), "--no-pixels", *TINY]) == 0  # fmt: skip
+    assert "| res (random init) |" in capsys.readouterr().out
 
 
 def test_probe_clip_len_reaches_the_synthetic_probes_only(tmp_path, monkeypatch, capsys):
