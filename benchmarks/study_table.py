@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from study import StudyError, main_guard, markdown_table  # noqa: E402
+from study import StudyError, main_guard, markdown_table, mean_std  # noqa: E402
 
 from prednet2.cli import json_files  # noqa: E402
 
@@ -61,22 +61,22 @@ def load(paths: list[str]) -> list[tuple[Path, dict]]:
 def merge(loaded: list[tuple[Path, dict]]) -> dict[tuple, dict]:
     """{protocol: {"variants": {name: {"sets", "seeds": {seed: {task: top1}}, "random_init"?}}, "pixels"?}}."""
     protos: dict[tuple, dict] = {}
-    origin: dict[tuple, Path] = {}  # (protocol, name) -> file that set its keys; (protocol, name, seed) -> file
+    source: dict[tuple, Path] = {}  # (protocol, name, seed) -> the file it came from; (protocol, name) -> the first
     for f, res in loaded:
         proto = _protocol(res)
         group = protos.setdefault(proto, {"variants": {}, "tasks": list(res["tasks"])})
         for name, v in res["variants"].items():
-            entry = group["variants"].setdefault(name, {"sets": v.get("sets", []), "seeds": {}})
-            if entry["sets"] != v.get("sets", []):
-                raise StudyError(f"variant {name!r}: {origin[(proto, name)]} trains {entry['sets']}, {f} trains "
-                                 f"{v.get('sets', [])}; rename one (peers.py --variant 'NEWNAME=...')")  # fmt: skip
-            origin.setdefault((proto, name), f)
-            seeds = [r["seed"] for r in v["runs"]]
-            for i, seed in enumerate(seeds):
-                if (proto, name, seed) in origin:
-                    raise StudyError(f"variant {name!r} seed {seed} is in both {origin[(proto, name, seed)]} and {f}; "
+            sets = v.get("sets", [])
+            entry = group["variants"].setdefault(name, {"sets": sets, "seeds": {}})
+            first = source.setdefault((proto, name), f)
+            if entry["sets"] != sets:
+                raise StudyError(f"variant {name!r}: {first} trains {entry['sets']}, {f} trains {sets}; "
+                                 "rename one (peers.py --variant 'NEWNAME=...')")  # fmt: skip
+            for i, seed in enumerate(r["seed"] for r in v["runs"]):
+                if seed in entry["seeds"]:
+                    raise StudyError(f"variant {name!r} seed {seed} is in both {source[(proto, name, seed)]} and {f}; "
                                      "pass only one")  # fmt: skip
-                origin[(proto, name, seed)] = f
+                source[(proto, name, seed)] = f
                 entry["seeds"][seed] = {t: v["tasks"][t]["per_seed"][i] for t in res["tasks"]}
             if "random_init" in next(iter(v["tasks"].values()), {}):
                 entry["random_init"] = {t: v["tasks"][t]["random_init"] for t in res["tasks"]}
@@ -87,6 +87,12 @@ def merge(loaded: list[tuple[Path, dict]]) -> dict[tuple, dict]:
 
 def _mean(xs: list[float]) -> float:
     return statistics.fmean(xs) if xs else float("nan")
+
+
+def _paired(d: list[float]) -> dict:
+    """The mean of paired differences and its standard error (None from one pair)."""
+    m, sd = mean_std(d)
+    return {"diff": m, "se": sd / math.sqrt(len(d)) if len(d) > 1 else None}
 
 
 def summarize(group: dict, ref: str | None) -> dict:
@@ -109,12 +115,7 @@ def summarize(group: dict, ref: str | None) -> dict:
             mine = group["variants"][name]["seeds"]
             diffs = {t: [mine[s][t] - base[s][t] for s in shared] for t in tasks}
             diffs["mean"] = [_mean([mine[s][t] for t in tasks]) - _mean([base[s][t] for t in tasks]) for s in shared]
-            row["vs_ref"] = {
-                "ref": ref,
-                "seeds": shared,
-                **{k: {"diff": _mean(d), "se": statistics.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else None}
-                   for k, d in diffs.items()},
-            }  # fmt: skip
+            row["vs_ref"] = {"ref": ref, "seeds": shared, **{k: _paired(d) for k, d in diffs.items()}}
     out = {"tasks": tasks, "variants": rows}
     if "pixels" in group:
         out["pixels"] = dict(group["pixels"], mean=_mean(list(group["pixels"].values())))
@@ -154,8 +155,8 @@ def table(summary: dict) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("files", nargs="+", help="peers.py --json outputs, or folders of them")
-    p.add_argument("--ref", default="default", help="the variant the others are paired with (default: default; "
-                   "'' for none); it must be in the files")  # fmt: skip
+    p.add_argument("--ref", default=None, help="the variant the others are paired with (default: default, when "
+                   "the files hold it; '' for none); a named one must be in the files")  # fmt: skip
     p.add_argument("--json", help="write the tables as JSON here")
     return p
 
@@ -166,12 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     def go() -> int:
         protos = merge(load(args.files))
         names = {n for g in protos.values() for n in g["variants"]}
-        explicit = args.ref != build_parser().get_default("ref")
-        if args.ref and explicit and args.ref not in names:
+        if args.ref and args.ref not in names:
             raise StudyError(f"--ref {args.ref!r} is not among the variants ({', '.join(sorted(names))})")
+        ref = "default" if args.ref is None else args.ref or None
         results = []
         for proto, group in protos.items():
-            s = summarize(group, args.ref or None)
+            s = summarize(group, ref)
             print(f"\n{_describe(proto)}\n\n{table(s)}" if len(protos) > 1 else table(s))
             results.append({"protocol": _describe(proto), **s})
         if args.json:
