@@ -129,7 +129,8 @@ def run(args: argparse.Namespace) -> dict:
         for seed in seeds:
             s = runs[(name, seed)]
             v["runs"].append({"seed": seed, "steps": s["steps"], "frames_per_s": s["frames_per_s"],
-                              "train_s": s["train_s"], "status": s["status"]})  # fmt: skip
+                              "train_s": s["train_s"], "status": s["status"],
+                              "kernels": s.get("environment", {}).get("kernels")})  # fmt: skip
         for t in tasks:
             per = [got[((name, seed), t, "trained")] for seed in seeds]
             m, sd = mean_std([r["top1"] for r in per])

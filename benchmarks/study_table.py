@@ -9,6 +9,8 @@ merges the calls. Runs are grouped by protocol (steps or budget, tasks, probe si
 and each protocol gets its own table, so files of other protocols (e.g. ``--resplit`` basketball) never mix. A
 variant is its name: the same name with other ``--set`` keys in two files is an error, and so is one seed of one
 variant in two files (rename one, or pass only one). Random init and pixels rows appear where the files hold them.
+Runs trained under different CPU kernels (``prednet2.runinfo.kernels``: another CPU, or ``ATEN_CPU_CAPABILITY``
+set) differ as much as two training seeds do; a table that mixes them says so under it.
 
 The "vs REF" rows give, per task and for the mean over tasks, the mean over shared seeds of (variant − REF) and,
 with two seeds or more, ± its standard error (the std of the paired differences over √n): the study's noise is
@@ -64,7 +66,7 @@ def merge(loaded: list[tuple[Path, dict]]) -> dict[tuple, dict]:
     source: dict[tuple, Path] = {}  # (protocol, name, seed) -> the file it came from; (protocol, name) -> the first
     for f, res in loaded:
         proto = _protocol(res)
-        group = protos.setdefault(proto, {"variants": {}, "tasks": list(res["tasks"])})
+        group = protos.setdefault(proto, {"variants": {}, "tasks": list(res["tasks"]), "kernels": {}})
         for name, v in res["variants"].items():
             sets = v.get("sets", [])
             entry = group["variants"].setdefault(name, {"sets": sets, "seeds": {}})
@@ -72,7 +74,10 @@ def merge(loaded: list[tuple[Path, dict]]) -> dict[tuple, dict]:
             if entry["sets"] != sets:
                 raise StudyError(f"variant {name!r}: {first} trains {entry['sets']}, {f} trains {sets}; "
                                  "rename one (peers.py --variant 'NEWNAME=...')")  # fmt: skip
-            for i, seed in enumerate(r["seed"] for r in v["runs"]):
+            for i, run in enumerate(v["runs"]):
+                seed = run["seed"]
+                if run.get("kernels"):  # recorded since session 19
+                    group["kernels"].setdefault(run["kernels"], []).append(f"{name} s{seed}")
                 if seed in entry["seeds"]:
                     raise StudyError(f"variant {name!r} seed {seed} is in both {source[(proto, name, seed)]} and {f}; "
                                      "pass only one")  # fmt: skip
@@ -116,7 +121,7 @@ def summarize(group: dict, ref: str | None) -> dict:
             diffs = {t: [mine[s][t] - base[s][t] for s in shared] for t in tasks}
             diffs["mean"] = [_mean([mine[s][t] for t in tasks]) - _mean([base[s][t] for t in tasks]) for s in shared]
             row["vs_ref"] = {"ref": ref, "seeds": shared, **{k: _paired(d) for k, d in diffs.items()}}
-    out = {"tasks": tasks, "variants": rows}
+    out = {"tasks": tasks, "variants": rows, "kernels": group["kernels"]}
     if "pixels" in group:
         out["pixels"] = dict(group["pixels"], mean=_mean(list(group["pixels"].values())))
     return out
@@ -149,7 +154,12 @@ def table(summary: dict) -> str:
             d = r["vs_ref"]
             rows.append([f"{name} vs {d['ref']}", ",".join(map(str, d["seeds"])), *[_diff(d[t]) for t in tasks],
                          _diff(d["mean"])])  # fmt: skip
-    return markdown_table(header, rows)
+    text = markdown_table(header, rows)
+    if len(summary.get("kernels", {})) > 1:
+        mixed = "; ".join(f"{k}: {', '.join(runs)}" for k, runs in summary["kernels"].items())
+        text += (f"\nnote: these runs were trained under different CPU kernels ({mixed}); trained figures differ "
+                 "between kernels as between training seeds, so pair runs of one kind")  # fmt: skip
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:

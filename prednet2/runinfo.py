@@ -1,10 +1,12 @@
-"""Facts about the run's environment: git commit, package version, device resolution, peak memory.
+"""Facts about the run's environment: git commit, package version, kernels, device resolution, peak memory.
 
 Kept apart from the trainer so eval/ and benchmarks/ record the same facts the same way.
 """
 
 from __future__ import annotations
 
+import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +43,47 @@ def prednet2_version() -> str:
     import prednet2
 
     return getattr(prednet2, "__version__", "unknown")
+
+
+# Environment variables that change which CPU kernels torch dispatches (and so the last bits of every result).
+KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR")
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else ``platform.processor()``, else ``"unknown"``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def kernels() -> str:
+    """Which CPU kernels this process dispatches: ATen's capability (``AVX512``, ``AVX2``, ...) and the overrides set.
+
+    Two CPU runs with the same config, seed and thread count give bit-identical weights when this string is
+    the same; with another (another CPU, or ``ATEN_CPU_CAPABILITY``/``ONEDNN_MAX_CPU_ISA`` set) the last bits differ
+    and a few hundred training steps grow them into a run as different as another seed (docs/training.md).
+    """
+    cap = torch.backends.cpu.get_cpu_capability()
+    overrides = [f"{k}={os.environ[k]}" for k in KERNEL_ENV if os.environ.get(k)]
+    return " ".join([cap, *overrides])
+
+
+def environment(device: torch.device | None = None) -> dict[str, object]:
+    """What a run's figures depend on beyond its config and seed: versions, CPU, kernels, threads, GPU."""
+    env: dict[str, object] = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cpu": cpu_model(),
+        "kernels": kernels(),
+        "threads": torch.get_num_threads(),
+    }
+    if device is not None and device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
 
 
 def resolve_device(name: str) -> torch.device:

@@ -53,7 +53,7 @@ from prednet2.run_folder import (
     make_run_dir,
     write_config,
 )
-from prednet2.runinfo import git_commit, prednet2_version, resolve_device
+from prednet2.runinfo import environment, git_commit, prednet2_version, resolve_device
 from prednet2.sampler import ResumableBatchSampler
 from prednet2.train_data import DEFAULT_MOTION_CHANNELS, resolve_config
 from prednet2.train_log import log_step
@@ -307,6 +307,7 @@ def _summary(
         "tb": str(paths.tb),
         "git_commit": git_commit(),
         "prednet2_version": prednet2_version(),
+        "environment": environment(ts.device),
     }
 
 

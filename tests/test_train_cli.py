@@ -86,6 +86,8 @@ def test_run_folder_steps_total_and_resume(capsys, tmp_path):
     assert summary["steps"] == 3 and set(summary["final_loss"]) == {"0", "1"}
     assert summary["mode"] == "local" and summary["preset"] == "tiny" and summary["device"] == "cpu"
     assert summary["params"] > 0 and summary["frames_per_s"] > 0 and summary["n_skipped"] == 0
+    env = summary["environment"]  # what the figures depend on beyond config and seed
+    assert env["torch"] == torch.__version__ and env["kernels"].startswith(torch.backends.cpu.get_cpu_capability())
     header = (run / "config.yaml").read_text().splitlines()[0]
     assert header.startswith("# prednet2 ") and "git commit" in header
     assert (run / "checkpoints" / "last.pt").is_file() and any((run / "tb").iterdir())

@@ -17,8 +17,11 @@ import study_table  # noqa: E402
 TASKS = ["direction", "kind"]
 
 
-def peers_json(path: Path, variants: dict[str, tuple[list[str], dict[int, list[float]]]], **over) -> Path:
-    """A peers.py --json file: variants {name: (sets, {seed: [top1 per task]})}, one file, its seeds in order."""
+def peers_json(
+    path: Path, variants: dict[str, tuple[list[str], dict[int, list[float]]]], kernels: str | None = None, **over
+) -> Path:
+    """A peers.py --json file: variants {name: (sets, {seed: [top1 per task]})}, one file, its seeds in order;
+    ``kernels`` is what every run records (None: files from before session 19 record nothing)."""
     probe = {"n_train": 512, "n_test": 256, "seeds": 3, "clip_len": 10, "resplit": 0}
     res = {"budget_s": None, "clock": "cpu", "steps": 600, "data": "synthetic:shapes", "tasks": TASKS, "probe": probe}
     res["variants"] = {}
@@ -26,6 +29,8 @@ def peers_json(path: Path, variants: dict[str, tuple[list[str], dict[int, list[f
     for name, (sets, by_seed) in variants.items():
         seeds = list(by_seed)
         runs = [{"seed": s, "steps": 600, "frames_per_s": 100.0, "train_s": 1.0, "status": "completed"} for s in seeds]
+        if kernels is not None:
+            runs = [r | {"kernels": kernels} for r in runs]
         tasks = {
             t: {"trained": 0.0, "std": 0.0, "per_seed": [by_seed[s][i] for s in seeds]}
             for i, t in enumerate(res["tasks"])
@@ -56,6 +61,18 @@ def test_seeds_from_several_files_merge_and_pair_with_the_reference(tmp_path, ca
     table = capsys.readouterr().out
     assert "| v vs default | 0,1 | +4.00 ± 2.00 | -2.00 ± 2.00 | +1.00 ± 2.00 |" in table
     assert "| default | 0,1 | 52.00 | 42.00 | 47.00 |" in table
+
+
+def test_runs_under_other_cpu_kernels_are_named_under_the_table(tmp_path, capsys):
+    a = peers_json(tmp_path / "a.json", {"default": ([], {0: [0.5, 0.5]})}, kernels="AVX512")
+    b = peers_json(tmp_path / "b.json", {"v": (["x=1"], {0: [0.6, 0.5]})}, kernels="AVX2 ATEN_CPU_CAPABILITY=avx2")
+    old = peers_json(tmp_path / "old.json", {"w": (["x=2"], {0: [0.6, 0.5]})})  # records no kernels
+    assert study_table.main([str(a), str(old)]) == 0
+    assert "note:" not in capsys.readouterr().out  # one kind of kernels (and an unrecorded file): no note
+    assert study_table.main([str(a), str(b), str(old)]) == 0
+    out = capsys.readouterr().out
+    assert "note: these runs were trained under different CPU kernels" in out
+    assert "AVX512: default s0; AVX2 ATEN_CPU_CAPABILITY=avx2: v s0" in out
 
 
 def test_one_shared_seed_has_no_error_bar_and_unshared_seeds_do_not_pair(tmp_path):
