@@ -19,6 +19,7 @@ import time
 import torch
 
 from prednet2.cli import OneLineParser, prog_name
+from prednet2.runinfo import environment
 
 from .common import write_json
 from .featureset import FeatureSource, add_feature_args, add_seed_args, parse_seed_args, per_layer_text, run_seeds
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     protocol = protocol_for(shots)  # how C is chosen with K shots (eval.shots)
     result = run_seeds(args, src, shots, **protocol)
     result |= {"fixed_c": protocol.get("fixed_c"), "cv_folds": protocol.get("cv_folds"), "c_grid": list(DEFAULT_CS),
-               "wall_s": round(time.time() - t0, 2)}  # fmt: skip
+               "wall_s": round(time.time() - t0, 2), "environment": environment()}  # fmt: skip
     write_json(args.out, result)
     k = f" at {result['shots']} shots" if "shots" in result else ""
     print(

@@ -29,6 +29,7 @@ def test_probe_json_has_every_key_and_caches(tiny_run, tmp_path):
     assert 0.0 <= r["top1"] <= 1.0 and r["top1_std"] >= 0.0
     assert r["top1"] == r["concat"] and r["top1_is"] == "concat"
     assert r["variant"] == "trained" and r["steps"] == 3
+    assert r["environment"]["kernels"] and r["environment"]["threads"] >= 1  # probes differ a little by CPU kernels
     assert len(r["best_layer"]) == 2 and set(r["best_layer"]) <= {"0", "1"}
     assert r["cache_hits"] == 0
     # Second call: both splits come from the cache and every figure is identical.
