@@ -44,7 +44,7 @@ class FrameSource:
                     f"cannot open camera {dev} through PyAV's v4l2 input ({e}); check the device exists "
                     "(ls /dev/video*) and that this user may read it (group 'video')"
                 ) from None
-            self.paths = [Path(dev)]
+            self.paths, self._next = [Path(dev)], 1
         else:
             p = Path(source)
             if not p.exists():
@@ -53,7 +53,15 @@ class FrameSource:
             if not self.paths:
                 what = "folder holds no video files" if p.is_dir() else "file is not a known video type"
                 raise SourceError(f"SOURCE {source}: {what} (.mp4 .avi .mkv .webm .mov .mpg .mpeg .m4v)")
-            self._first = self._open(self.paths[0], strict=True)
+            # play from the first readable video: unreadable ones before it are skipped, as later ones are
+            self._first, self._next = None, 0  # _next: the index after the video that plays first
+            while self._first is None and self._next < len(self.paths):
+                self._first = self._open(self.paths[self._next], strict=True)
+                self._next += 1
+            if self._first is None:
+                path, reason = self.skipped[0]
+                raise SourceError(f"SOURCE {source}: none of its {len(self.paths)} video files is readable "
+                                  f"(e.g. {path}: {reason})")  # fmt: skip
         s = self._first.streams.video[0]
         rate = s.average_rate or s.guessed_rate or s.base_rate
         self.fps = float(rate) if rate else 25.0
@@ -67,7 +75,7 @@ class FrameSource:
                 c.close()
                 raise SourceError(f"{path}: no video stream")
             return c
-        except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as e:
+        except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError, SourceError) as e:  # no stream: skipped too
             if strict and len(self.paths) == 1:
                 raise SourceError(f"SOURCE {path}: not a readable video ({e})") from None
             self.skipped.append((str(path), str(e)))
@@ -102,7 +110,7 @@ class FrameSource:
         if first is None:
             raise RuntimeError("FrameSource can be iterated once")
         yield from self._frames(first)
-        for path in self.paths[1:]:
+        for path in self.paths[self._next :]:
             c = self._open(path, strict=False)
             if c is not None:
                 yield from self._frames(c)

@@ -112,7 +112,8 @@ def run_stream(
     from prednet2.checkpoint import load_model, save_checkpoint
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise StreamOptionError(f"--out {out_dir} is a file, not a folder; give a folder (it is created when missing)")
     dev = torch.device(
         "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
     )
@@ -131,6 +132,7 @@ def run_stream(
     end_to_end = cfg.train.mode == "end_to_end"
     grayscale = cfg.model.in_channels == 1
     src = FrameSource(source, size=tuple(cfg.data.size), grayscale=grayscale)
+    out_dir.mkdir(parents=True, exist_ok=True)  # after the checks: a refused stream leaves no folder behind
     motion = StreamMotion(cfg.motion) if cfg.motion.enabled else None
     use_mask = getattr(model.cfg, "motion_channels", 0) > 0
     gate_ = SurpriseGate(gate, z_threshold=z_threshold, history=history, min_history=min_history)
@@ -356,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{summary['n_frames']} frames at {summary['frames_per_s']} frames/s, {summary['n_updates']} updates; "
         f"peak RSS {r[last]['peak_rss_mb']:.0f} MiB; wrote {a.out}/stream.json, surprise.csv"
         + (", stream.mp4" if summary["video"] else "")
+        + (f"; skipped {len(summary['skipped'])} unreadable file(s) (in stream.json)" if summary["skipped"] else "")
     )
     return 0
 

@@ -88,6 +88,15 @@ def test_frame_source_errors(tmp_path):
     bad.write_bytes(b"not a video at all")
     with pytest.raises(SourceError, match="not a readable video"):
         FrameSource(str(bad), size=(16, 16))
+    # A folder plays from its first readable video (an unreadable one sorted first is skipped); with none: an error.
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.mp4").write_bytes(b"")
+    write_video(tmp_path / "d" / "b.mp4", 5)
+    src = FrameSource(str(tmp_path / "d"), size=(16, 16))
+    assert len(list(src)) == 5 and [p for p, _ in src.skipped] == [str(tmp_path / "d" / "a.mp4")]
+    (tmp_path / "d" / "b.mp4").write_bytes(b"not a video either")
+    with pytest.raises(SourceError, match="none of its 2 video files is readable"):
+        FrameSource(str(tmp_path / "d"), size=(16, 16))
     # No camera on this machine: the v4l2 path must fail with a clear message, not a traceback.
     with pytest.raises(SourceError, match="cannot open camera /dev/video57"):
         FrameSource("57", size=(16, 16))
@@ -189,3 +198,7 @@ def test_cli_errors_exit_2(tmp_path, ckpt, video, capsys):
     assert len(err) == 1 and "cannot open camera /dev/video57" in err[0]
     assert main([str(tmp_path / "none.avi"), "--checkpoint", str(ckpt), "--out", str(tmp_path / "o")]) == 2
     assert "no such file" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("x")
+    assert main([str(video), "--checkpoint", str(ckpt), "--out", str(tmp_path / "afile"), "--no-video"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--out {tmp_path / 'afile'} is a file, not a folder" in err[0]
