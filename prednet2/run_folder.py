@@ -135,6 +135,12 @@ def config_for_resume(out_dir: str | Path, sets: list[str] | None = None) -> Con
             f"--resume cannot change {', '.join(changed)}: a resumed run keeps its checkpoint's model and input "
             "(model.*, data.size, data.clip_len, data.grayscale); start a new run in another --out to change them"
         )
+    done = int(ckpt.get("step", 0))
+    if cfg.train.steps < done:  # it would train nothing and report success
+        raise ConfigError(
+            f"--resume: {paths.last} is already at step {done}, past train.steps={cfg.train.steps}; the step count "
+            f"is the total, so give more than {done} (e.g. --steps {2 * done}) to train more"
+        )
     return cfg
 
 
