@@ -61,7 +61,9 @@ def run(args: argparse.Namespace) -> dict:
     tasks = parse_tasks(args.tasks)
     if args.jobs < 1:
         raise StudyError(f"--jobs {args.jobs}: need at least 1")
-    probe = parse_probe(args)
+    if args.train_seed < 0:
+        raise StudyError(f"--train-seed {args.train_seed}: need a seed >= 0")
+    probe = parse_probe(args, tasks)
     runner = Runner(Path(args.out), jobs=args.jobs)
     trained = [p for p in points if p > 0]
     every = reduce(math.gcd, trained)

@@ -61,7 +61,23 @@ def _random_key(sets: list[str]) -> tuple:
     return tuple(sorted(s for s in sets if s.startswith(("model.", "motion", "data."))))
 
 
+def _random_for(args: argparse.Namespace, variants: dict[str, list[str]]) -> list[str]:
+    """The variants probed at random init (--random-for), in variant order; checked before anything trains."""
+    if args.random_for is None:  # the default variant's random init, or the first variant's without it
+        wanted = ["default"] if "default" in variants else list(variants)[:1]
+    elif args.random_for == "all":
+        wanted = list(variants)
+    else:
+        wanted = [x.strip() for x in args.random_for.split(",")]
+    unknown = [w for w in wanted if w and w not in variants]
+    if unknown:
+        raise StudyError(f"--random-for: {unknown} are not among the variants ({', '.join(variants)})")
+    return [n for n in variants if n in wanted]
+
+
 def run(args: argparse.Namespace) -> dict:
+    if args.steps is not None and args.budget_s is not None:  # one of them would be silently ignored
+        raise StudyError(f"--steps {args.steps} and --budget-s {args.budget_s:g} both bound training; give one")
     if args.steps is None and args.budget_s is None:
         args.budget_s = 300.0
     if args.steps is not None and args.steps < 1:
@@ -75,8 +91,11 @@ def run(args: argparse.Namespace) -> dict:
     try:
         seeds = [int(s) for s in args.train_seeds.split(",") if s.strip()]
     except ValueError:
-        raise StudyError(f"--train-seeds {args.train_seeds!r}: expected integers like 0,1") from None
-    probe = parse_probe(args)
+        seeds = []
+    if not seeds or min(seeds) < 0:
+        raise StudyError(f"--train-seeds {args.train_seeds!r}: expected integers >= 0 like 0,1")
+    probe = parse_probe(args, tasks)
+    random_for = _random_for(args, variants)
     runner = Runner(Path(args.out), jobs=args.jobs, budget_clock=args.clock)
     budget = None if args.steps else args.budget_s
 
@@ -102,16 +121,7 @@ def run(args: argparse.Namespace) -> dict:
     random_of: dict[str, tuple] = {}
     if not args.no_baselines:
         first: dict[tuple, tuple] = {}
-        if args.random_for is None:  # the default variant's random init, or the first variant's without it
-            wanted = ["default"] if "default" in variants else list(variants)[:1]
-        elif args.random_for == "all":
-            wanted = list(variants)
-        else:
-            wanted = [x.strip() for x in args.random_for.split(",")]
-        unknown = [w for w in wanted if w and w not in variants]
-        if unknown:
-            raise StudyError(f"--random-for: {unknown} are not among the variants ({', '.join(variants)})")
-        for name in [n for n in variants if n in wanted]:
+        for name in random_for:
             key = _random_key(variants[name] + args.sets)
             first.setdefault(key, (name, seeds[0]))
             random_of[name] = first[key]

@@ -88,8 +88,8 @@ def parse_variants(names: str, extra: list[str], common: list[str] = ()) -> dict
     return out
 
 
-def parse_probe(args) -> Probe:
-    """--seeds, --n-train, --n-test as a Probe, checked before anything trains."""
+def parse_probe(args, tasks: list[str] = ()) -> Probe:
+    """--seeds, --n-train, --n-test as a Probe, checked before anything trains (--resplit against ``tasks``)."""
     clip_len = getattr(args, "probe_clip_len", None)
     for opt, v in (("--seeds", args.seeds), ("--n-train", args.n_train), ("--n-test", args.n_test)):
         if v < 1:
@@ -99,11 +99,16 @@ def parse_probe(args) -> Probe:
     resplit = getattr(args, "resplit", 0) or 0
     if resplit < 0:
         raise StudyError(f"--resplit {resplit}: need 0 (one fixed split) or a number of splits")
+    if resplit and tasks and all(TASKS[t][0].startswith("synthetic:") for t in tasks):  # it would change nothing
+        raise StudyError(f"--resplit {resplit} draws splits of folder tasks (basketball); --tasks {','.join(tasks)} "
+                         "has none")  # fmt: skip
     return Probe(args.seeds, args.n_train, args.n_test, clip_len, resplit)
 
 
 def add_study_args(p, *, tasks: str, out: str) -> None:
     """The options every study script shares: variants, data, probe sizes, jobs, output. ``p``: an ArgumentParser."""
+    from prednet2.cli import out_file
+
     p.add_argument("--variant", action="append", default=[], metavar="NAME=K=V;K=V", help="a custom variant")
     p.add_argument("--tasks", default=tasks, help=f"probe tasks (default {tasks}; known: {', '.join(TASKS)})")
     p.add_argument("--data", default="synthetic:shapes", help="training data (default synthetic:shapes)")
@@ -119,7 +124,7 @@ def add_study_args(p, *, tasks: str, out: str) -> None:
                    "instead of one fixed split (default 0: the fixed 226/57 split)")  # fmt: skip
     p.add_argument("--jobs", type=int, default=1, help="runs side by side, one thread each (default 1)")
     p.add_argument("--out", default=out, help=f"study folder (default {out})")
-    p.add_argument("--json", help="write the figures here")
+    p.add_argument("--json", type=out_file, help="write the figures here")
 
 
 def parse_tasks(names: str) -> list[str]:

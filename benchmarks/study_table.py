@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from study import StudyError, main_guard, markdown_table, mean_std  # noqa: E402
 
-from prednet2.cli import json_files  # noqa: E402
+from prednet2.cli import json_files, out_file  # noqa: E402
 
 
 def _protocol(res: dict) -> tuple:
@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", help="peers.py --json outputs, or folders of them")
     p.add_argument("--ref", default=None, help="the variant the others are paired with (default: default, when "
                    "the files hold it; '' for none); a named one must be in the files")  # fmt: skip
-    p.add_argument("--json", help="write the tables as JSON here")
+    p.add_argument("--json", type=out_file, help="write the tables as JSON here")
     return p
 
 

@@ -47,6 +47,26 @@ def test_bad_options_exit_2(capsys):
     assert "--n-train 0: need at least 1" in capsys.readouterr().err
 
 
+def test_options_are_checked_before_anything_trains(tmp_path, capsys):
+    """Each is one line and exit 2 before a run starts (no study folder is made), not an error after training, a
+    traceback or a silently ignored option."""
+    out = tmp_path / "p"
+    base = ["--steps", "1", "--variants", "default", "--tasks", "direction", "--out", str(out), *TINY]
+    for argv, expect in [
+        (["--random-for", "defualt"], "--random-for: ['defualt'] are not among the variants (default)"),
+        (["--train-seeds", ""], "--train-seeds '': expected integers >= 0 like 0,1"),
+        (["--train-seeds", "0,-1"], "--train-seeds '0,-1': expected integers >= 0"),
+        (["--resplit", "3"], "--resplit 3 draws splits of folder tasks (basketball); --tasks direction has none"),
+        (["--budget-s", "60"], "--steps 1 and --budget-s 60 both bound training; give one"),
+    ]:
+        assert peers.main([*base, *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and expect in err[0], err
+    assert curve.main(["--points", "2", "--tasks", "direction", "--out", str(out), "--train-seed", "-1"]) == 2
+    assert "--train-seed -1: need a seed >= 0" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_a_failed_run_is_one_line_naming_its_log(tmp_path, capsys):
     """A run that fails (here: train.py refuses a horizon no clip holds) is one line with the run's own last
     line and its log, exit 1; not a traceback."""
