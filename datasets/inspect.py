@@ -33,11 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache-dir", default=d.cache_dir or None, help="decode cache (default: see docs/data.md)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     a = p.parse_args(argv)
-    for name in ("clip_len", "stride"):
-        if getattr(a, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    if a.clip_len < 2:  # as training's data.clip_len: a prediction needs two frames
+        p.error(f"--clip-len {a.clip_len}: must be >= 2")
+    if a.stride < 1:
+        p.error(f"--stride {a.stride}: must be >= 1")
     if min(a.size) < 1 or a.fps < 0:
         p.error("--size must be positive and --fps >= 0")
+    if a.data.startswith("synthetic:"):
+        p.error(f"DATA {a.data}: built-in synthetic video has no files to inspect; give a folder of videos or a video")
     if not Path(a.data).exists():
         p.error(f"DATA not found: {a.data}")
     # Skip warnings go to the report below; keep stderr for real errors.
@@ -71,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         _print_table(a.data, per_video, report)
     if error:
-        print(f"datasets.inspect: error: {error}", file=sys.stderr)
+        print(f"{p.prog}: error: {error}", file=sys.stderr)
         return 2
     return 0
 

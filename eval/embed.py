@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prednet2.cli import OneLineParser, prog_name
+from prednet2.cli import OneLineParser, out_file, prog_name
 
 from .common import fail
 from .featureset import FeatureSource, add_feature_args
@@ -110,7 +110,7 @@ def is_labelled_folder(path: str | os.PathLike) -> bool:
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog=prog_name("python -m eval.embed"), description=__doc__.splitlines()[0])
     add_feature_args(p, data_help="a folder of videos (labelled when it has class sub-folders) or a synthetic spec")
-    p.add_argument("--out", required=True, help="emb.npz to write")
+    p.add_argument("--out", required=True, type=out_file, help="emb.npz to write")
     p.add_argument("--per-clip", action="store_true", help="also store every clip's embedding")
     p.add_argument("--split", help="which split (default: all of a folder; test of a synthetic set)")
     p.add_argument("--no-labels", action="store_true", help="read a folder without labels even with sub-folders")

@@ -28,7 +28,7 @@ from functools import partial
 
 import numpy as np
 
-from prednet2.cli import OneLineParser, prog_name
+from prednet2.cli import OneLineParser, out_file, prog_name
 
 from .common import fail, write_json
 from .featureset import FeatureSource, add_feature_args, add_seed_args, parse_seed_args, per_layer_text, run_seeds
@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         "queries, k picked by leave-one-out on train; mean ± std over seeds.",
     )
     add_feature_args(p, data_help="synthetic:shapes:{shape,direction,speed}, ... or a class folder")
-    p.add_argument("--out", required=True, help="knn.json to write")
+    p.add_argument("--out", required=True, type=out_file, help="knn.json to write")
     p.add_argument("--k", default=",".join(map(str, DEFAULT_KS)), help="neighbour counts to try (default 1,5,20)")
     add_seed_args(
         p, shots_help="K labelled videos per class in the memory bank, or 'all' (default: all)", val_frac=False

@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from prednet2.cli import OneLineParser, prog_name
+from prednet2.cli import OneLineParser, out_file, prog_name
 from prednet2.runinfo import environment
 
 from .common import write_json
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         "on frozen per-layer features; top-1 on test as mean ± std over seeds.",
     )
     add_feature_args(p, data_help="synthetic:shapes:{shape,direction,speed}, ... or a class folder")
-    p.add_argument("--out", required=True, help="probe.json to write")
+    p.add_argument("--out", required=True, type=out_file, help="probe.json to write")
     add_seed_args(p, shots_help="K labelled videos per class drawn from train per seed, or 'all' (default: all)")
     return p
 

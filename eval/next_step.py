@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch.utils.data import DataLoader, Subset
 
-from prednet2.cli import OneLineParser, int_at_least, prog_name
+from prednet2.cli import OneLineParser, int_at_least, out_file, prog_name
 from prednet2.losses import arrow_loss
 
 from .common import (
@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--checkpoint", required=True, help="RUN/checkpoints/last.pt")
     p.add_argument("--data", required=True, help="a folder of videos or synthetic:NAME")
-    p.add_argument("--out", required=True, help="next.json to write")
+    p.add_argument("--out", required=True, type=out_file, help="next.json to write")
     p.add_argument("--n-clips", type=int, default=256, help="clips to score (default 256)")
     p.add_argument("--split", default="test", help="synthetic sets: split to score (default test, held out)")
     p.add_argument("--data-seed", type=int, default=0, help="synthetic sets: dataset seed")

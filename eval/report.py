@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prednet2.cli import OneLineParser, json_files, prog_name
+from prednet2.cli import OneLineParser, json_files, out_file, prog_name
 
 from . import report_fewlabels as fl
 
@@ -72,7 +72,7 @@ def collect(paths: list[str]) -> Collected:
     for f in files:
         try:
             d = json.loads(f.read_text())
-        except (OSError, json.JSONDecodeError) as e:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ReportError(f"{f}: not readable JSON ({e})") from None
         kind = kind_of(d)
         if kind is None:
@@ -307,9 +307,11 @@ def bar_chart(c: Collected, path: str | Path) -> Path | None:
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(prog=prog_name("python -m eval.report"), description=__doc__.splitlines()[0])
     p.add_argument("inputs", nargs="+", help="RUN folders and/or result JSON files")
-    p.add_argument("--out", help="Markdown file to write (default: print)")
-    p.add_argument("--png", help="bar chart of the probe results")
-    p.add_argument("--curve-png", help="label-efficiency curves (top-1 against labelled videos per class)")
+    p.add_argument("--out", type=out_file, help="Markdown file to write (default: print)")
+    p.add_argument("--png", type=out_file, help="bar chart of the probe results")
+    p.add_argument(
+        "--curve-png", type=out_file, help="label-efficiency curves (top-1 against labelled videos per class)"
+    )
     p.add_argument("--title", default="prednet2 results")
     args = p.parse_args(argv)
     try:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prednet2.cli import OneLineParser, int_at_least, prog_name
+from prednet2.cli import OneLineParser, int_at_least, out_file, prog_name
 
 from .common import fail
 from .contact_sheet import draw_sheet, short_name, video_frames
@@ -87,6 +87,20 @@ def embed_file(path: str, meta: dict) -> np.ndarray:
     return pooled["0"][0]
 
 
+def _check_video(path: str) -> None:
+    """Exit 2 naming ``--query`` when the file is not a video or its first second does not decode (embedding it would
+    fail inside a temporary folder, with a message naming that folder)."""
+    from prednet2.datasets.decode import VIDEO_EXTENSIONS, decode_video, is_video_file
+    from prednet2.datasets.errors import DecodeError
+
+    if not is_video_file(path):
+        fail(f"--query {path}: not a video file (expected {' '.join(VIDEO_EXTENSIONS)})")
+    try:
+        decode_video(path, size=(16, 16), duration=1.0)
+    except DecodeError as err:
+        fail(f"--query {path}: {err.reason}")
+
+
 def _caption(e: Embeddings, i: int) -> str:
     label = f" [{e.classes[e.labels[i]]}]" if e.labelled and e.classes else ""
     return f"{short_name(e.paths[i])}{label}"
@@ -97,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("embeddings", help="emb.npz from eval.embed")
     p.add_argument("--query", required=True, help="a video of the file (path or unique tail) or any video file")
     p.add_argument("-k", type=int, default=5, help="neighbours to list (default 5)")
-    p.add_argument("--png", help="contact sheet of the query and its neighbours")
+    p.add_argument("--png", type=out_file, help="contact sheet of the query and its neighbours")
     p.add_argument(
         "--frames", type=int_at_least(1), default=4, help="frames per video on the contact sheet (default 4)"
     )
@@ -117,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     if qi is not None:
         q, name = bank[qi], _caption(e, qi)
     elif Path(args.query).is_file():
+        _check_video(args.query)
         q = standardise_rows(embed_file(args.query, e.meta)[None], ref=e.embedding)[0]
         name = f"{short_name(args.query)} (not in {Path(args.embeddings).name}; embedded now)"
     else:

@@ -26,7 +26,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
 
-from prednet2.cli import OneLineParser, int_at_least, prog_name
+from prednet2.cli import OneLineParser, int_at_least, out_file, prog_name
 
 from .common import (
     add_runtime_args,
@@ -166,13 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
         description=f"Per-frame surprise from the error units; AUROC of anomalous vs normal frames on {ANOMALY_SPEC}.",
     )
     p.add_argument("--checkpoint", required=True, help="RUN/checkpoints/last.pt")
-    p.add_argument("--out", required=True, help="surprise.json to write")
+    p.add_argument("--out", required=True, type=out_file, help="surprise.json to write")
     p.add_argument("--n-clips", type=int, default=128, help="anomaly-set clips (default 128)")
     p.add_argument("--seed", type=int, default=0, help="anomaly-set seed (and --random-init weight seed)")
     p.add_argument("--split", default="test", help="anomaly-set split (default test)")
     p.add_argument("--score", choices=SCORES, default=DEFAULT_SCORE, help=f"headline score (default {DEFAULT_SCORE})")
     p.add_argument("--skip-frames", type=int, help="score frames t >= K (default: the set's own 'scored' frames)")
-    p.add_argument("--png", help="surprise curve PNG (default: next to --out, surprise.png)")
+    p.add_argument("--png", type=out_file, help="surprise curve PNG (default: next to --out, surprise.png)")
     p.add_argument("--tb", help="also write TensorBoard scalars to this folder")
     p.add_argument("--random-init", action="store_true", help="the same architecture with fresh weights")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")

@@ -55,6 +55,18 @@ def int_at_least(lo: int):
     return parse
 
 
+def out_file(text: str) -> str:
+    """An argparse ``type``: a file to write. A folder, or a path inside a file, is the parser's one-line error (exit
+    2) before any work is done, not a traceback when the result is written."""
+    p = Path(text)
+    if p.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give the path of a file to write")
+    inside = next((q for q in p.parents if q.exists()), None)
+    if inside is not None and not inside.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is inside {inside}, which is a file, not a folder")
+    return text
+
+
 def json_files(
     paths: list[str], error: type[Exception], *, folders: tuple[str, ...] = ("",), expected: str
 ) -> list[Path]:

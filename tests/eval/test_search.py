@@ -62,7 +62,16 @@ def test_query_outside_the_file_is_embedded(pixel_emb, labelled_videos, tmp_path
     assert "embedded now" in out[0] and "red/red1.mkv" in out[1] and float(out[1].split()[1]) < 1e-4
 
 
-def test_bad_query_exits_2(pixel_emb, capsys):
+def test_bad_query_exits_2(pixel_emb, capsys, tmp_path):
     with pytest.raises(SystemExit) as e:
         main([str(pixel_emb), "--query", "nope.mkv"])
     assert e.value.code == 2 and "nope.mkv" in capsys.readouterr().err
+    # A file outside the embeddings that is not a video, or not a readable one: the line names --query and the file,
+    # not the temporary folder the query would be embedded from.
+    (tmp_path / "notes.txt").write_text("not a video")
+    (tmp_path / "notes.mp4").write_text("not a video")
+    for name, why in (("notes.txt", "not a video file"), ("notes.mp4", "not a readable video container")):
+        with pytest.raises(SystemExit) as e:
+            main([str(pixel_emb), "--query", str(tmp_path / name)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2 and len(err) == 1 and f"--query {tmp_path / name}: {why}" in err[0], err
