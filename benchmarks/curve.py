@@ -34,9 +34,11 @@ from study import (  # noqa: E402
     parse_variants,
 )
 
+from prednet2.cli import OneLineParser  # noqa: E402
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="benchmarks/curve.py", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="benchmarks/curve.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--points", default="0,250,1000,3000", help="training steps to probe at (default 0,250,1000,3000)")
     p.add_argument("--variants", default="default", help="built-in variants (default: default)")
     add_study_args(p, tasks="direction,speed,kind,digit", out="runs/curve")

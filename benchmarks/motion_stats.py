@@ -14,7 +14,6 @@ every source (docs/synthetic.md).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
@@ -22,6 +21,7 @@ import numpy as np
 from prednet2.datasets import DataError, build_dataset
 from prednet2.datasets.flow import compute_flow, make_flow
 
+from prednet2.cli import OneLineParser
 from prednet2.config import Config, ConfigError
 
 QUANTILES = (25, 50, 75, 90)
@@ -51,7 +51,7 @@ def source_stats(spec: str, cfg, *, clips: int, threshold: float, flow_fn) -> di
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="benchmarks/motion_stats.py", description=__doc__.splitlines()[0])
     p.add_argument("data", nargs="*", default=["synthetic:shapes"], help="synthetic specs or video folders")
     p.add_argument("--clips", type=int, default=60, help="clips per source, spread over the set (default 60)")
     p.add_argument("--size", type=int, default=64, help="frame side in pixels (default 64)")

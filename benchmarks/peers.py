@@ -36,9 +36,11 @@ from study import (  # noqa: E402
     parse_variants,
 )
 
+from prednet2.cli import OneLineParser  # noqa: E402
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="benchmarks/peers.py", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="benchmarks/peers.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--budget-s", type=float, help="training budget per run in seconds of --clock (default 300)")
     p.add_argument("--steps", type=int, help="train a fixed number of steps instead of a time budget")
     p.add_argument("--clock", choices=["cpu", "wall"], default="cpu",

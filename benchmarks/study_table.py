@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from study import StudyError, main_guard, markdown_table, mean_std  # noqa: E402
 
-from prednet2.cli import json_files, out_file  # noqa: E402
+from prednet2.cli import OneLineParser, json_files, out_file  # noqa: E402
 
 
 def _protocol(res: dict) -> tuple:
@@ -163,7 +163,7 @@ def table(summary: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="benchmarks/study_table.py", description=__doc__.splitlines()[0])
     p.add_argument("files", nargs="+", help="peers.py --json outputs, or folders of them")
     p.add_argument("--ref", default=None, help="the variant the others are paired with (default: default, when "
                    "the files hold it; '' for none); a named one must be in the files")  # fmt: skip
