@@ -9,6 +9,7 @@ here.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import field
 from typing import Any
 
@@ -67,6 +68,9 @@ def check_ranges(obj: Any, prefix: str = "") -> None:
         if not bounds:
             continue
         for i, x in enumerate(v) if isinstance(v, tuple) else [(None, v)]:
+            if isinstance(x, float) and not math.isfinite(x):  # inf would pass a one-sided bound
+                where = f"{key}={x!r}" if i is None else f"{key}={list(v)} (entry {i}: {x!r})"
+                raise ConfigError(f"{where} is not a finite number; expected {describe_range(bounds)}")
             if not all(_OPS[k][1](x, b) for k, b in bounds.items()):
                 where = f"{key}={x!r}" if i is None else f"{key}={list(v)} (entry {i}: {x!r})"
                 raise ConfigError(f"{where} is out of range; expected {describe_range(bounds)}")

@@ -60,6 +60,9 @@ def test_describe_range():
         ("data.synthetic_speed=[2,1]", "data.synthetic_speed: [2.0, 1.0] is not a [low, high] range"),
         ("data.synthetic_speed=[0,1]", "data.synthetic_speed=[0.0, 1.0] (entry 0: 0.0)"),
         ("data.synthetic_deform=2", "data.synthetic_deform=2.0 is out of range; expected >= 0 and <= 1"),
+        ("train.lr=.inf", "train.lr=inf is not a finite number; expected > 0"),
+        ("model.cov_weight=nan", "model.cov_weight=nan is not a finite number"),
+        ("data.synthetic_speed=[1,.inf]", "data.synthetic_speed=[1.0, inf] (entry 1: inf) is not a finite number"),
     ],
 )
 def test_declared_ranges_name_key_value_and_range(override, expect):
