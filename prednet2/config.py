@@ -151,6 +151,9 @@ class TrainConfig:
     steps: int = _r(1000, ge=1)
     lr: float = _r(3e-3, gt=0)
     weight_decay: float = _r(0.0, ge=0)
+    # the target encoders' learning rate as a fraction of train.lr (their AdamW step scaled after each update); 1 = the
+    # same rate as the predictors. Stack only (its units' enc and enc_motion).
+    encoder_lr_scale: float = _r(1.0, gt=0, le=1)
     warmup_steps: int = _r(20, ge=0)
     # after warmup (and the hold below): "cosine" (to 0.1x at train.steps; the default since round 33) | "constant" |
     # "inv_sqrt" (sqrt(start/step), open-ended)

@@ -76,6 +76,12 @@ class PredictiveStack(nn.Module):
         """Total downsampling: input sizes must be a multiple of it."""
         return self.cfg.stem * 2 ** (self.num_layers - 1)
 
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """The online target encoders' trainable parameters (``enc``, ``enc_motion``; not EMA copies), for
+        ``train.encoder_lr_scale``."""
+        encs = [m for u in self.units for m in (u.enc, u.enc_motion) if m is not None]
+        return [p for m in encs for p in m.parameters() if p.requires_grad]
+
     def unit_parameters(self, l: int) -> list[nn.Parameter]:
         """Trainable parameters of unit l (what its local loss updates)."""
         return [p for p in self.units[l].parameters() if p.requires_grad]

@@ -65,6 +65,7 @@ def train_step(
     window: int = 5,
     grad_clip: float = 1.0,
     amp: bool = False,
+    encoder_lr_scale: float = 1.0,
     want_stats: bool = False,
     want_outputs: bool = False,
 ) -> StepResult:
@@ -81,6 +82,10 @@ def train_step(
 
     ``end_to_end``: one forward over all T with gradients crossing units (``detach_between=False``), one
     backward, global clipping: the BPTT ablation.
+
+    ``encoder_lr_scale`` < 1 (``train.encoder_lr_scale``): after each optimiser step the target encoders' parameters
+    move only that fraction of the way from their old values, i.e. their AdamW step (decay included) at that
+    fraction of the learning rate; the optimiser's moments are those of an unscaled run, as with a per-group rate.
     """
     if mode not in ("local", "end_to_end"):
         raise ConfigError(f"train.mode: expected 'local' or 'end_to_end', got {mode!r}")
@@ -90,6 +95,7 @@ def train_step(
     if k < T and "state" not in params:
         raise ConfigError("train.window < clip_len needs a model whose forward accepts state=; set train.window")
     groups = [g["params"] for g in optimizer.param_groups]
+    slow = _encoder_params(model) if encoder_lr_scale != 1.0 else []
     loss_acc: Tensor | None = None
     m_err: list[Tensor] = []
     m_pred: list[Tensor] = []
@@ -119,7 +125,11 @@ def train_step(
         else:
             all_p = [p for g in groups for p in g]
             norms = nn.utils.clip_grad_norm_(all_p, grad_clip if grad_clip > 0 else math.inf)[None]
+        before = [p.detach().clone() for p in slow]
         optimizer.step()
+        with torch.no_grad():
+            for p, old in zip(slow, before):
+                p.lerp_(old, 1.0 - encoder_lr_scale)  # old + scale * (new - old)
         ema = getattr(unwrap_model(model), "update_ema", None)
         if callable(ema):  # EMA target encoders follow the online weights after each optimiser step
             ema()
@@ -147,6 +157,15 @@ def train_step(
     if want_outputs:
         res.last = out
     return res
+
+
+def _encoder_params(model: nn.Module) -> list[Tensor]:
+    """The model's target-encoder parameters; a ConfigError for a model without them (the PredNet baseline)."""
+    get = getattr(unwrap_model(model), "encoder_parameters", None)
+    if not callable(get):
+        raise ConfigError("train.encoder_lr_scale needs the stack's target encoders; the PredNet baseline has none "
+                          "(leave it at 1)")  # fmt: skip
+    return get()
 
 
 def _stat_tag(name: str) -> str:

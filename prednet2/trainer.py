@@ -94,6 +94,7 @@ def train_one_epoch(ts: TrainState, loader: DataLoader, total_steps: int) -> boo
             window=tc.window,
             grad_clip=tc.grad_clip,
             amp=tc.amp,
+            encoder_lr_scale=tc.encoder_lr_scale,
             want_stats=log_now,
             want_outputs=stats_now or images_now,
         )
@@ -169,6 +170,9 @@ def train(
     _seed_everything(cfg.train.seed)
     model = _build_model(cfg, model_factory).to(device)
     model.train()
+    if cfg.train.encoder_lr_scale != 1.0 and not hasattr(model, "encoder_parameters"):
+        raise ConfigError("train.encoder_lr_scale needs the stack's target encoders; the PredNet baseline has none "
+                          "(leave it at 1)")  # fmt: skip
     optimizer, scheduler = build_optimizer(model, cfg)
     ts = TrainState(cfg=cfg, model=model, optimizer=optimizer, scheduler=scheduler, device=device, paths=paths,
                     logger=tblog.TBLogger(paths.tb, enabled=False), main=main)  # fmt: skip

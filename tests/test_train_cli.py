@@ -61,6 +61,19 @@ def _one_error_line(err: str) -> str:
         (["--data", "synthetic:shapes*0+synthetic:mix", "--out", "X"], "'synthetic:shapes*0' is not SPEC*N"),
         (["--data", "synthetic:shapes", "--out", "X", "--steps", "0"], "--steps"),
         (["--data", "synthetic:shapes", "--out", "X", "--config", "/no/such.yaml"], "config file not found"),
+        (
+            [
+                "--data",
+                "synthetic:shapes",
+                "--out",
+                "X",
+                "--set",
+                "model.preset=prednet",
+                "--set",
+                "train.encoder_lr_scale=0.5",
+            ],
+            "train.encoder_lr_scale needs the stack's target encoders",
+        ),  # fmt: skip
     ],
 )
 def test_bad_input_exits_2_with_one_line(argv, expect, capsys, tmp_path):

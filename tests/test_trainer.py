@@ -138,6 +138,29 @@ def test_train_step_modes(mode, window):
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
+@pytest.mark.parametrize("mode", ["local", "end_to_end"])
+def test_encoder_lr_scale_shrinks_only_the_encoders_steps(mode):
+    """train.encoder_lr_scale: the encoders move that fraction of their full step; everything else is unchanged."""
+    cfg = tiny_config()
+    clip = torch.rand(2, 4, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    after = {}
+    for scale in (1.0, 0.25):
+        torch.manual_seed(0)
+        model = build_model(cfg.model)
+        start = {n: p.detach().clone() for n, p in model.named_parameters()}
+        opt, _ = build_optimizer(model, cfg)
+        train_step(model, opt, clip, mode=mode, window=4, encoder_lr_scale=scale)
+        after[scale] = {n: p.detach() - start[n] for n, p in model.named_parameters()}
+    enc = {n for n, _ in model.named_parameters() if ".enc." in n or ".enc_motion." in n}
+    assert enc and {id(p) for p in model.encoder_parameters()} == {
+        id(p) for n, p in model.named_parameters() if n in enc
+    }
+    for n, d in after[1.0].items():
+        want = 0.25 * d if n in enc else d
+        torch.testing.assert_close(after[0.25][n], want, rtol=1e-4, atol=1e-7)
+    assert any(after[1.0][n].abs().max() > 0 for n in enc)
+
+
 @pytest.mark.parametrize("heads", [[], ["model.predict=residual", "model.horizon=2"]], ids=["direct", "residual_h2"])
 def test_fused_op_and_reference_train_alike(monkeypatch, heads):
     """Issue 4: 10 training steps with the fused error-unit op and with the pure-torch reference give the same
