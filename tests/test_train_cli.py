@@ -45,6 +45,7 @@ def _one_error_line(err: str) -> str:
     return lines[0]
 
 
+# fmt: off
 @pytest.mark.parametrize(
     "argv,expect",
     [
@@ -61,21 +62,15 @@ def _one_error_line(err: str) -> str:
         (["--data", "synthetic:shapes*0+synthetic:mix", "--out", "X"], "'synthetic:shapes*0' is not SPEC*N"),
         (["--data", "synthetic:shapes", "--out", "X", "--steps", "0"], "--steps"),
         (["--data", "synthetic:shapes", "--out", "X", "--config", "/no/such.yaml"], "config file not found"),
-        (
-            [
-                "--data",
-                "synthetic:shapes",
-                "--out",
-                "X",
-                "--set",
-                "model.preset=prednet",
-                "--set",
-                "train.encoder_lr_scale=0.5",
-            ],
-            "train.encoder_lr_scale needs the stack's target encoders",
-        ),  # fmt: skip
+        (["--data", "synthetic:shapes", "--out", "X", "--set", "model.preset=prednet",
+          "--set", "train.encoder_lr_scale=0.5"], "train.encoder_lr_scale needs the stack's target encoders"),
+        (["--data", "synthetic:textures", "--out", "X", "--set", "data.synthetic_speed=[0.5,2]"],
+         "data.synthetic_speed shapes the motion of synthetic:shapes"),
+        (["--data", "synthetic:moving_mnist", "--out", "X", "--set", "data.synthetic_pan=1"],
+         "--data synthetic:moving_mnist has none"),
     ],
 )
+# fmt: on
 def test_bad_input_exits_2_with_one_line(argv, expect, capsys, tmp_path):
     argv = [str(tmp_path / a) if a == "X" else a for a in argv]
     code, _, err = _run(argv, capsys)
