@@ -150,7 +150,7 @@ def plot(res: dict, path: str) -> None:
     axes[0][0].set_ylabel("probe top-1 (%)")
     axes[0][0].legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, format="png")  # at the path given, with or without .png
     plt.close(fig)
 
 

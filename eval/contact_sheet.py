@@ -70,7 +70,7 @@ def draw_sheet(rows: list[tuple[str, np.ndarray]], path: str | os.PathLike, titl
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=72)
+    fig.savefig(path, dpi=72, format="png")  # at the path given, with or without .png
     plt.close(fig)
     from PIL import Image
 

@@ -299,7 +299,7 @@ def bar_chart(c: Collected, path: str | Path) -> Path | None:
     ax.set_title("Linear probe on frozen features (mean ± std over seeds)")
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")  # at the path given, with or without .png
     plt.close(fig)
     return path
 

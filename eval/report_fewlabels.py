@@ -107,7 +107,7 @@ def curve_chart(items, run_of, name_of, dup_error, path: str | Path) -> Path | N
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, format="png")  # at the path given, with or without .png
     plt.close(fig)
     return path
 

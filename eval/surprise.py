@@ -135,7 +135,7 @@ def plot_curves(path: str | Path, score: np.ndarray, labels: np.ndarray, name: s
     ax1.set_title(f"AUROC {auroc(score, labels):.3f}")
     ax1.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, format="png")  # at the path given, with or without .png
     plt.close(fig)
     return path
 

@@ -71,6 +71,8 @@ def test_png_and_tensorboard(tmp_path):
     s = frame_scores(e, scored_frames(len(e), e.shape[2], 1))["clip_rel"]
     png = plot_curves(tmp_path / "s.png", s, labels, "clip_rel")
     assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
+    bare = plot_curves(tmp_path / "curve", s, labels, "clip_rel")  # no extension: written where asked, as PNG
+    assert bare.read_bytes()[:4] == b"\x89PNG" and not (tmp_path / "curve.png").exists()
     write_tensorboard(tmp_path / "tb", s, labels, {"auroc": 0.9, "per_layer_auroc": {"0": 0.8}})
     assert list((tmp_path / "tb").glob("events.out.tfevents*"))
 
