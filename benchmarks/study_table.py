@@ -8,7 +8,9 @@ A study runs one ``peers.py`` call per variant and training seed (docs/RESULTS.m
 merges the calls. Runs are grouped by protocol (steps or budget, tasks, probe sizes and seeds, training data),
 and each protocol gets its own table, so files of other protocols (e.g. ``--resplit`` basketball) never mix. A
 variant is its name: the same name with other ``--set`` keys in two files is an error, and so is one seed of one
-variant in two files (rename one, or pass only one). Random init and pixels rows appear where the files hold them.
+variant in two files with other figures (rename one, or pass only one); with the same figures it is the same run
+(a later call that added random init, say) and counts once. Random init and pixels rows appear where the files
+hold them.
 Runs trained under different CPU kernels (``prednet2.runinfo.kernels``: another CPU, or ``ATEN_CPU_CAPABILITY``
 set) differ as much as two training seeds do; a table that mixes them says so under it.
 
@@ -76,13 +78,16 @@ def merge(loaded: list[tuple[Path, dict]]) -> dict[tuple, dict]:
                                  "rename one (peers.py --variant 'NEWNAME=...')")  # fmt: skip
             for i, run in enumerate(v["runs"]):
                 seed = run["seed"]
+                figures = {t: v["tasks"][t]["per_seed"][i] for t in res["tasks"]}
+                if seed in entry["seeds"]:
+                    if entry["seeds"][seed] == figures:  # the same run in two calls (e.g. a later one adding baselines)
+                        continue
+                    raise StudyError(f"variant {name!r} seed {seed} is in both {source[(proto, name, seed)]} and {f} "
+                                     "with other figures; pass only one, or rename one variant")  # fmt: skip
                 if run.get("kernels"):  # recorded since session 19
                     group["kernels"].setdefault(run["kernels"], []).append(f"{name} s{seed}")
-                if seed in entry["seeds"]:
-                    raise StudyError(f"variant {name!r} seed {seed} is in both {source[(proto, name, seed)]} and {f}; "
-                                     "pass only one")  # fmt: skip
                 source[(proto, name, seed)] = f
-                entry["seeds"][seed] = {t: v["tasks"][t]["per_seed"][i] for t in res["tasks"]}
+                entry["seeds"][seed] = figures
             if "random_init" in next(iter(v["tasks"].values()), {}):
                 entry["random_init"] = {t: v["tasks"][t]["random_init"] for t in res["tasks"]}
         if "pixels" in res:

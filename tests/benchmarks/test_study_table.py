@@ -141,3 +141,15 @@ def test_a_file_named_twice_or_also_through_its_folder_is_read_once(tmp_path, ca
     f = peers_json(tmp_path / "a.json", {"default": ([], {0: [0.5, 0.5]})})
     assert study_table.main([str(f), str(tmp_path), str(f)]) == 0
     assert "| default | 0 | 50.00 | 50.00 | 50.00 |" in capsys.readouterr().out
+
+
+def test_the_same_run_in_two_calls_counts_once_and_keeps_the_random_init(tmp_path, capsys):
+    first = peers_json(tmp_path / "a.json", {"default": ([], {0: [0.5, 0.5]})})
+    later = peers_json(tmp_path / "b.json", {"default": ([], {0: [0.5, 0.5]})})  # the same run, now with random init
+    res = json.loads(later.read_text())
+    for t in TASKS:
+        res["variants"]["default"]["tasks"][t] |= {"random_init": 0.3, "random_init_std": 0.0}
+    later.write_text(json.dumps(res))
+    assert study_table.main([str(first), str(later)]) == 0
+    out = capsys.readouterr().out
+    assert "| default | 0 | 50.00 | 50.00 | 50.00 |" in out and "| default (random init) | - | 30.00 |" in out
