@@ -10,7 +10,6 @@ config.yaml and summary.json, so ``peers.py`` / ``curve.py`` treat it as trained
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 from pathlib import Path
@@ -37,7 +36,9 @@ def derive(src: Path, dst: Path, sets: list[str]) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="benchmarks/derive.py", description=__doc__.split("\n\n")[0])
+    from prednet2.cli import OneLineParser
+
+    p = OneLineParser(prog="benchmarks/derive.py", description=__doc__.split("\n\n")[0])
     p.add_argument("src", help="a finished run folder (checkpoints/last.pt, summary.json)")
     p.add_argument("dst", help="the new run folder")
     p.add_argument("--set", action="append", default=[], dest="sets", help="model.readout=... / model.readout_bins=N")
