@@ -63,9 +63,10 @@ def cpu_model() -> str:
 def kernels() -> str:
     """Which CPU kernels this process dispatches: ATen's capability (``AVX512``, ``AVX2``, ...) and the overrides set.
 
-    Two CPU runs with the same config, seed and thread count give bit-identical weights when this string is
-    the same; with another (another CPU, or ``ATEN_CPU_CAPABILITY``/``ONEDNN_MAX_CPU_ISA`` set) the last bits differ
-    and a few hundred training steps grow them into a run as different as another seed (docs/training.md).
+    On one machine, runs with the same config, seed and thread count are bit-identical; under another string
+    (``ATEN_CPU_CAPABILITY``/``ONEDNN_MAX_CPU_ISA`` set, or another CPU) the last bits differ and a few hundred
+    training steps grow them into a run as different as another seed (docs/training.md, round 79). The same string
+    on another CPU model need not give the same bits either (oneDNN also picks kernels by CPU), hence ``cpu_model``.
     """
     cap = torch.backends.cpu.get_cpu_capability()
     overrides = [f"{k}={os.environ[k]}" for k in KERNEL_ENV if os.environ.get(k)]
