@@ -111,6 +111,14 @@ def run_stream(
     from prednet2 import detach_state
     from prednet2.checkpoint import load_model, save_checkpoint
 
+    if not learn and (fresh_optimizer or lr > 0):  # both shape online updates, which only --learn makes
+        what = "--fresh-optimizer" if fresh_optimizer else f"--lr {lr:g}"
+        raise StreamOptionError(
+            f"{what} only matters with --learn (nothing is trained without it); add --learn or drop it"
+        )
+    if gate == "lr" and z_threshold <= 0:
+        raise StreamOptionError(f"--gate lr scales the rate by z / --z-threshold, so it needs --z-threshold > 0, got "
+                                f"{z_threshold:g}")  # fmt: skip
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise StreamOptionError(f"--out {out_dir} is a file, not a folder; give a folder (it is created when missing)")

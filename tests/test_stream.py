@@ -202,3 +202,11 @@ def test_cli_errors_exit_2(tmp_path, ckpt, video, capsys):
     assert main([str(video), "--checkpoint", str(ckpt), "--out", str(tmp_path / "afile"), "--no-video"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"--out {tmp_path / 'afile'} is a file, not a folder" in err[0]
+    for extra, msg in (
+        (["--fresh-optimizer"], "--fresh-optimizer only matters with --learn"),
+        (["--lr", "1e-3"], "--lr 0.001 only matters with --learn"),
+        (["--learn", "--gate", "lr", "--z-threshold", "0"], "needs --z-threshold > 0"),
+    ):
+        assert main([str(video), "--checkpoint", str(ckpt), "--out", str(tmp_path / "o2"), *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and msg in err[0]
