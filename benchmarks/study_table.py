@@ -67,32 +67,41 @@ def merge(loaded: list[tuple[Path, dict]]) -> dict[tuple, dict]:
     protos: dict[tuple, dict] = {}
     source: dict[tuple, Path] = {}  # (protocol, name, seed) -> the file it came from; (protocol, name) -> the first
     for f, res in loaded:
-        proto = _protocol(res)
-        group = protos.setdefault(proto, {"variants": {}, "tasks": list(res["tasks"]), "kernels": {}})
-        for name, v in res["variants"].items():
-            sets = v.get("sets", [])
-            entry = group["variants"].setdefault(name, {"sets": sets, "seeds": {}})
-            first = source.setdefault((proto, name), f)
-            if entry["sets"] != sets:
-                raise StudyError(f"variant {name!r}: {first} trains {entry['sets']}, {f} trains {sets}; "
-                                 "rename one (peers.py --variant 'NEWNAME=...')")  # fmt: skip
-            for i, run in enumerate(v["runs"]):
-                seed = run["seed"]
-                figures = {t: v["tasks"][t]["per_seed"][i] for t in res["tasks"]}
-                if seed in entry["seeds"]:
-                    if entry["seeds"][seed] == figures:  # the same run in two calls (e.g. a later one adding baselines)
-                        continue
-                    raise StudyError(f"variant {name!r} seed {seed} is in both {source[(proto, name, seed)]} and {f} "
-                                     "with other figures; pass only one, or rename one variant")  # fmt: skip
-                if run.get("kernels"):  # recorded since session 19
-                    group["kernels"].setdefault(run["kernels"], []).append(f"{name} s{seed}")
-                source[(proto, name, seed)] = f
-                entry["seeds"][seed] = figures
-            if "random_init" in next(iter(v["tasks"].values()), {}):
-                entry["random_init"] = {t: v["tasks"][t]["random_init"] for t in res["tasks"]}
-        if "pixels" in res:
-            group["pixels"] = {t: res["pixels"][t] for t in res["tasks"]}
+        try:
+            _merge_file(f, res, protos, source)
+        except (KeyError, IndexError, TypeError, AttributeError) as e:  # a hand-edited or truncated file
+            raise StudyError(f"{f}: not a complete peers.py --json output ({e.__class__.__name__}: {e}); "
+                             "pass the file peers.py wrote") from None  # fmt: skip
     return protos
+
+
+def _merge_file(f: Path, res: dict, protos: dict[tuple, dict], source: dict[tuple, Path]) -> None:
+    """Merge one peers.py JSON into ``protos`` (see ``merge``); StudyError on a name or seed conflict."""
+    proto = _protocol(res)
+    group = protos.setdefault(proto, {"variants": {}, "tasks": list(res["tasks"]), "kernels": {}})
+    for name, v in res["variants"].items():
+        sets = v.get("sets", [])
+        entry = group["variants"].setdefault(name, {"sets": sets, "seeds": {}})
+        first = source.setdefault((proto, name), f)
+        if entry["sets"] != sets:
+            raise StudyError(f"variant {name!r}: {first} trains {entry['sets']}, {f} trains {sets}; "
+                             "rename one (peers.py --variant 'NEWNAME=...')")  # fmt: skip
+        for i, run in enumerate(v["runs"]):
+            seed = run["seed"]
+            figures = {t: v["tasks"][t]["per_seed"][i] for t in res["tasks"]}
+            if seed in entry["seeds"]:
+                if entry["seeds"][seed] == figures:  # the same run in two calls (e.g. a later one adding baselines)
+                    continue
+                raise StudyError(f"variant {name!r} seed {seed} is in both {source[(proto, name, seed)]} and {f} "
+                                 "with other figures; pass only one, or rename one variant")  # fmt: skip
+            if run.get("kernels"):  # recorded since session 19
+                group["kernels"].setdefault(run["kernels"], []).append(f"{name} s{seed}")
+            source[(proto, name, seed)] = f
+            entry["seeds"][seed] = figures
+        if "random_init" in next(iter(v["tasks"].values()), {}):
+            entry["random_init"] = {t: v["tasks"][t]["random_init"] for t in res["tasks"]}
+    if "pixels" in res:
+        group["pixels"] = {t: res["pixels"][t] for t in res["tasks"]}
 
 
 def _mean(xs: list[float]) -> float:

@@ -108,6 +108,16 @@ def test_random_init_and_pixels_rows_appear_when_the_files_hold_them(tmp_path, c
     )
 
 
+def _without_seed(path: Path) -> Path:
+    """A hand-edited peers.py JSON: its runs lost their seed."""
+    res = json.loads(path.read_text())
+    for v in res["variants"].values():
+        for r in v["runs"]:
+            del r["seed"]
+    path.write_text(json.dumps(res))
+    return path
+
+
 @pytest.mark.parametrize(
     "case, message",
     [
@@ -118,6 +128,7 @@ def test_random_init_and_pixels_rows_appear_when_the_files_hold_them(tmp_path, c
         ("twice", "pass only one"),
         ("empty_dir", "a folder with no *.json"),
         ("bad_ref", "--ref 'nope' is not among the variants"),
+        ("no_seed", "not a complete peers.py --json output (KeyError: 'seed')"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case, message):
@@ -130,6 +141,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case, message):
         "twice": [str(ok), str(peers_json(tmp_path / "t.json", {"default": ([], {0: [0.6, 0.6]})}))],
         "empty_dir": [str((tmp_path / "e").mkdir() or tmp_path / "e")],
         "bad_ref": [str(ok), "--ref", "nope"],
+        "no_seed": [str(_without_seed(peers_json(tmp_path / "n.json", {"default": ([], {0: [0.5, 0.5]})})))],
     }[case]
     assert study_table.main(args) == 2
     err = capsys.readouterr().err.strip()
