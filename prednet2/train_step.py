@@ -95,7 +95,7 @@ def train_step(
     if k < T and "state" not in params:
         raise ConfigError("train.window < clip_len needs a model whose forward accepts state=; set train.window")
     groups = [g["params"] for g in optimizer.param_groups]
-    slow = _encoder_params(model) if encoder_lr_scale != 1.0 else []
+    slow = encoder_params(model) if encoder_lr_scale != 1.0 else []
     loss_acc: Tensor | None = None
     m_err: list[Tensor] = []
     m_pred: list[Tensor] = []
@@ -159,7 +159,7 @@ def train_step(
     return res
 
 
-def _encoder_params(model: nn.Module) -> list[Tensor]:
+def encoder_params(model: nn.Module) -> list[Tensor]:
     """The model's target-encoder parameters; a ConfigError for a model without them (the PredNet baseline)."""
     get = getattr(unwrap_model(model), "encoder_parameters", None)
     if not callable(get):

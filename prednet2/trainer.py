@@ -65,7 +65,7 @@ from prednet2.train_state import (
     say,
     stop_on_signals,
 )
-from prednet2.train_step import StepResult, train_step
+from prednet2.train_step import StepResult, encoder_params, train_step
 
 
 def train_one_epoch(ts: TrainState, loader: DataLoader, total_steps: int) -> bool:
@@ -170,9 +170,8 @@ def train(
     _seed_everything(cfg.train.seed)
     model = _build_model(cfg, model_factory).to(device)
     model.train()
-    if cfg.train.encoder_lr_scale != 1.0 and not hasattr(model, "encoder_parameters"):
-        raise ConfigError("train.encoder_lr_scale needs the stack's target encoders; the PredNet baseline has none "
-                          "(leave it at 1)")  # fmt: skip
+    if cfg.train.encoder_lr_scale != 1.0:
+        encoder_params(model)  # refuses a model without target encoders now, not at the first step
     optimizer, scheduler = build_optimizer(model, cfg)
     ts = TrainState(cfg=cfg, model=model, optimizer=optimizer, scheduler=scheduler, device=device, paths=paths,
                     logger=tblog.TBLogger(paths.tb, enabled=False), main=main)  # fmt: skip
