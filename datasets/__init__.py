@@ -35,6 +35,7 @@ __all__ = [
     "SyntheticVideoDataset",
     "TexturesDataset",
     "KINDS",
+    "MOTION_SHAPED_SPECS",
     "TrajectoriesDataset",
     "build_dataset",
     "load_mnist",
@@ -57,6 +58,10 @@ def to_float(video: torch.Tensor) -> torch.Tensor:
 # ---- the synthetic registry ------------------------------------------------------------------------------------
 def _split_size(cfg: DataConfig, split: str) -> int:
     return cfg.n_synthetic if split == "train" else cfg.n_synthetic_test
+
+
+# The specs whose training sets read data.synthetic_pan, _speed and _deform (see _moving_objects; mix is both).
+MOTION_SHAPED_SPECS = ("synthetic:shapes", "synthetic:trajectories", "synthetic:mix")
 
 
 def _moving_objects(cls: type, task: str | None) -> Callable[..., Dataset]:

@@ -96,21 +96,20 @@ def build_train_data(cfg: Config, data_spec: str) -> Dataset:
     return ds if ds is not None else _build(cfg, data_spec)
 
 
-# data.* keys that shape the motion of the built-in training sets, and the sets that read them (datasets/__init__.py)
+# data.* keys that shape the motion of the built-in training sets (datasets.MOTION_SHAPED_SPECS read them)
 MOTION_SHAPING_KEYS = ("synthetic_speed", "synthetic_pan", "synthetic_deform")
-READ_BY = ("synthetic:shapes", "synthetic:trajectories", "synthetic:mix")
 
 
 def check_motion_keys(cfg: Config, data_spec: str) -> None:
     """A ConfigError when a motion-shaping key is set but no part of ``data_spec`` reads it (it would do nothing)."""
-    from prednet2.datasets import split_spec
+    from prednet2.datasets import MOTION_SHAPED_SPECS, split_spec
 
     default = type(cfg.data)()
     changed = [k for k in MOTION_SHAPING_KEYS if getattr(cfg.data, k) != getattr(default, k)]
-    if changed and not any(name in READ_BY for name, _ in split_spec(data_spec)):
+    if changed and not any(name in MOTION_SHAPED_SPECS for name, _ in split_spec(data_spec)):
         raise ConfigError(
-            f"data.{changed[0]} shapes the motion of {', '.join(READ_BY)} only, and --data {data_spec} has none of "
-            "them: drop the key, or add one of those sets to the mixture (e.g. synthetic:shapes+videos/)"
+            f"data.{changed[0]} shapes the motion of {', '.join(MOTION_SHAPED_SPECS)} only, and --data {data_spec} "
+            "has none of them: drop the key, or add one of those sets to the mixture (e.g. synthetic:shapes+videos/)"
         )
 
 
