@@ -116,9 +116,10 @@ def run_stream(
         raise StreamOptionError(
             f"{what} only matters with --learn (nothing is trained without it); add --learn or drop it"
         )
-    if gate == "lr" and z_threshold <= 0:
-        raise StreamOptionError(f"--gate lr scales the rate by z / --z-threshold, so it needs --z-threshold > 0, got "
-                                f"{z_threshold:g}")  # fmt: skip
+    try:  # the gate checks its own options, before the model is loaded
+        gate_ = SurpriseGate(gate, z_threshold=z_threshold, history=history, min_history=min_history)
+    except ValueError as e:
+        raise StreamOptionError(str(e)) from None
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise StreamOptionError(f"--out {out_dir} is a file, not a folder; give a folder (it is created when missing)")
@@ -143,7 +144,6 @@ def run_stream(
     out_dir.mkdir(parents=True, exist_ok=True)  # after the checks: a refused stream leaves no folder behind
     motion = StreamMotion(cfg.motion) if cfg.motion.enabled else None
     use_mask = getattr(model.cfg, "motion_channels", 0) > 0
-    gate_ = SurpriseGate(gate, z_threshold=z_threshold, history=history, min_history=min_history)
     opt, opt_from = (None, "")
     if learn:
         model.train()

@@ -18,6 +18,9 @@ class SurpriseGate:
             raise ValueError(f"gate: unknown mode {mode!r}; choose one of {', '.join(self.MODES)}")
         if history < 2 or min_history < 2 or min_history > history:
             raise ValueError("gate: need 2 <= min_history <= history")
+        if mode == "lr" and z_threshold <= 0:
+            raise ValueError(f"--gate lr scales the rate by z / --z-threshold, so it needs --z-threshold > 0, got "
+                             f"{z_threshold:g}")  # fmt: skip
         self.mode, self.z_threshold = mode, z_threshold
         self.min_history = min_history
         self.past: deque[float] = deque(maxlen=history)
@@ -40,4 +43,4 @@ class SurpriseGate:
         """The lr multiplier of a window from its frames' z-scores."""
         if self.mode != "lr" or not zs:
             return 1.0
-        return float(min(1.0, max(0.0, max(zs) / self.z_threshold))) if self.z_threshold > 0 else 1.0
+        return float(min(1.0, max(0.0, max(zs) / self.z_threshold)))
