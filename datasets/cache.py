@@ -27,7 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import decode as _decode  # called through the module so tests can monkeypatch decode_video
-from .errors import DecodeError
+from .errors import DataError, DecodeError
 
 CACHE_VERSION = 1
 log = logging.getLogger("prednet2.datasets")
@@ -45,17 +45,22 @@ class CacheEntry(NamedTuple):
 
 def resolve_cache_dir(root: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Path:
     """Where the cache lives: ``cache_dir`` if given, else ``<root>/.prednet2_cache`` if writable, else
-    ``~/.cache/prednet2``. The folder is created."""
+    ``~/.cache/prednet2``. The folder is created. One that cannot be (a file, or a folder not writable) raises
+    ``DataError`` naming it."""
     if cache_dir:
         p = Path(cache_dir).expanduser()
-        p.mkdir(parents=True, exist_ok=True)
+        if not _writable_dir(p):
+            why = "is a file, not a folder" if p.is_file() else "is not a folder this user can write to"
+            raise DataError(
+                f"cache folder {cache_dir} (data.cache_dir) {why}; give a writable folder, or '' for the default"
+            )
         return p
     root = Path(root)
     base = root if root.is_dir() else root.parent
     for p in (base / ".prednet2_cache", Path.home() / ".cache" / "prednet2"):
         if _writable_dir(p):
             return p
-    raise OSError(
+    raise DataError(
         f"no writable cache folder: tried {base / '.prednet2_cache'} and ~/.cache/prednet2; set data.cache_dir"
     )
 

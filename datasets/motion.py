@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from prednet2.config import DataConfig, MotionConfig
 
+from .cache import resolve_cache_dir
 from .flow import BACKENDS, FlowError, compute_flow, make_flow
 from .masks import CAMERA_MODELS, motion_masks
 
@@ -98,7 +99,9 @@ def _atomic_save(dest: Path, arr: np.ndarray) -> None:
 
 
 def _default_cache_dir(data_cfg: DataConfig) -> Path:
-    return Path(data_cfg.cache_dir).expanduser() if data_cfg.cache_dir else Path.home() / ".cache" / "prednet2"
+    if data_cfg.cache_dir:  # checked now (DataError naming it), not a traceback in a DataLoader worker
+        return resolve_cache_dir(data_cfg.cache_dir, data_cfg.cache_dir)
+    return Path.home() / ".cache" / "prednet2"
 
 
 class MotionDataset(Dataset):

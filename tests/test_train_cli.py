@@ -68,6 +68,9 @@ def _one_error_line(err: str) -> str:
          "data.synthetic_speed shapes the motion of synthetic:shapes"),
         (["--data", "synthetic:moving_mnist", "--out", "X", "--set", "data.synthetic_pan=1"],
          "--data synthetic:moving_mnist has none"),
+        # a file as the cache folder: one line naming it, not a traceback from mkdir in the motion-mask cache
+        (["--data", "synthetic:shapes", "--out", "X", "--set", f"data.cache_dir={REPO / 'README.md'}"],
+         "README.md (data.cache_dir) is a file, not a folder"),
     ],
 )
 # fmt: on

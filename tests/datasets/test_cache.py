@@ -5,6 +5,7 @@ import numpy as np
 import prednet2.datasets.cache as cache_mod
 import prednet2.datasets.decode as decode_mod
 import pytest
+from prednet2.datasets import DataError
 from prednet2.datasets.cache import FrameCache, resolve_cache_dir
 from prednet2.datasets.folder import VideoFolder
 
@@ -124,6 +125,13 @@ def test_resolve_cache_dir(tmp_path, monkeypatch):
     real = cache_mod._writable_dir
     monkeypatch.setattr(cache_mod, "_writable_dir", lambda p: ".prednet2_cache" not in str(p) and real(p))
     assert resolve_cache_dir(tmp_path / "ro") == tmp_path / "home" / ".cache" / "prednet2"
+
+
+def test_resolve_cache_dir_refuses_a_file(tmp_path):
+    (tmp_path / "f").write_text("a file")
+    for bad in (tmp_path / "f", tmp_path / "f" / "sub"):  # a file, and a folder that would be inside one
+        with pytest.raises(DataError, match=f"cache folder {bad} .*give a writable folder"):
+            resolve_cache_dir(tmp_path, bad)
 
 
 def test_store_is_atomic_and_readable(tmp_path):

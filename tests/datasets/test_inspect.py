@@ -54,3 +54,10 @@ def test_module_entry_points(mixed_folder, tmp_path, module):
     r = subprocess.run(cmd + ["--cache-dir", str(tmp_path / "c")], cwd=REPO, capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["n_skipped"] == 3
+
+
+def test_cache_dir_that_is_a_file_exits_2(mixed_folder, tmp_path, capsys):
+    (tmp_path / "a_file").write_text("not a folder")
+    assert main([str(mixed_folder), "--clip-len", "4", "--cache-dir", str(tmp_path / "a_file")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "a_file (data.cache_dir) is a file, not a folder" in err, err
