@@ -175,6 +175,21 @@ def build_or_exit(spec: str, *, cfg: DataConfig, split: str, seed: int, motion, 
         fail(f"--data {spec}: {e}")
 
 
+def skipped_files(*datasets: Any) -> list[dict]:
+    """The files the datasets' scans could not use (corrupt, empty, too short...), each once, as
+    ``{"path", "reason"}``; the per-file warnings went to stderr as they were found."""
+    seen: dict[str, str] = {}
+    for ds in datasets:
+        for s in getattr(ds, "skipped", None) or []:
+            seen.setdefault(str(s.path), str(s.reason))
+    return [{"path": p, "reason": r} for p, r in seen.items()]
+
+
+def skipped_text(skipped: list[dict]) -> str:
+    """``; 2 unusable file(s) skipped`` for the one-line summaries the CLIs print ("" when none was)."""
+    return f"; {len(skipped)} unusable file(s) skipped" if skipped else ""
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Atomic JSON write (temporary file + os.replace); parent folders are made."""
     p = Path(path)

@@ -32,7 +32,7 @@ import numpy as np
 
 from prednet2.cli import OneLineParser, out_file, prog_name
 
-from .common import fail
+from .common import fail, skipped_text
 from .featureset import FeatureSource, add_feature_args
 from .video_level import pool_by_video, video_ids
 
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     save_embeddings(args.out, emb)
     print(
         f"{len(paths)} videos ({len(vids)} clips) x {emb.embedding.shape[1]} dims [{src.variant}]"
-        f"{', labelled' if labelled else ''} -> {args.out}"
+        f"{', labelled' if labelled else ''}{skipped_text(meta['skipped'])} -> {args.out}"
     )
     return 0
 

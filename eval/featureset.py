@@ -29,6 +29,7 @@ from .common import (
     random_init_model,
     resolve_device,
     run_dir_of,
+    skipped_files,
     uses_motion,
 )
 from .features import Features, cached_features, checkpoint_id, extract_model_features, extract_pixel_features
@@ -297,7 +298,13 @@ class FeatureSource:
             "clips_per_video": a.clips_per_video,
             "classes": list(getattr(ds, "classes", []) or []),
             "cache_hits": sum(self.cache_hits),
+            "n_skipped": len(self.skipped()),
+            "skipped": self.skipped(),
         }
+
+    def skipped(self) -> list[dict]:
+        """The files of ``--data`` that no split read could use (``{"path", "reason"}``), each once."""
+        return skipped_files(*self._datasets.values())
 
     def num_classes(self, *ys: np.ndarray) -> int:
         ds = self._datasets.get("train") or next(iter(self._datasets.values()))

@@ -30,7 +30,7 @@ import numpy as np
 
 from prednet2.cli import OneLineParser, out_file, prog_name
 
-from .common import fail, write_json
+from .common import fail, skipped_text, write_json
 from .featureset import FeatureSource, add_feature_args, add_seed_args, parse_seed_args, per_layer_text, run_seeds
 from .probe import SetResult, Standardiser
 
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{args.data} [{result['variant']}] k-NN top1 {result['top1']:.3f} ± {result['top1_std']:.3f} (concat, "
         f"k chosen {sorted(set(chosen['concat']))}); per layer {per_layer_text(result)}; "
-        f"chance {result['chance']:.3f} -> {args.out}"
+        f"chance {result['chance']:.3f}{skipped_text(result['skipped'])} -> {args.out}"
     )
     return 0
 

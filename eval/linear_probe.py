@@ -21,7 +21,7 @@ import torch
 from prednet2.cli import OneLineParser, out_file, prog_name
 from prednet2.runinfo import environment
 
-from .common import write_json
+from .common import skipped_text, write_json
 from .featureset import FeatureSource, add_feature_args, add_seed_args, parse_seed_args, per_layer_text, run_seeds
 from .probe import DEFAULT_CS
 from .shots import protocol_for
@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{args.data} [{result['variant']}]{k} top1 {result['top1']:.3f} ± {result['top1_std']:.3f} (concat); "
         f"best-on-val layer {result['best_layer_top1']:.3f}; per layer {per_layer_text(result)}; "
-        f"chance {result['chance']:.3f}, majority {result['majority']:.3f} -> {args.out}"
+        f"chance {result['chance']:.3f}, majority {result['majority']:.3f}{skipped_text(result['skipped'])} "
+        f"-> {args.out}"
     )
     return 0
 

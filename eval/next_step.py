@@ -49,6 +49,8 @@ from .common import (
     model_for_eval,
     progress,
     resolve_device,
+    skipped_files,
+    skipped_text,
     write_json,
 )
 from .features import to_unit_float
@@ -205,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     ds = build_or_exit(args.data, cfg=dcfg, split=args.split, seed=args.data_seed, motion=motion, labelled=False)
     if len(ds) == 0:
         fail(f"--data {args.data}: no clips")
+    skipped = skipped_files(ds)
     ds = Subset(ds, range(min(args.n_clips, len(ds))))
     pixel_mode = cfg.model.target == "pixel"
     stem = int(getattr(cfg.model, "stem", 1) or 1)
@@ -245,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         "steps": 0 if args.random_init else loaded.step,
         "random_init": bool(args.random_init),
         "data_options": dataclasses.asdict(dcfg),
+        "n_skipped": len(skipped),
+        "skipped": skipped,
         "wall_s": round(time.time() - t0, 2),
     }
     if pixels is not None:
@@ -259,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{r:.2f}" for r in result["per_layer_change"].values())
         + "; arrow (log 2 = 0.693; lower points forward): "
         + ", ".join(f"{r:.3f}" for r in result["per_layer_arrow"].values())
-        + f" -> {args.out}"
+        + f"{skipped_text(skipped)} -> {args.out}"
     )
     if pixels is not None:
         px = result["pixel"]

@@ -55,3 +55,14 @@ def labelled_videos(tmp_path_factory):
             f[..., 2 - c] += 150  # rgb: blue -> channel 2, green -> 1, red -> 0
             write_video(root / name / f"{name}{i}.mkv", f)
     return root
+
+
+@pytest.fixture(scope="session")
+def videos_and_a_corrupt_file(labelled_videos, tmp_path_factory):
+    """``labelled_videos`` plus one text file named .mkv in class red: it is skipped, and the outputs count it."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("corrupt") / "videos"
+    shutil.copytree(labelled_videos, root, ignore=shutil.ignore_patterns(".prednet2_cache"))
+    (root / "red" / "notes.mkv").write_text("a text file, not a video\n")
+    return root

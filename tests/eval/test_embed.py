@@ -45,3 +45,12 @@ def test_bad_folder_exits_2(tiny_run, tmp_path, capsys):
         main(["--checkpoint", str(tiny_run / "checkpoints" / "last.pt"), "--data", str(tmp_path / "nope"),
               "--out", str(tmp_path / "e.npz")])  # fmt: skip
     assert e.value.code == 2 and "nope" in capsys.readouterr().err
+
+
+def test_a_corrupt_file_is_skipped_and_counted(tiny_run, videos_and_a_corrupt_file, tmp_path, capsys):
+    out = tmp_path / "e.npz"
+    argv = ["--checkpoint", str(tiny_run), "--data", str(videos_and_a_corrupt_file), "--baseline", "pixels"]
+    assert main([*argv, "--out", str(out), "--device", "cpu", "--no-progress"]) == 0
+    e = load_embeddings(out)
+    assert len(e.paths) == 12 and e.meta["n_skipped"] == 1 and e.meta["skipped"][0]["path"].endswith("notes.mkv")
+    assert "12 videos (12 clips)" in capsys.readouterr().out.replace("; 1 unusable file(s) skipped", "")

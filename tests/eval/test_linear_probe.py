@@ -125,6 +125,15 @@ def test_ucf101_folder_with_and_without_split_lists(tiny_run, tmp_path):
     assert (b["n_train"], b["n_test"]) == (4, 2)
 
 
+def test_a_corrupt_file_is_skipped_and_counted(tiny_run, videos_and_a_corrupt_file, tmp_path, capsys):
+    """One unreadable file does not stop the probe: it is left out, and probe.json and the summary line count it."""
+    argv = ["--checkpoint", str(tiny_run), "--data", str(videos_and_a_corrupt_file), "--baseline", "pixels"]
+    assert main([*argv, "--seeds", "1", "--device", "cpu", "--no-progress", "--out", str(tmp_path / "p.json")]) == 0
+    r = json.loads((tmp_path / "p.json").read_text())
+    assert r["n_train"] + r["n_test"] == 12 and r["n_skipped"] == 1 and r["skipped"][0]["path"].endswith("notes.mkv")
+    assert "; 1 unusable file(s) skipped ->" in capsys.readouterr().out
+
+
 def test_resplit_draws_the_folder_split_of_each_seed(tiny_run, tmp_path, capsys):
     """--resplit: seed s tests on the videos LabelledVideoFolder(seed=data_seed + s) puts in test; others refuse it."""
     from prednet2.datasets.labelled import LabelledVideoFolder

@@ -115,3 +115,12 @@ def test_cli_bad_checkpoint_exits_2(tmp_path, capsys):
             ["--checkpoint", str(tmp_path / "nope.pt"), "--data", "synthetic:shapes", "--out", str(tmp_path / "n.json")]
         )
     assert e.value.code == 2 and "nope.pt" in capsys.readouterr().err
+
+
+def test_a_corrupt_file_is_skipped_and_counted(tiny_run, videos_and_a_corrupt_file, tmp_path, capsys):
+    out = tmp_path / "next.json"
+    assert main(["--checkpoint", str(tiny_run), "--data", str(videos_and_a_corrupt_file), "--out", str(out),
+                 "--n-clips", "2", "--device", "cpu", "--no-progress"]) == 0  # fmt: skip
+    r = json.loads(out.read_text())
+    assert r["n_skipped"] == 1 and r["skipped"][0]["path"].endswith("notes.mkv") and r["n_clips"] == 2
+    assert "; 1 unusable file(s) skipped ->" in capsys.readouterr().out
