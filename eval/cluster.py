@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prednet2.cli import OneLineParser, int_at_least, out_file, prog_name
+from prednet2.cli import OneLineParser, int_at_least, out_file, out_folder, prog_name
 
 from .common import fail, write_json
 from .contact_sheet import draw_sheet, short_name, video_frames
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, help="number of clusters (default: the number of classes)")
     p.add_argument("--out", required=True, type=out_file, help="cluster.json to write")
     p.add_argument("--seeds", type=int_at_least(1), default=3, help="k-means restarts 0..N-1 (default 3)")
-    p.add_argument("--png-dir", help="folder for one contact sheet per cluster (first seed)")
+    p.add_argument("--png-dir", type=out_folder, help="folder for one contact sheet per cluster (first seed)")
     p.add_argument("--per-sheet", type=int_at_least(1), default=6, help="videos per cluster sheet (default 6)")
     return p
 

@@ -58,13 +58,25 @@ def int_at_least(lo: int):
 def out_file(text: str) -> str:
     """An argparse ``type``: a file to write. A folder, or a path inside a file, is the parser's one-line error (exit
     2) before any work is done, not a traceback when the result is written."""
-    p = Path(text)
-    if p.is_dir():
+    if Path(text).is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a folder; give the path of a file to write")
-    inside = next((q for q in p.parents if q.exists()), None)
+    _not_inside_a_file(text)
+    return text
+
+
+def out_folder(text: str) -> str:
+    """An argparse ``type``: a folder to write into, created when missing. A file, or a path inside a file, is the
+    parser's one-line error (exit 2) before any work is done, not a traceback when the folder is made."""
+    if Path(text).exists() and not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder; give a folder (it is created when missing)")
+    _not_inside_a_file(text)
+    return text
+
+
+def _not_inside_a_file(text: str) -> None:
+    inside = next((q for q in Path(text).parents if q.exists()), None)
     if inside is not None and not inside.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is inside {inside}, which is a file, not a folder")
-    return text
 
 
 def json_files(

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 # One concept per file: the frame source, the per-frame motion mask and the surprise gate live beside this loop.
-from prednet2.cli import OneLineParser, int_at_least, prog_name
+from prednet2.cli import OneLineParser, int_at_least, out_folder, prog_name
 from prednet2.frame_source import FrameSource, SourceError
 from prednet2.runinfo import read_rss_mb
 from prednet2.stream_motion import StreamMotion
@@ -120,9 +120,10 @@ def run_stream(
         gate_ = SurpriseGate(gate, z_threshold=z_threshold, history=history, min_history=min_history)
     except ValueError as e:
         raise StreamOptionError(str(e)) from None
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise StreamOptionError(f"--out {out_dir} is a file, not a folder; give a folder (it is created when missing)")
+    try:  # a file, or a path inside one: refused before the model loads, not a traceback from mkdir
+        out_dir = Path(out_folder(str(out_dir)))
+    except argparse.ArgumentTypeError as e:
+        raise StreamOptionError(f"--out {e}") from None
     dev = torch.device(
         "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import subprocess
@@ -91,3 +92,16 @@ def test_console_script_installed():
     env = dict(os.environ, OMP_NUM_THREADS="1")
     p = subprocess.run([str(exe), "--help"], capture_output=True, text=True, env=env, timeout=120)
     assert p.returncode == 0 and "next-step" in p.stdout
+
+
+def test_out_file_and_out_folder_refuse_the_other_kind(tmp_path):
+    (tmp_path / "f").write_text("a file")
+    assert cli.out_file(str(tmp_path / "new.json")) and cli.out_folder(str(tmp_path / "new_dir"))
+    for check, path, msg in (
+        (cli.out_file, tmp_path, "is a folder; give the path of a file"),
+        (cli.out_folder, tmp_path / "f", "is a file, not a folder"),
+        (cli.out_file, tmp_path / "f" / "x.json", "which is a file, not a folder"),
+        (cli.out_folder, tmp_path / "f" / "sub", "which is a file, not a folder"),
+    ):
+        with pytest.raises(argparse.ArgumentTypeError, match=msg):
+            check(str(path))

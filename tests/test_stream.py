@@ -202,6 +202,11 @@ def test_cli_errors_exit_2(tmp_path, ckpt, video, capsys):
     assert main([str(video), "--checkpoint", str(ckpt), "--out", str(tmp_path / "afile"), "--no-video"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"--out {tmp_path / 'afile'} is a file, not a folder" in err[0]
+    assert main([str(video), "--checkpoint", str(ckpt), "--out", str(tmp_path / "afile" / "o"), "--no-video"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()  # a folder inside a file: not a traceback from mkdir
+    assert (
+        len(err) == 1 and f"--out {tmp_path / 'afile' / 'o'} is inside {tmp_path / 'afile'}, which is a file" in err[0]
+    )
     for extra, msg in (
         (["--fresh-optimizer"], "--fresh-optimizer only matters with --learn"),
         (["--lr", "1e-3"], "--lr 0.001 only matters with --learn"),
