@@ -26,6 +26,8 @@ import json
 import os
 import sys
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -78,10 +80,20 @@ def save_embeddings(path: str | os.PathLike, emb: Embeddings) -> Path:
 def load_embeddings(path: str | os.PathLike) -> Embeddings:
     """Read an emb.npz written by ``eval.embed``. Raises ValueError naming the file when it is not one."""
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+    except OSError as e:
+        raise ValueError(f"{path}: not readable as an emb.npz ({e.strerror or e})") from None
+    except (ValueError, zipfile.BadZipFile):  # numpy's own text here is about unpickling, which would mislead
+        raise ValueError(
+            f"{path}: not a numpy .npz file, or a damaged one; give an emb.npz written by prednet2 embed"
+        ) from None
+    if not isinstance(z, np.lib.npyio.NpzFile):  # a .npy: one bare array, no paths or labels
+        raise ValueError(f"{path}: a single numpy array (.npy), not an emb.npz; write one with prednet2 embed")
+    try:
+        with z:
             d = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: not readable as an emb.npz ({e})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # a cut or damaged member
+        raise ValueError(f"{path}: damaged or truncated emb.npz ({e}); write it again with prednet2 embed") from None
     missing = {"embedding", "paths", "labels", "meta"} - set(d)
     if missing:
         raise ValueError(f"{path}: not an eval.embed file (missing {sorted(missing)})")

@@ -82,6 +82,7 @@ def embed_file(path: str, meta: dict) -> np.ndarray:
             argv += ["--baseline", "pixels"]
         args = build_parser().parse_args(argv)
         src = FeatureSource(args, labelled=False)
+        _check_decodes(path, tmp, src.dcfg)
         feats, labels = src.clip_features("all", args.seed)
         pooled, _, _ = pool_by_video({"0": concat_layers(src.select(feats))}, labels, video_ids(src.dataset("all")))
     return pooled["0"][0]
@@ -99,6 +100,26 @@ def _check_video(path: str) -> None:
         decode_video(path, size=(16, 16), duration=1.0)
     except DecodeError as err:
         fail(f"--query {path}: {err.reason}")
+
+
+def _check_decodes(path: str, folder: str, dcfg) -> None:
+    """Decode the query (into ``folder``'s frame cache, which the embedding then reads) as the file's videos were;
+    a query the pipeline skips (too short for a clip, damaged past its first second) exits 2 naming ``--query``, not
+    the temporary ``folder``."""
+    import logging
+
+    from prednet2.datasets import DataError, build_dataset
+
+    log = logging.getLogger("prednet2.datasets")
+    level = log.level
+    log.setLevel(logging.ERROR)  # its "skipping <temporary path>" warning would only repeat the line below
+    try:
+        build_dataset(folder, cfg=dcfg, split="all", labelled=False)
+    except DataError as err:
+        skipped = getattr(err, "skipped", None)
+        fail(f"--query {path}: {skipped[0].reason if skipped else err}")
+    finally:
+        log.setLevel(level)
 
 
 def _caption(e: Embeddings, i: int) -> str:

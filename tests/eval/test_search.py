@@ -75,3 +75,41 @@ def test_bad_query_exits_2(pixel_emb, capsys, tmp_path):
             main([str(pixel_emb), "--query", str(tmp_path / name)])
         err = capsys.readouterr().err.strip().splitlines()
         assert e.value.code == 2 and len(err) == 1 and f"--query {tmp_path / name}: {why}" in err[0], err
+
+
+def test_query_too_short_for_a_clip_names_the_query(pixel_emb, tmp_path, capsys):
+    """The file's clips are 6 frames: a 3-frame query is skipped by the pipeline; the line names --query and the
+    file, not the temporary folder it is embedded from."""
+    import av
+
+    short = tmp_path / "short.mkv"
+    with av.open(str(short), "w") as c:
+        s = c.add_stream("ffv1", rate=10)
+        s.height = s.width = 32
+        for i in range(3):
+            frame = np.full((32, 32, 3), 60 * i, np.uint8)
+            for p in s.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    with pytest.raises(SystemExit) as e:
+        main([str(pixel_emb), "--query", str(short)])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line or "skipping" in line]
+    assert e.value.code == 2 and "Traceback" not in err and len(errors) == 1, err
+    assert f"--query {short}: too short: 3 frames, a clip needs 6" in errors[0]
+
+
+@pytest.mark.parametrize("kind", ["npy", "text", "truncated"])
+def test_an_embeddings_file_that_is_not_one_names_it(pixel_emb, tmp_path, capsys, kind):
+    bad = tmp_path / f"bad.{kind}"
+    if kind == "npy":
+        np.save(bad, np.zeros((3, 4)))  # a bare array: np.load gives an ndarray, not an archive
+    elif kind == "text":
+        bad.write_text("video,label\n")
+    else:
+        bad.write_bytes(pixel_emb.read_bytes()[:600])
+    with pytest.raises(SystemExit) as e:
+        main([str(bad), "--query", "green/green0.mkv"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and f"{bad}: " in err[0] and "emb.npz" in err[0], err
