@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import sys
 import time
@@ -116,7 +117,9 @@ def run_stream(
         raise StreamOptionError(
             f"{what} only matters with --learn (nothing is trained without it); add --learn or drop it"
         )
-    try:  # the gate checks its own options, before the model is loaded
+    if lr < 0 or not math.isfinite(lr):  # a negative rate was taken as 0: the checkpoint's, without a word
+        raise StreamOptionError(f"--lr {lr:g}: need a rate > 0 (or 0 for the checkpoint's train.lr)")
+    try:  # the gate checks its own options (--gate, --history, --min-history, --z-threshold), before the model loads
         gate_ = SurpriseGate(gate, z_threshold=z_threshold, history=history, min_history=min_history)
     except ValueError as e:
         raise StreamOptionError(str(e)) from None
@@ -332,8 +335,6 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("max_frames", "window", "panel_height", "threads"):
         if getattr(a, name) < 0:
             p.error(f"--{name.replace('_', '-')} must be >= 0")
-    if a.history < 2 or not 2 <= a.min_history <= a.history:
-        p.error("--history and --min-history: need 2 <= min-history <= history")
     if a.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device here; use --device cpu")
     if a.threads:
@@ -359,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=not a.no_progress,
         )
     except (SourceError, CheckpointError, StreamOptionError) as e:
-        print(f"prednet2.stream: error: {e}", file=sys.stderr)
+        print(f"{p.prog}: error: {e}", file=sys.stderr)
         return 2
     r = summary["rss"]
     last = str(summary["n_frames"])
