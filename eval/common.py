@@ -152,8 +152,11 @@ def model_for_eval(args: Any, device: torch.device) -> tuple[Loaded, torch.nn.Mo
     return loaded, model, dcfg, motion
 
 
-def build_or_exit(spec: str, *, cfg: DataConfig, split: str, seed: int, motion, labelled: bool, **kw: Any):
-    """``prednet2.datasets.build_dataset`` or exit 2 with the data error's own message."""
+def build_or_exit(
+    spec: str, *, cfg: DataConfig, split: str, seed: int, motion, labelled: bool, what: str = "", **kw: Any
+):
+    """``prednet2.datasets.build_dataset`` or exit 2 with the data error's own message, after ``what`` (default
+    ``--data SPEC``: name the options the user gave that set the data)."""
     import inspect
 
     from prednet2.datasets import build_dataset
@@ -172,7 +175,7 @@ def build_or_exit(spec: str, *, cfg: DataConfig, split: str, seed: int, motion, 
             return ds
         return build_dataset(spec, cfg=cfg, split=split, seed=seed, motion=motion, labelled=labelled, **kw)
     except (ValueError, FileNotFoundError, OSError) as e:  # DataError is a ValueError
-        fail(f"--data {spec}: {e}")
+        fail(f"{what or f'--data {spec}'}: {e}")
 
 
 def skipped_files(*datasets: Any) -> list[dict]:

@@ -26,7 +26,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
 
-from prednet2.cli import OneLineParser, int_at_least, out_file, prog_name
+from prednet2.cli import OneLineParser, int_at_least, out_file, out_folder, prog_name
 
 from .common import (
     add_runtime_args,
@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--score", choices=SCORES, default=DEFAULT_SCORE, help=f"headline score (default {DEFAULT_SCORE})")
     p.add_argument("--skip-frames", type=int, help="score frames t >= K (default: the set's own 'scored' frames)")
     p.add_argument("--png", type=out_file, help="surprise curve PNG (default: next to --out, surprise.png)")
-    p.add_argument("--tb", help="also write TensorBoard scalars to this folder")
+    p.add_argument("--tb", type=out_folder, help="also write TensorBoard scalars to this folder")
     p.add_argument("--random-init", action="store_true", help="the same architecture with fresh weights")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--clip-len", type=int, help="frames per clip (default: the checkpoint's)")
@@ -194,7 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     loaded, model, dcfg, motion = model_for_eval(args, device)
     if args.skip_frames is not None and not 0 <= args.skip_frames < dcfg.clip_len:
         fail(f"--skip-frames {args.skip_frames}: must be in [0, clip_len={dcfg.clip_len})")
-    ds = build_or_exit(ANOMALY_SPEC, cfg=dcfg, split=args.split, seed=args.seed, motion=motion, labelled=False)
+    clip_len = f"--clip-len {dcfg.clip_len}" + (" (the checkpoint's data.clip_len)" if args.clip_len is None else "")
+    what = f"the anomaly set {ANOMALY_SPEC} with {clip_len} and --split {args.split}"  # there is no --data to name
+    ds = build_or_exit(ANOMALY_SPEC, cfg=dcfg, split=args.split, seed=args.seed, motion=motion, labelled=False,
+                       what=what)  # fmt: skip
 
     # Step 2. Per-frame errors of every layer.
     errs, labels, scored, kinds = [], [], [], []

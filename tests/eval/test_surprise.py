@@ -91,3 +91,24 @@ def test_cli_end_to_end(tiny_run, tmp_path):
     assert r["n_anomalous_frames"] == 4  # odd clips hold one anomalous onset frame each
     assert 0.0 <= r["auroc"] <= 1.0
     assert (tmp_path / "surprise.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        # surprise has no --data: the line names the clip length it used and the option that sets it
+        (["--clip-len", "3"], "the anomaly set synthetic:anomaly with --clip-len 3 and --split test: clip_len must"),
+        # --tb that is a file: refused before any work, not a makedirs traceback after the PNG was written
+        (["--tb", "FILE"], "argument --tb: FILE is a file, not a folder"),
+    ],
+)
+def test_cli_bad_input_exits_2_with_one_line(tiny_run, tmp_path, capsys, extra, needle):
+    from prednet2.eval.surprise import main
+
+    (tmp_path / "FILE").write_text("not a folder")
+    extra = [str(tmp_path / a) if a == "FILE" else a for a in extra]
+    with pytest.raises(SystemExit) as e:
+        main(["--checkpoint", str(tiny_run), "--out", str(tmp_path / "s.json"), "--n-clips", "4", *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and needle.replace("FILE", str(tmp_path / "FILE")) in err[0], err
+    assert not (tmp_path / "s.png").exists()
