@@ -77,13 +77,8 @@ def collect(paths: list[str]) -> Collected:
         kind = kind_of(d)
         if kind is None:
             continue  # other JSON in a run folder (e.g. a config dump) is not a result
-        c.sources.append(f)
-        if kind == "summary":
-            c.summaries[str(f.resolve().parent)] = d
-        else:
-            field_of = {"probe": "probes", "next": "nexts", "surprise": "surprises", "shots": "shots", "knn": "knns",
-                        "cluster": "clusters"}  # fmt: skip
-            getattr(c, field_of[kind]).append((f, d))
+        _add(c, f, d, kind)
+        _check_renders(f, d, kind)
     # Probe files name their run: read its summary too when it was not given.
     for _, d in [*c.probes, *c.nexts, *c.surprises, *c.shots, *c.knns, *c.clusters]:
         run = _run_of(d)
@@ -91,6 +86,32 @@ def collect(paths: list[str]) -> Collected:
             c.summaries[run] = json.loads((Path(run) / "summary.json").read_text())
             c.sources.append(Path(run) / "summary.json")
     return c
+
+
+def _add(c: Collected, f: Path, d: dict, kind: str) -> None:
+    c.sources.append(f)
+    if kind == "summary":
+        c.summaries[str(f.resolve().parent)] = d
+    else:
+        field_of = {"probe": "probes", "next": "nexts", "surprise": "surprises", "shots": "shots", "knn": "knns",
+                    "cluster": "clusters"}  # fmt: skip
+        getattr(c, field_of[kind]).append((f, d))
+
+
+def _check_renders(f: Path, d: dict, kind: str) -> None:
+    """Render ``f`` alone: a hand-edited, cut or other-version file (a key missing, a figure that is text) is a
+    ReportError naming it, not a KeyError or format error from deep in a table with many files in it."""
+    alone = Collected()
+    _add(alone, f, d, kind)
+    try:
+        render(alone)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+        if isinstance(e, ReportError):
+            raise
+        raise ReportError(
+            f"{f}: looks like a {kind} result but cannot be read as one ({e.__class__.__name__}: {e}); "
+            "pass the file the tool wrote"
+        ) from None
 
 
 def _run_of(d: dict) -> str:

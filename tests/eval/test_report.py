@@ -61,6 +61,16 @@ def test_cli_bad_inputs_exit_2(tmp_path, capsys):
     assert "second trained probe" in capsys.readouterr().err
 
 
+def test_a_cut_or_hand_edited_result_names_its_file(tmp_path, capsys):
+    cut = {k: v for k, v in probe(tmp_path, "trained", 0.5).items() if k != "top1_std"}  # an older or cut file
+    edited = probe(tmp_path, "trained", 0.5) | {"top1": "0.5"}  # a figure typed in as text
+    for name, d, why in (("cut.json", cut, "KeyError: 'top1_std'"), ("edited.json", edited, "ValueError")):
+        f = write(tmp_path / name, d)
+        assert main([str(make_run(tmp_path)), str(f)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{f}: looks like a probe result but cannot be read as one ({why}" in err[0], err
+
+
 def test_few_label_tables_and_curve(tmp_path):
     run = make_run(tmp_path)
     for v, base in [("trained", 0.5), ("random_init", 0.3), ("pixels", 0.2)]:
