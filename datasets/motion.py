@@ -269,20 +269,22 @@ def preview_grid(items: list[dict], *, scale: int = 2) -> np.ndarray:
     return np.repeat(np.repeat(img, scale, axis=0), scale, axis=1)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     """``python -m prednet2.datasets.motion DATA --out preview.png [--n 4] [--set motion.camera=affine ...]``"""
-    import argparse
-
     import cv2
 
+    from prednet2.cli import OneLineParser, int_at_least, out_file, prog_name
     from prednet2.config import Config, ConfigError
 
     from . import build_dataset
 
-    p = argparse.ArgumentParser(description="Save a PNG of clips with their motion masks (red) for a visual check.")
+    p = OneLineParser(
+        prog=prog_name("python -m prednet2.datasets.motion"),
+        description="Save a PNG of clips with their motion masks (red) for a visual check.",
+    )
     p.add_argument("data", help="a video folder or a synthetic spec (synthetic:shapes, ...)")
-    p.add_argument("--out", required=True, help="PNG file to write")
-    p.add_argument("--n", type=int, default=4, help="clips to show (spread over the dataset)")
+    p.add_argument("--out", required=True, type=out_file, help="PNG file to write (PNG with or without .png)")
+    p.add_argument("--n", type=int_at_least(1), default=4, help="clips to show (spread over the dataset)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, repeatable")
     a = p.parse_args(argv)
     try:
@@ -292,10 +294,17 @@ def main(argv: list[str] | None = None) -> None:
         p.error(str(e))
     idx = np.linspace(0, len(ds) - 1, min(a.n, len(ds))).round().astype(int)
     img = preview_grid([ds[int(i)] for i in idx])
-    if not cv2.imwrite(a.out, img[..., ::-1]):
-        p.error(f"--out {a.out}: could not write the PNG (does the folder exist?)")
+    ok, png = cv2.imencode(".png", img[..., ::-1])  # PNG at the path given (imwrite picks a codec by extension)
+    try:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_bytes(png.tobytes())
+    except OSError as e:
+        p.error(f"--out {a.out}: could not write the PNG ({e.strerror or e})")
     print(f"wrote {a.out}: {len(idx)} clips, frames on top, masks in red below")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    sys.exit(main())

@@ -140,3 +140,20 @@ def test_preview_png(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         M.main(["synthetic:nope", "--out", str(out)])
     assert e.value.code == 2 and "unknown synthetic" in capsys.readouterr().err
+
+
+def test_preview_bad_options_are_one_line_and_a_bare_name_is_a_png(tmp_path, capsys):
+    # The PNG is written at the path given, with or without .png (cv2.imwrite chose its codec by extension and
+    # raised on a name without one).
+    small = ["--set", "motion.cache=false", "--set", "data.size=[16,16]", "--set", "data.clip_len=2"]
+    assert M.main(["synthetic:shapes", "--out", str(tmp_path / "preview"), "--n", "1", *small]) == 0
+    assert (tmp_path / "preview").read_bytes()[:4] == b"\x89PNG"
+    capsys.readouterr()
+    for argv, needle in (
+        (["--out", str(tmp_path)], f"argument --out: {tmp_path} is a folder"),  # was a cv2.error traceback
+        (["--out", str(tmp_path / "p.png"), "--n", "0"], "argument --n: 0: need at least 1"),
+    ):
+        with pytest.raises(SystemExit) as e:
+            M.main(["synthetic:shapes", *argv, *small])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2 and len(err) == 1 and needle in err[0], err  # one line, not argparse's usage too
