@@ -210,12 +210,16 @@ class Config:
         d: dict[str, Any] = {}
         if path is not None:
             p = Path(path)
+            if p.is_dir():
+                raise ConfigError(f"config {p} is a folder; give a YAML file (a run's own is {p / 'config.yaml'})")
             if not p.is_file():
                 raise ConfigError(f"config file not found: {p}")
             try:
                 d = yaml.safe_load(p.read_text()) or {}
             except yaml.YAMLError as e:
                 raise ConfigError(f"{p}: not valid YAML ({e})") from None
+            except UnicodeDecodeError:  # e.g. a checkpoint passed as --config
+                raise ConfigError(f"{p}: a binary file, not a YAML config (such as configs/*.yaml)") from None
             if not isinstance(d, dict):
                 raise ConfigError(f"{p}: top level must be a mapping of sections (model, data, motion, train)")
         for s in sets or []:

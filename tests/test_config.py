@@ -72,6 +72,14 @@ def test_missing_yaml_file(tmp_path):
         Config.from_yaml(tmp_path / "nope.yaml")
 
 
+def test_a_folder_or_binary_file_as_the_yaml_names_it(tmp_path):
+    with pytest.raises(ConfigError, match=f"config {tmp_path} is a folder; give a YAML file"):
+        Config.from_yaml(tmp_path)
+    (tmp_path / "last.pt").write_bytes(b"PK\x03\x04\x80\xff\x00binary")  # a checkpoint given as --config
+    with pytest.raises(ConfigError, match="last.pt: a binary file, not a YAML config"):  # was UnicodeDecodeError
+        Config.from_yaml(tmp_path / "last.pt")
+
+
 def test_unknown_preset_lists_choices():
     with pytest.raises(ConfigError, match="tiny"):
         Config.from_yaml(None, ["model.preset=enormous"])
