@@ -19,7 +19,6 @@ commands are printed. Set OMP_NUM_THREADS / nice from outside; children inherit 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -60,17 +59,19 @@ def _check_summary(run: Path, data: str, steps: int, resumed_from: int | None) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from prednet2.cli import OneLineParser, int_at_least, out_file
+
+    p = OneLineParser(prog="benchmarks/continual.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="folder for the runs and probe files (must not exist)")
-    p.add_argument("--steps-a", type=int, default=60, help="training steps on stream A")
-    p.add_argument("--steps-b", type=int, default=60, help="further training steps on stream B")
+    p.add_argument("--steps-a", type=int_at_least(1), default=60, help="training steps on stream A")
+    p.add_argument("--steps-b", type=int_at_least(1), default=60, help="further training steps on stream B")
     p.add_argument("--tasks", default="shape", help="A's probed tasks, comma-separated: shape, direction, speed")
     p.add_argument("--modes", default="local,end_to_end", help="comma-separated train.mode values")
-    p.add_argument("--seeds", type=int, default=1, help="probe seeds (the training run is one seed)")
-    p.add_argument("--n-train", type=int, default=256, help="probe train clips")
-    p.add_argument("--n-test", type=int, default=128, help="probe test clips")
+    p.add_argument("--seeds", type=int_at_least(1), default=1, help="probe seeds (the training run is one seed)")
+    p.add_argument("--n-train", type=int_at_least(1), default=256, help="probe train clips")
+    p.add_argument("--n-test", type=int_at_least(1), default=128, help="probe test clips")
     p.add_argument("--set", action="append", default=[], dest="sets", help="extra train.py --set for stream A")
-    p.add_argument("--json", help="write the table here")
+    p.add_argument("--json", type=out_file, help="write the table here")
     args = p.parse_args(argv)
     root = Path(args.out)
     if root.exists():

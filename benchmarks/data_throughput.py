@@ -12,7 +12,6 @@ Frames/s counts frames delivered in clips (n_clips x T). Figures go to docs/resu
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -26,6 +25,8 @@ sys.path.insert(0, str(REPO))  # run from a clone without installing
 
 from prednet2.datasets.decode import INTERPOLATION, resize_plan, scan_videos  # noqa: E402
 from prednet2.datasets.folder import VideoFolder  # noqa: E402
+
+from prednet2.cli import OneLineParser, int_at_least, out_file  # noqa: E402
 
 
 def _read_all(ds: VideoFolder) -> int:
@@ -112,21 +113,21 @@ def measure_resize(video: Path, size: tuple[int, int], n: int = 60) -> list[dict
     return [{"video": video.name, "from": [h, w], **r} for r in out]
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    p = OneLineParser(prog="benchmarks/data_throughput.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "smoke"))
-    p.add_argument("--size", type=int, nargs=2, default=[64, 64], metavar=("H", "W"))
-    p.add_argument("--clip-len", type=int, default=10)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--size", type=int_at_least(1), nargs=2, default=[64, 64], metavar=("H", "W"))
+    p.add_argument("--clip-len", type=int_at_least(2), default=10)
+    p.add_argument("--repeats", type=int_at_least(1), default=3)
     p.add_argument("--resize", action="store_true", help="also compare resize methods on the largest video")
-    p.add_argument("--json", metavar="OUT", help="write the figures as JSON")
+    p.add_argument("--json", type=out_file, metavar="OUT", help="write the figures as JSON")
     p.add_argument(
         "--threads",
-        type=int,
+        type=int_at_least(1),
         default=1,
         help="torch threads (default 1, as in DataLoader workers; more threads make collate slower on a busy machine)",
     )
-    a = p.parse_args()
+    a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     data = Path(a.data)
     if not data.exists():
@@ -155,7 +156,8 @@ def main() -> None:
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(r, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from prednet2.cli import OneLineParser, out_file
 from prednet2.ops import error_unit, extension_available, reference_error_unit
 
 DEFAULT_CHANNELS = (48, 96, 192)
@@ -82,7 +83,7 @@ def bench_shape(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="benchmarks/error_unit.py", description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--batch", type=int, default=16)
@@ -92,14 +93,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--weighted", action="store_true", help="pass a (B, 1, H, W) weight map")
     parser.add_argument("--target-grad", action="store_true", help="also time the variant with target requiring grad")
-    parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="write the figures as JSON")
+    parser.add_argument("--json", type=out_file, default=None, metavar="OUT", help="write the figures as JSON")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA GPU is visible here (torch.cuda.is_available() is False)")
     if args.threads < 1 or args.reps < 1 or args.warmup < 1:
         parser.error("--threads, --reps and --warmup must be >= 1")
-    if args.json is not None and not args.json.parent.exists():
-        parser.error(f"--json: folder {args.json.parent} does not exist")
+    if args.json is not None and not Path(args.json).parent.exists():
+        parser.error(f"--json: folder {Path(args.json).parent} does not exist")
     torch.set_num_threads(args.threads)
 
     shapes = [(args.batch, c, h, w) for c in args.channels for h, w in args.sizes]

@@ -14,7 +14,6 @@ Figures go to docs/results/motion.md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from prednet2.datasets.masks import motion_masks  # noqa: E402
 from prednet2.datasets.motion import with_motion  # noqa: E402
 from prednet2.datasets.shapes import SHAPES, ShapesDataset, render_shapes_clip  # noqa: E402
 
+from prednet2.cli import OneLineParser, int_at_least, out_file  # noqa: E402
 from prednet2.config import DataConfig, MotionConfig  # noqa: E402
 
 
@@ -131,17 +131,17 @@ def cache_vs_compute(n: int = 16) -> dict:
             "generate_ms_per_clip": 1e3 * t_gen, "compute_over_read": t_compute / t_read}  # fmt: skip
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    p = OneLineParser(prog="benchmarks/motion_throughput.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "smoke"))
-    p.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
+    p.add_argument("--sizes", type=int_at_least(16), nargs="+", default=[64, 128])
     p.add_argument("--backends", nargs="+", default=["dis", "farneback"], choices=["dis", "farneback"])
-    p.add_argument("--max-frames", type=int, default=150, help="frames per video used (the start of each video)")
-    p.add_argument("--threads", type=int, default=1, help="OpenCV and torch threads (1: per-core figures)")
+    p.add_argument("--max-frames", type=int_at_least(2), default=150, help="frames per video used (the start of each)")
+    p.add_argument("--threads", type=int_at_least(1), default=1, help="OpenCV and torch threads (1: per-core figures)")
     p.add_argument("--cache-dir", default="", help="decode cache for --data (default: a temporary folder)")
     p.add_argument("--skip-quality", action="store_true")
-    p.add_argument("--json", default="", help="also write the results here")
-    a = p.parse_args()
+    p.add_argument("--json", type=out_file, help="also write the results here")
+    a = p.parse_args(argv)
     if not Path(a.data).is_dir():
         p.error(f"--data {a.data}: no such folder")
     cv2.setNumThreads(a.threads)
@@ -174,9 +174,11 @@ def main() -> None:
         f"{c['generate_ms_per_clip']:.1f} ms"
     )
     if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)  # not a traceback after the whole run
         Path(a.json).write_text(json.dumps(out, indent=2))
         print(f"wrote {a.json}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

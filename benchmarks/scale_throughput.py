@@ -16,7 +16,6 @@ Data are random frames (throughput does not depend on content); motion is off.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import socket
@@ -127,15 +126,17 @@ def _parallel(mode: str, args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from prednet2.cli import OneLineParser, int_at_least, out_file
+
+    p = OneLineParser(prog="benchmarks/scale_throughput.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default="tiny")
-    p.add_argument("--size", type=int, default=64)
-    p.add_argument("--batch", type=int, default=8, help="global batch (DDP: half per process)")
-    p.add_argument("--clip-len", type=int, default=10)
-    p.add_argument("--window", type=int, default=5)
-    p.add_argument("--batches", type=int, default=6, help="timed batches per mode (after one warm-up batch)")
-    p.add_argument("--repeats", type=int, default=2, help="alternate the modes this many times; medians reported")
-    p.add_argument("--json", help="write the figures here")
+    p.add_argument("--size", type=int_at_least(16), default=64)
+    p.add_argument("--batch", type=int_at_least(2), default=8, help="global batch (DDP: half per process)")
+    p.add_argument("--clip-len", type=int_at_least(2), default=10)
+    p.add_argument("--window", type=int_at_least(1), default=5)
+    p.add_argument("--batches", type=int_at_least(1), default=6, help="timed batches per mode (after one warm-up)")
+    p.add_argument("--repeats", type=int_at_least(1), default=2, help="alternate the modes this many times; medians")
+    p.add_argument("--json", type=out_file, help="write the figures here")
     args = p.parse_args(argv)
     if args.batch % 2:
         p.error("--batch must be even (DDP splits it over 2 processes)")
@@ -161,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"{r['mode']:<16}{r['processes']:>6}{r['frames_per_s']:>11.1f}{r['speedup']:>10.2f}x")
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)  # not a traceback after the whole run
         Path(args.json).write_text(
             json.dumps({"config": vars(args), "layer_parallel_blocks": blocks, "rows": rows, "raw": fps}, indent=2)
         )

@@ -7,14 +7,15 @@ Every set is timed in the same process, one after another, so the figures compar
 
 from __future__ import annotations
 
-import argparse
 import json
+import os
 import sys
 import time
 
 import torch
 from prednet2.datasets import DataError, build_dataset
 
+from prednet2.cli import OneLineParser, out_file
 from prednet2.config import DataConfig
 
 SPECS = [
@@ -27,10 +28,10 @@ SPECS = [
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="benchmarks/synthetic_throughput.py", description=__doc__.splitlines()[0])
     p.add_argument("--clips", type=int, default=200, help="clips timed per set (default 200)")
     p.add_argument("--size", type=int, default=64, help="frame side in pixels (default 64)")
-    p.add_argument("--json", help="write the figures here")
+    p.add_argument("--json", type=out_file, help="write the figures here")
     args = p.parse_args(argv)
     if args.clips < 1 or args.size < 16:
         p.error("--clips must be >= 1 and --size >= 16")
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"{r['spec']:32s} {r['T']:3d} {r['size']:5d} {r['frames_per_s']:10.0f} {r['frames_per_cpu_s']:13.0f}")
     if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)  # not a traceback after the run
         with open(args.json, "w") as f:
             json.dump({"threads": 1, "results": rows}, f, indent=2)
     return 0

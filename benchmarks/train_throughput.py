@@ -122,16 +122,18 @@ def measure(spec: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from prednet2.cli import OneLineParser, int_at_least, out_file
+
+    p = OneLineParser(prog="benchmarks/train_throughput.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--T", type=int, nargs="+", default=[10, 20, 40, 80])
+    p.add_argument("--T", type=int_at_least(2), nargs="+", default=[10, 20, 40, 80])
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--size", type=int, default=64)
-    p.add_argument("--window", type=int, default=5, help="train.window of the local variant")
-    p.add_argument("--steps", type=int, default=2, help="timed steps per measurement")
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch", type=int_at_least(1), default=4)
+    p.add_argument("--size", type=int_at_least(16), default=64)
+    p.add_argument("--window", type=int_at_least(1), default=5, help="train.window of the local variant")
+    p.add_argument("--steps", type=int_at_least(1), default=2, help="timed steps per measurement")
+    p.add_argument("--warmup", type=int_at_least(0), default=1)
+    p.add_argument("--threads", type=int_at_least(1), default=2)
     p.add_argument("--set", action="append", default=[], dest="sets", help="extra config override for all variants")
     p.add_argument(
         "--prednet-set",
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         dest="prednet_sets",
         help="extra override for the prednet variant, e.g. model.channels=[3,32,64,128] to match parameter counts",
     )
-    p.add_argument("--json", help="write the figures here")
+    p.add_argument("--json", type=out_file, help="write the figures here")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
@@ -200,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         out = {"device": args.device, "args": {k: v for k, v in vars(args).items() if k != "worker"}}
         out.update({"rows": rows, "ratios": ratios})
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)  # not a traceback after the whole run
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
     return 0
 

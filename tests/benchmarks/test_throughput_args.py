@@ -1,0 +1,68 @@
+"""The throughput and continual benchmarks' options: a typo, a number out of range or a --json that is a folder is
+one line naming the option (OneLineParser, exit 2) before anything is timed, not argparse's usage block, a
+traceback from the config, or an IsADirectoryError after the whole run."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+SCRIPTS = [
+    "continual",
+    "data_throughput",
+    "error_unit",
+    "motion_throughput",
+    "scale_throughput",
+    "synthetic_throughput",
+    "train_throughput",
+]
+REQUIRED = {"continual": ["--out", "NEW"]}  # the options a script cannot run without
+
+
+def _one_error_line(script: str, argv: list[str], capsys) -> str:
+    main = importlib.import_module(script).main
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"benchmarks/{script}.py: error: "), err[0]
+    return err[0]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_typo_and_a_json_folder_are_one_line(script, tmp_path, capsys):
+    req = [str(tmp_path / "new") if a == "NEW" else a for a in REQUIRED.get(script, [])]
+    assert "unrecognized arguments: --jsno" in _one_error_line(script, [*req, "--jsno", "x"], capsys)
+    line = _one_error_line(script, [*req, "--json", str(tmp_path)], capsys)
+    assert f"argument --json: {tmp_path} is a folder" in line
+
+
+@pytest.mark.parametrize(
+    "script,argv,needle",
+    [
+        ("train_throughput", ["--T", "0"], "argument --T: 0: need at least 2"),  # was a ConfigError traceback
+        ("train_throughput", ["--steps", "0"], "argument --steps: 0: need at least 1"),
+        ("data_throughput", ["--clip-len", "1"], "argument --clip-len: 1: need at least 2"),
+        ("motion_throughput", ["--threads", "0"], "argument --threads: 0: need at least 1"),
+        ("scale_throughput", ["--batches", "0"], "argument --batches: 0: need at least 1"),
+        ("continual", ["--out", "NEW", "--steps-a", "0"], "argument --steps-a: 0: need at least 1"),
+    ],
+)
+def test_numbers_out_of_range_are_refused(script, argv, needle, tmp_path, capsys):
+    argv = [str(tmp_path / "new") if a == "NEW" else a for a in argv]
+    assert needle in _one_error_line(script, argv, capsys)
+
+
+def test_json_in_a_folder_not_made_yet(tmp_path, capsys):
+    """--json new/dir/s.json: the folders are made (it was a FileNotFoundError after the whole run)."""
+    out = tmp_path / "new" / "dir" / "s.json"
+    assert (
+        importlib.import_module("synthetic_throughput").main(["--clips", "1", "--size", "16", "--json", str(out)]) == 0
+    )
+    assert out.is_file()
