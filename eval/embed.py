@@ -119,10 +119,17 @@ def is_labelled_folder(path: str | os.PathLike) -> bool:
     )
 
 
+def npz_out(text: str) -> str:
+    """An argparse ``type``: ``out_file``, named ``*.npz`` (search and cluster read it by that name)."""
+    if Path(text).suffix.lower() != ".npz":
+        raise argparse.ArgumentTypeError(f"{text}: embeddings are written as a .npz archive; name it e.g. emb.npz")
+    return out_file(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog=prog_name("python -m eval.embed"), description=__doc__.splitlines()[0])
     add_feature_args(p, data_help="a folder of videos (labelled when it has class sub-folders) or a synthetic spec")
-    p.add_argument("--out", required=True, type=out_file, help="emb.npz to write")
+    p.add_argument("--out", required=True, type=npz_out, help="emb.npz to write")
     p.add_argument("--per-clip", action="store_true", help="also store every clip's embedding")
     p.add_argument("--split", help="which split (default: all of a folder; test of a synthetic set)")
     p.add_argument("--no-labels", action="store_true", help="read a folder without labels even with sub-folders")

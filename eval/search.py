@@ -73,7 +73,8 @@ def embed_file(path: str, meta: dict) -> np.ndarray:
     with tempfile.TemporaryDirectory() as tmp:
         link = Path(tmp) / Path(path).name
         link.symlink_to(Path(path).resolve())
-        argv = ["--checkpoint", meta["checkpoint"], "--data", tmp, "--out", "-", "--no-labels", "--no-cache",
+        unused = str(Path(tmp) / "unused.npz")  # embed's parser wants an --out; nothing is written
+        argv = ["--checkpoint", meta["checkpoint"], "--data", tmp, "--out", unused, "--no-labels", "--no-cache",
                 "--clips-per-video", str(meta.get("clips_per_video", 1)), "--clip-len", str(meta["clip_len"]),
                 "--layers", ",".join(meta["layers"]) if meta.get("variant") != "pixels" else "all"]  # fmt: skip
         if meta.get("variant") == "random_init":

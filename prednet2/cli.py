@@ -138,5 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     return int(code or 0)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m prednet2.cli: dispatch through the imported module, whose _running the
+    from prednet2.cli import main as _main  # commands read (this file runs as __main__, another module object)
+
+    sys.exit(_main())

@@ -105,3 +105,13 @@ def test_out_file_and_out_folder_refuse_the_other_kind(tmp_path):
     ):
         with pytest.raises(argparse.ArgumentTypeError, match=msg):
             check(str(path))
+
+
+def test_python_m_prednet2_cli_names_the_subcommand_in_errors():
+    """``python -m prednet2.cli CMD`` runs cli.py as __main__; its errors still name ``prednet2 CMD``."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "prednet2.cli", "inspect", "/no/such/folder"]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 2
+    assert p.stderr.startswith("prednet2 inspect: error:"), p.stderr
+    assert "Traceback" not in p.stderr

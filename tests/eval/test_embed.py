@@ -54,3 +54,12 @@ def test_a_corrupt_file_is_skipped_and_counted(tiny_run, videos_and_a_corrupt_fi
     e = load_embeddings(out)
     assert len(e.paths) == 12 and e.meta["n_skipped"] == 1 and e.meta["skipped"][0]["path"].endswith("notes.mkv")
     assert "12 videos (12 clips)" in capsys.readouterr().out.replace("; 1 unusable file(s) skipped", "")
+
+
+def test_out_not_named_npz_is_one_line(tiny_run, tmp_path, capsys):
+    """--out e.json would hold an npz archive under a JSON name: refused before any work."""
+    with pytest.raises(SystemExit) as e:
+        main(["--checkpoint", str(tiny_run), "--data", "synthetic:shapes", "--out", str(tmp_path / "e.json")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "e.json" in err and ".npz" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "e.json").exists()
