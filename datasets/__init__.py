@@ -158,6 +158,7 @@ def build_dataset(
     labelled: bool = False,
     splits_dir: str | os.PathLike | None = None,
     fold: int = 1,
+    progress: bool = True,
 ) -> Dataset:
     """The dataset a ``--data``/``--labelled`` spec names.
 
@@ -175,6 +176,7 @@ def build_dataset(
         labelled: a folder is read as a labelled (class per subfolder) set; a synthetic spec must then name a task.
         splits_dir, fold: UCF101-style split lists (``trainlist01.txt``/``testlist01.txt`` for fold 1) for a
             labelled folder; without them the folder reader makes a deterministic stratified split.
+        progress: tqdm bars while a folder's uncached videos decode and their motion masks are made.
     Returns:
         A Dataset of dict items: ``"video"`` uint8 (T, C, H, W), ``"label"`` int64 scalar (-1 when unlabelled),
         ``"index"`` int, plus per-set extras.
@@ -187,7 +189,7 @@ def build_dataset(
     if len(parts) > 1:
         if labelled:
             raise DataError(f"{spec!r}: a '+' mixture is training data with no labels; probe one labelled set")
-        sets = [build_dataset(p, cfg=cfg, split=split, seed=seed, motion=motion) for p, _ in parts]
+        sets = [build_dataset(p, cfg=cfg, split=split, seed=seed, motion=motion, progress=progress) for p, _ in parts]
         return InterleavedDataset(sets, [w for _, w in parts])
     if spec.startswith("synthetic:"):
         if spec not in SYNTHETIC_SPECS:
@@ -200,7 +202,8 @@ def build_dataset(
             )
         ds = factory(cfg, split, seed)
     else:
-        ds = _build_folder(spec, cfg=cfg, split=split, seed=seed, labelled=labelled, splits_dir=splits_dir, fold=fold)
+        ds = _build_folder(spec, cfg=cfg, split=split, seed=seed, labelled=labelled, splits_dir=splits_dir, fold=fold,
+                           progress=progress)  # fmt: skip
     if motion is not None and motion.enabled:
         try:
             from .motion import with_motion
@@ -209,7 +212,7 @@ def build_dataset(
                 f"motion masks were asked for (motion.enabled) but datasets/motion.py is not usable ({e}); "
                 "turn the modality off with --set motion=off"
             ) from e
-        ds = with_motion(ds, motion, cfg)
+        ds = with_motion(ds, motion, cfg, progress=progress)
     return ds
 
 
@@ -248,6 +251,7 @@ def _build_folder(
     labelled: bool,
     splits_dir: str | os.PathLike | None,
     fold: int,
+    progress: bool = True,
 ) -> Dataset:
     path = os.path.expanduser(spec)
     if not os.path.isdir(path):
@@ -257,7 +261,9 @@ def _build_folder(
     if labelled:
         from .labelled import LabelledVideoFolder
 
-        return LabelledVideoFolder(path, cfg=cfg, split=split, seed=seed, splits_dir=splits_dir, fold=fold)
+        return LabelledVideoFolder(
+            path, cfg=cfg, split=split, seed=seed, splits_dir=splits_dir, fold=fold, progress=progress
+        )
     from .folder import VideoFolder
 
-    return VideoFolder(path, cfg=cfg)
+    return VideoFolder(path, cfg=cfg, progress=progress)

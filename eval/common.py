@@ -167,13 +167,15 @@ def build_or_exit(
             # does not forward them.
             from prednet2.datasets.labelled import LabelledVideoFolder
 
-            ds = LabelledVideoFolder(spec, cfg=cfg, split=split, seed=seed, **kw)
+            ds = LabelledVideoFolder(spec, cfg=cfg, split=split, seed=seed, progress=_PROGRESS[0], **kw)
             if motion is not None and motion.enabled:
                 from prednet2.datasets.motion import with_motion
 
-                ds = with_motion(ds, motion, cfg)
+                ds = with_motion(ds, motion, cfg, progress=_PROGRESS[0])
             return ds
-        return build_dataset(spec, cfg=cfg, split=split, seed=seed, motion=motion, labelled=labelled, **kw)
+        return build_dataset(
+            spec, cfg=cfg, split=split, seed=seed, motion=motion, labelled=labelled, progress=_PROGRESS[0], **kw
+        )
     except (ValueError, FileNotFoundError, OSError) as e:  # DataError is a ValueError
         fail(f"{what or f'--data {spec}'}: {e}")
 

@@ -63,3 +63,15 @@ def test_out_not_named_npz_is_one_line(tiny_run, tmp_path, capsys):
     err = capsys.readouterr().err
     assert e.value.code == 2 and "e.json" in err and ".npz" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "e.json").exists()
+
+
+def test_no_progress_silences_the_decode_bar(tiny_run, labelled_videos, tmp_path, capsys):
+    """--no-progress: no tqdm bar while a fresh folder's videos decode, nor while its masks are made."""
+    import shutil
+
+    root = tmp_path / "videos"
+    shutil.copytree(labelled_videos, root, ignore=shutil.ignore_patterns(".prednet2_cache"))
+    argv = ["--checkpoint", str(tiny_run), "--data", str(root), "--out", str(tmp_path / "e.npz"), "--no-cache"]
+    assert main([*argv, "--device", "cpu", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "decoding videos" not in err and "it/s" not in err and "video/s" not in err, err
