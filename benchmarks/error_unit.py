@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         out[key] = rows
     if args.json is not None:
-        args.json.write_text(json.dumps(out, indent=1) + "\n")
+        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
         print(f"\nwrote {args.json}")
     return 0
 

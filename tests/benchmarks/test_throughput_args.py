@@ -5,6 +5,7 @@ traceback from the config, or an IsADirectoryError after the whole run."""
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 from pathlib import Path
 
@@ -66,3 +67,13 @@ def test_json_in_a_folder_not_made_yet(tmp_path, capsys):
         importlib.import_module("synthetic_throughput").main(["--clips", "1", "--size", "16", "--json", str(out)]) == 0
     )
     assert out.is_file()
+
+
+def test_error_unit_writes_its_json(tmp_path, monkeypatch, capsys):
+    """--json is a path string (out_file); the figures are written to it after the timing (the timing is stubbed)."""
+    mod = importlib.import_module("error_unit")
+    row = {"shape": [1, 4, 8, 8], "fused_ms": 1.0, "eager_ms": 2.0, "compiled_ms": 4.0}
+    monkeypatch.setattr(mod, "bench_shape", lambda *a, **k: row)
+    out = tmp_path / "e.json"
+    assert mod.main(["--channels", "4", "--sizes", "8x8", "--reps", "1", "--warmup", "1", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["cpu"] == [row]
