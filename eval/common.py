@@ -157,22 +157,9 @@ def build_or_exit(
 ):
     """``prednet2.datasets.build_dataset`` or exit 2 with the data error's own message, after ``what`` (default
     ``--data SPEC``: name the options the user gave that set the data)."""
-    import inspect
-
     from prednet2.datasets import build_dataset
 
-    try:
-        if kw and not set(kw) <= set(inspect.signature(build_dataset).parameters):
-            # UCF101 split lists (splits_dir, fold) go straight to the labelled folder reader when build_dataset
-            # does not forward them.
-            from prednet2.datasets.labelled import LabelledVideoFolder
-
-            ds = LabelledVideoFolder(spec, cfg=cfg, split=split, seed=seed, progress=_PROGRESS[0], **kw)
-            if motion is not None and motion.enabled:
-                from prednet2.datasets.motion import with_motion
-
-                ds = with_motion(ds, motion, cfg, progress=_PROGRESS[0])
-            return ds
+    try:  # kw: the UCF101 split lists (splits_dir, fold), which build_dataset hands to the labelled folder reader
         return build_dataset(
             spec, cfg=cfg, split=split, seed=seed, motion=motion, labelled=labelled, progress=_PROGRESS[0], **kw
         )
