@@ -282,6 +282,7 @@ class FeatureSource:
     # ---- what the JSON files quote -----------------------------------------------------------------------
     def provenance(self) -> dict:
         a, ds = self.args, self._datasets.get("train") or next(iter(self._datasets.values()), None)
+        skipped = skipped_files(*self._datasets.values())  # files of --data no split could use, each once
         return {
             "resplit": self.resplit,
             "variant": self.variant,
@@ -298,13 +299,9 @@ class FeatureSource:
             "clips_per_video": a.clips_per_video,
             "classes": list(getattr(ds, "classes", []) or []),
             "cache_hits": sum(self.cache_hits),
-            "n_skipped": len(self.skipped()),
-            "skipped": self.skipped(),
+            "n_skipped": len(skipped),
+            "skipped": skipped,
         }
-
-    def skipped(self) -> list[dict]:
-        """The files of ``--data`` that no split read could use (``{"path", "reason"}``), each once."""
-        return skipped_files(*self._datasets.values())
 
     def num_classes(self, *ys: np.ndarray) -> int:
         ds = self._datasets.get("train") or next(iter(self._datasets.values()))
