@@ -12,7 +12,6 @@ Frames/s counts frames delivered in clips (n_clips x T). Figures go to docs/resu
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 import time
@@ -25,6 +24,7 @@ sys.path.insert(0, str(REPO))  # run from a clone without installing
 
 from prednet2.datasets.decode import INTERPOLATION, resize_plan, scan_videos  # noqa: E402
 from prednet2.datasets.folder import VideoFolder  # noqa: E402
+from prednet2.eval.common import write_json  # noqa: E402
 
 from prednet2.cli import OneLineParser, int_at_least, out_file  # noqa: E402
 
@@ -154,8 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         for x in r["resize"]:
             print(f"  {x['method']:<46}{x['ms_per_frame']:>8.3f} ms/frame")
     if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(r, indent=2))
+        write_json(a.json, r)
     return 0
 
 

@@ -14,7 +14,6 @@ Figures go to docs/results/motion.md.
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 import time
@@ -32,6 +31,7 @@ from prednet2.datasets.folder import VideoFolder  # noqa: E402
 from prednet2.datasets.masks import motion_masks  # noqa: E402
 from prednet2.datasets.motion import with_motion  # noqa: E402
 from prednet2.datasets.shapes import SHAPES, ShapesDataset, render_shapes_clip  # noqa: E402
+from prednet2.eval.common import write_json  # noqa: E402
 
 from prednet2.cli import OneLineParser, int_at_least, out_file  # noqa: E402
 from prednet2.config import DataConfig, MotionConfig  # noqa: E402
@@ -174,8 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{c['generate_ms_per_clip']:.1f} ms"
     )
     if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)  # not a traceback after the whole run
-        Path(a.json).write_text(json.dumps(out, indent=2))
+        write_json(a.json, out)
         print(f"wrote {a.json}")
     return 0
 

@@ -126,6 +126,8 @@ def _parallel(mode: str, args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from prednet2.eval.common import write_json
+
     from prednet2.cli import OneLineParser, int_at_least, out_file
 
     p = OneLineParser(prog="benchmarks/scale_throughput.py", description=__doc__.split("\n\n")[0])
@@ -162,10 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"{r['mode']:<16}{r['processes']:>6}{r['frames_per_s']:>11.1f}{r['speedup']:>10.2f}x")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)  # not a traceback after the whole run
-        Path(args.json).write_text(
-            json.dumps({"config": vars(args), "layer_parallel_blocks": blocks, "rows": rows, "raw": fps}, indent=2)
-        )
+        write_json(args.json, {"config": vars(args), "layer_parallel_blocks": blocks, "rows": rows, "raw": fps})
     return 0
 
 

@@ -7,13 +7,12 @@ Every set is timed in the same process, one after another, so the figures compar
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 import time
 
 import torch
 from prednet2.datasets import DataError, build_dataset
+from prednet2.eval.common import write_json
 
 from prednet2.cli import OneLineParser, out_file
 from prednet2.config import DataConfig
@@ -65,9 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"{r['spec']:32s} {r['T']:3d} {r['size']:5d} {r['frames_per_s']:10.0f} {r['frames_per_cpu_s']:13.0f}")
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)  # not a traceback after the run
-        with open(args.json, "w") as f:
-            json.dump({"threads": 1, "results": rows}, f, indent=2)
+        write_json(args.json, {"threads": 1, "results": rows})
     return 0
 
 

@@ -122,6 +122,8 @@ def measure(spec: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from prednet2.eval.common import write_json
+
     from prednet2.cli import OneLineParser, int_at_least, out_file
 
     p = OneLineParser(prog="benchmarks/train_throughput.py", description=__doc__.split("\n\n")[0])
@@ -202,8 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         out = {"device": args.device, "args": {k: v for k, v in vars(args).items() if k != "worker"}}
         out.update({"rows": rows, "ratios": ratios})
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)  # not a traceback after the whole run
-        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+        write_json(args.json, out)
     return 0
 
 
