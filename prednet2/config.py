@@ -151,6 +151,9 @@ class TrainConfig:
     steps: int = _r(1000, ge=1)
     lr: float = _r(3e-3, gt=0)
     weight_decay: float = _r(0.0, ge=0)
+    # after each optimiser step, pull every weight toward its initial value by lr * anchor_weight of the way
+    # (prednet2.optim.InitAnchor); 0 = off
+    anchor_weight: float = _r(0.0, ge=0)
     # the target encoders' learning rate as a fraction of train.lr (their AdamW step scaled after each update); 1 = the
     # same rate as the predictors. Stack only (its units' enc and enc_motion).
     encoder_lr_scale: float = _r(1.0, gt=0, le=1)

@@ -70,3 +70,33 @@ def lr_factor(schedule: str, *, warmup: int, total: int, decay_start: int = 0):
         return 1.0
 
     return f
+
+
+class InitAnchor:
+    """``train.anchor_weight``: after each optimiser step, every parameter moves back toward its value at the
+    start of training by ``lr * weight`` of the way, ``p <- p + lr * weight * (p0 - p)``: decoupled like AdamW's
+    weight decay, which pulls toward 0 instead (the "L2 init" / regenerative regularisation of Kumar et al. 2023,
+    for keeping plasticity in continual learning). ``lr`` is the param group's current rate, so the pull follows
+    the schedule.
+
+    The anchor is the weights the optimiser holds when this is built: the trainer builds it right after the model
+    is built from ``train.seed`` and before a resume loads its checkpoint, so a resumed run rebuilds the same
+    anchor and resumes exactly; ``prednet2 stream --learn`` anchors to the checkpoint it starts from.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, weight: float):
+        self.weight = float(weight)
+        self.init = [[p.detach().clone() for p in g["params"]] for g in optimizer.param_groups]
+
+    @torch.no_grad()
+    def __call__(self, optimizer: torch.optim.Optimizer) -> None:
+        for g, inits in zip(optimizer.param_groups, self.init):
+            f = float(g["lr"]) * self.weight
+            for p, p0 in zip(g["params"], inits):
+                p.lerp_(p0, min(1.0, f))
+
+
+def build_anchor(optimizer: torch.optim.Optimizer, cfg: Config) -> InitAnchor | None:
+    """An ``InitAnchor`` at ``train.anchor_weight``, or None when it is 0 (the default)."""
+    w = cfg.train.anchor_weight
+    return InitAnchor(optimizer, w) if w > 0 else None

@@ -45,6 +45,7 @@ import torch
 # One concept per file: the frame source, the per-frame motion mask and the surprise gate live beside this loop.
 from prednet2.cli import OneLineParser, int_at_least, out_folder, prog_name
 from prednet2.frame_source import FrameSource, SourceError
+from prednet2.optim import build_anchor, unit_param_groups
 from prednet2.runinfo import read_rss_mb
 from prednet2.stream_motion import StreamMotion
 from prednet2.surprise_gate import SurpriseGate
@@ -66,7 +67,6 @@ def _to_input(frame: np.ndarray, device: torch.device) -> torch.Tensor:
 
 def _build_optimizer(model: torch.nn.Module, cfg, ckpt_path: str, fresh: bool) -> tuple[torch.optim.Optimizer, str]:
     """AdamW at ``train.lr`` with the trainer's per-unit param groups; the checkpoint's optimizer state when it fits."""
-    from prednet2.optim import unit_param_groups
 
     opt = torch.optim.AdamW(unit_param_groups(model), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     if fresh:
@@ -148,10 +148,11 @@ def run_stream(
     out_dir.mkdir(parents=True, exist_ok=True)  # after the checks: a refused stream leaves no folder behind
     motion = StreamMotion(cfg.motion) if cfg.motion.enabled else None
     use_mask = getattr(model.cfg, "motion_channels", 0) > 0
-    opt, opt_from = (None, "")
+    opt, opt_from, anchor = (None, "", None)
     if learn:
         model.train()
         opt, opt_from = _build_optimizer(model, cfg, checkpoint, fresh_optimizer)
+        anchor = build_anchor(opt, cfg)
     L = model.num_layers
 
     writer = None
@@ -217,6 +218,8 @@ def run_stream(
                         for g in opt.param_groups:
                             g["lr"] = cfg.train.lr * scale
                         opt.step()
+                        if anchor is not None:  # train.anchor_weight: toward the weights the stream started from
+                            anchor(opt)
                         model.update_ema()
                         n_updates += 1
                         updated = True

@@ -75,6 +75,7 @@ class TrainState:
     stop_signal: int | None = None
     main: bool = True
     pbar: Any = None
+    anchor: Any = None  # prednet2.optim.InitAnchor when train.anchor_weight > 0
 
 
 def say(msg: str) -> None:

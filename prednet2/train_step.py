@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import inspect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +67,7 @@ def train_step(
     grad_clip: float = 1.0,
     amp: bool = False,
     encoder_lr_scale: float = 1.0,
+    anchor: Callable[[torch.optim.Optimizer], None] | None = None,
     want_stats: bool = False,
     want_outputs: bool = False,
 ) -> StepResult:
@@ -86,6 +88,9 @@ def train_step(
     ``encoder_lr_scale`` < 1 (``train.encoder_lr_scale``): after each optimiser step the target encoders' parameters
     move only that fraction of the way from their old values, i.e. their AdamW step (decay included) at that
     fraction of the learning rate; the optimiser's moments are those of an unscaled run, as with a per-group rate.
+
+    ``anchor`` (``train.anchor_weight``, ``prednet2.optim.InitAnchor``): called with the optimiser after each of
+    its steps.
     """
     if mode not in ("local", "end_to_end"):
         raise ConfigError(f"train.mode: expected 'local' or 'end_to_end', got {mode!r}")
@@ -130,6 +135,8 @@ def train_step(
         with torch.no_grad():
             for p, old in zip(slow, before):
                 p.lerp_(old, 1.0 - encoder_lr_scale)  # old + scale * (new - old)
+        if anchor is not None:
+            anchor(optimizer)
         ema = getattr(unwrap_model(model), "update_ema", None)
         if callable(ema):  # EMA target encoders follow the online weights after each optimiser step
             ema()

@@ -44,7 +44,7 @@ from prednet2.distributed import (
     is_main_process,
     setup_distributed,
 )
-from prednet2.optim import build_optimizer, unit_param_groups
+from prednet2.optim import build_anchor, build_optimizer, unit_param_groups
 from prednet2.run_folder import (
     RunFolderError,
     RunPaths,
@@ -95,6 +95,7 @@ def train_one_epoch(ts: TrainState, loader: DataLoader, total_steps: int) -> boo
             grad_clip=tc.grad_clip,
             amp=tc.amp,
             encoder_lr_scale=tc.encoder_lr_scale,
+            anchor=ts.anchor,
             want_stats=log_now,
             want_outputs=stats_now or images_now,
         )
@@ -175,6 +176,7 @@ def train(
     optimizer, scheduler = build_optimizer(model, cfg)
     ts = TrainState(cfg=cfg, model=model, optimizer=optimizer, scheduler=scheduler, device=device, paths=paths,
                     logger=tblog.TBLogger(paths.tb, enabled=False), main=main)  # fmt: skip
+    ts.anchor = build_anchor(optimizer, cfg)  # the initial weights, before a resume loads later ones
 
     # Step 5. Resume: weights, optimiser, schedule, RNG and data position; then every rank takes rank 0's weights.
     if ckpt is not None:
