@@ -99,6 +99,7 @@ def run_stream(
     min_history: int = 10,
     window: int = 0,
     lr: float = 0.0,
+    anchor_weight: float | None = None,
     fresh_optimizer: bool = False,
     device: str = "cpu",
     video: bool = True,
@@ -112,13 +113,15 @@ def run_stream(
     from prednet2 import detach_state
     from prednet2.checkpoint import load_model, save_checkpoint
 
-    if not learn and (fresh_optimizer or lr > 0):  # both shape online updates, which only --learn makes
-        what = "--fresh-optimizer" if fresh_optimizer else f"--lr {lr:g}"
+    if not learn and (fresh_optimizer or lr > 0 or anchor_weight is not None):  # they shape online updates
+        what = "--fresh-optimizer" if fresh_optimizer else f"--lr {lr:g}" if lr > 0 else "--anchor-weight"
         raise StreamOptionError(
             f"{what} only matters with --learn (nothing is trained without it); add --learn or drop it"
         )
     if lr < 0 or not math.isfinite(lr):  # a negative rate was taken as 0: the checkpoint's, without a word
         raise StreamOptionError(f"--lr {lr:g}: need a rate > 0 (or 0 for the checkpoint's train.lr)")
+    if anchor_weight is not None and not (anchor_weight >= 0 and math.isfinite(anchor_weight)):
+        raise StreamOptionError(f"--anchor-weight {anchor_weight:g}: need a weight >= 0 (0 turns the anchor off)")
     try:  # the gate checks its own options (--gate, --history, --min-history, --z-threshold), before the model loads
         gate_ = SurpriseGate(gate, z_threshold=z_threshold, history=history, min_history=min_history)
     except ValueError as e:
@@ -133,6 +136,8 @@ def run_stream(
     model, cfg = load_model(checkpoint, dev)
     if lr > 0:
         cfg = cfg.replace({"train": {"lr": lr}})
+    if anchor_weight is not None:
+        cfg = cfg.replace({"train": {"anchor_weight": anchor_weight}})
     window = window or cfg.train.window
     if window < 1:
         raise StreamOptionError(f"--window must be >= 1, got {window}")
@@ -317,6 +322,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--min-history", type=int, default=10, help="frames before z-scores exist (gate open until then)")
     p.add_argument("--window", type=int, default=0, help="truncated window k in frames (0: train.window)")
     p.add_argument("--lr", type=float, default=0.0, help="online learning rate (0: train.lr of the checkpoint)")
+    p.add_argument(
+        "--anchor-weight",
+        type=float,
+        default=None,
+        help="pull the weights toward the checkpoint's by lr x this per update (default: train.anchor_weight)",
+    )
     p.add_argument("--fresh-optimizer", action="store_true", help="ignore the checkpoint's optimizer state")
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     p.add_argument("--no-video", action="store_true", help="skip stream.mp4")
@@ -356,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
             min_history=a.min_history,
             window=a.window,
             lr=a.lr,
+            anchor_weight=a.anchor_weight,
             fresh_optimizer=a.fresh_optimizer,
             device=a.device,
             video=not a.no_video,

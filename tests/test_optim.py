@@ -10,8 +10,8 @@ from prednet2 import build_model
 from prednet2.checkpoint import load_checkpoint
 from prednet2.config import Config, ConfigError
 from prednet2.optim import InitAnchor, build_anchor, build_optimizer
-from prednet2.trainer import train
 from prednet2.train_step import train_step
+from prednet2.trainer import train
 
 
 def _one_step(cfg, anchor_weight: float):

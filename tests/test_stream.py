@@ -219,17 +219,28 @@ def test_cli_errors_exit_2(tmp_path, ckpt, video, capsys):
         assert len(err) == 1 and msg in err[0]
 
 
-def test_stream_learning_with_a_full_anchor_keeps_the_checkpoints_weights(tmp_path, video):
-    """train.anchor_weight in the checkpoint's config: stream --learn pulls toward the weights it started from; at
-    lr * anchor_weight = 1 every update is undone."""
+def test_stream_learning_with_a_full_anchor_keeps_the_checkpoints_weights(tmp_path, video, capsys):
+    """--anchor-weight (or train.anchor_weight in the checkpoint's config): stream --learn pulls toward the weights
+    it started from; at lr * anchor_weight = 1 every update is undone, and at 0 the weights move."""
     torch.manual_seed(0)
     cfg = Config.from_dict({"model": {"channels": [8, 16]}, "data": {"size": [32, 32]},
                             "train": {"lr": 1e-2, "window": 4, "anchor_weight": 100.0}})  # fmt: skip
     path = tmp_path / "anchored.pt"
     save_checkpoint(path, model=prednet2.build_model(cfg.model), optimizer=None, config=cfg, step=0)
-    s = run_stream(str(video), str(path), tmp_path / "out", learn=True, gate="always", video=False, progress=False)
-    assert s["n_updates"] > 0
     before = load_checkpoint(path)["model"]
-    after = load_checkpoint(tmp_path / "out" / "last.pt")["model"]
+    kw = dict(learn=True, gate="always", video=False, progress=False)
+    s = run_stream(str(video), str(path), tmp_path / "full", **kw)
+    assert s["n_updates"] > 0
+    after = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
     for k in before:
         torch.testing.assert_close(after[k], before[k], rtol=1e-5, atol=1e-6, msg=k)
+    run_stream(str(video), str(path), tmp_path / "off", anchor_weight=0.0, **kw)
+    free = load_checkpoint(tmp_path / "off" / "last.pt")["model"]
+    assert any(not torch.equal(before[k], free[k]) for k in before)
+    for argv, msg in (
+        (["--anchor-weight", "-1", "--learn"], "--anchor-weight -1: need a weight >= 0"),
+        (["--anchor-weight", "1"], "--anchor-weight only matters with --learn"),
+    ):
+        assert main([str(video), "--checkpoint", str(path), "--out", str(tmp_path / "e"), *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and msg in err[0], err
