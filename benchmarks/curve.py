@@ -13,7 +13,6 @@ mean-over-tasks curve per variant (``--png``).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import shutil
 import sys
@@ -34,6 +33,7 @@ from study import (  # noqa: E402
     parse_variants,
 )
 
+from eval.common import write_json  # noqa: E402
 from prednet2.cli import OneLineParser  # noqa: E402
 
 
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         for n, v in res["variants"].items():
             print(f"{n}: {'rises' if v['rising'] else 'does not rise'} across the trained points (within 1 std)")
         if args.json:
-            Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+            write_json(args.json, res)
         if args.png:
             plot(res, args.png)
         return 0

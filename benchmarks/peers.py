@@ -16,7 +16,6 @@ other clip lengths (``data.clip_len``) are compared at one readout with ``--prob
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from study import (  # noqa: E402
     parse_variants,
 )
 
+from eval.common import write_json  # noqa: E402
 from prednet2.cli import OneLineParser  # noqa: E402
 
 
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         res = run(args)
         print(table(res))
         if args.json:
-            Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+            write_json(args.json, res)
         return 0
 
     return main_guard(go)

@@ -32,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from study import StudyError, main_guard, markdown_table, mean_std  # noqa: E402
 
+from eval.common import write_json  # noqa: E402
 from prednet2.cli import OneLineParser, json_files, out_file  # noqa: E402
 
 
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n{_describe(proto)}\n\n{table(s)}" if len(protos) > 1 else table(s))
             results.append({"protocol": _describe(proto), **s})
         if args.json:
-            Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+            write_json(args.json, results)
         return 0
 
     return main_guard(go)

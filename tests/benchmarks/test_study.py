@@ -85,13 +85,13 @@ def test_peers_two_step_run_and_table(tmp_path, capsys):
     out = tmp_path / "peers"
     rc = peers.main(["--steps", "2", "--variants", "default", "--variant", "res=model.predict=residual",
                      "--tasks", "direction", "--out", str(out), "--jobs", "2",
-                     "--json", str(tmp_path / "p.json"), *TINY])  # fmt: skip
+                     "--json", str(tmp_path / "new" / "p.json"), *TINY])  # fmt: skip
     assert rc == 0
     table = capsys.readouterr().out
     for row in ("| default |", "| res |", "| default (random init) |", "| pixels |"):
         assert row in table
     assert "res (random init)" not in table  # --random-for defaults to the default variant
-    res = json.loads((tmp_path / "p.json").read_text())
+    res = json.loads((tmp_path / "new" / "p.json").read_text())  # --json makes its folder
     assert res["tasks"] == ["direction"] and set(res["variants"]) == {"default", "res"}
     v = res["variants"]["default"]
     assert v["runs"][0]["steps"] == 2 and v["runs"][0]["frames_per_s"] > 0
@@ -158,9 +158,9 @@ def test_resplit_reaches_the_folder_probes_only(tmp_path, monkeypatch, capsys):
 @pytest.mark.slow
 def test_curve_points_and_rising_flag(tmp_path, capsys):
     rc = curve.main(["--points", "0,2", "--tasks", "direction", "--out", str(tmp_path / "c"),
-                     "--json", str(tmp_path / "c.json"), "--png", str(tmp_path / "c.png"), *TINY])  # fmt: skip
+                     "--json", str(tmp_path / "new" / "c.json"), "--png", str(tmp_path / "c.png"), *TINY])  # fmt: skip
     assert rc == 0
-    res = json.loads((tmp_path / "c.json").read_text())
+    res = json.loads((tmp_path / "new" / "c.json").read_text())
     pts = res["variants"]["default"]["points"]
     assert set(pts) == {"0", "2"} and {"direction", "mean", "mean_std"} <= set(pts["2"])
     assert isinstance(res["variants"]["default"]["rising"], bool)

@@ -46,7 +46,7 @@ def test_seeds_from_several_files_merge_and_pair_with_the_reference(tmp_path, ca
         peers_json(tmp_path / "d1.json", {"default": ([], {1: [0.54, 0.44]})}),
         peers_json(tmp_path / "v01.json", {"v": (["model.horizon=2"], {0: [0.56, 0.40], 1: [0.56, 0.40]})}),
     ]
-    out = tmp_path / "t.json"
+    out = tmp_path / "new" / "t.json"  # --json makes its folder
     assert study_table.main([*map(str, files), "--json", str(out)]) == 0
     (res,) = json.loads(out.read_text())
     d, v = res["variants"]["default"], res["variants"]["v"]
