@@ -20,6 +20,7 @@ from functools import reduce
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from prednet2.eval.common import write_json  # noqa: E402
 from study import (  # noqa: E402
     Runner,
     StudyError,
@@ -33,7 +34,6 @@ from study import (  # noqa: E402
     parse_variants,
 )
 
-from eval.common import write_json  # noqa: E402
 from prednet2.cli import OneLineParser  # noqa: E402
 
 

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from prednet2.eval.common import write_json  # noqa: E402
 from study import (  # noqa: E402
     PEERS,
     TASKS,
@@ -35,7 +36,6 @@ from study import (  # noqa: E402
     parse_variants,
 )
 
-from eval.common import write_json  # noqa: E402
 from prednet2.cli import OneLineParser  # noqa: E402
 
 

@@ -30,9 +30,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from prednet2.eval.common import write_json  # noqa: E402
 from study import StudyError, main_guard, markdown_table, mean_std  # noqa: E402
 
-from eval.common import write_json  # noqa: E402
 from prednet2.cli import OneLineParser, json_files, out_file  # noqa: E402
 
 

@@ -187,7 +187,9 @@ def test_budget_sends_sigterm_and_waits(tmp_path, clock):
     assert time.time() - t0 < 50 and (tmp_path / "saved").read_text() == "ok"
 
 
-def test_scripts_have_help():
-    for name in ("peers.py", "curve.py"):
-        p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / name), "--help"], capture_output=True, text=True)
-        assert p.returncode == 0 and "--json" in p.stdout
+def test_scripts_have_help(tmp_path):
+    # Run as a user runs them, from another folder: every import must resolve without the repo root on sys.path.
+    for name in ("peers.py", "curve.py", "study_table.py"):
+        p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / name), "--help"], capture_output=True, text=True,
+                           cwd=tmp_path)  # fmt: skip
+        assert p.returncode == 0 and "--json" in p.stdout, p.stderr
