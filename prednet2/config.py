@@ -152,8 +152,8 @@ class TrainConfig:
     lr: float = _r(3e-3, gt=0)
     weight_decay: float = _r(0.0, ge=0)
     # after each optimiser step, pull every weight toward its initial value by lr * anchor_weight of the way
-    # (prednet2.optim.InitAnchor); 0 = off
-    anchor_weight: float = _r(0.0, ge=0)
+    # (prednet2.optim.InitAnchor); 0 = off. 0.3 since round 86c: the curve keeps rising past 1000 steps
+    anchor_weight: float = _r(0.3, ge=0)
     # the target encoders' learning rate as a fraction of train.lr (their AdamW step scaled after each update); 1 = the
     # same rate as the predictors. Stack only (its units' enc and enc_motion).
     encoder_lr_scale: float = _r(1.0, gt=0, le=1)
@@ -261,7 +261,7 @@ _PRESETS: dict[str, dict[str, Any]] = {"tiny": {}}
 # step 1000; a config stored without them was trained with these values.
 STORED_BEFORE: dict[str, dict[str, Any]] = {
     "model": {"error_loss": "l1", "error_weight": 1.0},
-    "train": {"lr_schedule": "constant", "decay_start": 0},
+    "train": {"lr_schedule": "constant", "decay_start": 0, "anchor_weight": 0.0},
 }
 
 

@@ -65,11 +65,15 @@ def test_anchor_resumes_exactly(tmp_path):
     assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())  # the anchor did something
 
 
-def test_anchor_is_off_by_default_and_refuses_negative():
+def test_anchor_default_off_switch_and_old_runs():
     cfg = Config()
-    assert cfg.train.anchor_weight == 0
+    assert cfg.train.anchor_weight == 0.3  # the default since round 86c
     model = build_model(cfg.model)
     opt, _ = build_optimizer(model, cfg)
-    assert build_anchor(opt, cfg) is None
+    assert build_anchor(opt, cfg).weight == 0.3
+    off = cfg.replace(["train.anchor_weight=0"])
+    assert build_anchor(opt, off) is None
+    # a run stored before the key existed resumes and probes as it was trained: without the anchor
+    assert Config.from_stored({"train": {"lr": 3e-3}}).train.anchor_weight == 0
     with pytest.raises(ConfigError, match="train.anchor_weight"):
         Config.from_yaml(None, ["train.anchor_weight=-1"])
