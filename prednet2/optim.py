@@ -91,9 +91,9 @@ class InitAnchor:
     @torch.no_grad()
     def __call__(self, optimizer: torch.optim.Optimizer) -> None:
         for g, inits in zip(optimizer.param_groups, self.init):
-            f = float(g["lr"]) * self.weight
+            f = min(1.0, float(g["lr"]) * self.weight)
             for p, p0 in zip(g["params"], inits):
-                p.lerp_(p0, min(1.0, f))
+                p.lerp_(p0, f)
 
 
 def build_anchor(optimizer: torch.optim.Optimizer, cfg: Config) -> InitAnchor | None:

@@ -67,7 +67,6 @@ def _to_input(frame: np.ndarray, device: torch.device) -> torch.Tensor:
 
 def _build_optimizer(model: torch.nn.Module, cfg, ckpt_path: str, fresh: bool) -> tuple[torch.optim.Optimizer, str]:
     """AdamW at ``train.lr`` with the trainer's per-unit param groups; the checkpoint's optimizer state when it fits."""
-
     opt = torch.optim.AdamW(unit_param_groups(model), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     if fresh:
         return opt, "fresh"
