@@ -11,8 +11,6 @@ YAML file or on the command line never silently does nothing.
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,8 @@ from typing import Any
 import yaml
 
 # Value ranges are declared at each field (``_r``/``_one_of``) and checked by ``check_ranges``: config_ranges.py.
+# Parsing --set strings and building the dataclasses from dicts: config_parse.py (parse_set is re-exported).
+from .config_parse import build, deep_merge, normalise_shortcuts, parse_set, to_plain  # noqa: F401
 from .config_ranges import ConfigError, _one_of, _r, check_ranges  # noqa: F401  (ConfigError, check_ranges: re-exported)
 
 
@@ -189,11 +189,11 @@ class Config:
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> Config:
         """Build from a nested dict, applying the model preset first. Raises ConfigError naming bad keys."""
-        d = _normalise_shortcuts(dict(d or {}))
+        d = normalise_shortcuts(dict(d or {}))
         model = dict(d.get("model") or {})
         preset = model.get("preset", ModelConfig.preset)
-        merged = _deep_merge({"model": preset_overrides(preset)}, d)
-        return _build(cls, merged, prefix="")
+        merged = deep_merge({"model": preset_overrides(preset)}, d)
+        return build(cls, merged, prefix="")
 
     @classmethod
     def from_stored(cls, d: dict[str, Any]) -> Config:
@@ -226,7 +226,7 @@ class Config:
             if not isinstance(d, dict):
                 raise ConfigError(f"{p}: top level must be a mapping of sections (model, data, motion, train)")
         for s in sets or []:
-            d = _deep_merge(d, parse_set(s))
+            d = deep_merge(d, parse_set(s))
         return cls.from_dict(d)
 
     def replace(self, sets: list[str] | dict[str, Any]) -> Config:
@@ -236,11 +236,11 @@ class Config:
             over = sets
         else:
             for s in sets:
-                over = _deep_merge(over, parse_set(s))
-        return _build(type(self), _deep_merge(self.to_dict(), _normalise_shortcuts(over)), prefix="")
+                over = deep_merge(over, parse_set(s))
+        return build(type(self), deep_merge(self.to_dict(), normalise_shortcuts(over)), prefix="")
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_plain(dataclasses.asdict(self))
+        return to_plain(dataclasses.asdict(self))
 
     def to_yaml(self, extra: dict[str, Any] | None = None) -> str:
         d = self.to_dict()
@@ -287,125 +287,3 @@ def preset_overrides(name: str) -> dict[str, Any]:
 def preset_names() -> list[str]:
     preset_overrides("tiny")
     return sorted(_PRESETS)
-
-
-# ---- helpers ----------------------------------------------------------------------------------------------
-def parse_set(s: str) -> dict[str, Any]:
-    """``"train.lr=1e-3"`` -> ``{"train": {"lr": 0.001}}``. Values are parsed as YAML scalars/lists."""
-    if "=" not in s:
-        raise ConfigError(f"--set {s!r}: expected key=value, e.g. --set train.lr=1e-3")
-    key, _, raw = s.partition("=")
-    key = key.strip()
-    if not key:
-        raise ConfigError(f"--set {s!r}: empty key")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    out: dict[str, Any] = {}
-    cur = out
-    parts = key.split(".")
-    for p in parts[:-1]:
-        cur = cur.setdefault(p, {})
-    cur[parts[-1]] = value
-    return out
-
-
-def _normalise_shortcuts(d: dict[str, Any]) -> dict[str, Any]:
-    # `--set motion=off` (YAML parses off as False) turns the whole modality off.
-    m = d.get("motion")
-    if isinstance(m, bool | str) and not isinstance(m, dict):
-        if isinstance(m, str) and m.lower() not in {"on", "off", "true", "false"}:
-            raise ConfigError(f"motion: expected on/off or a mapping, got {m!r}")
-        on = m if isinstance(m, bool) else m.lower() in {"on", "true"}
-        d = {**d, "motion": {"enabled": on}}
-    return d
-
-
-def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    out = dict(a)
-    for k, v in b.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _deep_merge(out[k], v)
-        else:
-            out[k] = v
-    return out
-
-
-def _build(cls: type, d: Any, prefix: str) -> Any:
-    if not isinstance(d, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {type(d).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        key = prefix + unknown[0]
-        raise ConfigError(f"unknown config key {key!r}; valid keys here: {', '.join(sorted(names))}")
-    kwargs = {}
-    for name in d:
-        tp = hints[name]
-        if dataclasses.is_dataclass(tp):
-            kwargs[name] = _build(tp, d[name], prefix + name + ".")
-        else:
-            kwargs[name] = _coerce(d[name], tp, prefix + name)
-    obj = cls(**kwargs)
-    if not prefix:  # the whole Config is built: check every declared range once
-        check_ranges(obj)
-    return obj
-
-
-def _coerce(v: Any, tp: Any, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin is tuple:
-        args = typing.get_args(tp)
-        if not isinstance(v, list | tuple):
-            raise ConfigError(f"{key}: expected a list, got {v!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(x, args[0], f"{key}[{i}]") for i, x in enumerate(v))
-        if len(v) != len(args):
-            raise ConfigError(f"{key}: expected {len(args)} values, got {len(v)}")
-        return tuple(_coerce(x, t, f"{key}[{i}]") for i, (x, t) in enumerate(zip(v, args, strict=True)))
-    if origin in (typing.Union, types.UnionType):
-        errors = []
-        for t in typing.get_args(tp):
-            try:
-                return _coerce(v, t, key)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[0])
-    if tp is type(None):
-        if v is None:
-            return None
-        raise ConfigError(f"{key}: expected null, got {v!r}")
-    if tp is bool:
-        if isinstance(v, bool):
-            return v
-        raise ConfigError(f"{key}: expected true/false, got {v!r}")
-    if tp is int:
-        if isinstance(v, int) and not isinstance(v, bool):
-            return v
-        raise ConfigError(f"{key}: expected an integer, got {v!r}")
-    if tp is float:
-        if isinstance(v, int | float) and not isinstance(v, bool):
-            return float(v)
-        if isinstance(v, str):  # YAML 1.1 reads "1e-3" as a string
-            try:
-                return float(v)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected a number, got {v!r}")
-    if tp is str:
-        if isinstance(v, str):
-            return v
-        if isinstance(v, int | float) and not isinstance(v, bool):
-            return str(v)
-        raise ConfigError(f"{key}: expected a string, got {v!r}")
-    return v
-
-
-def _to_plain(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _to_plain(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_to_plain(v) for v in x]
-    return x
