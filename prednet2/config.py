@@ -11,6 +11,7 @@ YAML file or on the command line never silently does nothing.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,6 +177,18 @@ class TrainConfig:
     keep_numbered: int = _r(0, ge=0)  # also keep checkpoints/step_XXXXXX.pt for the last N saves; 0: only last.pt
     keep_best: bool = True  # also copy last.pt to best.pt when its interval's mean total loss is the lowest yet
     threads: int = _r(0, ge=0)  # torch CPU threads; 0 leaves torch's default
+
+    def __post_init__(self) -> None:
+        # Ranges are checked after construction (check_ranges); this cross-key check needs both keys finite. At
+        # lr x anchor_weight = 1 every update is undone (a diagnostic the tests use); above it the pull is capped there.
+        a, lr = self.anchor_weight, self.lr
+        if isinstance(a, float) and isinstance(lr, float) and 0 < a < math.inf and 0 < lr < math.inf:
+            if a * lr > 1 + 1e-9:
+                raise ConfigError(
+                    f"train.anchor_weight={a:g} with train.lr={lr:g}: lr x anchor_weight = {a * lr:g} > 1 pulls every "
+                    f"weight all the way back to its initial value after each step, so nothing would be learned; keep "
+                    f"anchor_weight well below 1 / lr = {1 / lr:g} (the default is 0.3; 0 turns the anchor off)"
+                )
 
 
 @dataclass(frozen=True)

@@ -42,8 +42,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# One concept per file: the frame source, the per-frame motion mask and the surprise gate live beside this loop.
 from prednet2.cli import OneLineParser, int_at_least, out_folder, prog_name
+
+# One concept per file: the frame source, the per-frame motion mask and the surprise gate live beside this loop.
+from prednet2.config import ConfigError
 from prednet2.frame_source import FrameSource, SourceError
 from prednet2.optim import build_anchor, unit_param_groups
 from prednet2.runinfo import read_rss_mb
@@ -133,10 +135,12 @@ def run_stream(
         "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
     )
     model, cfg = load_model(checkpoint, dev)
-    if lr > 0:
-        cfg = cfg.replace({"train": {"lr": lr}})
-    if anchor_weight is not None:
-        cfg = cfg.replace({"train": {"anchor_weight": anchor_weight}})
+    over = {**({"lr": lr} if lr > 0 else {}), **({"anchor_weight": anchor_weight} if anchor_weight is not None else {})}
+    try:  # e.g. an --lr or --anchor-weight whose product pulls every update all the way back
+        cfg = cfg.replace({"train": over}) if over else cfg
+    except ConfigError as e:
+        flags = " / ".join(f for f, v in (("--lr", lr > 0), ("--anchor-weight", anchor_weight is not None)) if v)
+        raise StreamOptionError(f"{flags}: {e}") from None
     window = window or cfg.train.window
     if window < 1:
         raise StreamOptionError(f"--window must be >= 1, got {window}")

@@ -43,6 +43,16 @@ def test_bad_overrides_name_the_key(override, key):
         Config.from_yaml(None, [override])
 
 
+def test_an_anchor_that_undoes_every_update_is_refused_with_both_keys():
+    """lr x anchor_weight above 1 would be capped at a full pull back to init: nothing learned, so it is an error."""
+    with pytest.raises(ConfigError, match=r"train\.anchor_weight=1e\+09 with train\.lr=0\.003.*below 1 / lr"):
+        Config.from_yaml(None, ["train.anchor_weight=1e9"])
+    with pytest.raises(ConfigError, match=r"train\.lr=5"):
+        Config.from_yaml(None, ["train.lr=5"])  # the default anchor 0.3 at a rate of 5
+    assert Config.from_yaml(None, ["train.lr=1e-2", "train.anchor_weight=100"]).train.anchor_weight == 100  # = 1
+    assert Config.from_yaml(None, ["train.lr=5", "train.anchor_weight=0"]).train.lr == 5  # the anchor off
+
+
 def test_set_needs_equals():
     with pytest.raises(ConfigError, match="key=value"):
         parse_set("train.lr")

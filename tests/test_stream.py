@@ -240,6 +240,8 @@ def test_stream_learning_with_a_full_anchor_keeps_the_checkpoints_weights(tmp_pa
     for argv, msg in (
         (["--anchor-weight", "-1", "--learn"], "--anchor-weight -1: need a weight >= 0"),
         (["--anchor-weight", "1"], "--anchor-weight only matters with --learn"),
+        (["--anchor-weight", "1e9", "--learn"], "--anchor-weight: train.anchor_weight=1e+09 with train.lr=0.01"),
+        (["--lr", "1", "--learn"], "--lr: train.anchor_weight=100 with train.lr=1"),
     ):
         assert main([str(video), "--checkpoint", str(path), "--out", str(tmp_path / "e"), *argv]) == 2
         err = capsys.readouterr().err.strip().splitlines()
