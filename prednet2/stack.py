@@ -21,10 +21,11 @@ from torch import Tensor, nn
 
 from . import readout
 from .cells import State, upsample2
-from .config import ModelConfig, check_ranges
+from .config import ModelConfig
 from .losses import ahead_loss, arrow_loss, covariance_penalty, error_loss, info_nce, squared_error, variance_hinge
 from .ops import reference_error_unit
 from .outputs import StackOutput, StackState, StepOutput
+from .stack_checks import validate_model_config
 from .units import PredictiveUnit
 
 
@@ -33,7 +34,7 @@ class PredictiveStack(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        _validate(cfg)
+        validate_model_config(cfg)
         self.cfg = cfg
         L = len(cfg.channels)
         hidden = cfg.hidden_channels or cfg.channels
@@ -382,37 +383,6 @@ def window_terms(
         mot = torch.cat([p[1] for p in bind_pairs], dim=0)
         terms["bind"] = info_nce(rgb, mot, bind_temperature)
     return terms
-
-
-def _validate(cfg: ModelConfig) -> None:
-    L = len(cfg.channels)
-    if L < 1:
-        raise ValueError("model.channels: need at least one unit")
-    # Enum values and numeric ranges are declared once on ModelConfig's fields (prednet2.config.check_ranges);
-    # ConfigError is a ValueError, so direct library use still gets a ValueError naming the field.
-    check_ranges(cfg, prefix="model.")
-    for key in ("layer_weights", "cov_weights", "hidden_channels"):  # per-unit lists: empty, or one entry per unit
-        n = len(getattr(cfg, key))
-        if n and n != L:
-            raise ValueError(f"model.{key}: {n} entries for {L} units (model.channels); give one per unit or none")
-    if cfg.target_grad and cfg.target_mode == "ema":
-        raise ValueError("model.target_grad=true needs model.target_mode=stopgrad (an EMA target takes no gradient)")
-    if cfg.anti_collapse != "vicreg":  # the VICReg-only options would be silently ignored
-        for key, on in (("change_weight", cfg.change_weight > 0), ("cov_weights", bool(cfg.cov_weights))):
-            if on:
-                raise ValueError(
-                    f"model.{key} applies to model.anti_collapse=vicreg only (it is {cfg.anti_collapse!r}); "
-                    f"drop model.{key} or set model.anti_collapse=vicreg"
-                )
-    if cfg.motion_error_weight > 0 and cfg.motion_channels == 0:
-        raise ValueError(
-            "model.motion_error_weight weights the error by the motion masks, but this model has no motion stream "
-            "(model.motion_channels=0 or motion=off); turn motion on or drop model.motion_error_weight"
-        )
-    if cfg.blind_prob > 0 and (cfg.change_weight > 0 or cfg.arrow_weight > 0):  # both read a(t-1) as seen
-        raise ValueError("model.blind_prob hides frames from a(t-1), which model.change_weight and model.arrow_weight "
-                         "compare with a(t); drop one of them")  # fmt: skip
-    readout.parse_parts(cfg.readout)
 
 
 def with_motion(cfg: ModelConfig, enabled: bool) -> ModelConfig:

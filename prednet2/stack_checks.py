@@ -1,0 +1,39 @@
+"""The stack's checks of its ``ModelConfig``: what ``PredictiveStack`` refuses to build, with the key to change."""
+
+from __future__ import annotations
+
+from . import readout
+from .config import ModelConfig, check_ranges
+
+
+def validate_model_config(cfg: ModelConfig) -> None:
+    """Raise ValueError (ConfigError where a range is out) naming the ``model.*`` key for a config the stack cannot
+    build or would silently misread: ranges, per-unit list lengths, options that only apply with others."""
+    L = len(cfg.channels)
+    if L < 1:
+        raise ValueError("model.channels: need at least one unit")
+    # Enum values and numeric ranges are declared once on ModelConfig's fields (prednet2.config.check_ranges);
+    # ConfigError is a ValueError, so direct library use still gets a ValueError naming the field.
+    check_ranges(cfg, prefix="model.")
+    for key in ("layer_weights", "cov_weights", "hidden_channels"):  # per-unit lists: empty, or one entry per unit
+        n = len(getattr(cfg, key))
+        if n and n != L:
+            raise ValueError(f"model.{key}: {n} entries for {L} units (model.channels); give one per unit or none")
+    if cfg.target_grad and cfg.target_mode == "ema":
+        raise ValueError("model.target_grad=true needs model.target_mode=stopgrad (an EMA target takes no gradient)")
+    if cfg.anti_collapse != "vicreg":  # the VICReg-only options would be silently ignored
+        for key, on in (("change_weight", cfg.change_weight > 0), ("cov_weights", bool(cfg.cov_weights))):
+            if on:
+                raise ValueError(
+                    f"model.{key} applies to model.anti_collapse=vicreg only (it is {cfg.anti_collapse!r}); "
+                    f"drop model.{key} or set model.anti_collapse=vicreg"
+                )
+    if cfg.motion_error_weight > 0 and cfg.motion_channels == 0:
+        raise ValueError(
+            "model.motion_error_weight weights the error by the motion masks, but this model has no motion stream "
+            "(model.motion_channels=0 or motion=off); turn motion on or drop model.motion_error_weight"
+        )
+    if cfg.blind_prob > 0 and (cfg.change_weight > 0 or cfg.arrow_weight > 0):  # both read a(t-1) as seen
+        raise ValueError("model.blind_prob hides frames from a(t-1), which model.change_weight and model.arrow_weight "
+                         "compare with a(t); drop one of them")  # fmt: skip
+    readout.parse_parts(cfg.readout)
