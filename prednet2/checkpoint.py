@@ -16,6 +16,7 @@ import os
 import random
 import shutil
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -190,6 +191,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if first.startswith("Weights only load failed"):  # torch's advice (weights_only=False) is not ours to give
             first = "a pickle of something other than tensors and plain values, which prednet2 never loads"
+        if head == b"PK" and not zipfile.is_zipfile(path):  # a zip cut short: torch says only "Invalid argument"
+            raise CheckpointError(
+                f"{path}: truncated or damaged checkpoint (its zip archive is incomplete: an interrupted copy?); copy "
+                "it again, or use another of the run's checkpoints (checkpoints/best.pt, step_*.pt)"
+            ) from e
         raise CheckpointError(f"{path}: cannot be loaded as a prednet2 checkpoint ({first})") from e
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
         raise CheckpointError(f"{path}: not a prednet2 checkpoint (no 'model'/'config' entries)")

@@ -203,7 +203,10 @@ class Config:
     def from_dict(cls, d: dict[str, Any] | None) -> Config:
         """Build from a nested dict, applying the model preset first. Raises ConfigError naming bad keys."""
         d = normalise_shortcuts(dict(d or {}))
-        model = dict(d.get("model") or {})
+        model = d.get("model") or {}
+        if not isinstance(model, dict):  # `--set model=small`: a guess at the preset
+            hint = f"; a preset is model.preset={model}" if isinstance(model, str) else ""
+            raise ConfigError(f"model: expected a mapping of model keys, got {model!r}{hint}")
         preset = model.get("preset", ModelConfig.preset)
         merged = deep_merge({"model": preset_overrides(preset)}, d)
         return build(cls, merged, prefix="")
@@ -238,8 +241,9 @@ class Config:
                 raise ConfigError(f"{p}: a binary file, not a YAML config (such as configs/*.yaml)") from None
             if not isinstance(d, dict):
                 raise ConfigError(f"{p}: top level must be a mapping of sections (model, data, motion, train)")
+        d = normalise_shortcuts(d)  # `motion: off` before any motion.* key merges over it
         for s in sets or []:
-            d = deep_merge(d, parse_set(s))
+            d = deep_merge(d, normalise_shortcuts(parse_set(s)))
         return cls.from_dict(d)
 
     def replace(self, sets: list[str] | dict[str, Any]) -> Config:
@@ -249,7 +253,7 @@ class Config:
             over = sets
         else:
             for s in sets:
-                over = deep_merge(over, parse_set(s))
+                over = deep_merge(over, normalise_shortcuts(parse_set(s)))
         return build(type(self), deep_merge(self.to_dict(), normalise_shortcuts(over)), prefix="")
 
     def to_dict(self) -> dict[str, Any]:

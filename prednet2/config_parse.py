@@ -48,11 +48,23 @@ def normalise_shortcuts(d: dict[str, Any]) -> dict[str, Any]:
     return d
 
 
-def deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``b`` over ``a``, key by key. A section (a mapping) and a single value under one key is an error naming the key:
+    replacing either by the other would silently drop what was given first (``--set train=fast --set train.lr=1``)."""
     out = dict(a)
     for k, v in b.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = deep_merge(out[k], v)
+        old = out.get(k)
+        if isinstance(v, dict) and isinstance(old, dict):
+            out[k] = deep_merge(old, v, f"{prefix}{k}.")
+        elif k in out and isinstance(v, dict) != isinstance(old, dict):
+            key = prefix + k
+            value, section = (old, v) if isinstance(v, dict) else (v, old)
+            sub = next(iter(section), "NAME")
+            hint = f" (a preset is model.preset={value})" if key == "model" and isinstance(value, str) else ""
+            raise ConfigError(
+                f"{key}: given both a value ({value!r}) and keys below it ({key}.{sub}); a key is one or the "
+                f"other{hint}"
+            )
         else:
             out[k] = v
     return out

@@ -90,7 +90,7 @@ def make_run_dir(paths: RunPaths) -> None:
 
 # A resumed run continues the checkpoint's network on the same kind of input: these fields cannot change on resume
 # (a different --data can: that is continual learning). model.use_ext_op picks an implementation, not the math.
-FROZEN_ON_RESUME = ("model.", "data.size", "data.clip_len", "data.grayscale")
+FROZEN_ON_RESUME = ("model.", "motion.enabled", "data.size", "data.clip_len", "data.grayscale")  # the weights' shapes
 _FREE_ON_RESUME = ("model.use_ext_op",)
 
 
@@ -133,12 +133,14 @@ def config_for_resume(out_dir: str | Path, sets: list[str] | None = None) -> Con
     if changed:
         raise ConfigError(
             f"--resume cannot change {', '.join(changed)}: a resumed run keeps its checkpoint's model and input "
-            "(model.*, data.size, data.clip_len, data.grayscale); start a new run in another --out to change them"
+            "(model.*, motion.enabled, data.size, data.clip_len, data.grayscale); start a new run in another --out to "
+            "change them"
         )
     done = int(ckpt.get("step", 0))
-    if cfg.train.steps < done:  # it would train nothing and report success
+    if cfg.train.steps <= done:  # it would train nothing, report success and overwrite the run's summary
+        where = "past" if cfg.train.steps < done else "already at"
         raise ConfigError(
-            f"--resume: {paths.last} is already at step {done}, past train.steps={cfg.train.steps}; the step count "
+            f"--resume: {paths.last} is already at step {done}, {where} train.steps={cfg.train.steps}; the step count "
             f"is the total, so give more than {done} (e.g. --steps {2 * done}) to train more"
         )
     return cfg

@@ -330,16 +330,23 @@ def test_unwritable_out(f, capsys, monkeypatch):
     assert_one_clear_line(code, err, "is not writable; pick a folder you can write to")
 
 
-def test_resume_below_the_checkpoints_step(f, capsys, tmp_path):
-    # --steps is the total: resuming a run at step 5 with --steps 3 would train nothing and exit 0.
-    tiny = Config.from_yaml(None, [*TINY_SETS, "data.size=[32,32]", "data.clip_len=6"])
+@pytest.mark.parametrize(
+    "extra, msg",
+    [
+        (["--steps", "3"], "is already at step 5, past train.steps=3; the step count is the total"),
+        (["--steps", "5"], "is already at step 5, already at train.steps=5; the step count is the total"),
+        (["--steps", "9", "--set", "motion=on"], "--resume cannot change motion.enabled (False -> True)"),
+    ],
+)
+def test_resume_that_would_train_nothing_or_misload(f, capsys, tmp_path, extra, msg):
+    # --steps is the total: resuming a run at step 5 with --steps 3 or 5 would train nothing, exit 0 and overwrite
+    # the run's summary; switching motion would fail deep in the weight loading.
+    tiny = Config.from_yaml(None, [*TINY_SETS, "data.size=[32,32]", "data.clip_len=6", "motion=off"])
     save_checkpoint(
         tmp_path / "checkpoints/last.pt", model=build_model(tiny.model), optimizer=None, config=tiny, step=5
     )
-    code, err = run_cli(
-        ["train", "--data", "synthetic:shapes", "--out", str(tmp_path), "--resume", "--steps", "3"], capsys
-    )
-    assert_one_clear_line(code, err, "is already at step 5, past train.steps=3; the step count is the total")
+    code, err = run_cli(["train", "--data", "synthetic:shapes", "--out", str(tmp_path), "--resume", *extra], capsys)
+    assert_one_clear_line(code, err, msg)
 
 
 def test_resume_may_change_data_and_training_fields(f):

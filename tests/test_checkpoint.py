@@ -124,6 +124,15 @@ def test_text_file_is_named_as_not_a_checkpoint(tmp_path):
         load_checkpoint(tmp_path / "notes.pt")
 
 
+def test_truncated_checkpoint_is_named_as_truncated(tmp_path):
+    """A copy cut short: torch.load only says "Invalid argument"; the error says what happened and what to do."""
+    full = tmp_path / "full.pt"
+    torch.save({"model": {"w": torch.randn(64, 64)}, "config": {}}, full)
+    (tmp_path / "cut.pt").write_bytes(full.read_bytes()[:3000])
+    with pytest.raises(CheckpointError, match=r"cut.pt: truncated or damaged checkpoint .*checkpoints/best.pt"):
+        load_checkpoint(tmp_path / "cut.pt")
+
+
 def test_strict_mismatch_names_keys_shapes_and_config(tmp_path):
     cfg_a = tiny_config()
     cfg_b = tiny_config("model.channels=[4,6]")

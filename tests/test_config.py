@@ -53,6 +53,29 @@ def test_an_anchor_that_undoes_every_update_is_refused_with_both_keys():
     assert Config.from_yaml(None, ["train.lr=5", "train.anchor_weight=0"]).train.lr == 5  # the anchor off
 
 
+@pytest.mark.parametrize(
+    "sets, msg",
+    [
+        (["model=small"], "model: expected a mapping of model keys, got 'small'; a preset is model.preset=small"),
+        (["train=fast", "train.lr=1"], "train: given both a value ('fast') and keys below it (train.lr)"),
+        (["data.n_synthetic=16", "data=5"], "data: given both a value (5) and keys below it (data.n_synthetic)"),
+        (["data.size=[32,32]", "data.size.x=1"], "data.size: given both a value ([32, 32]) and keys below it"),
+    ],
+)
+def test_a_value_and_a_section_under_one_key_is_an_error_not_a_silent_drop(sets, msg):
+    with pytest.raises(ConfigError) as e:
+        Config.from_yaml(None, sets)
+    assert msg in str(e.value)
+
+
+def test_motion_off_survives_a_later_motion_key():
+    """`--set motion=off` is the shortcut for motion.enabled=false; a motion.* key after it must not turn it on."""
+    for sets in (["motion=off", "motion.backend=farneback"], ["motion.backend=farneback", "motion=off"]):
+        cfg = Config.from_yaml(None, sets)
+        assert (cfg.motion.enabled, cfg.motion.backend) == (False, "farneback"), sets
+    assert not Config().replace(["motion=off", "motion.backend=farneback"]).motion.enabled
+
+
 def test_set_needs_equals():
     with pytest.raises(ConfigError, match="key=value"):
         parse_set("train.lr")
