@@ -68,20 +68,21 @@ def _check_horizon(cfg: Config) -> None:
         )
 
 
-def build_train_data(cfg: Config, data_spec: str) -> Dataset:
+def build_train_data(cfg: Config, data_spec: str, *, progress: bool = True) -> Dataset:
     """The training split of ``data_spec`` (with motion masks when ``cfg.motion.enabled``).
 
     Building a video folder decodes every video into the cache and computes the motion-mask cache. Under torchrun
     the first process of each node (LOCAL_RANK 0; rank 0 on one machine) does that alone while the others wait,
     then they build theirs from the finished cache (cache hits), so N processes neither decode N times nor race on
-    the same cache files. If a first process fails, every process stops with it.
+    the same cache files. If a first process fails, every process stops with it. ``progress=False`` hides the
+    decoding bar (``--no-progress``).
     """
     if not is_distributed():
-        return _build(cfg, data_spec)
+        return _build(cfg, data_spec, progress)
     ds, err = None, None
     if get_local_rank() == 0:
         try:
-            ds = _build(cfg, data_spec)
+            ds = _build(cfg, data_spec, progress)
         except Exception as e:  # noqa: BLE001 - re-raised below, after releasing the waiting processes
             err = e
     oks = [None] * get_world_size()
@@ -93,7 +94,7 @@ def build_train_data(cfg: Config, data_spec: str) -> Dataset:
 
         bad = [r for r, ok in enumerate(oks) if not ok]
         raise DataError(f"{data_spec}: rank {bad[0]} could not build the training data (its error says why)")
-    return ds if ds is not None else _build(cfg, data_spec)
+    return ds if ds is not None else _build(cfg, data_spec, progress)
 
 
 # data.* keys that shape the motion of the built-in training sets (datasets.MOTION_SHAPED_SPECS read them)
@@ -113,9 +114,11 @@ def check_motion_keys(cfg: Config, data_spec: str) -> None:
         )
 
 
-def _build(cfg: Config, data_spec: str) -> Dataset:
+def _build(cfg: Config, data_spec: str, progress: bool = True) -> Dataset:
     from prednet2.datasets import build_dataset
 
     check_motion_keys(cfg, data_spec)
     motion = cfg.motion if cfg.motion.enabled else None
-    return build_dataset(data_spec, cfg=cfg.data, split="train", seed=cfg.train.seed, motion=motion)
+    return build_dataset(
+        data_spec, cfg=cfg.data, split="train", seed=cfg.train.seed, motion=motion, progress=progress
+    )

@@ -174,7 +174,7 @@ def _data_worker(rank: int, world: int, port: int, log: str) -> None:
     torch.set_num_threads(1)
     pd.setup_distributed("cpu")
 
-    def fake_build(cfg, spec):  # stands in for decoding a folder into the cache
+    def fake_build(cfg, spec, progress=True):  # stands in for decoding a folder into the cache
         with open(log, "a") as f:
             f.write(f"start {rank}\n")
         if spec == "broken":

@@ -81,7 +81,7 @@ def test_motion_run_logs_masks_and_binding(tmp_path, monkeypatch):
     from prednet2 import train_data
 
     real = train_data.build_train_data
-    fake = lambda cfg, spec: _WithMasks(real(cfg.replace(["motion=off"]), spec))  # noqa: E731
+    fake = lambda cfg, spec, progress=True: _WithMasks(real(cfg.replace(["motion=off"]), spec))  # noqa: E731
     monkeypatch.setattr(train_data, "build_train_data", fake)
     summary = train(tiny_config("motion=on", steps=2), "synthetic:shapes", tmp_path, progress=False)
     assert summary["status"] == "completed"
@@ -98,7 +98,7 @@ def test_short_run_logs_every_tag_at_first_and_last_step(tmp_path, monkeypatch, 
     from prednet2 import train_data
 
     real = train_data.build_train_data
-    fake = lambda cfg, spec: _WithMasks(real(cfg.replace(["motion=off"]), spec))  # noqa: E731
+    fake = lambda cfg, spec, progress=True: _WithMasks(real(cfg.replace(["motion=off"]), spec))  # noqa: E731
     monkeypatch.setattr(train_data, "build_train_data", fake)
     defaults = ["train.log_every=10", "train.stats_every=50", "train.image_every=100", "train.ckpt_every=100"]
     cfg = tiny_config("motion=on", f"model.target={target}", *defaults, steps=20)

@@ -142,3 +142,18 @@ def test_sigterm_saves_a_checkpoint(tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "interrupted"
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == summary["steps"] >= 1
+
+
+def test_no_progress_hides_the_decoding_bar_of_a_video_folder(capsys, tmp_path):
+    """--no-progress reaches the first decode of a folder: stderr holds no bar, only the skipped file's warning."""
+    from test_stream import write_video
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_video(videos / "a.mp4", 12, h=32, w=32)
+    (videos / "bad.mp4").write_bytes(b"not a video")
+    argv = ["--data", str(videos), "--out", str(tmp_path / "run"), "--steps", "1", *_args()]
+    code, _, err = _run([*argv, "--set", f"data.cache_dir={tmp_path / 'cache'}"], capsys)
+    assert code == 0
+    assert "decoding videos" not in err and "%|" not in err, err
+    assert "bad.mp4" in err  # the skip is still reported
