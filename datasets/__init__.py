@@ -223,6 +223,8 @@ def split_spec(spec: str) -> list[tuple[str, int]]:
     A spec that exists on disk as written is one folder, ``+`` or ``*`` in its name or not; so is a part. An empty
     part (``"a++b"``, a trailing ``+``) or a weight below 1 is an error, not a silent skip.
     """
+    if not spec.strip():  # Path("") is the current folder: an empty --data would read it, or fail naming nothing
+        raise DataError(f"{spec!r}: empty; give a folder of videos or synthetic:NAME (see prednet2 inspect --help)")
     if os.path.exists(os.path.expanduser(spec)):
         return [(spec, 1)]
     parts = [p.strip() for p in spec.split("+")]

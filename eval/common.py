@@ -203,7 +203,7 @@ def parse_layers(text: str) -> list[int] | None:
     if text.strip().lower() == "all":
         return None
     try:
-        layers = [int(x) for x in text.split(",") if x.strip()]
+        layers = [int(x) for x in text.split(",")]  # an empty entry (0,,2) is a typo, not a skip
     except ValueError:
         raise ValueError(f"--layers {text!r}: expected 'all' or comma-separated layer numbers like 0,1") from None
     if not layers or any(x < 0 for x in layers):

@@ -49,7 +49,7 @@ def add_feature_args(p: argparse.ArgumentParser, *, data_help: str) -> argparse.
     p.add_argument("--baseline", choices=["pixels"], help="pooled raw pixels instead of the model")
     p.add_argument("--layers", default="all", help="'all' or comma-separated layers, e.g. 0,2")
     p.add_argument("--splits", help="folder with trainlistKK.txt/testlistKK.txt (UCF101 style)")
-    p.add_argument("--fold", type=int, default=1, help="split fold K with --splits (default 1)")
+    p.add_argument("--fold", type=int, help="split fold K with --splits (default 1)")
     p.add_argument("--resplit", action="store_true",
                    help="labelled folders: each seed s draws its own stratified train/test split (salted by "
                    "--data-seed + s), so the mean over seeds also averages which videos are tested; for small "
@@ -148,6 +148,9 @@ class FeatureSource:
             fail("--random-init and --baseline pixels are two different baselines: pass one of them")
         if args.splits and not Path(args.splits).is_dir():
             fail(f"--splits {args.splits}: no such folder")
+        if args.fold is not None and not args.splits:  # it would be ignored
+            fail(f"--fold {args.fold} picks a fold of --splits DIR (the folder of trainlistKK.txt); give --splits too")
+        args.fold = 1 if args.fold is None else args.fold
         if args.clips_per_video < 1:
             fail(f"--clips-per-video {args.clips_per_video}: need at least 1")
         self.resplit = bool(getattr(args, "resplit", False))

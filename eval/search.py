@@ -156,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         _check_video(args.query)
         q = standardise_rows(embed_file(args.query, e.meta)[None], ref=e.embedding)[0]
         name = f"{short_name(args.query)} (not in {Path(args.embeddings).name}; embedded now)"
+    elif Path(args.query).is_dir():
+        fail(f"--query {args.query}: a folder; give one video file, or the path of one of {args.embeddings}'s rows")
     else:
         fail(f"--query {args.query}: not a video in {args.embeddings} and no such file")
     idx, dist = nearest(bank, q, args.k, exclude=qi)

@@ -119,6 +119,4 @@ def _build(cfg: Config, data_spec: str, progress: bool = True) -> Dataset:
 
     check_motion_keys(cfg, data_spec)
     motion = cfg.motion if cfg.motion.enabled else None
-    return build_dataset(
-        data_spec, cfg=cfg.data, split="train", seed=cfg.train.seed, motion=motion, progress=progress
-    )
+    return build_dataset(data_spec, cfg=cfg.data, split="train", seed=cfg.train.seed, motion=motion, progress=progress)

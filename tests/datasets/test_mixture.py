@@ -33,6 +33,8 @@ def test_split_spec(tmp_path):
         ("a*x+b", "N >= 1"),
         ("*2+b", "N >= 1"),
         ("synthetic:shapes*3", "applies to a part"),
+        ("", "'': empty; give a folder of videos or synthetic:NAME"),
+        ("  ", "empty"),
     ]:
         with pytest.raises(DataError, match=match):
             split_spec(bad)

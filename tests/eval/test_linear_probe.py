@@ -56,6 +56,8 @@ def test_random_init_and_pixels(tiny_run, tmp_path):
         (["--data", "synthetic:shapes"], "no labels"),
         (["--layers", "7"], "--layers"),
         (["--layers", "x"], "--layers"),
+        (["--layers", "0,,1"], "--layers '0,,1'"),
+        (["--fold", "2"], "--fold 2 picks a fold of --splits DIR"),
         (["--random-init", "--baseline", "pixels"], "--random-init"),
     ],
 )

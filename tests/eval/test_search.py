@@ -70,7 +70,12 @@ def test_bad_query_exits_2(pixel_emb, capsys, tmp_path):
     # not the temporary folder the query would be embedded from.
     (tmp_path / "notes.txt").write_text("not a video")
     (tmp_path / "notes.mp4").write_text("not a video")
-    for name, why in (("notes.txt", "not a video file"), ("notes.mp4", "not a readable video container")):
+    (tmp_path / "clips").mkdir()
+    for name, why in (
+        ("notes.txt", "not a video file"),
+        ("notes.mp4", "not a readable video container"),
+        ("clips", "a folder; give one video file"),
+    ):
         with pytest.raises(SystemExit) as e:
             main([str(pixel_emb), "--query", str(tmp_path / name)])
         err = capsys.readouterr().err.strip().splitlines()
