@@ -78,9 +78,16 @@ class FrameSource:
         except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError, SourceError) as e:  # no stream: skipped too
             if strict and len(self.paths) == 1:
                 raise SourceError(f"SOURCE {path}: not a readable video ({e})") from None
-            self.skipped.append((str(path), str(e)))
-            print(f"prednet2.stream: skipping {path}: {e}", file=sys.stderr)
+            reason = str(e)
+            if isinstance(e, av.FFmpegError):  # as datasets.decode words it, not FFmpeg's "[Errno 1094995529] ..."
+                reason = f"not a readable video container (corrupt, truncated or not a video): {e.strerror}"
+            self._skip(path, reason)
             return None
+
+    def _skip(self, path, reason: str) -> None:
+        """Count a skipped file and say so on stderr (one line each; ``stream.json`` lists them)."""
+        self.skipped.append((str(path), reason))
+        print(f"prednet2.stream: skipping {path}: {reason}", file=sys.stderr)
 
     def _frames(self, container) -> Iterator[np.ndarray]:
         import av
@@ -91,6 +98,7 @@ class FrameSource:
         stream.thread_type = "AUTO"
         plan = None
         H, W = self.size
+        n = 0
         try:
             for frame in container.decode(stream):
                 if plan is None:
@@ -98,10 +106,13 @@ class FrameSource:
                 sh, sw, top, left = plan
                 a = frame.to_ndarray(width=sw, height=sh, format=self.fmt, interpolation="BILINEAR")
                 a = a[top : top + H, left : left + W]
+                n += 1
                 yield np.ascontiguousarray(a[..., None] if a.ndim == 2 else a)
+            if n == 0:  # a container that opens and holds no frame (e.g. cut before its first one)
+                self._skip(container.name, "no decodable video frames")
         except av.FFmpegError as e:  # a truncated file: keep what decoded, go on with the next
-            self.skipped.append((str(container.name), f"decode error after some frames: {e}"))
-            print(f"prednet2.stream: {container.name}: decode error, moving on ({e})", file=sys.stderr)
+            when = f"after {n} frames" if n else "before any frame"
+            self._skip(container.name, f"decode error {when}, moving on: {e.strerror or e}")
         finally:
             container.close()
 

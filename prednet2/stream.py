@@ -254,7 +254,9 @@ def run_stream(
             writer.close()
         src.close()
     if n == 0:
-        raise SourceError(f"SOURCE {source}: no frame decoded")
+        sk = src.skipped
+        why = f" ({len(sk)} file(s) skipped, e.g. {sk[0][0]}: {sk[0][1]})" if sk else ""
+        raise SourceError(f"SOURCE {source}: no frame decoded{why}")
     wall = time.perf_counter() - t0
     rss_marks[str(n)] = read_rss_mb()
     summary = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from pathlib import Path
 
 import av
 import numpy as np
@@ -17,14 +18,15 @@ from prednet2.config import Config
 from prednet2.stream import FrameSource, SourceError, StreamOptionError, SurpriseGate, main, run_stream
 
 
-def write_video(path, n: int, *, h: int = 48, w: int = 80, seed: int = 0) -> np.ndarray:
-    """A square moving right over noise, encoded with PyAV; returns the (n, h, w, 3) frames written."""
+def write_video(path, n: int, *, h: int = 48, w: int = 80, seed: int = 0, faststart: bool = False) -> np.ndarray:
+    """A square moving right over noise, encoded with PyAV; returns the (n, h, w, 3) frames written. ``faststart``
+    puts the mp4 index before the frame data."""
     rng = np.random.default_rng(seed)
     frames = rng.integers(0, 40, (n, h, w, 3), dtype=np.uint8)
     for t in range(n):
         x = 4 + 2 * t
         frames[t, 10:26, x : x + 16] = 230
-    with av.open(str(path), "w") as c:
+    with av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {}) as c:
         s = c.add_stream("mpeg4", rate=10)
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
         for f in frames:
@@ -97,6 +99,19 @@ def test_frame_source_errors(tmp_path):
     (tmp_path / "d" / "b.mp4").write_bytes(b"not a video either")
     with pytest.raises(SourceError, match="none of its 2 video files is readable"):
         FrameSource(str(tmp_path / "d"), size=(16, 16))
+    # After a good file: one that opens but is cut before its first frame (index first, data cut), and one that is
+    # not a container. Both are counted, with plain reasons (not FFmpeg's "[Errno 1094995529]").
+    (tmp_path / "e").mkdir()
+    good = write_video(tmp_path / "e" / "a.mp4", 5)
+    write_video(tmp_path / "full.mp4", 5, faststart=True)
+    data = (tmp_path / "full.mp4").read_bytes()
+    (tmp_path / "e" / "b.mp4").write_bytes(data[: data.find(b"mdat") + 8])
+    (tmp_path / "e" / "c.mp4").write_bytes(b"text, not a video")
+    src = FrameSource(str(tmp_path / "e"), size=(16, 16))
+    assert len(list(src)) == len(good)
+    reasons = {Path(p).name: r for p, r in src.skipped}
+    assert set(reasons) == {"b.mp4", "c.mp4"} and all("Errno" not in r for r in reasons.values()), reasons
+    assert "before any frame" in reasons["b.mp4"] and "not a readable video container" in reasons["c.mp4"], reasons
     # No camera on this machine: the v4l2 path must fail with a clear message, not a traceback.
     with pytest.raises(SourceError, match="cannot open camera /dev/video57"):
         FrameSource("57", size=(16, 16))
