@@ -59,7 +59,9 @@ def parse_points(s: str) -> list[int]:
 
 def run(args: argparse.Namespace) -> dict:
     points = parse_points(args.points)
-    variants = parse_variants(args.variants, args.variant, args.sets)
+    owned = {"train.steps": "--points", "train.ckpt_every": "--points", "train.keep_numbered": "--points",
+             "train.seed": "--train-seed"}  # fmt: skip
+    variants = parse_variants(args.variants, args.variant, args.sets, data=args.data, owned=owned)
     tasks = parse_tasks(args.tasks)
     if args.jobs < 1:
         raise StudyError(f"--jobs {args.jobs}: need at least 1")

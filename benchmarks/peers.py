@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> dict:
         raise StudyError(f"--budget-s {args.budget_s}: need a positive number of seconds")
     if args.jobs < 1:
         raise StudyError(f"--jobs {args.jobs}: need at least 1")
-    variants = parse_variants(args.variants, args.variant, args.sets)
+    owned = {"train.steps": "--steps / --budget-s", "train.seed": "--train-seeds"}
+    variants = parse_variants(args.variants, args.variant, args.sets, data=args.data, owned=owned)
     tasks = parse_tasks(args.tasks)
     try:
         seeds = [int(s) for s in args.train_seeds.split(",") if s.strip()]

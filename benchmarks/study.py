@@ -53,15 +53,36 @@ def _last_line(log: Path) -> str:
         lines = [x.strip() for x in log.read_text(errors="replace").splitlines() if x.strip()]
     except OSError:
         return ""
-    return lines[-1][-300:] if lines else ""
+    if not lines:
+        return ""
+    return lines[-1] if len(lines[-1]) <= 300 else lines[-1][:297] + "..."  # its head says what failed
 
 
-def parse_variants(names: str, extra: list[str], common: list[str] = ()) -> dict[str, list[str]]:
+def check_data(spec: str, where: str) -> None:
+    """A StudyError before anything trains when ``spec`` (``--data``, or a variant's ``data=``) is no training data:
+    a bad ``+`` mixture, an unknown ``synthetic:`` name, a folder that does not exist."""
+    from prednet2.datasets import SYNTHETIC_SPECS, DataError, split_spec
+
+    try:
+        parts = split_spec(spec)
+    except DataError as e:
+        raise StudyError(f"{where}: {e}") from None
+    for part, _ in parts:
+        if part.startswith("synthetic:") and part not in SYNTHETIC_SPECS:
+            raise StudyError(f"{where}: unknown synthetic data {part!r}; valid specs: {', '.join(SYNTHETIC_SPECS)}")
+        if not part.startswith("synthetic:") and not Path(part).expanduser().exists():
+            raise StudyError(f"{where}: {part}: no such file or folder (give a folder of videos or synthetic:NAME)")
+
+
+def parse_variants(
+    names: str, extra: list[str], common: list[str] = (), *, data: str | None = None, owned: dict | None = None
+) -> dict[str, list[str]]:
     """``--variants default,prednet`` plus ``--variant 'name=key=v;key=v'`` -> {name: [sets]}.
 
     ``data=SPEC`` among a variant's settings trains that variant on other data (e.g. ``data=synthetic:mix``).
-    Every variant's settings, with the ``common`` ones (``--set``) first, must make a valid config: a bad key or
-    value is a StudyError here, before anything trains.
+    Every variant's settings, with the ``common`` ones (``--set``) first, must make a valid config, its data
+    (``data=`` or else ``data``) must exist, and no setting may set a key the script sets itself (``owned``: key ->
+    the option that sets it): each is a StudyError here, before anything trains.
     """
     out: dict[str, list[str]] = {}
     for n in [x.strip() for x in names.split(",") if x.strip()]:
@@ -79,7 +100,18 @@ def parse_variants(names: str, extra: list[str], common: list[str] = ()) -> dict
         raise StudyError("no variants: pass --variants and/or --variant")
     from prednet2.config import Config, ConfigError
 
+    owned = owned or {}
+    for x in common:
+        if x.partition("=")[0].strip() in owned:
+            raise StudyError(f"--set {x}: {owned[x.partition('=')[0].strip()]} sets it for every run; drop the --set")
+    if data is not None:
+        check_data(data, f"--data {data}")
     for name, sets in out.items():
+        for x in sets:
+            if x.partition("=")[0].strip() in owned:
+                raise StudyError(f"variant {name!r}: {x}: {owned[x.partition('=')[0].strip()]} sets it; drop it")
+            if x.startswith("data="):
+                check_data(x[5:], f"variant {name!r}: {x}")
         try:
             Config.from_yaml(None, [*common, *[x for x in sets if not x.startswith("data=")]])
         except ConfigError as e:

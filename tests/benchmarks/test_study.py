@@ -58,12 +58,18 @@ def test_options_are_checked_before_anything_trains(tmp_path, capsys):
         (["--train-seeds", "0,-1"], "--train-seeds '0,-1': expected integers >= 0"),
         (["--resplit", "3"], "--resplit 3 draws splits of folder tasks (basketball); --tasks direction has none"),
         (["--budget-s", "60"], "--steps 1 and --budget-s 60 both bound training; give one"),
+        (["--data", str(tmp_path / "nope")], f"--data {tmp_path / 'nope'}: {tmp_path / 'nope'}: no such file or"),
+        (["--variant", "x=data=synthetic:nope"], "variant 'x': data=synthetic:nope: unknown synthetic data"),
+        (["--set", "train.steps=5"], "--set train.steps=5: --steps / --budget-s sets it for every run"),
+        (["--variant", "s=train.seed=3"], "variant 's': train.seed=3: --train-seeds sets it; drop it"),
     ]:
         assert peers.main([*base, *argv]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and expect in err[0], err
     assert curve.main(["--points", "2", "--tasks", "direction", "--out", str(out), "--train-seed", "-1"]) == 2
     assert "--train-seed -1: need a seed >= 0" in capsys.readouterr().err
+    assert curve.main(["--points", "2", "--tasks", "direction", "--out", str(out), "--set", "train.ckpt_every=5"]) == 2
+    assert "--set train.ckpt_every=5: --points sets it for every run" in capsys.readouterr().err
     assert not out.exists()
 
 
