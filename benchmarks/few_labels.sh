@@ -21,12 +21,12 @@ BASKETBALL=${BASKETBALL:-../shared/data/basketball_actions}
 want() { [[ " $ONLY " == *" $1 "* ]]; }
 mkdir -p "$OUT"
 
-if [ -z "${SHAPES_CKPT:-}" ]; then
+if [ -z "${SHAPES_CKPT:-}" ] && want direction; then
   SHAPES_CKPT=$OUT/shapes/checkpoints/last.pt
   [ -f "$SHAPES_CKPT" ] || $PY train.py --data synthetic:shapes --out "$OUT/shapes" --steps "$STEPS" --no-progress \
     --set train.threads=1
 fi
-if [ -z "${BB_CKPT:-}" ]; then
+if [ -z "${BB_CKPT:-}" ] && { want basketball || want video_level; }; then
   BB_CKPT=$OUT/bb/checkpoints/last.pt
   [ -f "$BB_CKPT" ] || $PY train.py --data "$BASKETBALL" --out "$OUT/bb" --steps "$STEPS" --no-progress \
     --set data.clip_len=6 --set train.threads=1
