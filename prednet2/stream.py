@@ -43,9 +43,9 @@ import numpy as np
 import torch
 
 from prednet2.cli import OneLineParser, int_at_least, out_folder, prog_name
+from prednet2.config import ConfigError
 
 # One concept per file: the frame source, the per-frame motion mask and the surprise gate live beside this loop.
-from prednet2.config import ConfigError
 from prednet2.frame_source import FrameSource, SourceError
 from prednet2.optim import build_anchor, unit_param_groups
 from prednet2.runinfo import read_rss_mb
