@@ -59,19 +59,14 @@ def _last_line(log: Path) -> str:
 
 
 def check_data(spec: str, where: str) -> None:
-    """A StudyError before anything trains when ``spec`` (``--data``, or a variant's ``data=``) is no training data:
-    a bad ``+`` mixture, an unknown ``synthetic:`` name, a folder that does not exist."""
-    from prednet2.datasets import SYNTHETIC_SPECS, DataError, split_spec
+    """A StudyError before anything trains when ``spec`` (``--data``, or a variant's ``data=``) is no training data
+    (datasets.check_spec: a bad ``+`` mixture, an unknown ``synthetic:`` name, a path that does not exist)."""
+    from prednet2.datasets import DataError, check_spec
 
     try:
-        parts = split_spec(spec)
+        check_spec(spec)
     except DataError as e:
-        raise StudyError(f"{where}: {e}") from None
-    for part, _ in parts:
-        if part.startswith("synthetic:") and part not in SYNTHETIC_SPECS:
-            raise StudyError(f"{where}: unknown synthetic data {part!r}; valid specs: {', '.join(SYNTHETIC_SPECS)}")
-        if not part.startswith("synthetic:") and not Path(part).expanduser().exists():
-            raise StudyError(f"{where}: {part}: no such file or folder (give a folder of videos or synthetic:NAME)")
+        raise StudyError(f"{where}{e}") from None
 
 
 def parse_variants(
@@ -105,13 +100,13 @@ def parse_variants(
         if x.partition("=")[0].strip() in owned:
             raise StudyError(f"--set {x}: {owned[x.partition('=')[0].strip()]} sets it for every run; drop the --set")
     if data is not None:
-        check_data(data, f"--data {data}")
+        check_data(data, "--data ")
     for name, sets in out.items():
         for x in sets:
             if x.partition("=")[0].strip() in owned:
                 raise StudyError(f"variant {name!r}: {x}: {owned[x.partition('=')[0].strip()]} sets it; drop it")
             if x.startswith("data="):
-                check_data(x[5:], f"variant {name!r}: {x}")
+                check_data(x[5:], f"variant {name!r}: data=")
         try:
             Config.from_yaml(None, [*common, *[x for x in sets if not x.startswith("data=")]])
         except ConfigError as e:

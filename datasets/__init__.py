@@ -43,6 +43,7 @@ __all__ = [
     "render_anomaly_clip",
     "render_shapes_clip",
     "render_textures_clip",
+    "check_spec",
     "split_spec",
     "to_float",
 ]
@@ -242,6 +243,22 @@ def split_spec(spec: str) -> list[tuple[str, int]]:
         else:
             out.append((name.strip(), int(w)))
     return out
+
+
+def check_spec(spec: str) -> list[tuple[str, int]]:
+    """``split_spec(spec)``, each part checked before anything is built: a DataError for an unknown
+    ``synthetic:`` name (listing the valid ones) or a path that does not exist, naming the part in a mixture.
+
+    What ``train.py --data`` and the benchmarks' ``--data``/``data=`` answer in one line before any training starts.
+    """
+    parts = split_spec(spec)
+    for part, _ in parts:
+        where = spec if part == spec else f"{spec}: {part!r}"
+        if part.startswith("synthetic:") and part not in SYNTHETIC_SPECS:
+            raise DataError(f"{where}: unknown synthetic data; valid specs: {', '.join(SYNTHETIC_SPECS)}")
+        if not part.startswith("synthetic:") and not os.path.exists(os.path.expanduser(part)):
+            raise DataError(f"{where}: no such file or folder (give a folder of videos or synthetic:NAME, joined by +)")
+    return parts
 
 
 def _build_folder(

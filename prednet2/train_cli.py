@@ -59,10 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv, prog)
 
     _fail = functools.partial(_exit, prog)
-    for part, _ in _data_parts(args.data, _fail):
-        if not part.startswith("synthetic:") and not Path(part).expanduser().exists():
-            what = f"--data {args.data}: {part!r}" if part != args.data else f"--data {args.data}"
-            _fail(f"{what}: no such file or folder (give a folder of videos or synthetic:NAME, joined by +)")
+    _check_data(args.data, _fail)
     if args.resume and args.config:
         _fail("--config cannot be combined with --resume: the run continues with its own config (use --set)")
 
@@ -112,12 +109,12 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-def _data_parts(spec: str, fail) -> list[tuple[str, int]]:
-    """The (spec, weight) parts of a ``--data A*N+B`` mixture (datasets.split_spec), or exit 2 naming the bad part."""
-    from prednet2.datasets import DataError, split_spec
+def _check_data(spec: str, fail) -> None:
+    """Exit 2 naming the bad part when ``--data`` is no training data (datasets.check_spec), before any import of the
+    trainer."""
+    from prednet2.datasets import DataError, check_spec
 
     try:
-        return split_spec(spec)
+        check_spec(spec)
     except DataError as e:
         fail(f"--data {e}")
-        raise  # unreachable: fail exits

@@ -58,7 +58,7 @@ def _one_error_line(err: str) -> str:
         (["--data", "synthetic:nope", "--out", "X"], "unknown synthetic data"),
         (["--data", "synthetic:shapes+/no/such/dir", "--out", "X"], "'/no/such/dir': no such file or folder"),
         (["--data", "synthetic:shapes++synthetic:mix", "--out", "X"], "an empty part in a '+' mixture"),
-        (["--data", "synthetic:shapes+synthetic:nope", "--out", "X"], "unknown synthetic data 'synthetic:nope'"),
+        (["--data", "synthetic:shapes+synthetic:nope", "--out", "X"], "'synthetic:nope': unknown synthetic data"),
         (["--data", "synthetic:shapes*0+synthetic:mix", "--out", "X"], "'synthetic:shapes*0' is not SPEC*N"),
         (["--data", "synthetic:shapes", "--out", "X", "--steps", "0"], "--steps"),
         (["--data", "synthetic:shapes", "--out", "X", "--config", "/no/such.yaml"], "config file not found"),

@@ -58,7 +58,7 @@ def test_options_are_checked_before_anything_trains(tmp_path, capsys):
         (["--train-seeds", "0,-1"], "--train-seeds '0,-1': expected integers >= 0"),
         (["--resplit", "3"], "--resplit 3 draws splits of folder tasks (basketball); --tasks direction has none"),
         (["--budget-s", "60"], "--steps 1 and --budget-s 60 both bound training; give one"),
-        (["--data", str(tmp_path / "nope")], f"--data {tmp_path / 'nope'}: {tmp_path / 'nope'}: no such file or"),
+        (["--data", str(tmp_path / "nope")], f"--data {tmp_path / 'nope'}: no such file or folder"),
         (["--variant", "x=data=synthetic:nope"], "variant 'x': data=synthetic:nope: unknown synthetic data"),
         (["--set", "train.steps=5"], "--set train.steps=5: --steps / --budget-s sets it for every run"),
         (["--variant", "s=train.seed=3"], "variant 's': train.seed=3: --train-seeds sets it; drop it"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from prednet2.datasets import DataError, build_dataset, split_spec
+from prednet2.datasets import DataError, build_dataset, check_spec, split_spec
 
 from prednet2.config import DataConfig, MotionConfig
 
@@ -38,6 +38,19 @@ def test_split_spec(tmp_path):
     ]:
         with pytest.raises(DataError, match=match):
             split_spec(bad)
+
+
+def test_check_spec_names_the_bad_part(tmp_path):
+    assert check_spec(f"synthetic:shapes*2+{tmp_path}") == [("synthetic:shapes", 2), (str(tmp_path), 1)]
+    for bad, match in [
+        ("synthetic:nope", r"^synthetic:nope: unknown synthetic data; valid specs: .*synthetic:shapes"),
+        ("synthetic:shapes+synthetic:nope", r"^synthetic:shapes\+synthetic:nope: 'synthetic:nope': unknown synthetic"),
+        (str(tmp_path / "gone"), "^" + str(tmp_path / "gone") + ": no such file or folder"),
+        (f"synthetic:shapes+{tmp_path / 'gone'}", f": '{tmp_path / 'gone'}': no such file or folder"),
+        ("a++b", "empty part"),  # split_spec's own errors pass through
+    ]:
+        with pytest.raises(DataError, match=match):
+            check_spec(bad)
 
 
 def test_weights_give_each_part_its_share(folder, tmp_path):
