@@ -107,12 +107,14 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    clip_len: int = _r(10, ge=2)  # T, frames per clip (a prediction needs at least 2)
+    # 20 frames at batch 4 since round 89 (docs/results/dynamics_rounds89.md): the same frames per step as 10 x 8,
+    # longer runs of motion per clip; configs store both keys, so older runs keep their own.
+    clip_len: int = _r(20, ge=2)  # T, frames per clip (a prediction needs at least 2)
     stride: int = _r(1, ge=1)  # frame step inside a clip
     size: tuple[int, int] = _r((64, 64), ge=1)  # (H, W) after resize + centre crop; a multiple of the model's stride
     fps: float = _r(0.0, ge=0)  # resample videos to this frame rate; 0 keeps the native rate
     grayscale: bool = False
-    batch_size: int = _r(8, ge=1)
+    batch_size: int = _r(4, ge=1)
     num_workers: int = _r(0, ge=0)
     cache_dir: str = ""  # decode-once cache; "" means <data>/.prednet2_cache or ~/.cache/prednet2
     clip_step: int = _r(0, ge=0)  # frames between the starts of consecutive clips of a video; 0 = the clip span

@@ -163,7 +163,7 @@ CASES = [
             "data.clip_len=4",
             "--no-progress",
         ],  # fmt: skip
-        "--resume cannot change data.clip_len (10 -> 4), data.size ([64, 64] -> [32, 32])",
+        f"--resume cannot change data.clip_len ({Config().data.clip_len} -> 4), data.size ([64, 64] -> [32, 32])",
     ),
     ("steps_twice", lambda f: _train(f, "--steps", "2", "--set", "train.steps=abc"), "both give the step count"),
     # ---- more ranges ----------------------------------------------------------------------------------------

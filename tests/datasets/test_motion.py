@@ -136,7 +136,7 @@ def test_preview_png(tmp_path, capsys):
     out = tmp_path / "p.png"
     M.main(["synthetic:shapes", "--out", str(out), "--n", "2", "--set", "motion.cache=false"])
     img = cv2.imread(str(out))
-    assert img.shape == (2 * 2 * 64 * 2, 10 * 64 * 2, 3)
+    assert img.shape == (2 * 2 * 64 * 2, DataConfig().clip_len * 64 * 2, 3)  # a row of frames per clip
     with pytest.raises(SystemExit) as e:
         M.main(["synthetic:nope", "--out", str(out)])
     assert e.value.code == 2 and "unknown synthetic" in capsys.readouterr().err
