@@ -132,6 +132,7 @@ class VideoFolder(Dataset):
             err = DataError(
                 f"no usable video in {self.root}: all {len(self.skipped)} video file(s) were skipped "
                 f"(e.g. {first.path}: {first.reason})"
+                + ("; for short videos give a shorter data.clip_len" if first.reason.startswith("too short") else "")
             )
             err.skipped = list(self.skipped)  # for reports such as datasets.inspect
             raise err
