@@ -58,15 +58,16 @@ def _last_line(log: Path) -> str:
     return lines[-1] if len(lines[-1]) <= 300 else lines[-1][:297] + "..."  # its head says what failed
 
 
-def check_data(spec: str, where: str) -> None:
+def check_data(spec: str, prefix: str) -> None:
     """A StudyError before anything trains when ``spec`` (``--data``, or a variant's ``data=``) is no training data
-    (datasets.check_spec: a bad ``+`` mixture, an unknown ``synthetic:`` name, a path that does not exist)."""
+    (datasets.check_spec: a bad ``+`` mixture, an unknown ``synthetic:`` name, a path that does not exist); the
+    message is ``prefix`` (``"--data "``, ``"variant 'x': data="``) followed by check_spec's, which names the spec."""
     from prednet2.datasets import DataError, check_spec
 
     try:
         check_spec(spec)
     except DataError as e:
-        raise StudyError(f"{where}{e}") from None
+        raise StudyError(f"{prefix}{e}") from None
 
 
 def parse_variants(
