@@ -193,8 +193,7 @@ def build_dataset(
         sets = [build_dataset(p, cfg=cfg, split=split, seed=seed, motion=motion, progress=progress) for p, _ in parts]
         return InterleavedDataset(sets, [w for _, w in parts])
     if spec.startswith("synthetic:"):
-        if spec not in SYNTHETIC_SPECS:
-            raise DataError(f"unknown synthetic data {spec!r}; valid specs: {', '.join(SYNTHETIC_SPECS)}")
+        check_spec(spec)  # an unknown name: check_spec's one message, listing the valid ones
         factory, is_labelled = SYNTHETIC_SPECS[spec]
         if labelled and not is_labelled:
             tasks = [s for s, (_, lab) in SYNTHETIC_SPECS.items() if lab and s.startswith(spec + ":")]
