@@ -25,7 +25,7 @@ $(STAMP): setup.py $(EXT_SRC)
 # single frame cannot answer it) for the trained model, the same architecture at random init, and raw pixels, and
 # end with a three-row table and a chart (eval.demo_summary). Sized for about 5 minutes on 2 CPU cores:
 # - 150 steps over 512 synthetic clips: a clip's motion masks are computed once (~76 ms) and cached, and later
-#   epochs read them (docs/RESULTS.md: 200 steps over 2048 clips spent a third of the training time on masks);
+#   epochs read them (docs/results/training.md: 200 steps over 2048 clips spent a third of the training time on masks);
 # - probes on 384/192 clips, 3 seeds; the masks of the probe clips are computed once and shared by the probes;
 # - one torch thread plus one DataLoader worker: the masks are computed on the second core while the first trains
 #   (and one thread is far faster than two fighting other processes for the cores);

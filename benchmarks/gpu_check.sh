@@ -49,7 +49,7 @@ step build 300 $PY -m pip install -q --no-deps --no-build-isolation --no-index -
 step ext 30 $PY -c "import torch; from prednet2 import ops; assert ops.extension_available(); \
 assert torch._C._dispatch_has_kernel_for_dispatch_key('prednet2::error_unit', 'CUDA'); print('CUDA kernel registered')"
 # The raw op's C++ argument errors run as their own step: on one machine (H200, torch 2.11, gcc 13.3) throwing them
-# crashed the process while unwinding (docs/RESULTS.md, CUDA), which would hide every test after it.
+# crashed the process while unwinding (docs/results/extension.md, CUDA), which would hide every test after it.
 step test_ops 180 $PY -m pytest tests/test_ops.py -q -p no:cacheprovider --junitxml="$OUT/test_ops.xml" \
     --deselect tests/test_ops.py::test_bad_inputs_raise_clear_errors
 step test_ops_errors 60 $PY -m pytest tests/test_ops.py -q -p no:cacheprovider -k test_bad_inputs_raise_clear_errors

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce every training/probe figure in docs/RESULTS.md, then render the tables with eval.report.
+# Reproduce every training/probe figure in docs/results/eval.md, then render the tables with eval.report.
 #
 #   bash benchmarks/results.sh                  # everything, into runs/results (about an hour on 2 idle cores)
 #   STEPS=200 bash benchmarks/results.sh        # shorter training runs

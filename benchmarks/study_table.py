@@ -4,13 +4,13 @@ and its paired difference from a reference variant on the seeds they share.
     python benchmarks/study_table.py runs/study/r73_*.json runs/study/r72c_default_s0.json [--ref default]
         [--json table.json]
 
-A study runs one ``peers.py`` call per variant and training seed (docs/RESULTS.md, "The study"); this script
-merges the calls. Runs are grouped by protocol (steps or budget, tasks, probe sizes and seeds, training data),
-and each protocol gets its own table, so files of other protocols (e.g. ``--resplit`` basketball) never mix. A
-variant is its name: the same name with other ``--set`` keys in two files is an error, and so is one seed of one
-variant in two files with other figures (rename one, or pass only one); with the same figures it is the same run
-(a later call that added random init, say) and counts once. Random init and pixels rows appear where the files
-hold them.
+A study runs one ``peers.py`` call per variant and training seed (docs/results/dynamics_study.md, "The study"); this
+script merges the calls. Runs are grouped by protocol (steps or budget, tasks, probe sizes and seeds, training
+data), and each protocol gets its own table, so files of other protocols (e.g. ``--resplit`` basketball) never mix.
+A variant is its name: the same name with other ``--set`` keys in two files is an error, and so is one seed of one
+variant in two files with other figures (rename one, or pass only one); with the same figures it is the same run (a
+later call that added random init, say) and counts once. Random init and pixels rows appear where the files hold
+them.
 Runs trained under different CPU kernels (``prednet2.runinfo.kernels``: another CPU, or ``ATEN_CPU_CAPABILITY``
 set) differ as much as two training seeds do; a table that mixes them says so under it.
 

@@ -23,9 +23,9 @@ def _train_and_measure(anti_collapse: str) -> tuple[list[float], list[float]]:
         return torch.stack([to_float(ds[(i * b + j) % len(ds)]["video"]) for j in range(b)])
 
     torch.manual_seed(0)
-    # tiny, pinned to the L1 error at weight 1, where the collapse was measured (docs/RESULTS.md, "Collapse"): with
-    # the squared error at weight 2 (error_loss=l2, error_weight=2) and no anti-collapse the top layer's std grew here
-    # instead (2.75 after 30 steps)
+    # tiny, pinned to the L1 error at weight 1, where the collapse was measured (docs/results/training.md,
+    # "Collapse"): with the squared error at weight 2 (error_loss=l2, error_weight=2) and no anti-collapse the top
+    # layer's std grew here instead (2.75 after 30 steps)
     model = build_model(
         dataclasses.replace(ModelConfig(), anti_collapse=anti_collapse, error_loss="l1", error_weight=1.0)
     )
