@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from prednet2.cli import int_at_least
-from prednet2.config import DataConfig
+from prednet2.config import Config, ConfigError, DataConfig
+from prednet2.readout import PARTS as READOUT_PARTS
 
 from .common import (
     add_runtime_args,
@@ -59,6 +60,17 @@ def add_feature_args(p: argparse.ArgumentParser, *, data_help: str) -> argparse.
                    "centre clip)")  # fmt: skip
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--clip-len", type=int, help="frames per clip (default: the checkpoint's data.clip_len)")
+    p.add_argument("--readout", metavar="PARTS",
+                   help="what each layer's features pool, e.g. a,r,da (default: the checkpoint's model.readout; "
+                   "parts: " + ", ".join(READOUT_PARTS) + ")")  # fmt: skip
+    p.add_argument("--readout-bins", type=int, metavar="N",
+                   help="time segments the readout pools apart (default: the checkpoint's model.readout_bins); "
+                   "2 keeps a heading that a mean over a long clip blurs")  # fmt: skip
+    p.add_argument(
+        "--readout-pool",
+        choices=["mean", "max", "meanmax"],
+        help="spatial pooling of the readout (default: the checkpoint's model.readout_pool)",
+    )
     p.add_argument("--batch-size", type=int_at_least(1), default=32, help="clips per forward pass")
     p.add_argument("--n-train", type=int_at_least(1), default=1024, help="synthetic sets: train clips (default 1024)")
     p.add_argument("--n-test", type=int_at_least(1), default=512, help="synthetic sets: test clips (default 512)")
@@ -166,7 +178,7 @@ class FeatureSource:
         self.device = resolve_device(args.device)
         # Step 1. The checkpoint: its config fixes the architecture and the input format (size, grayscale, clip).
         self.loaded = load_or_exit(args.checkpoint, self.device)
-        self.cfg = self.loaded.cfg
+        self.cfg, self.readout_changed = readout_config(args, self.loaded)
         n_layers = int(getattr(self.loaded.model, "num_layers", 0) or 0)
         if args.baseline:
             self.layers = None  # the pixel baseline is a single feature set
@@ -212,6 +224,8 @@ class FeatureSource:
                       "ckpt": checkpoint_id(self.loaded.path), "init_seed": seed}  # fmt: skip
         else:
             source = {"source": checkpoint_id(self.loaded.path)}
+            if self.readout_changed:  # only then, so caches of the checkpoint's own readout still hit
+                source["readout"] = self.readout_changed
         parts = {
             **source,
             "data": a.data,
@@ -296,6 +310,7 @@ class FeatureSource:
             "steps": 0 if (a.random_init or a.baseline) else self.loaded.step,
             "checkpoint_step": self.loaded.step,
             "features": describe_features(a),
+            "readout": None if a.baseline else {k: getattr(self.cfg.model, k) for k in READOUT_KEYS},
             "clip_len": self.dcfg.clip_len,
             "size": list(self.dcfg.size),
             "motion": self.motion is not None,
@@ -310,6 +325,40 @@ class FeatureSource:
         ds = self._datasets.get("train") or next(iter(self._datasets.values()))
         n = getattr(ds, "num_classes", 0) or 0
         return int(n) if n else int(max(int(y.max()) for y in ys) + 1)
+
+
+READOUT_KEYS = ("readout", "readout_bins", "readout_pool")
+
+
+def readout_config(args, loaded) -> tuple[Config, dict]:
+    """The checkpoint's config with --readout / --readout-bins / --readout-pool applied to the model it loaded.
+
+    Returns (config, the keys that differ from the checkpoint's); exits 2 with one line naming the option when a
+    value is out of range, the source is pooled pixels, or the model has no configurable readout (PredNet)."""
+    given = {k: getattr(args, k, None) for k in READOUT_KEYS}
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        return loaded.cfg, {}
+    opt = "--" + next(iter(given)).replace("_", "-")
+    if args.baseline:
+        fail(f"{opt}: the readout is what the model's features pool; --baseline {args.baseline} has none, drop it")
+    from prednet2.readout import parse_parts
+    from prednet2.stack import PredictiveStack
+
+    if not isinstance(loaded.model, PredictiveStack):
+        fail(f"{opt}: {loaded.path} is a {type(loaded.model).__name__} (model.preset={loaded.cfg.model.preset}), "
+             "whose readout is fixed; the readout options apply to the predictive stack")  # fmt: skip
+    for k, v in given.items():
+        try:
+            if k == "readout":
+                parse_parts(v)
+            loaded.cfg.replace({"model": {k: v}})  # its range check, naming this option
+        except (ValueError, ConfigError) as e:
+            fail(f"--{k.replace('_', '-')} {v}: {e}")
+    cfg = loaded.cfg.replace({"model": given})
+    loaded.model.cfg = cfg.model  # extract_features reads the readout from the model's config
+    changed = {k: v for k, v in given.items() if getattr(loaded.cfg.model, k) != v}
+    return cfg, changed
 
 
 def _synthetic_sizes(args) -> dict:

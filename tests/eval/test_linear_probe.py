@@ -169,3 +169,46 @@ def test_resplit_draws_the_folder_split_of_each_seed(tiny_run, tmp_path, capsys)
         with pytest.raises(SystemExit) as e:
             main([*common, *bad, "--out", str(tmp_path / "x.json"), "--resplit"])
         assert e.value.code == 2 and "--resplit" in capsys.readouterr().err
+
+
+def test_readout_options_change_the_features_and_their_cache(tiny_run, tmp_path):
+    base = run_probe_cli(tiny_run, tmp_path / "base.json")
+    assert base["readout"] == {"readout": "a,r,da", "readout_bins": 1, "readout_pool": "mean"}
+    two = run_probe_cli(tiny_run, tmp_path / "b2.json", "--readout-bins", "2")
+    assert two["readout"]["readout_bins"] == 2 and two["cache_hits"] == 0  # not the checkpoint's own features
+    # Asking for the checkpoint's own readout is the plain probe, from the plain probe's cache.
+    same = run_probe_cli(tiny_run, tmp_path / "same.json", "--readout-bins", "1")
+    assert same["cache_hits"] == 2 and same["top1"] == base["top1"]
+    ri = run_probe_cli(tiny_run, tmp_path / "ri.json", "--random-init", "--readout", "a", "--readout-pool", "max")
+    assert ri["readout"] == {"readout": "a", "readout_bins": 1, "readout_pool": "max"}
+
+
+def test_readout_options_reach_extract_features(tiny_run):
+    import torch
+    from prednet2.eval.common import load_or_exit
+    from prednet2.eval.featureset import readout_config
+
+    class Args:
+        readout, readout_bins, readout_pool, baseline = "a", 3, None, None
+
+    loaded = load_or_exit(str(tiny_run / "checkpoints" / "last.pt"))
+    cfg, changed = readout_config(Args(), loaded)
+    assert changed == {"readout": "a", "readout_bins": 3} and cfg.model.readout_bins == 3
+    feats = loaded.model.extract_features(torch.rand(2, 6, 3, 32, 32))
+    assert feats[0].shape == (2, 4 * 3)  # layer 0: 4 channels of a, pooled in 3 time bins
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--readout", "a,zz"], "--readout a,zz: model.readout"),
+        (["--readout-bins", "0"], "--readout-bins 0"),
+        (["--readout-bins", "2", "--baseline", "pixels"], "--readout-bins: the readout is what the model's features"),
+    ],
+)
+def test_bad_readout_options_exit_2_with_one_line(tiny_run, tmp_path, capsys, argv, needle):
+    with pytest.raises(SystemExit) as e:
+        main(["--checkpoint", str(tiny_run / "checkpoints" / "last.pt"), *SMALL, *argv, "--out", str(tmp_path / "p")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1
