@@ -66,6 +66,9 @@ def add_feature_args(p: argparse.ArgumentParser, *, data_help: str) -> argparse.
     p.add_argument("--readout-bins", type=int, metavar="N",
                    help="time segments the readout pools apart (default: the checkpoint's model.readout_bins); "
                    "2 keeps a heading that a mean over a long clip blurs")  # fmt: skip
+    p.add_argument("--readout-whole", action=argparse.BooleanOptionalAction, default=None,
+                   help="with --readout-bins > 1, also the mean over the whole clip (default: the checkpoint's "
+                   "model.readout_whole)")  # fmt: skip
     p.add_argument(
         "--readout-pool",
         choices=["mean", "max", "meanmax"],
@@ -327,11 +330,11 @@ class FeatureSource:
         return int(n) if n else int(max(int(y.max()) for y in ys) + 1)
 
 
-READOUT_KEYS = ("readout", "readout_bins", "readout_pool")
+READOUT_KEYS = ("readout", "readout_bins", "readout_whole", "readout_pool")
 
 
 def readout_config(args, loaded) -> tuple[Config, dict]:
-    """The checkpoint's config with --readout / --readout-bins / --readout-pool applied to the model it loaded.
+    """The checkpoint's config with --readout / --readout-bins / --readout-whole / --readout-pool applied to its model.
 
     Returns (config, the keys that differ from the checkpoint's); exits 2 with one line naming the option when a
     value is out of range, the source is pooled pixels, or the model has no configurable readout (PredNet)."""

@@ -100,6 +100,8 @@ class ModelConfig:
     # default a,r,da: measured best on the mean over 4 probe tasks, same weights (docs/results/dynamics.md)
     readout: str = "a,r,da"
     readout_bins: int = _r(1, ge=1)
+    # With readout_bins > 1, also the mean over the whole clip beside the bins' means (what stays, and when it moved)
+    readout_whole: bool = False
     # How each part is pooled over space at each step: "mean", "max" (the strongest response, wherever it is) or
     # "meanmax" (both side by side: twice the features)
     readout_pool: str = _one_of("mean", "max", "meanmax")

@@ -11,7 +11,8 @@
   space): where the unit was surprised.
 
 Each part is pooled over a ``grid x grid`` spatial grid (``model.readout_pool``: mean, max or both) and averaged
-over each of the ``readout_bins`` equal time segments; the parts and segments are concatenated.
+over each of the ``readout_bins`` equal time segments; the parts and segments are concatenated. With
+``model.readout_whole`` (and more than one bin) the mean over the whole clip comes first, beside the bins.
 Tensor layout: clips (B, T, C, H, W).
 """
 
@@ -42,7 +43,9 @@ def parse_parts(spec: str) -> list[str]:
 def extract_features(
     model: PredictiveStack, clip: Tensor, mask: Tensor | None = None, *, grid: int = 1
 ) -> dict[int, Tensor]:
-    """{l: (B, F_l)}, F_l = (channels of the readout parts) * grid**2 * bins. clip (B, T, C, H, W) in [0, 1]."""
+    """{l: (B, F_l)}, F_l = (channels of the readout parts) * grid**2 * (bins, + 1 with ``readout_whole``).
+
+    clip (B, T, C, H, W) in [0, 1]."""
     was_training = model.training
     model.eval()
     try:
@@ -64,7 +67,10 @@ def extract_features(
                 f = _pool(f, grid, model.cfg.readout_pool)  # (B, C*grid*grid), twice that for "meanmax"
                 b = bin_of[t]
                 sums[l][b] = f if sums[l][b] is None else sums[l][b] + f
-        return {l: torch.cat([s / n for s, n in zip(sums[l], counts)], dim=1) for l in sums}
+        out = {l: [s / n for s, n in zip(sums[l], counts)] for l in sums}
+        if model.cfg.readout_whole and bins > 1:  # the whole clip's mean first, then each bin's
+            out = {l: [sum(s * n for s, n in zip(m, counts)) / T, *m] for l, m in out.items()}
+        return {l: torch.cat(m, dim=1) for l, m in out.items()}
     finally:
         model.train(was_training)
 

@@ -84,6 +84,18 @@ def test_readout_bins_are_time_segments():
     assert torch.allclose(f[:, :4], first.extract_features(x[:, :2])[0], atol=1e-6)
 
 
+def test_readout_whole_puts_the_clip_mean_before_the_bins():
+    x = clip(t=5)  # bins of 3 and 2 frames: the whole-clip mean weights each frame alike, not each bin
+    m = make(readout="a", readout_bins=2, readout_whole=True)
+    f = m.extract_features(x)[0]
+    assert f.shape == (2, 12)
+    plain = make(readout="a")
+    assert torch.allclose(f[:, :4], plain.extract_features(x)[0], atol=1e-6)
+    assert torch.allclose(f[:, 4:8], plain.extract_features(x[:, :3])[0], atol=1e-6)
+    one = make(readout="a", readout_whole=True)  # one bin is the whole clip already: nothing twice
+    assert one.extract_features(x)[0].shape == (2, 4)
+
+
 def test_readout_pool_max_and_meanmax():
     x = clip(t=4)
     m = make(readout="r", readout_pool="max")

@@ -173,14 +173,16 @@ def test_resplit_draws_the_folder_split_of_each_seed(tiny_run, tmp_path, capsys)
 
 def test_readout_options_change_the_features_and_their_cache(tiny_run, tmp_path):
     base = run_probe_cli(tiny_run, tmp_path / "base.json")
-    assert base["readout"] == {"readout": "a,r,da", "readout_bins": 1, "readout_pool": "mean"}
+    assert base["readout"] == {"readout": "a,r,da", "readout_bins": 1, "readout_whole": False, "readout_pool": "mean"}
     two = run_probe_cli(tiny_run, tmp_path / "b2.json", "--readout-bins", "2")
     assert two["readout"]["readout_bins"] == 2 and two["cache_hits"] == 0  # not the checkpoint's own features
     # Asking for the checkpoint's own readout is the plain probe, from the plain probe's cache.
     same = run_probe_cli(tiny_run, tmp_path / "same.json", "--readout-bins", "1")
     assert same["cache_hits"] == 2 and same["top1"] == base["top1"]
     ri = run_probe_cli(tiny_run, tmp_path / "ri.json", "--random-init", "--readout", "a", "--readout-pool", "max")
-    assert ri["readout"] == {"readout": "a", "readout_bins": 1, "readout_pool": "max"}
+    assert ri["readout"] == {"readout": "a", "readout_bins": 1, "readout_whole": False, "readout_pool": "max"}
+    whole = run_probe_cli(tiny_run, tmp_path / "w.json", "--readout-bins", "2", "--readout-whole")
+    assert whole["readout"]["readout_whole"] is True and whole["top1"] >= 0
 
 
 def test_readout_options_reach_extract_features(tiny_run):
@@ -189,7 +191,7 @@ def test_readout_options_reach_extract_features(tiny_run):
     from prednet2.eval.featureset import readout_config
 
     class Args:
-        readout, readout_bins, readout_pool, baseline = "a", 3, None, None
+        readout, readout_bins, readout_whole, readout_pool, baseline = "a", 3, None, None, None
 
     loaded = load_or_exit(str(tiny_run / "checkpoints" / "last.pt"))
     cfg, changed = readout_config(Args(), loaded)
