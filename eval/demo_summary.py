@@ -53,6 +53,12 @@ def summary_table(run: Path) -> str:
         delta = "" if name == "random init" else f"{100 * (d['top1'] - base):+.1f}"
         lines.append(f"| {name:<11} | {100 * d['top1']:5.1f} ± {100 * d['top1_std']:4.1f} | {delta:>14} |")
     lines += ["", f"trained: {steps} ({run / 'checkpoints' / 'last.pt'})"]
+    ro = any_d.get("readout")
+    if ro:  # what the model rows pooled (the probe JSON records it)
+        bins = ro["readout_bins"]
+        whole = " and the whole clip" if ro.get("readout_whole") and bins > 1 else ""
+        lines.append(f"model features: {ro['readout']} over {any_d.get('clip_len', '?')} frames, "
+                     f"{bins} time bin{'s' if bins > 1 else ''}{whole}")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -33,6 +33,17 @@ def test_table_and_chart(tmp_path, capsys):
     assert "45.0 ±  2.0" in rows[0] and "+17.0" in rows[0] and "+3.0" in rows[2]
     assert "150 steps, 1.5 min" in out and "chance 12.5%" in out
     assert (run / "probe_summary.png").stat().st_size > 1000
+    assert "model features" not in out  # probe JSONs from before the readout was recorded
+
+
+def test_table_names_the_readout(tmp_path, capsys):
+    run = tmp_path / "demo"
+    _write_run(run)
+    d = json.loads((run / "probe.json").read_text())
+    d |= {"clip_len": 20, "readout": {"readout": "a,r,da", "readout_bins": 2, "readout_whole": False}}
+    (run / "probe.json").write_text(json.dumps(d))
+    assert main([str(run)]) == 0
+    assert "model features: a,r,da over 20 frames, 2 time bins" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("missing", ["probe_pixels.json", "RUN"])
