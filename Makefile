@@ -27,8 +27,6 @@ $(STAMP): setup.py $(EXT_SRC)
 # - 150 steps over 512 synthetic clips: a clip's motion masks are computed once (~76 ms) and cached, and later
 #   epochs read them (docs/results/training.md: 200 steps over 2048 clips spent a third of the training time on masks);
 # - probes on 384/192 clips, 3 seeds; the masks of the probe clips are computed once and shared by the probes;
-# - the model's features read in two time bins (--readout-bins 2): a heading is blurred by one mean over 20 frames
-#   (docs/results/dynamics_rounds89.md, round 90); pooled pixels have their own fixed bins;
 # - one torch thread plus one DataLoader worker: the masks are computed on the second core while the first trains
 #   (and one thread is far faster than two fighting other processes for the cores);
 # - every cache lives in the run folder, so each demo starts cold, as on a fresh machine.
@@ -37,13 +35,11 @@ DEMO_SETS := --set data.n_synthetic=512 --set data.cache_dir=$(DEMO_RUN)/cache -
 	--set train.threads=1 --set data.num_workers=1
 DEMO_PROBE := --data synthetic:shapes:direction --seeds 3 --n-train 384 --n-test 192 --threads 1 --num-workers 1
 DEMO_CKPT := --checkpoint $(DEMO_RUN)/checkpoints/last.pt
-DEMO_READ := --readout-bins 2
 demo: install
 	rm -rf $(DEMO_RUN)
 	$(PY) train.py --data synthetic:shapes --out $(DEMO_RUN) --steps $(DEMO_STEPS) $(DEMO_SETS)
-	$(PY) -m eval.linear_probe $(DEMO_CKPT) $(DEMO_PROBE) $(DEMO_READ) --out $(DEMO_RUN)/probe.json
-	$(PY) -m eval.linear_probe $(DEMO_CKPT) $(DEMO_PROBE) $(DEMO_READ) --random-init \
-		--out $(DEMO_RUN)/probe_random_init.json
+	$(PY) -m eval.linear_probe $(DEMO_CKPT) $(DEMO_PROBE) --out $(DEMO_RUN)/probe.json
+	$(PY) -m eval.linear_probe $(DEMO_CKPT) $(DEMO_PROBE) --random-init --out $(DEMO_RUN)/probe_random_init.json
 	$(PY) -m eval.linear_probe $(DEMO_CKPT) $(DEMO_PROBE) --baseline pixels --out $(DEMO_RUN)/probe_pixels.json
 	@echo
 	$(PY) -m eval.demo_summary $(DEMO_RUN)

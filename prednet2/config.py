@@ -99,9 +99,12 @@ class ModelConfig:
     # each mean-pooled over readout_bins time segments.
     # default a,r,da: measured best on the mean over 4 probe tasks, same weights (docs/results/dynamics.md)
     readout: str = "a,r,da"
-    readout_bins: int = _r(1, ge=1)
+    # Two time bins with the whole clip's mean beside them (round 92, docs/results/dynamics_rounds89.md): one mean
+    # over 20 frames blurs a heading (direction -9.2), two bins alone cost digit 7.2; both side by side are above
+    # either on the mean over five tasks on each of three training seeds
+    readout_bins: int = _r(2, ge=1)
     # With readout_bins > 1, also the mean over the whole clip beside the bins' means (what stays, and when it moved)
-    readout_whole: bool = False
+    readout_whole: bool = True
     # How each part is pooled over space at each step: "mean", "max" (the strongest response, wherever it is) or
     # "meanmax" (both side by side: twice the features)
     readout_pool: str = _one_of("mean", "max", "meanmax")

@@ -8,7 +8,7 @@ import torch
 from prednet2 import ModelConfig, build_model
 from prednet2.losses import arrow_loss, error_loss, squared_error
 
-SMALL = dict(channels=(4, 6), stem=1, input_kernel=3)
+SMALL = dict(channels=(4, 6), stem=1, input_kernel=3, readout_bins=1)  # one mean over the clip unless a test asks
 
 
 def make(**over):
@@ -70,14 +70,14 @@ def test_horizon_adds_a_term_per_layer_and_trains_the_extra_heads():
     [("a,r", 1, 8), ("a,r,e,da", 1, 20), ("a", 2, 8), ("r,da", 3, 24), ("r,rw,aw", 1, 12), ("dr", 1, 4)],
 )
 def test_readout_parts_and_bins(readout, bins, width0):
-    m = make(readout=readout, readout_bins=bins)
+    m = make(readout=readout, readout_bins=bins, readout_whole=False)
     f = m.extract_features(clip(t=6))
     assert f[0].shape == (2, width0)
     assert torch.isfinite(f[1]).all()
 
 
 def test_readout_bins_are_time_segments():
-    m = make(readout="a", readout_bins=2)
+    m = make(readout="a", readout_bins=2, readout_whole=False)
     x = clip(t=4)
     f = m.extract_features(x)[0]
     first = make(readout="a")  # the same weights: pooled over the first two frames only
@@ -94,6 +94,16 @@ def test_readout_whole_puts_the_clip_mean_before_the_bins():
     assert torch.allclose(f[:, 4:8], plain.extract_features(x[:, :3])[0], atol=1e-6)
     one = make(readout="a", readout_whole=True)  # one bin is the whole clip already: nothing twice
     assert one.extract_features(x)[0].shape == (2, 4)
+
+
+def test_the_default_readout_is_the_whole_clip_and_two_bins():
+    cfg = ModelConfig()
+    assert (cfg.readout, cfg.readout_bins, cfg.readout_whole) == ("a,r,da", 2, True)
+    x = clip(t=4)
+    m = make(readout_bins=cfg.readout_bins, readout_whole=cfg.readout_whole)
+    one = make()
+    f, whole = m.extract_features(x)[0], one.extract_features(x)[0]
+    assert f.shape == (2, 3 * whole.shape[1]) and torch.allclose(f[:, : whole.shape[1]], whole, atol=1e-6)
 
 
 def test_readout_pool_max_and_meanmax():

@@ -163,10 +163,10 @@ def test_extract_features_shapes_no_grad_and_mode():
     assert m.training
     assert sorted(feats) == [0, 1, 2]
     for l, c in enumerate((4, 6, 8)):
-        assert feats[l].shape == (2, 3 * c)  # the default readout a,r,da
+        assert feats[l].shape == (2, 3 * c * 3)  # the default readout a,r,da: the whole clip and two time bins
         assert not feats[l].requires_grad
     grid = m.extract_features(clip(t=3), grid=2)
-    assert grid[0].shape == (2, 3 * 4 * 4)
+    assert grid[0].shape == (2, 3 * 4 * 4 * 3)
 
 
 def test_motion_stream_shapes_and_errors():
@@ -178,7 +178,7 @@ def test_motion_stream_shapes_and_errors():
     assert out.preds[0].shape == (2, 3, 7, 16, 16)
     assert out.errors[0].shape == (2, 3, 14, 16, 16)
     assert "bind" in out.stats and out.stats["bind"] > 0
-    assert m.extract_features(x, mask)[0].shape == (2, 7 + 4 + 7)  # a (rgb + motion), r, da
+    assert m.extract_features(x, mask)[0].shape == (2, (7 + 4 + 7) * 3)  # a (rgb + motion), r, da; whole + 2 bins
     with pytest.raises(ValueError, match="motion_channels=3 needs motion masks"):
         m(x)
 

@@ -172,17 +172,16 @@ def test_resplit_draws_the_folder_split_of_each_seed(tiny_run, tmp_path, capsys)
 
 
 def test_readout_options_change_the_features_and_their_cache(tiny_run, tmp_path):
-    base = run_probe_cli(tiny_run, tmp_path / "base.json")
-    assert base["readout"] == {"readout": "a,r,da", "readout_bins": 1, "readout_whole": False, "readout_pool": "mean"}
-    two = run_probe_cli(tiny_run, tmp_path / "b2.json", "--readout-bins", "2")
-    assert two["readout"]["readout_bins"] == 2 and two["cache_hits"] == 0  # not the checkpoint's own features
+    base = run_probe_cli(tiny_run, tmp_path / "base.json")  # the checkpoint's readout: the defaults
+    assert base["readout"] == {"readout": "a,r,da", "readout_bins": 2, "readout_whole": True, "readout_pool": "mean"}
+    one = run_probe_cli(tiny_run, tmp_path / "b1.json", "--readout-bins", "1")
+    assert one["readout"]["readout_bins"] == 1 and one["cache_hits"] == 0  # not the checkpoint's own features
     # Asking for the checkpoint's own readout is the plain probe, from the plain probe's cache.
-    same = run_probe_cli(tiny_run, tmp_path / "same.json", "--readout-bins", "1")
+    same = run_probe_cli(tiny_run, tmp_path / "same.json", "--readout-bins", "2", "--readout-whole")
     assert same["cache_hits"] == 2 and same["top1"] == base["top1"]
-    ri = run_probe_cli(tiny_run, tmp_path / "ri.json", "--random-init", "--readout", "a", "--readout-pool", "max")
-    assert ri["readout"] == {"readout": "a", "readout_bins": 1, "readout_whole": False, "readout_pool": "max"}
-    whole = run_probe_cli(tiny_run, tmp_path / "w.json", "--readout-bins", "2", "--readout-whole")
-    assert whole["readout"]["readout_whole"] is True and whole["top1"] >= 0
+    ri = run_probe_cli(tiny_run, tmp_path / "ri.json", "--random-init", "--readout", "a", "--readout-pool", "max",
+                       "--no-readout-whole")  # fmt: skip
+    assert ri["readout"] == {"readout": "a", "readout_bins": 2, "readout_whole": False, "readout_pool": "max"}
 
 
 def test_readout_options_reach_extract_features(tiny_run):
@@ -197,7 +196,7 @@ def test_readout_options_reach_extract_features(tiny_run):
     cfg, changed = readout_config(Args(), loaded)
     assert changed == {"readout": "a", "readout_bins": 3} and cfg.model.readout_bins == 3
     feats = loaded.model.extract_features(torch.rand(2, 6, 3, 32, 32))
-    assert feats[0].shape == (2, 4 * 3)  # layer 0: 4 channels of a, pooled in 3 time bins
+    assert feats[0].shape == (2, 4 * (1 + 3))  # layer 0: 4 channels of a, the whole clip and 3 time bins
 
 
 @pytest.mark.parametrize(
