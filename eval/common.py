@@ -60,8 +60,14 @@ def progress(iterable, desc: str):
 
 
 def set_threads(n: int) -> None:
+    """``n`` > 0 threads for torch and for the BLAS under numpy/scipy (the probes' solver): --threads 1 beside
+    other jobs must mean one thread, or a probe's BLAS spins on every core (5x slower on 2 loaded cores)."""
     if n > 0:
         torch.set_num_threads(n)
+        import scipy.linalg  # noqa: F401  (loads scipy's own BLAS, so the limit reaches it too)
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=n)
 
 
 @dataclasses.dataclass
