@@ -67,10 +67,11 @@ def extract_features(
                 f = _pool(f, grid, model.cfg.readout_pool)  # (B, C*grid*grid), twice that for "meanmax"
                 b = bin_of[t]
                 sums[l][b] = f if sums[l][b] is None else sums[l][b] + f
-        out = {l: [s / n for s, n in zip(sums[l], counts)] for l in sums}
-        if model.cfg.readout_whole and bins > 1:  # the whole clip's mean first, then each bin's
-            out = {l: [sum(s * n for s, n in zip(m, counts)) / T, *m] for l, m in out.items()}
-        return {l: torch.cat(m, dim=1) for l, m in out.items()}
+        whole = model.cfg.readout_whole and bins > 1  # the whole clip's mean first, then each bin's
+        return {
+            l: torch.cat([*([sum(s) / T] if whole else []), *[x / n for x, n in zip(s, counts)]], dim=1)
+            for l, s in sums.items()
+        }
     finally:
         model.train(was_training)
 
