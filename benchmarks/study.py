@@ -7,6 +7,7 @@ thread each. Finished runs and probes are reused when their files exist, so a st
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -124,13 +125,16 @@ def parse_probe(args, tasks: list[str] = ()) -> Probe:
             raise StudyError(f"{opt} {v}: need at least 1")
     if clip_len is not None and clip_len < 2:
         raise StudyError(f"--probe-clip-len {clip_len}: need at least 2 frames")
+    bins, whole = getattr(args, "readout_bins", None), getattr(args, "readout_whole", None)
+    if bins is not None and bins < 1:
+        raise StudyError(f"--readout-bins {bins}: need at least 1 (1: one mean over the clip)")
     resplit = getattr(args, "resplit", 0) or 0
     if resplit < 0:
         raise StudyError(f"--resplit {resplit}: need 0 (one fixed split) or a number of splits")
     if resplit and tasks and all(TASKS[t][0].startswith("synthetic:") for t in tasks):  # it would change nothing
         raise StudyError(f"--resplit {resplit} draws splits of folder tasks (basketball); --tasks {','.join(tasks)} "
                          "has none")  # fmt: skip
-    return Probe(args.seeds, args.n_train, args.n_test, clip_len, resplit)
+    return Probe(args.seeds, args.n_train, args.n_test, clip_len, resplit, bins, whole)
 
 
 def add_study_args(p, *, tasks: str, out: str) -> None:
@@ -150,6 +154,13 @@ def add_study_args(p, *, tasks: str, out: str) -> None:
     p.add_argument("--resplit", type=int, default=0, metavar="N",
                    help="folder tasks (basketball): probe N stratified train/test splits, one per probe seed, "
                    "instead of one fixed split (default 0: the fixed 226/57 split)")  # fmt: skip
+    p.add_argument("--readout-bins", type=int, metavar="N",
+                   help="probe every stack checkpoint with N time bins (eval --readout-bins; default: each "
+                   "checkpoint's model.readout_bins); reads older checkpoints on today's readout. The faithful "
+                   "PredNet keeps its fixed readout")  # fmt: skip
+    p.add_argument("--readout-whole", action=argparse.BooleanOptionalAction, default=None,
+                   help="with the bins, the whole clip's mean too (eval --readout-whole; default: each "
+                   "checkpoint's model.readout_whole)")  # fmt: skip
     p.add_argument("--jobs", type=int, default=1, help="runs side by side, one thread each (default 1)")
     p.add_argument("--out", default=out, help=f"study folder (default {out})")
     p.add_argument("--json", type=out_file, help="write the figures here")
@@ -174,6 +185,8 @@ class Probe:
     n_test: int = 512
     clip_len: int | None = None  # synthetic probes' frames per clip; None: the checkpoint's data.clip_len
     resplit: int = 0  # folder tasks: this many stratified splits, one per probe seed (eval --resplit); 0: one split
+    readout_bins: int | None = None  # eval --readout-bins for stack checkpoints; None: the checkpoint's own
+    readout_whole: bool | None = None  # eval --readout-whole / --no-readout-whole; None: the checkpoint's own
 
 
 @dataclass
@@ -269,6 +282,9 @@ class Runner:
         if probe.clip_len is not None and "--clip-len" not in extra:  # basketball keeps its own clip length
             extra = ["--clip-len", str(probe.clip_len)]
             tag += f"_T{probe.clip_len}"
+        if variant != "pixels" and _readout_given(probe) and not _is_prednet(ckpt):  # PredNet's readout is fixed
+            extra = [*extra, *_readout_args(probe)]
+            tag += _readout_tag(probe)
         seeds = probe.seeds
         if probe.resplit and not spec.startswith("synthetic:"):  # a folder task: N splits, one per seed
             seeds, extra = probe.resplit, [*extra, "--resplit"]
@@ -292,6 +308,30 @@ class Runner:
                 f"probe of {ckpt} on {task} ({variant}) failed (exit {rc}): {_last_line(log_path)} (log: {log_path})"
             )
         return json.loads(out.read_text())
+
+
+def _readout_given(probe: Probe) -> bool:
+    return probe.readout_bins is not None or probe.readout_whole is not None
+
+
+def _readout_args(probe: Probe) -> list[str]:
+    out = ["--readout-bins", str(probe.readout_bins)] if probe.readout_bins is not None else []
+    if probe.readout_whole is not None:
+        out.append("--readout-whole" if probe.readout_whole else "--no-readout-whole")
+    return out
+
+
+def _readout_tag(probe: Probe) -> str:
+    """The probe file's name part for a readout other than the checkpoint's own: _rb2w, _rb1, _rnw..."""
+    tag = "_r" + (f"b{probe.readout_bins}" if probe.readout_bins is not None else "")
+    return tag + {None: "", True: "w", False: "nw"}[probe.readout_whole]
+
+
+def _is_prednet(ckpt: Path) -> bool:
+    """Whether a checkpoint holds the faithful PredNet (model.preset=prednet), whose readout has no options."""
+    from prednet2.checkpoint import load_checkpoint
+
+    return load_checkpoint(ckpt)["config"].get("model", {}).get("preset") == "prednet"
 
 
 def _cpu_seconds(pid: int) -> float | None:
