@@ -161,6 +161,40 @@ def test_resplit_reaches_the_folder_probes_only(tmp_path, monkeypatch, capsys):
     assert "--resplit -1" in capsys.readouterr().err
 
 
+def test_readout_options_reach_stack_probes_only(tmp_path, monkeypatch, capsys):
+    """--readout-bins / --readout-whole reach every stack probe (trained and random init, their own cached file);
+    pixels and the faithful PredNet, whose readout is fixed, are probed as before."""
+    import prednet2.checkpoint as ck
+
+    seen = []
+
+    def fake_run(self, args, log, budget_s=None):
+        out = Path(args[args.index("--out") + 1])
+        seen.append((out.parent.parent.name, args[args.index("--no-progress") + 1 :], out.name))
+        out.write_text(json.dumps({"top1": 0.5}))
+        return 0
+
+    monkeypatch.setattr(Runner, "run", fake_run)
+    monkeypatch.setattr(ck, "load_checkpoint", lambda p: {"config": {"model": {"preset": p.parent.parent.name}}})
+    r = Runner(tmp_path, verbose=False)
+    for preset, variant in [("tiny", "trained"), ("tiny", "random_init"), ("tiny", "pixels"), ("prednet", "trained")]:
+        r.probe(tmp_path / preset / "checkpoints" / "last.pt", "direction", variant, Probe(1, 8, 8, None, 0, 2, True),
+                "t")  # fmt: skip
+    names = [(run, name) for run, _, name in seen]
+    assert names == [("tiny", "probe_direction_t_n8x1_rb2w_trained.json"),
+                     ("tiny", "probe_direction_t_n8x1_rb2w_random_init.json"),
+                     ("tiny", "probe_direction_t_n8x1_pixels.json"),
+                     ("prednet", "probe_direction_t_n8x1_trained.json")]  # fmt: skip
+    assert [a for _, a, _ in seen] == [["--readout-bins", "2", "--readout-whole"], ["--readout-bins", "2",
+                                       "--readout-whole", "--random-init"], ["--baseline", "pixels"], []]  # fmt: skip
+    seen.clear()
+    r.probe(tmp_path / "tiny" / "checkpoints" / "last.pt", "direction", "trained",
+            Probe(1, 8, 8, readout_whole=False), "t")  # fmt: skip
+    assert seen[0][1] == ["--no-readout-whole"] and seen[0][2] == "probe_direction_t_n8x1_rnw_trained.json"
+    assert curve.main(["--readout-bins", "0", "--tasks", "direction"]) == 2
+    assert "--readout-bins 0: need at least 1" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_curve_points_and_rising_flag(tmp_path, capsys):
     rc = curve.main(["--points", "0,2", "--tasks", "direction", "--out", str(tmp_path / "c"),
