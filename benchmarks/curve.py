@@ -7,7 +7,8 @@
 Each variant trains once to the last point, saving a numbered checkpoint at every point; every checkpoint is
 probed on every task (the eval.linear_probe protocol, the same probe seeds and data). Point 0 is the same
 architecture at random init. Prints a table (top-1 per task and the mean over tasks, per point) and draws the
-mean-over-tasks curve per variant (``--png``).
+mean-over-tasks curve per variant (``--png``). ``--readout-bins N`` / ``--readout-whole`` probe every checkpoint on
+that readout instead of the one it stored (each in its own cached file), e.g. a curve trained before a readout change.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from study import (  # noqa: E402
     parse_probe,
     parse_tasks,
     parse_variants,
+    readout_note,
 )
 
 from prednet2.cli import OneLineParser  # noqa: E402
@@ -162,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     def go() -> int:
         res = run(args)
         print(table(res))
+        if note := readout_note(parse_probe(args)):
+            print(note)
         for n, v in res["variants"].items():
             print(f"{n}: {'rises' if v['rising'] else 'does not rise'} across the trained points (within 1 std)")
         if args.json:

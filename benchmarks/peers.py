@@ -10,7 +10,8 @@ probed on every task beside the same architecture at random init and pooled raw 
 seeds and data (the eval.linear_probe protocol). Prints one table (top-1 ± std, frames/s, steps reached, the mean
 over tasks) and writes ``--json``. With several training seeds the ± is over training seeds (each the mean over
 probe seeds); with one it is over probe seeds. Runs and probes already on disk are reused. Variants trained on
-other clip lengths (``data.clip_len``) are compared at one readout with ``--probe-clip-len 10``.
+other clip lengths (``data.clip_len``) are compared at one readout with ``--probe-clip-len 10``; runs trained before
+a readout change are read on another readout with ``--readout-bins N`` / ``--readout-whole``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from study import (  # noqa: E402
     parse_probe,
     parse_tasks,
     parse_variants,
+    readout_note,
 )
 
 from prednet2.cli import OneLineParser  # noqa: E402
@@ -189,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     def go() -> int:
         res = run(args)
         print(table(res))
+        if note := readout_note(parse_probe(args)):
+            print(note)
         if args.json:
             write_json(args.json, res)
         return 0

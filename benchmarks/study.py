@@ -310,6 +310,16 @@ class Runner:
         return json.loads(out.read_text())
 
 
+def readout_note(probe: Probe) -> str | None:
+    """The line printed under a study's table when its probes read another readout than the checkpoints' own."""
+    if not _readout_given(probe):
+        return None
+    what = [f"{probe.readout_bins} time bin(s)"] if probe.readout_bins is not None else []
+    if probe.readout_whole is not None:
+        what.append(("with" if probe.readout_whole else "without") + " the whole clip's mean")
+    return f"readout: {', '.join(what)} for every stack checkpoint (pixels and the faithful PredNet as they are)"
+
+
 def _readout_given(probe: Probe) -> bool:
     return probe.readout_bins is not None or probe.readout_whole is not None
 

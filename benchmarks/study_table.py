@@ -37,7 +37,7 @@ from prednet2.cli import OneLineParser, json_files, out_file  # noqa: E402
 
 
 def _protocol(res: dict) -> tuple:
-    probe = res.get("probe") or {}
+    probe = {k: v for k, v in (res.get("probe") or {}).items() if not (k.startswith("readout_") and v is None)}
     return (res.get("steps"), res.get("budget_s"), tuple(res["tasks"]), tuple(sorted(probe.items())), res.get("data"))
 
 

@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import curve  # noqa: E402
 import peers  # noqa: E402
-from study import Probe, Runner, StudyError, StudyFailure, parse_variants  # noqa: E402
+from study import Probe, Runner, StudyError, StudyFailure, parse_variants, readout_note  # noqa: E402
 
 TINY = ["--set", "motion=off", "--set", "data.batch_size=2", "--set", "data.clip_len=4",
         "--set", "model.channels=[4,8]", "--seeds", "1", "--n-train", "24", "--n-test", "16"]  # fmt: skip
@@ -191,6 +191,10 @@ def test_readout_options_reach_stack_probes_only(tmp_path, monkeypatch, capsys):
     r.probe(tmp_path / "tiny" / "checkpoints" / "last.pt", "direction", "trained",
             Probe(1, 8, 8, readout_whole=False), "t")  # fmt: skip
     assert seen[0][1] == ["--no-readout-whole"] and seen[0][2] == "probe_direction_t_n8x1_rnw_trained.json"
+    assert readout_note(Probe(readout_bins=2, readout_whole=True)).startswith(
+        "readout: 2 time bin(s), with the whole clip's mean for every stack checkpoint"
+    )
+    assert readout_note(Probe()) is None
     assert curve.main(["--readout-bins", "0", "--tasks", "direction"]) == 2
     assert "--readout-bins 0: need at least 1" in capsys.readouterr().err
 

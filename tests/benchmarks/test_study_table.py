@@ -93,6 +93,21 @@ def test_other_protocols_get_their_own_table_and_a_folder_reads_its_json(tmp_pat
     assert out.count("| variant | seeds |") == 2 and "resplit 10" in out and "| default | 0 | 40.00 | 40.00 |" in out
 
 
+def test_files_before_and_after_the_readout_options_share_a_table_and_another_readout_gets_its_own(tmp_path, capsys):
+    """Files written before the studies' --readout-* options (no such probe keys) and after them without the options
+    (keys set to None) are one protocol; a file probed on another readout is another."""
+    base = {"n_train": 512, "n_test": 256, "seeds": 3, "clip_len": 10, "resplit": 0}
+    peers_json(tmp_path / "old.json", {"default": ([], {0: [0.5, 0.5]})})
+    peers_json(tmp_path / "new.json", {"default": ([], {1: [0.7, 0.7]})},
+               probe=base | {"readout_bins": None, "readout_whole": None})  # fmt: skip
+    peers_json(tmp_path / "b2w.json", {"default": ([], {0: [0.9, 0.9]})},
+               probe=base | {"readout_bins": 2, "readout_whole": True})  # fmt: skip
+    assert study_table.main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("| variant | seeds |") == 2 and "readout_bins 2" in out
+    assert "| default | 0,1 | 60.00 | 60.00 | 60.00 |" in out and "| default | 0 | 90.00 | 90.00 | 90.00 |" in out
+
+
 def test_random_init_and_pixels_rows_appear_when_the_files_hold_them(tmp_path, capsys):
     f = peers_json(tmp_path / "a.json", {"default": ([], {0: [0.5, 0.5]})})
     res = json.loads(f.read_text())
