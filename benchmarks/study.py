@@ -301,13 +301,18 @@ class Runner:
         elif variant == "pixels":
             args += ["--baseline", "pixels"]
         log = f"probe_{ckpt.parent.parent.name}_{tag}_{task}_{variant}"
+        t0 = time.time()
         rc = self.run(args, log)
         if rc != 0 or not out.is_file():
             log_path = self.out / "logs" / f"{log}.log"
             raise StudyFailure(
                 f"probe of {ckpt} on {task} ({variant}) failed (exit {rc}): {_last_line(log_path)} (log: {log_path})"
             )
-        return json.loads(out.read_text())
+        res = json.loads(out.read_text())
+        # a study probes for an hour or more: say each probe as it lands, so a long run shows where it is
+        self.say(f"probe {ckpt.parent.parent.name} on {task} ({variant}): top-1 {100 * res['top1']:.1f} "
+                 f"in {time.time() - t0:.0f} s")  # fmt: skip
+        return res
 
 
 def readout_note(probe: Probe) -> str | None:

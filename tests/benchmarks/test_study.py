@@ -93,7 +93,10 @@ def test_peers_two_step_run_and_table(tmp_path, capsys):
                      "--tasks", "direction", "--out", str(out), "--jobs", "2",
                      "--json", str(tmp_path / "new" / "p.json"), *TINY])  # fmt: skip
     assert rc == 0
-    table = capsys.readouterr().out
+    got = capsys.readouterr()
+    table = got.out
+    assert "probe default_s0 on direction (trained): top-1 " in got.err  # each probe is said as it lands
+    assert "probe default_s0 on direction (pixels): top-1 " in got.err
     for row in ("| default |", "| res |", "| default (random init) |", "| pixels |"):
         assert row in table
     assert "res (random init)" not in table  # --random-for defaults to the default variant
