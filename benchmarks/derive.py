@@ -3,10 +3,10 @@
     python benchmarks/derive.py runs/study/default_s0 runs/study/default_da_s0 --set model.readout=a,r,da
     python benchmarks/peers.py --steps 600 --out runs/study --variant 'default_da=model.readout=a,r,da'
 
-Only probe-time keys (``model.readout``, ``model.readout_bins``, ``model.readout_whole``, ``model.readout_pool``)
-may change: they decide what ``extract_features`` pools, not what was trained. The new run folder gets the
-checkpoint (its config updated), config.yaml and summary.json, so ``peers.py`` / ``curve.py`` treat it as trained
-and only probe it.
+Only probe-time keys (``model.readout``, ``model.readout_bins``, ``model.readout_whole``, ``model.readout_trend``,
+``model.readout_pool``) may change: they decide what ``extract_features`` pools, not what was trained. The new run
+folder gets the checkpoint (its config updated), config.yaml and summary.json, so ``peers.py`` / ``curve.py`` treat
+it as trained and only probe it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
-PROBE_TIME = ("model.readout", "model.readout_bins", "model.readout_whole", "model.readout_pool")
+PROBE_TIME = ("model.readout", "model.readout_bins", "model.readout_whole", "model.readout_trend", "model.readout_pool")
 
 
 def derive(src: Path, dst: Path, sets: list[str]) -> Path:

@@ -126,6 +126,7 @@ def parse_probe(args, tasks: list[str] = ()) -> Probe:
     if clip_len is not None and clip_len < 2:
         raise StudyError(f"--probe-clip-len {clip_len}: need at least 2 frames")
     bins, whole = getattr(args, "readout_bins", None), getattr(args, "readout_whole", None)
+    trend = getattr(args, "readout_trend", None)
     if bins is not None and bins < 1:
         raise StudyError(f"--readout-bins {bins}: need at least 1 (1: one mean over the clip)")
     resplit = getattr(args, "resplit", 0) or 0
@@ -134,7 +135,7 @@ def parse_probe(args, tasks: list[str] = ()) -> Probe:
     if resplit and tasks and all(TASKS[t][0].startswith("synthetic:") for t in tasks):  # it would change nothing
         raise StudyError(f"--resplit {resplit} draws splits of folder tasks (basketball); --tasks {','.join(tasks)} "
                          "has none")  # fmt: skip
-    return Probe(args.seeds, args.n_train, args.n_test, clip_len, resplit, bins, whole)
+    return Probe(args.seeds, args.n_train, args.n_test, clip_len, resplit, bins, whole, trend)
 
 
 def add_study_args(p, *, tasks: str, out: str) -> None:
@@ -161,6 +162,9 @@ def add_study_args(p, *, tasks: str, out: str) -> None:
     p.add_argument("--readout-whole", action=argparse.BooleanOptionalAction, default=None,
                    help="with the bins, the whole clip's mean too (eval --readout-whole; default: each "
                    "checkpoint's model.readout_whole)")  # fmt: skip
+    p.add_argument("--readout-trend", action=argparse.BooleanOptionalAction, default=None,
+                   help="with the bins, the whole clip's mean and the bins' change in place of their means (eval "
+                   "--readout-trend; default: each checkpoint's model.readout_trend)")  # fmt: skip
     p.add_argument("--jobs", type=int, default=1, help="runs side by side, one thread each (default 1)")
     p.add_argument("--out", default=out, help=f"study folder (default {out})")
     p.add_argument("--json", type=out_file, help="write the figures here")
@@ -187,6 +191,7 @@ class Probe:
     resplit: int = 0  # folder tasks: this many stratified splits, one per probe seed (eval --resplit); 0: one split
     readout_bins: int | None = None  # eval --readout-bins for stack checkpoints; None: the checkpoint's own
     readout_whole: bool | None = None  # eval --readout-whole / --no-readout-whole; None: the checkpoint's own
+    readout_trend: bool | None = None  # eval --readout-trend / --no-readout-trend; None: the checkpoint's own
 
 
 @dataclass
@@ -322,24 +327,29 @@ def readout_note(probe: Probe) -> str | None:
     what = [f"{probe.readout_bins} time bin(s)"] if probe.readout_bins is not None else []
     if probe.readout_whole is not None:
         what.append(("with" if probe.readout_whole else "without") + " the whole clip's mean")
+    if probe.readout_trend is not None:
+        what.append("as the whole clip's mean and the bins' change" if probe.readout_trend else "not as a trend")
     return f"readout: {', '.join(what)} for every stack checkpoint (pixels and the faithful PredNet as they are)"
 
 
 def _readout_given(probe: Probe) -> bool:
-    return probe.readout_bins is not None or probe.readout_whole is not None
+    return any(x is not None for x in (probe.readout_bins, probe.readout_whole, probe.readout_trend))
 
 
 def _readout_args(probe: Probe) -> list[str]:
     out = ["--readout-bins", str(probe.readout_bins)] if probe.readout_bins is not None else []
     if probe.readout_whole is not None:
         out.append("--readout-whole" if probe.readout_whole else "--no-readout-whole")
+    if probe.readout_trend is not None:
+        out.append("--readout-trend" if probe.readout_trend else "--no-readout-trend")
     return out
 
 
 def _readout_tag(probe: Probe) -> str:
     """The probe file's name part for a readout other than the checkpoint's own: _rb2w, _rb1, _rnw..."""
     tag = "_r" + (f"b{probe.readout_bins}" if probe.readout_bins is not None else "")
-    return tag + {None: "", True: "w", False: "nw"}[probe.readout_whole]
+    tag += {None: "", True: "w", False: "nw"}[probe.readout_whole]
+    return tag + {None: "", True: "t", False: "nt"}[probe.readout_trend]
 
 
 def _is_prednet(ckpt: Path) -> bool:

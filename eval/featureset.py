@@ -69,6 +69,9 @@ def add_feature_args(p: argparse.ArgumentParser, *, data_help: str) -> argparse.
     p.add_argument("--readout-whole", action=argparse.BooleanOptionalAction, default=None,
                    help="with --readout-bins > 1, also the mean over the whole clip (default: the checkpoint's "
                    "model.readout_whole)")  # fmt: skip
+    p.add_argument("--readout-trend", action=argparse.BooleanOptionalAction, default=None,
+                   help="with --readout-bins > 1, the whole clip's mean and then the bins' change (bin k+1 minus bin "
+                   "k) in place of the bins' means (default: the checkpoint's model.readout_trend)")  # fmt: skip
     p.add_argument(
         "--readout-pool",
         choices=["mean", "max", "meanmax"],
@@ -330,7 +333,7 @@ class FeatureSource:
         return int(n) if n else int(max(int(y.max()) for y in ys) + 1)
 
 
-READOUT_KEYS = ("readout", "readout_bins", "readout_whole", "readout_pool")
+READOUT_KEYS = ("readout", "readout_bins", "readout_whole", "readout_trend", "readout_pool")
 
 
 def readout_config(args, loaded) -> tuple[Config, dict]:

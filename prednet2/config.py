@@ -105,6 +105,9 @@ class ModelConfig:
     readout_bins: int = _r(2, ge=1)
     # With readout_bins > 1, also the mean over the whole clip beside the bins' means (what stays, and when it moved)
     readout_whole: bool = True
+    # With readout_bins > 1, the bins as their change (bin k+1 minus bin k) after the whole clip's mean, in place of the
+    # bins' own means: the same information without repeating the level (round 98)
+    readout_trend: bool = False
     # How each part is pooled over space at each step: "mean", "max" (the strongest response, wherever it is) or
     # "meanmax" (both side by side: twice the features)
     readout_pool: str = _one_of("mean", "max", "meanmax")

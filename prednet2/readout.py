@@ -12,7 +12,8 @@
 
 Each part is pooled over a ``grid x grid`` spatial grid (``model.readout_pool``: mean, max or both) and averaged
 over each of the ``readout_bins`` equal time segments; the parts and segments are concatenated. With
-``model.readout_whole`` (and more than one bin) the mean over the whole clip comes first, beside the bins.
+``model.readout_whole`` (and more than one bin) the mean over the whole clip comes first, beside the bins; with
+``model.readout_trend`` the whole clip's mean comes first and the bins enter as their change (bin k+1 minus bin k).
 Tensor layout: clips (B, T, C, H, W).
 """
 
@@ -43,7 +44,8 @@ def parse_parts(spec: str) -> list[str]:
 def extract_features(
     model: PredictiveStack, clip: Tensor, mask: Tensor | None = None, *, grid: int = 1
 ) -> dict[int, Tensor]:
-    """{l: (B, F_l)}, F_l = (channels of the readout parts) * grid**2 * (bins, + 1 with ``readout_whole``).
+    """{l: (B, F_l)}, F_l = (channels of the readout parts) * grid**2 * (bins, + 1 with ``readout_whole``; with
+    ``readout_trend`` 1 + (bins - 1) differences).
 
     clip (B, T, C, H, W) in [0, 1]."""
     was_training = model.training
@@ -67,6 +69,12 @@ def extract_features(
                 f = _pool(f, grid, model.cfg.readout_pool)  # (B, C*grid*grid), twice that for "meanmax"
                 b = bin_of[t]
                 sums[l][b] = f if sums[l][b] is None else sums[l][b] + f
+        if bins > 1 and model.cfg.readout_trend:  # the whole clip's mean, then the bins' change
+            out = {}
+            for l, s in sums.items():
+                m = [x / n for x, n in zip(s, counts)]
+                out[l] = torch.cat([sum(s) / T, *[b - a for a, b in zip(m, m[1:])]], dim=1)
+            return out
         whole = model.cfg.readout_whole and bins > 1  # the whole clip's mean first, then each bin's
         return {
             l: torch.cat([*([sum(s) / T] if whole else []), *[x / n for x, n in zip(s, counts)]], dim=1)

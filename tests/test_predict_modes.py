@@ -96,6 +96,19 @@ def test_readout_whole_puts_the_clip_mean_before_the_bins():
     assert one.extract_features(x)[0].shape == (2, 4)
 
 
+def test_readout_trend_is_the_whole_clip_then_the_bins_change():
+    x = clip(t=6)
+    plain = make(readout="a", readout_bins=3, readout_whole=True)
+    trend = make(readout="a", readout_bins=3, readout_trend=True)
+    f, g = plain.extract_features(x)[0], trend.extract_features(x)[0]
+    assert g.shape == (2, 12)  # the whole mean (4) and two changes (4 each), against 16 with the bins' means
+    assert torch.allclose(g[:, :4], f[:, :4], atol=1e-6)
+    assert torch.allclose(g[:, 4:8], f[:, 8:12] - f[:, 4:8], atol=1e-6)
+    assert torch.allclose(g[:, 8:], f[:, 12:] - f[:, 8:12], atol=1e-6)
+    one = make(readout="a", readout_bins=1, readout_trend=True)  # one bin has no change: the whole mean alone
+    assert one.extract_features(x)[0].shape == (2, 4)
+
+
 def test_the_default_readout_is_the_whole_clip_and_two_bins():
     cfg = ModelConfig()
     assert (cfg.readout, cfg.readout_bins, cfg.readout_whole) == ("a,r,da", 2, True)

@@ -194,6 +194,11 @@ def test_readout_options_reach_stack_probes_only(tmp_path, monkeypatch, capsys):
     r.probe(tmp_path / "tiny" / "checkpoints" / "last.pt", "direction", "trained",
             Probe(1, 8, 8, readout_whole=False), "t")  # fmt: skip
     assert seen[0][1] == ["--no-readout-whole"] and seen[0][2] == "probe_direction_t_n8x1_rnw_trained.json"
+    seen.clear()
+    r.probe(tmp_path / "tiny" / "checkpoints" / "last.pt", "direction", "trained",
+            Probe(1, 8, 8, readout_bins=2, readout_trend=True), "t")  # fmt: skip
+    assert seen[0][1] == ["--readout-bins", "2", "--readout-trend"]
+    assert seen[0][2] == "probe_direction_t_n8x1_rb2t_trained.json"
     assert readout_note(Probe(readout_bins=2, readout_whole=True)).startswith(
         "readout: 2 time bin(s), with the whole clip's mean for every stack checkpoint"
     )

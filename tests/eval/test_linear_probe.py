@@ -173,7 +173,8 @@ def test_resplit_draws_the_folder_split_of_each_seed(tiny_run, tmp_path, capsys)
 
 def test_readout_options_change_the_features_and_their_cache(tiny_run, tmp_path):
     base = run_probe_cli(tiny_run, tmp_path / "base.json")  # the checkpoint's readout: the defaults
-    assert base["readout"] == {"readout": "a,r,da", "readout_bins": 2, "readout_whole": True, "readout_pool": "mean"}
+    assert base["readout"] == {"readout": "a,r,da", "readout_bins": 2, "readout_whole": True, "readout_trend": False,
+                               "readout_pool": "mean"}  # fmt: skip
     one = run_probe_cli(tiny_run, tmp_path / "b1.json", "--readout-bins", "1")
     assert one["readout"]["readout_bins"] == 1 and one["cache_hits"] == 0  # not the checkpoint's own features
     # Asking for the checkpoint's own readout is the plain probe, from the plain probe's cache.
@@ -181,7 +182,10 @@ def test_readout_options_change_the_features_and_their_cache(tiny_run, tmp_path)
     assert same["cache_hits"] == 2 and same["top1"] == base["top1"]
     ri = run_probe_cli(tiny_run, tmp_path / "ri.json", "--random-init", "--readout", "a", "--readout-pool", "max",
                        "--no-readout-whole")  # fmt: skip
-    assert ri["readout"] == {"readout": "a", "readout_bins": 2, "readout_whole": False, "readout_pool": "max"}
+    assert ri["readout"] == {"readout": "a", "readout_bins": 2, "readout_whole": False, "readout_trend": False,
+                             "readout_pool": "max"}  # fmt: skip
+    trend = run_probe_cli(tiny_run, tmp_path / "trend.json", "--readout-trend")
+    assert trend["readout"]["readout_trend"] is True and trend["cache_hits"] == 0
 
 
 def test_readout_options_reach_extract_features(tiny_run):
@@ -190,7 +194,7 @@ def test_readout_options_reach_extract_features(tiny_run):
     from prednet2.eval.featureset import readout_config
 
     class Args:
-        readout, readout_bins, readout_whole, readout_pool, baseline = "a", 3, None, None, None
+        readout, readout_bins, readout_whole, readout_trend, readout_pool, baseline = "a", 3, None, None, None, None
 
     loaded = load_or_exit(str(tiny_run / "checkpoints" / "last.pt"))
     cfg, changed = readout_config(Args(), loaded)
