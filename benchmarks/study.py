@@ -8,6 +8,7 @@ thread each. Finished runs and probes are reused when their files exist, so a st
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
@@ -353,10 +354,23 @@ def _readout_tag(probe: Probe) -> str:
 
 
 def _is_prednet(ckpt: Path) -> bool:
-    """Whether a checkpoint holds the faithful PredNet (model.preset=prednet), whose readout has no options."""
-    from prednet2.checkpoint import load_checkpoint
+    """Whether a checkpoint holds the faithful PredNet (model.preset=prednet), whose readout has no options.
 
-    return load_checkpoint(ckpt)["config"].get("model", {}).get("preset") == "prednet"
+    Read once per checkpoint file (path, size, mtime); an unreadable checkpoint is a StudyFailure naming it."""
+    st = ckpt.stat() if ckpt.is_file() else None
+    if st is None:
+        raise StudyFailure(f"{ckpt}: no such checkpoint")
+    return _preset_of(str(ckpt), st.st_size, st.st_mtime_ns) == "prednet"
+
+
+@functools.lru_cache(maxsize=256)
+def _preset_of(path: str, size: int, mtime_ns: int) -> str | None:
+    from prednet2.checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        return load_checkpoint(path)["config"].get("model", {}).get("preset")
+    except CheckpointError as e:
+        raise StudyFailure(str(e)) from None
 
 
 def _cpu_seconds(pid: int) -> float | None:

@@ -169,6 +169,7 @@ def test_readout_options_reach_stack_probes_only(tmp_path, monkeypatch, capsys):
     pixels and the faithful PredNet, whose readout is fixed, are probed as before."""
     import prednet2.checkpoint as ck
 
+    load_checkpoint = ck.load_checkpoint
     seen = []
 
     def fake_run(self, args, log, budget_s=None):
@@ -178,7 +179,10 @@ def test_readout_options_reach_stack_probes_only(tmp_path, monkeypatch, capsys):
         return 0
 
     monkeypatch.setattr(Runner, "run", fake_run)
-    monkeypatch.setattr(ck, "load_checkpoint", lambda p: {"config": {"model": {"preset": p.parent.parent.name}}})
+    monkeypatch.setattr(ck, "load_checkpoint", lambda p: {"config": {"model": {"preset": Path(p).parent.parent.name}}})
+    for preset in ("tiny", "prednet"):
+        (tmp_path / preset / "checkpoints").mkdir(parents=True)
+        (tmp_path / preset / "checkpoints" / "last.pt").write_bytes(b"x")
     r = Runner(tmp_path, verbose=False)
     for preset, variant in [("tiny", "trained"), ("tiny", "random_init"), ("tiny", "pixels"), ("prednet", "trained")]:
         r.probe(tmp_path / preset / "checkpoints" / "last.pt", "direction", variant, Probe(1, 8, 8, None, 0, 2, True),
@@ -203,6 +207,13 @@ def test_readout_options_reach_stack_probes_only(tmp_path, monkeypatch, capsys):
         "readout: 2 time bin(s), with the whole clip's mean for every stack checkpoint"
     )
     assert readout_note(Probe()) is None
+    monkeypatch.setattr(ck, "load_checkpoint", load_checkpoint)  # a checkpoint that does not load is one line
+    bad = tmp_path / "bad" / "checkpoints" / "last.pt"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(StudyFailure, match="bad/checkpoints/last.pt") as e:
+        r.probe(bad, "kind", "trained", Probe(readout_bins=2), "u")
+    assert "failed (exit" not in str(e.value)  # refused before any probe ran
     assert curve.main(["--readout-bins", "0", "--tasks", "direction"]) == 2
     assert "--readout-bins 0: need at least 1" in capsys.readouterr().err
 
