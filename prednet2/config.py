@@ -107,7 +107,7 @@ class ModelConfig:
     readout_whole: bool = True
     # With readout_bins > 1, the bins as their change (bin k+1 minus bin k) after the whole clip's mean, in place of the
     # bins' own means: the same information without repeating the level. Off: round 98 read it 5.65 / 4.17 lower on
-    # the five-task mean (512/256 / 1024/512 probes), every task (the probe standardises the small changes' noise up)
+    # the five-task mean (512/256 / 1024/512 probes), every task: given its own weights the change is over-fitted
     readout_trend: bool = False
     # How each part is pooled over space at each step: "mean", "max" (the strongest response, wherever it is) or
     # "meanmax" (both side by side: twice the features)
