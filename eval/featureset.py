@@ -362,6 +362,13 @@ def readout_config(args, loaded) -> tuple[Config, dict]:
         except (ValueError, ConfigError) as e:
             fail(f"--{k.replace('_', '-')} {v}: {e}")
     cfg = loaded.cfg.replace({"model": given})
+    for k in ("readout_whole", "readout_trend"):  # both shape the bins: with one bin they would change nothing
+        if given.get(k) and cfg.model.readout_bins < 2:
+            opt = "--" + k.replace("_", "-")
+            if "readout_bins" in given:
+                fail(f"{opt}: needs --readout-bins 2 or more (got --readout-bins {cfg.model.readout_bins})")
+            fail(f"{opt}: needs more than one time bin, and {loaded.path} has model.readout_bins="
+                 f"{cfg.model.readout_bins}; add --readout-bins 2")  # fmt: skip
     loaded.model.cfg = cfg.model  # extract_features reads the readout from the model's config
     changed = {k: v for k, v in given.items() if getattr(loaded.cfg.model, k) != v}
     return cfg, changed

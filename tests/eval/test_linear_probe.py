@@ -188,6 +188,18 @@ def test_readout_options_change_the_features_and_their_cache(tiny_run, tmp_path)
     assert trend["readout"]["readout_trend"] is True and trend["cache_hits"] == 0
 
 
+@pytest.mark.parametrize("opt", ["--readout-whole", "--readout-trend"])
+def test_a_bin_option_with_one_bin_is_refused_not_ignored(tiny_run, tmp_path, capsys, opt):
+    """--readout-whole / --readout-trend shape the bins; with one bin they would change nothing, silently."""
+    common = ["--checkpoint", str(tiny_run / "checkpoints" / "last.pt"), "--data", "synthetic:shapes:direction",
+              "--out", str(tmp_path / "x.json"), opt]  # fmt: skip
+    with pytest.raises(SystemExit) as e:
+        main([*common, "--readout-bins", "1"])
+    assert e.value.code == 2
+    assert f"{opt}: needs --readout-bins 2 or more (got --readout-bins 1)" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
+
+
 def test_readout_options_reach_extract_features(tiny_run):
     import torch
     from prednet2.eval.common import load_or_exit
