@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from prednet2.eval.common import write_json  # noqa: E402
 from study import (  # noqa: E402
+    Probe,
     Runner,
     StudyError,
     add_study_args,
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     def go() -> int:
         res = run(args)
         print(table(res))
-        if note := readout_note(parse_probe(args)):
+        if note := readout_note(Probe(**res["probe"])):  # the probe settings run() checked and recorded
             print(note)
         for n, v in res["variants"].items():
             print(f"{n}: {'rises' if v['rising'] else 'does not rise'} across the trained points (within 1 std)")

@@ -25,6 +25,7 @@ from prednet2.eval.common import write_json  # noqa: E402
 from study import (  # noqa: E402
     PEERS,
     TASKS,
+    Probe,
     Runner,
     StudyError,
     add_study_args,
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     def go() -> int:
         res = run(args)
         print(table(res))
-        if note := readout_note(parse_probe(args)):
+        if note := readout_note(Probe(**res["probe"])):  # the probe settings run() checked and recorded
             print(note)
         if args.json:
             write_json(args.json, res)

@@ -333,42 +333,40 @@ def readout_note(probe: Probe) -> str | None:
     return f"readout: {', '.join(what)} for every stack checkpoint (pixels and the faithful PredNet as they are)"
 
 
+_READOUT_SWITCHES = (("readout_whole", "w"), ("readout_trend", "t"))  # the on/off readout options and their tag
+
+
 def _readout_given(probe: Probe) -> bool:
-    return any(x is not None for x in (probe.readout_bins, probe.readout_whole, probe.readout_trend))
+    return probe.readout_bins is not None or any(getattr(probe, k) is not None for k, _ in _READOUT_SWITCHES)
 
 
 def _readout_args(probe: Probe) -> list[str]:
     out = ["--readout-bins", str(probe.readout_bins)] if probe.readout_bins is not None else []
-    if probe.readout_whole is not None:
-        out.append("--readout-whole" if probe.readout_whole else "--no-readout-whole")
-    if probe.readout_trend is not None:
-        out.append("--readout-trend" if probe.readout_trend else "--no-readout-trend")
+    for k, _ in _READOUT_SWITCHES:
+        if (v := getattr(probe, k)) is not None:
+            out.append(("--" if v else "--no-") + k.replace("_", "-"))
     return out
 
 
 def _readout_tag(probe: Probe) -> str:
-    """The probe file's name part for a readout other than the checkpoint's own: _rb2w, _rb1, _rnw..."""
+    """The probe file's name part for a readout other than the checkpoint's own: _rb2w, _rb1, _rnw, _rb2t..."""
     tag = "_r" + (f"b{probe.readout_bins}" if probe.readout_bins is not None else "")
-    tag += {None: "", True: "w", False: "nw"}[probe.readout_whole]
-    return tag + {None: "", True: "t", False: "nt"}[probe.readout_trend]
-
-
-def _is_prednet(ckpt: Path) -> bool:
-    """Whether a checkpoint holds the faithful PredNet (model.preset=prednet), whose readout has no options.
-
-    Read once per checkpoint file (path, size, mtime); an unreadable checkpoint is a StudyFailure naming it."""
-    st = ckpt.stat() if ckpt.is_file() else None
-    if st is None:
-        raise StudyFailure(f"{ckpt}: no such checkpoint")
-    return _preset_of(str(ckpt), st.st_size, st.st_mtime_ns) == "prednet"
+    for k, letter in _READOUT_SWITCHES:
+        if (v := getattr(probe, k)) is not None:
+            tag += letter if v else "n" + letter
+    return tag
 
 
 @functools.lru_cache(maxsize=256)
-def _preset_of(path: str, size: int, mtime_ns: int) -> str | None:
+def _is_prednet(ckpt: Path) -> bool:
+    """Whether a checkpoint holds the faithful PredNet (model.preset=prednet), whose readout has no options.
+
+    Read once per path (a run folder's preset does not change within a study); an unreadable checkpoint is a
+    StudyFailure naming it."""
     from prednet2.checkpoint import CheckpointError, load_checkpoint
 
     try:
-        return load_checkpoint(path)["config"].get("model", {}).get("preset")
+        return load_checkpoint(ckpt)["config"].get("model", {}).get("preset") == "prednet"
     except CheckpointError as e:
         raise StudyFailure(str(e)) from None
 

@@ -69,17 +69,15 @@ def extract_features(
                 f = _pool(f, grid, model.cfg.readout_pool)  # (B, C*grid*grid), twice that for "meanmax"
                 b = bin_of[t]
                 sums[l][b] = f if sums[l][b] is None else sums[l][b] + f
-        if bins > 1 and model.cfg.readout_trend:  # the whole clip's mean, then the bins' change
-            out = {}
-            for l, s in sums.items():
-                m = [x / n for x, n in zip(s, counts)]
-                out[l] = torch.cat([sum(s) / T, *[b - a for a, b in zip(m, m[1:])]], dim=1)
-            return out
-        whole = model.cfg.readout_whole and bins > 1  # the whole clip's mean first, then each bin's
-        return {
-            l: torch.cat([*([sum(s) / T] if whole else []), *[x / n for x, n in zip(s, counts)]], dim=1)
-            for l, s in sums.items()
-        }
+        feats = {}
+        for l, s in sums.items():
+            means = [x / n for x, n in zip(s, counts)]
+            if bins > 1 and model.cfg.readout_trend:  # the whole clip's mean, then the bins' change
+                means = [sum(s) / T, *[b - a for a, b in zip(means, means[1:])]]
+            elif bins > 1 and model.cfg.readout_whole:  # the whole clip's mean first, then each bin's
+                means = [sum(s) / T, *means]
+            feats[l] = torch.cat(means, dim=1)
+        return feats
     finally:
         model.train(was_training)
 
