@@ -28,6 +28,7 @@ from .errors import DataError, SkippedFile
 log = logging.getLogger("prednet2.datasets")
 CLIPS_PER_VIDEO = ("all", "centre")
 _MAX_OPEN = 64  # memmaps kept open per process (each holds a file descriptor)
+_MAX_SKIP_LINES = 10  # skipped files named one warning line each; the rest are counted in one more line
 
 
 class VideoFolder(Dataset):
@@ -110,16 +111,19 @@ class VideoFolder(Dataset):
         self._keys: list[str] = []
         self._n_frames: list[int] = []
         self._file_index: list[int] = []  # position of each usable video in `files` (subclasses map labels)
+        longest_short = 0  # frames of the longest video skipped as too short
         for i, e in enumerate(entries):
             reason = e.reason
             if not reason and e.n_frames < self.span and not self.pad_short:
+                longest_short = max(longest_short, e.n_frames)
                 reason = (
                     f"too short: {e.n_frames} frames{' (truncated)' if e.truncated else ''}, a clip needs "
                     f"{self.span} (clip_len={self.clip_len}, stride={self.stride})"
                 )
             if reason:
                 self.skipped.append(SkippedFile(e.path, reason))
-                log.warning("skipping %s: %s", e.path, reason)
+                if len(self.skipped) <= _MAX_SKIP_LINES:
+                    log.warning("skipping %s: %s", e.path, reason)
                 continue
             if e.truncated:
                 log.warning("%s: truncated or damaged; using its %d decodable frames", e.path, e.n_frames)
@@ -127,20 +131,57 @@ class VideoFolder(Dataset):
             self._keys.append(e.key)
             self._n_frames.append(e.n_frames)
             self._file_index.append(i)
+        if len(self.skipped) > _MAX_SKIP_LINES:
+            log.warning(
+                "... and %d more skipped (`prednet2 inspect %s` lists every file and why)",
+                len(self.skipped) - _MAX_SKIP_LINES,
+                self.root,
+            )
         if not self.videos:
             first = self.skipped[0]
             err = DataError(
                 f"no usable video in {self.root}: all {len(self.skipped)} video file(s) were skipped "
-                f"(e.g. {first.path}: {first.reason})"
-                + ("; for short videos give a shorter data.clip_len" if first.reason.startswith("too short") else "")
+                f"(e.g. {first.path}: {first.reason})" + self._short_hint(longest_short)
             )
             err.skipped = list(self.skipped)  # for reports such as datasets.inspect
             raise err
+        self._warn_padded()
         self.clips: list[tuple[int, int]] = []
         for v, n in enumerate(self._n_frames):
             self.clips.extend((v, s) for s in self._clip_starts(n))
         self._mm: OrderedDict[int, np.ndarray] = OrderedDict()
         self._pid = os.getpid()
+
+    def _warn_padded(self) -> None:
+        """With pad_short, say once how many videos are shorter than a clip: their repeated last frame is read too."""
+        short = [n for n in self._n_frames if n < self.span]
+        if not short:
+            return
+        fits = max(2, (min(short) - 1) // self.stride + 1)  # data.clip_len >= 2
+        log.warning(
+            "%d of %d videos in %s are shorter than a clip (clip_len=%d, stride=%d: %d frames; the shortest has %d); "
+            "each is padded by repeating its last frame, and the features read the padding too: a clip length that "
+            "fits them all is %d (eval commands: --clip-len %d)",
+            len(short),
+            len(self._n_frames),
+            self.root,
+            self.clip_len,
+            self.stride,
+            self.span,
+            min(short),
+            fits,
+            fits,
+        )
+
+    def _short_hint(self, longest: int) -> str:
+        """What to set when videos were too short: the longest clip that the longest of them holds."""
+        if not longest:
+            return ""
+        fits = (longest - 1) // self.stride + 1  # clip_len whose span fits `longest` frames at this stride
+        if fits < 2:
+            return f"; the longest of them has {longest} frame(s), too few for a clip of 2 (data.clip_len >= 2)"
+        hint = f"data.clip_len={fits} or less (--set data.clip_len={fits})"
+        return f"; the longest of them has {longest} frames: give {hint}"
 
     def _clip_starts(self, n: int) -> list[int]:
         if n < self.span:

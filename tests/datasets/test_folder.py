@@ -74,6 +74,41 @@ def test_short_videos_skipped_or_padded(vt, three_videos, tmp_path):
     assert ds.clips[centre][1] == 3  # (14 - 8) // 2
 
 
+def test_all_too_short_names_the_clip_len_that_fits(three_videos, tmp_path):
+    kw = dict(size=(8, 8), cache_dir=tmp_path / "c", progress=False)
+    with pytest.raises(DataError, match=r"all 3 .* the longest of them has 14 frames: give data.clip_len=14 or less"):
+        VideoFolder(three_videos, clip_len=20, **kw)
+    with pytest.raises(DataError, match=r"has 14 frames: give data.clip_len=7 or less \(--set data.clip_len=7\)$"):
+        VideoFolder(three_videos, clip_len=20, stride=2, **kw)  # 7 frames two apart span 13 of the 14
+    VideoFolder(three_videos, clip_len=7, stride=2, **kw)  # the hint's value works: the 14-frame video is used
+
+
+def test_many_skipped_files_warn_in_a_few_lines(vt, tmp_path, caplog):
+    root = tmp_path / "many"
+    for v in range(13):
+        vt.write_video(root / f"s{v:02d}.mkv", vt.coded_frames(3, 8, 8, video_id=v + 1))
+    vt.write_video(root / "long.mkv", vt.coded_frames(8, 8, 8, video_id=20))
+    with caplog.at_level(logging.WARNING, logger="prednet2.datasets"):
+        ds = VideoFolder(root, clip_len=5, size=(8, 8), cache_dir=tmp_path / "c", progress=False)
+    assert ds.n_skipped == 13 and len(ds.videos) == 1  # every skip counted ...
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 11 and sum(w.startswith("skipping ") for w in warned) == 10  # ... ten named, one line more
+    assert warned[-1].startswith("... and 3 more skipped") and "prednet2 inspect" in warned[-1]
+
+
+def test_padded_videos_are_reported_once(three_videos, tmp_path, caplog):
+    kw = dict(size=(8, 8), cache_dir=tmp_path / "c", progress=False, pad_short=True)
+    with caplog.at_level(logging.WARNING, logger="prednet2.datasets"):
+        VideoFolder(three_videos, clip_len=10, **kw)
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and warned[0].startswith("2 of 3 videos in ")  # the 6- and 9-frame ones
+    assert "the shortest has 6" in warned[0] and warned[0].endswith("fits them all is 6 (eval commands: --clip-len 6)")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="prednet2.datasets"):
+        VideoFolder(three_videos, clip_len=6, **kw)  # every video holds a clip: nothing to say
+    assert not caplog.records
+
+
 def test_mixed_folder_reports_bad_files(mixed_folder, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="prednet2.datasets"):
         ds = VideoFolder(mixed_folder, clip_len=4, size=(16, 16), cache_dir=tmp_path / "c", progress=False)
@@ -139,5 +174,5 @@ def test_truncated_file_keeps_decodable_frames(vt, tmp_path):
     n = ds.num_frames(0)
     assert 4 <= n < 20
     np.testing.assert_array_equal(ds.frames(0), frames[:n])  # the frames before the cut, exactly
-    with pytest.raises(DataError, match="too short.*; for short videos give a shorter data.clip_len$"):
+    with pytest.raises(DataError, match=rf"too short.*; the longest of them has {n} frames: give data.clip_len={n} or"):
         VideoFolder(p.parent, clip_len=n + 1, size=(16, 16), cache_dir=tmp_path / "c", progress=False)
