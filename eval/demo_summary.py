@@ -57,6 +57,8 @@ def summary_table(run: Path) -> str:
     if ro:  # what the model rows pooled (the probe JSON records it)
         bins = ro["readout_bins"]
         whole = " and the whole clip" if ro.get("readout_whole") and bins > 1 else ""
+        if ro.get("readout_trend") and bins > 1:  # the whole clip's mean, then each bin's change from the one before
+            whole = " read as the whole clip and the change between bins"
         lines.append(f"model features: {ro['readout']} over {any_d.get('clip_len', '?')} frames, "
                      f"{bins} time bin{'s' if bins > 1 else ''}{whole}")  # fmt: skip
     return "\n".join(lines)

@@ -43,7 +43,15 @@ def test_table_names_the_readout(tmp_path, capsys):
     d |= {"clip_len": 20, "readout": {"readout": "a,r,da", "readout_bins": 2, "readout_whole": False}}
     (run / "probe.json").write_text(json.dumps(d))
     assert main([str(run)]) == 0
-    assert "model features: a,r,da over 20 frames, 2 time bins" in capsys.readouterr().out
+    assert "model features: a,r,da over 20 frames, 2 time bins\n" in capsys.readouterr().out
+    for keys, tail in [
+        ({"readout_whole": True}, "2 time bins and the whole clip"),
+        ({"readout_trend": True}, "2 time bins read as the whole clip and the change between bins"),
+    ]:
+        d["readout"] |= keys
+        (run / "probe.json").write_text(json.dumps(d))
+        assert main([str(run)]) == 0
+        assert f"model features: a,r,da over 20 frames, {tail}\n" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("missing", ["probe_pixels.json", "RUN"])
