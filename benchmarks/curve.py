@@ -7,8 +7,9 @@
 Each variant trains once to the last point, saving a numbered checkpoint at every point; every checkpoint is
 probed on every task (the eval.linear_probe protocol, the same probe seeds and data). Point 0 is the same
 architecture at random init. Prints a table (top-1 per task and the mean over tasks, per point) and draws the
-mean-over-tasks curve per variant (``--png``). ``--readout-bins N`` / ``--readout-whole`` probe every checkpoint on
-that readout instead of the one it stored (each in its own cached file), e.g. a curve trained before a readout change.
+mean-over-tasks curve per variant and each task's (``--png``, default ``OUT/curve.png``). ``--readout-bins N`` /
+``--readout-whole`` probe every checkpoint on that readout instead of the one it stored (each in its own cached
+file), e.g. a curve trained before a readout change.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", default="default", help="built-in variants (default: default)")
     add_study_args(p, tasks="direction,speed,kind,digit", out="runs/curve")
     p.add_argument("--train-seed", type=int, default=0, help="training seed (default 0)")
-    p.add_argument("--png", help="draw the mean-over-tasks curves here")
+    p.add_argument("--png", help="draw the curves here: the mean over tasks, then each task (default OUT/curve.png)")
     return p
 
 
@@ -159,6 +160,11 @@ def plot(res: dict, path: str) -> None:
     plt.close(fig)
 
 
+def png_path(args: argparse.Namespace) -> str:
+    """Where the chart goes: --png, or the study folder's curve.png."""
+    return args.png or str(Path(args.out) / "curve.png")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
@@ -171,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{n}: {'rises' if v['rising'] else 'does not rise'} across the trained points (within 1 std)")
         if args.json:
             write_json(args.json, res)
-        if args.png:
-            plot(res, args.png)
+        plot(res, png_path(args))
+        print(f"chart: {png_path(args)}")
         return 0
 
     return main_guard(go)

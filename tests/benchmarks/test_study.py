@@ -221,14 +221,17 @@ def test_readout_options_reach_stack_probes_only(tmp_path, monkeypatch, capsys):
 @pytest.mark.slow
 def test_curve_points_and_rising_flag(tmp_path, capsys):
     rc = curve.main(["--points", "0,2", "--tasks", "direction", "--out", str(tmp_path / "c"),
-                     "--json", str(tmp_path / "new" / "c.json"), "--png", str(tmp_path / "c.png"), *TINY])  # fmt: skip
+                     "--json", str(tmp_path / "new" / "c.json"), *TINY])  # fmt: skip
     assert rc == 0
     res = json.loads((tmp_path / "new" / "c.json").read_text())
     pts = res["variants"]["default"]["points"]
     assert set(pts) == {"0", "2"} and {"direction", "mean", "mean_std"} <= set(pts["2"])
     assert isinstance(res["variants"]["default"]["rising"], bool)
-    assert (tmp_path / "c.png").stat().st_size > 1000
-    assert "(random init)" in capsys.readouterr().out
+    assert (tmp_path / "c" / "curve.png").stat().st_size > 1000  # the chart without --png: in the study folder
+    out = capsys.readouterr().out
+    assert "(random init)" in out and f"chart: {tmp_path / 'c' / 'curve.png'}" in out
+    args = curve.build_parser().parse_args(["--png", str(tmp_path / "mine.png")])
+    assert curve.png_path(args) == str(tmp_path / "mine.png")  # --png: where it says
 
 
 @pytest.mark.parametrize("clock", ["wall", "cpu"])
