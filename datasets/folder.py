@@ -180,7 +180,7 @@ class VideoFolder(Dataset):
         fits = (longest - 1) // self.stride + 1  # clip_len whose span fits `longest` frames at this stride
         if fits < 2:
             return f"; the longest of them has {longest} frame(s), too few for a clip of 2 (data.clip_len >= 2)"
-        hint = f"data.clip_len={fits} or less (--set data.clip_len={fits})"
+        hint = f"data.clip_len={fits} or less (train: --set data.clip_len={fits}; eval commands: --clip-len {fits})"
         return f"; the longest of them has {longest} frames: give {hint}"
 
     def _clip_starts(self, n: int) -> list[int]:

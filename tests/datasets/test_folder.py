@@ -78,7 +78,8 @@ def test_all_too_short_names_the_clip_len_that_fits(three_videos, tmp_path):
     kw = dict(size=(8, 8), cache_dir=tmp_path / "c", progress=False)
     with pytest.raises(DataError, match=r"all 3 .* the longest of them has 14 frames: give data.clip_len=14 or less"):
         VideoFolder(three_videos, clip_len=20, **kw)
-    with pytest.raises(DataError, match=r"has 14 frames: give data.clip_len=7 or less \(--set data.clip_len=7\)$"):
+    hint = r"give data.clip_len=7 or less \(train: --set data.clip_len=7; eval commands: --clip-len 7\)$"
+    with pytest.raises(DataError, match=r"has 14 frames: " + hint):
         VideoFolder(three_videos, clip_len=20, stride=2, **kw)  # 7 frames two apart span 13 of the 14
     VideoFolder(three_videos, clip_len=7, stride=2, **kw)  # the hint's value works: the 14-frame video is used
 
