@@ -177,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{n}: {'rises' if v['rising'] else 'does not rise'} across the trained points (within 1 std)")
         if args.json:
             write_json(args.json, res)
-        plot(res, png_path(args))
-        print(f"chart: {png_path(args)}")
+        plot(res, png := png_path(args))
+        print(f"chart: {png}")
         return 0
 
     return main_guard(go)

@@ -157,7 +157,7 @@ class VideoFolder(Dataset):
         short = [n for n in self._n_frames if n < self.span]
         if not short:
             return
-        fits = max(2, (min(short) - 1) // self.stride + 1)  # data.clip_len >= 2
+        fits = max(2, self._clip_len_within(min(short)))  # data.clip_len >= 2
         log.warning(
             "%d of %d videos in %s are shorter than a clip (clip_len=%d, stride=%d: %d frames; the shortest has %d); "
             "each is padded by repeating its last frame, and the features read the padding too: a clip length that "
@@ -173,11 +173,15 @@ class VideoFolder(Dataset):
             fits,
         )
 
+    def _clip_len_within(self, n: int) -> int:
+        """The longest clip_len whose span, at this stride, fits in ``n`` frames (the inverse of ``self.span``)."""
+        return (n - 1) // self.stride + 1
+
     def _short_hint(self, longest: int) -> str:
         """What to set when videos were too short: the longest clip that the longest of them holds."""
         if not longest:
             return ""
-        fits = (longest - 1) // self.stride + 1  # clip_len whose span fits `longest` frames at this stride
+        fits = self._clip_len_within(longest)
         if fits < 2:
             return f"; the longest of them has {longest} frame(s), too few for a clip of 2 (data.clip_len >= 2)"
         hint = f"data.clip_len={fits} or less (train: --set data.clip_len={fits}; eval commands: --clip-len {fits})"
