@@ -47,39 +47,48 @@ def extract_features(
     """{l: (B, F_l)}, F_l = (channels of the readout parts) * grid**2 * (bins, + 1 with ``readout_whole``; with
     ``readout_trend`` 1 + (bins - 1) differences).
 
-    clip (B, T, C, H, W) in [0, 1]."""
+    clip (B, T, C, H, W) in [0, 1]. Frozen: no gradients, the model in eval mode while it reads."""
     was_training = model.training
     model.eval()
     try:
-        model._check_input(clip.shape[-2:], mask is not None)
-        parts = parse_parts(model.cfg.readout)
-        L, T = model.num_layers, clip.shape[1]
-        bins = max(1, min(model.cfg.readout_bins, T))
-        bin_of = [min(t * bins // T, bins - 1) for t in range(T)]
-        counts = [bin_of.count(b) for b in range(bins)]
-        sums: dict[int, list[Tensor | None]] = {l: [None] * bins for l in range(L)}
-        state = None
-        for t in range(T):
-            a_before = state.a if state is not None else [None] * L
-            r_before = state.r if state is not None else [None] * L
-            out, state = model.step(clip[:, t], state, None if mask is None else mask[:, t], compute_losses=False)
-            for l in range(L):
-                step = (state.a[l], a_before[l], out.states[l], r_before[l], out.errors[l])
-                f = torch.cat([_part(p, *step) for p in parts], dim=1)
-                f = _pool(f, grid, model.cfg.readout_pool)  # (B, C*grid*grid), twice that for "meanmax"
-                b = bin_of[t]
-                sums[l][b] = f if sums[l][b] is None else sums[l][b] + f
-        feats = {}
-        for l, s in sums.items():
-            means = [x / n for x, n in zip(s, counts)]
-            if bins > 1 and model.cfg.readout_trend:  # the whole clip's mean, then the bins' change
-                means = [sum(s) / T, *[b - a for a, b in zip(means, means[1:])]]
-            elif bins > 1 and model.cfg.readout_whole:  # the whole clip's mean first, then each bin's
-                means = [sum(s) / T, *means]
-            feats[l] = torch.cat(means, dim=1)
-        return feats
+        return readout_features(model, clip, mask, grid=grid)
     finally:
         model.train(was_training)
+
+
+def readout_features(
+    model: PredictiveStack, clip: Tensor, mask: Tensor | None = None, *, grid: int = 1, detach_between: bool = True
+) -> dict[int, Tensor]:
+    """What ``extract_features`` returns, with gradients: the same readout for a model trained through it (the
+    supervised reference of ``benchmarks/ceiling.py``, ``detach_between=False``: end to end through every unit)."""
+    model._check_input(clip.shape[-2:], mask is not None)
+    parts = parse_parts(model.cfg.readout)
+    L, T = model.num_layers, clip.shape[1]
+    bins = max(1, min(model.cfg.readout_bins, T))
+    bin_of = [min(t * bins // T, bins - 1) for t in range(T)]
+    counts = [bin_of.count(b) for b in range(bins)]
+    sums: dict[int, list[Tensor | None]] = {l: [None] * bins for l in range(L)}
+    state = None
+    for t in range(T):
+        a_before = state.a if state is not None else [None] * L
+        r_before = state.r if state is not None else [None] * L
+        m = None if mask is None else mask[:, t]
+        out, state = model.step(clip[:, t], state, m, compute_losses=False, detach_between=detach_between)
+        for l in range(L):
+            step = (state.a[l], a_before[l], out.states[l], r_before[l], out.errors[l])
+            f = torch.cat([_part(p, *step) for p in parts], dim=1)
+            f = _pool(f, grid, model.cfg.readout_pool)  # (B, C*grid*grid), twice that for "meanmax"
+            b = bin_of[t]
+            sums[l][b] = f if sums[l][b] is None else sums[l][b] + f
+    feats = {}
+    for l, s in sums.items():
+        means = [x / n for x, n in zip(s, counts)]
+        if bins > 1 and model.cfg.readout_trend:  # the whole clip's mean, then the bins' change
+            means = [sum(s) / T, *[b - a for a, b in zip(means, means[1:])]]
+        elif bins > 1 and model.cfg.readout_whole:  # the whole clip's mean first, then each bin's
+            means = [sum(s) / T, *means]
+        feats[l] = torch.cat(means, dim=1)
+    return feats
 
 
 def _pool(f: Tensor, grid: int, how: str) -> Tensor:
