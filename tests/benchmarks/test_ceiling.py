@@ -1,0 +1,42 @@
+"""benchmarks/ceiling.py: a one-epoch supervised run end to end (table, JSON keys) and its bad options."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import ceiling  # noqa: E402
+
+TINY = ["--set", "motion=off", "--set", "model.channels=[4,8]", "--clip-len", "4", "--n-train", "24",
+        "--n-test", "8", "--batch-size", "8"]  # fmt: skip
+
+
+def test_one_epoch_run(tmp_path, capsys):
+    out = tmp_path / "c.json"
+    assert ceiling.main(["--tasks", "direction", "--epochs", "2", "--json", str(out), *TINY]) == 0
+    text = capsys.readouterr().out
+    assert "| direction | 16 / 8 / 8 | " in text  # a stratified tenth, at least one clip per class, held out
+    got = json.loads(out.read_text())
+    row = got["tasks"][0]
+    assert row["task"] == "direction" and row["classes"] == 8 and row["best_epoch"] in (1, 2)
+    assert len(row["history"]) == 2 and {"loss", "train", "val", "test"} <= row["history"][0].keys()
+    assert 0 <= row["test"] <= 100 and row["features"] > 0
+    # the readout with two time bins and the whole clip: 3 means of a, r, da over 4 + 8 channels
+    assert row["features"] == 3 * 3 * (4 + 8)
+
+
+def test_bad_options_exit_2(capsys):
+    for argv, expect in [
+        (["--tasks", "basketball"], "--tasks: ['basketball'] not among the synthetic tasks"),
+        (["--tasks", "direction", "--epochs", "0"], "--epochs 0: need at least 1"),
+        (["--tasks", "direction", "--clip-len", "1"], "--clip-len 1: need at least 2 frames"),
+        (["--tasks", "direction", "--lr", "0"], "--lr 0.0: must be > 0"),
+        (["--tasks", "direction", "--set", "model.nokey=1"], "--set: unknown config key 'model.nokey'"),
+    ]:
+        assert ceiling.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert expect in err and len(err.strip().splitlines()) == 1, (argv, err)
