@@ -116,12 +116,15 @@ def run_seeds(args, src: FeatureSource, shots: int | None, **layer_kw) -> dict:
     Returns the keys probe.json and knn.json share (the summary, sizes, provenance, chance, ``shots``)."""
     seeds = list(range(args.seeds))
     val_frac = getattr(args, "val_frac", None)  # None for k-NN (leave-one-out, no carve)
-    folder_labels = getattr(src.dataset("train"), "video_labels", None)
+    train = src.dataset("train")
+    folder_labels = getattr(train, "video_labels", None)
     if shots is not None and folder_labels is not None:  # a folder knows its labels: refuse K before extracting
         try:
             draw_shots(np.asarray(folder_labels), shots, 0)
         except ShotsError as e:
             fail(f"--data {args.data}: {e}")
+    if folder_labels is None:
+        check_synthetic_size(args, len(train), int(getattr(train, "num_classes", 0) or 0), shots, val_frac is not None)
     try:
         summary = run_probe(with_shots(src.train_test, shots), seeds, val_frac=val_frac or 0.2, **layer_kw)
     except (ProbeError, ShotsError) as e:
@@ -143,6 +146,21 @@ def run_seeds(args, src: FeatureSource, shots: int | None, **layer_kw) -> dict:
     if args.shots is not None:  # a label-efficiency point; without --shots a plain probe for the main table
         out["shots"] = shots or "all"
     return out
+
+
+def check_synthetic_size(args, n: int, classes: int, shots: int | None, carves: bool) -> None:
+    """Exit 2 before any feature is extracted when a synthetic train split of ``n`` clips over ``classes`` labels
+    drawn at random cannot serve the probe: fewer than ``shots`` per class at best, or (``carves``: a validation
+    split is carved from train) no more clips than classes, when every class may hold a single clip."""
+    if classes < 2:
+        return
+    if shots is not None and n < shots * classes:
+        need = shots * classes * 2  # labels are drawn at random: twice the bare minimum
+        fail(f"--shots {shots}: --n-train {n} gives fewer than {shots} train clips per class of {args.data}'s "
+             f"{classes}; give --n-train {need} or more (labels are drawn at random) or fewer --shots")  # fmt: skip
+    if shots is None and carves and n <= classes:
+        fail(f"--n-train {n}: the probe carves a validation split from train, which needs more train clips than "
+             f"{args.data}'s {classes} classes; give --n-train {classes + 1} or more (default 1024)")  # fmt: skip
 
 
 def per_layer_text(result: dict) -> str:

@@ -75,6 +75,28 @@ def test_bad_input_exits_2_with_one_line(tiny_run, tmp_path, capsys, argv, needl
     assert not (tmp_path / "p.json").exists()
 
 
+@pytest.mark.parametrize(
+    "sizes, needle",
+    [
+        (["--n-train", "3"], "--n-train 3: the probe carves a validation split from train, which needs more"),
+        (["--n-train", "8"], "8 classes; give --n-train 9 or more"),
+        (["--n-train", "12", "--shots", "5"], "--shots 5: --n-train 12 gives fewer than 5 train clips per class"),
+    ],
+)
+def test_too_few_synthetic_train_clips_fail_before_extraction(tiny_run, tmp_path, capsys, sizes, needle):
+    """Sizes that cannot serve the probe exit 2 before any feature is extracted (no cache written), not after."""
+    cache = tmp_path / "cache"
+    argv = ["--checkpoint", str(tiny_run / "checkpoints" / "last.pt"), "--data", "synthetic:shapes:direction",
+            "--out", str(tmp_path / "p.json"), "--n-test", "8", "--seeds", "1", "--cache-dir", str(cache),
+            *sizes]  # fmt: skip
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1
+    assert not cache.exists() and not (tmp_path / "p.json").exists()
+
+
 def test_module_entry_point_exit_code(tmp_path):
     """`python -m prednet2.eval.linear_probe` runs as a module and keeps the exit-2 contract."""
     p = subprocess.run(

@@ -69,7 +69,12 @@ def test_cli_refuses_too_many_shots(tiny_run, tmp_path, capsys):
         _probe(tiny_run, tmp_path / "k.json", "--shots", "50")
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "--shots 50" in err and "smallest class" in err
+    # 128 train clips cannot hold 50 of each of 8 classes: refused from the sizes, before extracting
+    assert len(err.splitlines()) == 1 and "--shots 50: --n-train 128 gives fewer than 50 train clips per class" in err
+    with pytest.raises(SystemExit) as e:  # enough clips in all, too few in the smallest class: refused after drawing
+        _probe(tiny_run, tmp_path / "k.json", "--shots", "15")
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and "--shots 15" in err and "smallest class" in err
 
 
 def test_folder_refuses_too_many_shots_before_extracting(tiny_run, labelled_videos, tmp_path, capsys):
