@@ -4,16 +4,16 @@
     python benchmarks/ceiling.py --tasks direction --n-train 4096 --epochs 4 --set model.readout_bins=1
 
 A linear probe on frozen self-supervised features is bounded by what the architecture and its readout can carry
-at all. This script measures that bound for each task: the default ``tiny`` stack (or ``--set`` overrides, as
-``train.py`` takes them) starts at random init, and the stack and a linear head on its probe readout
+at all. This script measures what labels buy the same network, task by task: the default ``tiny`` stack (or
+``--set`` overrides, as ``train.py`` takes them) starts at random init with a linear head on its probe readout
 (``prednet2.readout.readout_features``: the parts, pooling and time bins of ``model.readout*``, every layer
-concatenated, standardised by a BatchNorm without affine) are trained together on the task's labels with
-cross-entropy, backpropagating through every unit and every frame. The same train and test clips as
-``eval.linear_probe --n-train/--n-test`` (data seed 0), a stratified tenth of train held out to pick the epoch.
-Prints one table (top-1 on test at the epoch best on validation, train top-1 over that epoch's batches, frames/s)
-and writes ``--json``.
-Figures are what labels can buy the same network at this size of labelled set: the ceiling that the issue's
-margins over random init are read against, not a method of the library.
+concatenated). Epoch 0 is the random-init linear probe itself (``eval.probe``'s standardiser and L2 logistic
+regression, C picked on validation), which becomes the head; then the stack and the head are trained together on
+the task's labels with cross-entropy, backpropagating through every unit and every frame. The same train and test
+clips as ``eval.linear_probe --n-train/--n-test`` (data seed 0), a stratified tenth of train held out to pick the
+epoch (0 included). Prints one table (top-1 on test at the epoch best on validation, the random-init probe's,
+frames/s) and writes ``--json``. The figure is what labels can buy the same network at this size of labelled set:
+the reference that the issue's margins over random init are read against, not a method of the library.
 """
 
 from __future__ import annotations
@@ -109,12 +109,13 @@ def val_carve(labels: torch.Tensor, frac: float, seed: int) -> tuple[torch.Tenso
 
 
 class Supervised(nn.Module):
-    """The stack and a linear head on its readout (every layer concatenated, standardised by a BatchNorm)."""
+    """The stack and a linear head on its readout (every layer concatenated, standardised by fixed statistics)."""
 
     def __init__(self, stack: nn.Module, n_features: int, n_classes: int):
         super().__init__()
         self.stack = stack
-        self.norm = nn.BatchNorm1d(n_features, affine=False)
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("std", torch.ones(n_features))
         self.head = nn.Linear(n_features, n_classes)
 
     def features(self, video: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -126,7 +127,36 @@ class Supervised(nn.Module):
         return torch.cat([feats[l] for l in sorted(feats)], dim=1)
 
     def forward(self, video: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        return self.head(self.norm(self.features(video, mask)))
+        return self.head((self.features(video, mask) - self.mean) / self.std)
+
+
+def start_from_probe(model: Supervised, data, tr_idx: torch.Tensor, va_idx: torch.Tensor, batch: int) -> float:
+    """Epoch 0: the linear probe of the random-init features (eval.probe's standardiser and L2 logistic regression,
+    C picked on validation) becomes the head, so training starts where the random-init probe ends. Returns C."""
+    from prednet2.eval.probe import DEFAULT_CS, Standardiser, accuracy, fit_logreg
+
+    videos, masks, labels = data
+    model.eval()
+    with torch.no_grad():
+        x = torch.cat([model.features(videos[s : s + batch], None if masks is None else masks[s : s + batch])
+                       for s in range(0, len(labels), batch)]).numpy()  # fmt: skip
+    y = labels.numpy()
+    std = Standardiser.fit(x[tr_idx])
+    xt, xv = std(x[tr_idx]), std(x[va_idx])
+    best = max(DEFAULT_CS, key=lambda c: (accuracy(fit_logreg(xt, y[tr_idx], c)[0], xv, y[va_idx]), -c))
+    clf, _ = fit_logreg(xt, y[tr_idx], best)
+    with torch.no_grad():
+        model.mean.copy_(torch.as_tensor(std.mean, dtype=torch.float32))
+        model.std.copy_(torch.as_tensor(std.std, dtype=torch.float32))
+        coef, bias = clf.coef_, clf.intercept_
+        if len(clf.classes_) == 2:  # sklearn keeps one row for two classes: the same logits, split in halves
+            coef, bias = np.concatenate([-coef / 2, coef / 2]), np.concatenate([-bias / 2, bias / 2])
+        rows = torch.as_tensor(clf.classes_)  # a class absent from the carved train part keeps a zero row, far below
+        model.head.weight.zero_()
+        model.head.bias.fill_(float(bias.min()) - 10.0)
+        model.head.weight[rows] = torch.as_tensor(coef, dtype=torch.float32)
+        model.head.bias[rows] = torch.as_tensor(bias, dtype=torch.float32)
+    return best
 
 
 def top1(model: Supervised, data, idx: torch.Tensor, batch: int) -> float:
@@ -153,18 +183,22 @@ def run_task(task: str, cfg, a) -> dict:
         n_feat = Supervised(stack, 1, 1).features(train[0][:2], None if train[1] is None else train[1][:2]).shape[1]
     model = Supervised(stack, n_feat, n_classes)
     tr_idx, va_idx = val_carve(train[2], 0.1, a.seed)
+    c = start_from_probe(model, train, tr_idx, va_idx, 64)
+    every_test = torch.arange(len(test[2]))
+    history = [{"epoch": 0, "loss": None, "train": top1(model, train, tr_idx, 64),
+                "val": top1(model, train, va_idx, 64), "test": top1(model, test, every_test, 64)}]  # fmt: skip
+    print(f"[{task}] epoch 0 (the random-init probe, C={c:g}): train {history[0]['train']:.1f}  "
+          f"val {history[0]['val']:.1f}  test {history[0]['test']:.1f}", flush=True)  # fmt: skip
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(a.seed)
     T = train[0].shape[1]
-    history, frames, spent = [], 0, 0.0
+    frames, spent = 0, 0.0
     for epoch in range(1, a.epochs + 1):
         model.train()
         order = tr_idx[torch.randperm(len(tr_idx), generator=gen)]
         t0, losses, right, seen = time.perf_counter(), [], 0, 0
-        for s in progress(range(0, len(order) - 1, a.batch_size), f"{task} epoch {epoch}/{a.epochs}"):
+        for s in progress(range(0, len(order), a.batch_size), f"{task} epoch {epoch}/{a.epochs}"):
             b = order[s : s + a.batch_size]
-            if len(b) < 2:  # BatchNorm needs two clips
-                continue
             logits = model(train[0][b], None if train[1] is None else train[1][b])
             loss = F.cross_entropy(logits, train[2][b])
             opt.zero_grad(set_to_none=True)
@@ -177,17 +211,16 @@ def run_task(task: str, cfg, a) -> dict:
         spent += time.perf_counter() - t0
         # train top-1 over the epoch's own batches (in training mode, as they were seen): a second pass would cost
         # as much as the epoch's forward
-        every_test = torch.arange(len(test[2]))
         row = {"epoch": epoch, "loss": float(np.mean(losses)), "train": 100.0 * right / max(1, seen),
                "val": top1(model, train, va_idx, 64), "test": top1(model, test, every_test, 64)}  # fmt: skip
         history.append(row)
         print(f"[{task}] epoch {epoch}: loss {row['loss']:.3f}  train {row['train']:.1f}  val {row['val']:.1f}  "
               f"test {row['test']:.1f}", flush=True)  # fmt: skip
-    best = max(history, key=lambda r: (r["val"], -r["epoch"]))  # the earliest of equal validation scores
+    best = max(history, key=lambda r: (r["val"], -r["epoch"]))  # the earliest of equal validation scores (0 counts)
     return {"task": task, "n_train": len(tr_idx), "n_val": len(va_idx), "n_test": len(test[2]), "classes": n_classes,
-            "features": n_feat, "best_epoch": best["epoch"], "test": best["test"], "train": best["train"],
-            "val": best["val"], "last_test": history[-1]["test"], "frames_per_s": frames / max(spent, 1e-9),
-            "history": history}  # fmt: skip
+            "features": n_feat, "probe_c": c, "start_test": history[0]["test"], "best_epoch": best["epoch"],
+            "test": best["test"], "train": best["train"], "val": best["val"], "last_test": history[-1]["test"],
+            "frames_per_s": frames / max(spent, 1e-9), "history": history}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,11 +233,11 @@ def _main(a) -> int:
     cfg = load_config(a.sets)
     set_threads(a.threads)
     rows = [run_task(t, cfg, a) for t in tasks]
-    head = ["task", "train / val / test clips", "best epoch", "test top-1", "train top-1", "last epoch's test",
-            "frames/s"]  # fmt: skip
-    body = [[r["task"], f"{r['n_train']} / {r['n_val']} / {r['n_test']}", f"{r['best_epoch']} of {a.epochs}",
-             f"{r['test']:.1f}", f"{r['train']:.1f}", f"{r['last_test']:.1f}", f"{r['frames_per_s']:.0f}"]
-            for r in rows]  # fmt: skip
+    head = ["task", "train / val / test clips", "random-init probe (epoch 0)", "best epoch", "test top-1",
+            "train top-1", "last epoch's test", "frames/s"]  # fmt: skip
+    body = [[r["task"], f"{r['n_train']} / {r['n_val']} / {r['n_test']}", f"{r['start_test']:.1f}",
+             f"{r['best_epoch']} of {a.epochs}", f"{r['test']:.1f}", f"{r['train']:.1f}", f"{r['last_test']:.1f}",
+             f"{r['frames_per_s']:.0f}"] for r in rows]  # fmt: skip
     print(markdown_table(head, body))
     if a.json:
         write_json(a.json, {"sets": a.sets, "epochs": a.epochs, "lr": a.lr, "batch_size": a.batch_size,

@@ -20,11 +20,15 @@ def test_one_epoch_run(tmp_path, capsys):
     assert ceiling.main(["--tasks", "direction", "--epochs", "2", "--json", str(out), *TINY]) == 0
     text = capsys.readouterr().out
     assert "| direction | 16 / 8 / 8 | " in text  # a stratified tenth, at least one clip per class, held out
+    assert "epoch 0 (the random-init probe, C=" in text
     got = json.loads(out.read_text())
     row = got["tasks"][0]
-    assert row["task"] == "direction" and row["classes"] == 8 and row["best_epoch"] in (1, 2)
-    assert len(row["history"]) == 2 and {"loss", "train", "val", "test"} <= row["history"][0].keys()
-    assert 0 <= row["test"] <= 100 and row["features"] > 0
+    assert row["task"] == "direction" and row["classes"] == 8 and row["best_epoch"] in (0, 1, 2)
+    assert [h["epoch"] for h in row["history"]] == [0, 1, 2] and row["history"][0]["loss"] is None
+    assert {"loss", "train", "val", "test"} <= row["history"][1].keys()
+    assert 0 <= row["test"] <= 100 and row["start_test"] == row["history"][0]["test"]
+    # the figure is the test top-1 of the epoch best on validation
+    assert row["test"] == next(h["test"] for h in row["history"] if h["epoch"] == row["best_epoch"])
     # the readout with two time bins and the whole clip: 3 means of a, r, da over 4 + 8 channels
     assert row["features"] == 3 * 3 * (4 + 8)
 
