@@ -5,15 +5,15 @@
 
 A linear probe on frozen self-supervised features is bounded by what the architecture and its readout can carry
 at all. This script measures what labels buy the same network, task by task: the default ``tiny`` stack (or
-``--set`` overrides, as ``train.py`` takes them) starts at random init with a linear head on its probe readout
-(``prednet2.readout.readout_features``: the parts, pooling and time bins of ``model.readout*``, every layer
-concatenated). Epoch 0 is the random-init linear probe itself (``eval.probe``'s standardiser and L2 logistic
-regression, C picked on validation), which becomes the head; then the stack and the head are trained together on
-the task's labels with cross-entropy, backpropagating through every unit and every frame. The same train and test
-clips as ``eval.linear_probe --n-train/--n-test`` (data seed 0), a stratified tenth of train held out to pick the
-epoch (0 included). Prints one table (top-1 on test at the epoch best on validation, the random-init probe's,
-frames/s) and writes ``--json``. The figure is what labels can buy the same network at this size of labelled set:
-the reference that the issue's margins over random init are read against, not a method of the library.
+``--set`` overrides, resolved as ``train.py`` resolves them) starts at random init with a linear head on its probe
+readout (``prednet2.readout.readout_features``: the parts, pooling and time bins of ``model.readout*``, every layer
+concatenated, standardised by a BatchNorm without affine), and both are trained on the task's labels with
+cross-entropy, backpropagating through every unit and every frame (AdamW, the head at 10x the stack's rate). Before
+each evaluation the BatchNorm's statistics are set from 256 train clips' current features ("precise BN"). The same
+train and test clips as ``eval.linear_probe --n-train/--n-test`` (data seed 0); a stratified tenth of train picks
+the epoch. Prints one table (test top-1 at the epoch best on validation, beside the random-init probe of the same
+clips, frames/s) and writes ``--json``. The figure is what labels buy the same network at this size of labelled
+set: the reference that margins over random init are read against, not a method of the library.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ from study import TASKS, StudyError, main_guard, markdown_table  # noqa: E402
 
 from prednet2.cli import OneLineParser, out_file  # noqa: E402
 
+HEAD_LR = 10.0  # the head's rate as a multiple of --lr: a linear layer on standardised features takes larger steps
+RECALIBRATE = 256  # train clips whose features set the BatchNorm statistics before each evaluation
 SYNTHETIC = [t for t, (spec, _) in TASKS.items() if spec.startswith("synthetic:")]
 
 
@@ -48,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip-len", type=int, help="frames per clip (default: the config's data.clip_len)")
     p.add_argument("--epochs", type=int, default=8, help="passes over train (default 8)")
     p.add_argument("--batch-size", type=int, default=16, help="clips per step (default 16)")
-    p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default 1e-3)")
+    p.add_argument("--lr", type=float, default=1e-3, help="the stack's AdamW rate; the head's is 10x (default 1e-3)")
     p.add_argument("--seed", type=int, default=0, help="init and shuffling seed (default 0)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--json", type=out_file, help="write the figures here")
@@ -72,9 +74,10 @@ def check_args(a) -> list[str]:
 
 def load_config(sets: list[str]):
     from prednet2.config import Config, ConfigError
+    from prednet2.train_data import resolve_config
 
-    try:
-        return Config.from_yaml(None, sets=list(sets))
+    try:  # resolved as train.py resolves it: motion on gives the motion stream its channels
+        return resolve_config(Config.from_yaml(None, sets=list(sets)))
     except ConfigError as e:
         raise StudyError(f"--set: {e}") from None
 
@@ -83,11 +86,9 @@ def materialise(spec: str, cfg, split: str, n: int, clip_len: int | None):
     """(videos uint8 (N, T, C, H, W), masks (N, T, 1, H, W) or None, labels (N,)): the probe's clips, made once."""
     from prednet2.datasets import build_dataset
 
-    from prednet2 import with_motion
-
     over = {"n_synthetic": n, "n_synthetic_test": n} | ({"clip_len": clip_len} if clip_len else {})
     dcfg = dataclasses.replace(cfg.data, **over)
-    motion = cfg.motion if with_motion(cfg.model, cfg.motion.enabled).motion_channels else None
+    motion = cfg.motion if cfg.model.motion_channels else None
     ds = build_dataset(spec, cfg=dcfg, split=split, seed=0, motion=motion, labelled=True)
     items = [ds[i] for i in progress(range(len(ds)), f"{split} clips")]
     videos = torch.stack([torch.as_tensor(x["video"]) for x in items])
@@ -109,13 +110,13 @@ def val_carve(labels: torch.Tensor, frac: float, seed: int) -> tuple[torch.Tenso
 
 
 class Supervised(nn.Module):
-    """The stack and a linear head on its readout (every layer concatenated, standardised by fixed statistics)."""
+    """The stack and a linear head on its readout (every layer concatenated, standardised by a BatchNorm without
+    affine, which follows the features as the stack learns)."""
 
     def __init__(self, stack: nn.Module, n_features: int, n_classes: int):
         super().__init__()
         self.stack = stack
-        self.register_buffer("mean", torch.zeros(n_features))
-        self.register_buffer("std", torch.ones(n_features))
+        self.norm = nn.BatchNorm1d(n_features, affine=False)
         self.head = nn.Linear(n_features, n_classes)
 
     def features(self, video: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -127,36 +128,42 @@ class Supervised(nn.Module):
         return torch.cat([feats[l] for l in sorted(feats)], dim=1)
 
     def forward(self, video: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        return self.head((self.features(video, mask) - self.mean) / self.std)
+        return self.head(self.norm(self.features(video, mask)))
 
 
-def start_from_probe(model: Supervised, data, tr_idx: torch.Tensor, va_idx: torch.Tensor, batch: int) -> float:
-    """Epoch 0: the linear probe of the random-init features (eval.probe's standardiser and L2 logistic regression,
-    C picked on validation) becomes the head, so training starts where the random-init probe ends. Returns C."""
+def random_init_probe(model: Supervised, train, test, tr_idx: torch.Tensor, va_idx: torch.Tensor, batch: int):
+    """The reference row: ``eval.probe``'s standardiser and L2 logistic regression (C picked on the validation tenth,
+    refitted on the carved train part) on the frozen random-init features of these clips. Returns (C, test top-1).
+    Also starts the model's BatchNorm statistics at those features'."""
     from prednet2.eval.probe import DEFAULT_CS, Standardiser, accuracy, fit_logreg
 
-    videos, masks, labels = data
-    model.eval()
-    with torch.no_grad():
-        x = torch.cat([model.features(videos[s : s + batch], None if masks is None else masks[s : s + batch])
-                       for s in range(0, len(labels), batch)]).numpy()  # fmt: skip
-    y = labels.numpy()
+    def frozen(data) -> np.ndarray:
+        videos, masks, labels = data
+        with torch.no_grad():
+            return torch.cat([model.features(videos[s : s + batch], None if masks is None else masks[s : s + batch])
+                              for s in range(0, len(labels), batch)]).numpy()  # fmt: skip
+
+    x, y, xte = frozen(train), train[2].numpy(), frozen(test)
     std = Standardiser.fit(x[tr_idx])
+    with torch.no_grad():  # the BatchNorm's running statistics start at these features' (the defaults, 0 and 1,
+        # would take hundreds of steps to forget on features whose variance is 1e-5: eval would read them shrunk)
+        model.norm.running_mean.copy_(torch.as_tensor(x[tr_idx].mean(0)))
+        model.norm.running_var.copy_(torch.as_tensor(x[tr_idx].var(0)))
     xt, xv = std(x[tr_idx]), std(x[va_idx])
     best = max(DEFAULT_CS, key=lambda c: (accuracy(fit_logreg(xt, y[tr_idx], c)[0], xv, y[va_idx]), -c))
     clf, _ = fit_logreg(xt, y[tr_idx], best)
+    return best, 100.0 * accuracy(clf, std(xte), test[2].numpy())
+
+
+def recalibrate(model: Supervised, data, idx: torch.Tensor, batch: int) -> None:
+    """Set the BatchNorm's running statistics to the current features of clips ``idx`` ("precise BN"): the features
+    of a stack in training change scale by orders of magnitude between steps, so the running averages lag behind
+    and eval would read the features mis-scaled (measured: 100% on a batch in training mode, 25% in eval)."""
+    videos, masks, _ = data
     with torch.no_grad():
-        model.mean.copy_(torch.as_tensor(std.mean, dtype=torch.float32))
-        model.std.copy_(torch.as_tensor(std.std, dtype=torch.float32))
-        coef, bias = clf.coef_, clf.intercept_
-        if len(clf.classes_) == 2:  # sklearn keeps one row for two classes: the same logits, split in halves
-            coef, bias = np.concatenate([-coef / 2, coef / 2]), np.concatenate([-bias / 2, bias / 2])
-        rows = torch.as_tensor(clf.classes_)  # a class absent from the carved train part keeps a zero row, far below
-        model.head.weight.zero_()
-        model.head.bias.fill_(float(bias.min()) - 10.0)
-        model.head.weight[rows] = torch.as_tensor(coef, dtype=torch.float32)
-        model.head.bias[rows] = torch.as_tensor(bias, dtype=torch.float32)
-    return best
+        x = torch.cat([model.features(videos[b], None if masks is None else masks[b]) for b in idx.split(batch)])
+    model.norm.running_mean.copy_(x.mean(0))
+    model.norm.running_var.copy_(x.var(0, unbiased=False))
 
 
 def top1(model: Supervised, data, idx: torch.Tensor, batch: int) -> float:
@@ -183,13 +190,13 @@ def run_task(task: str, cfg, a) -> dict:
         n_feat = Supervised(stack, 1, 1).features(train[0][:2], None if train[1] is None else train[1][:2]).shape[1]
     model = Supervised(stack, n_feat, n_classes)
     tr_idx, va_idx = val_carve(train[2], 0.1, a.seed)
-    c = start_from_probe(model, train, tr_idx, va_idx, 64)
+    c, probe_test = random_init_probe(model, train, test, tr_idx, va_idx, 64)
+    print(f"[{task}] the random-init probe on these clips (C={c:g}): test {probe_test:.1f}", flush=True)
     every_test = torch.arange(len(test[2]))
-    history = [{"epoch": 0, "loss": None, "train": top1(model, train, tr_idx, 64),
-                "val": top1(model, train, va_idx, 64), "test": top1(model, test, every_test, 64)}]  # fmt: skip
-    print(f"[{task}] epoch 0 (the random-init probe, C={c:g}): train {history[0]['train']:.1f}  "
-          f"val {history[0]['val']:.1f}  test {history[0]['test']:.1f}", flush=True)  # fmt: skip
-    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
+    history = []
+    groups = [{"params": list(model.stack.parameters()), "lr": a.lr},
+              {"params": list(model.head.parameters()), "lr": a.lr * HEAD_LR}]  # fmt: skip
+    opt = torch.optim.AdamW(groups, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(a.seed)
     T = train[0].shape[1]
     frames, spent = 0, 0.0
@@ -199,6 +206,8 @@ def run_task(task: str, cfg, a) -> dict:
         t0, losses, right, seen = time.perf_counter(), [], 0, 0
         for s in progress(range(0, len(order), a.batch_size), f"{task} epoch {epoch}/{a.epochs}"):
             b = order[s : s + a.batch_size]
+            if len(b) < 2:  # a BatchNorm step needs two clips
+                continue
             logits = model(train[0][b], None if train[1] is None else train[1][b])
             loss = F.cross_entropy(logits, train[2][b])
             opt.zero_grad(set_to_none=True)
@@ -211,14 +220,15 @@ def run_task(task: str, cfg, a) -> dict:
         spent += time.perf_counter() - t0
         # train top-1 over the epoch's own batches (in training mode, as they were seen): a second pass would cost
         # as much as the epoch's forward
+        recalibrate(model, train, tr_idx[torch.randperm(len(tr_idx), generator=gen)[:RECALIBRATE]], 64)
         row = {"epoch": epoch, "loss": float(np.mean(losses)), "train": 100.0 * right / max(1, seen),
                "val": top1(model, train, va_idx, 64), "test": top1(model, test, every_test, 64)}  # fmt: skip
         history.append(row)
         print(f"[{task}] epoch {epoch}: loss {row['loss']:.3f}  train {row['train']:.1f}  val {row['val']:.1f}  "
               f"test {row['test']:.1f}", flush=True)  # fmt: skip
-    best = max(history, key=lambda r: (r["val"], -r["epoch"]))  # the earliest of equal validation scores (0 counts)
+    best = max(history, key=lambda r: (r["val"], -r["epoch"]))  # the earliest of equal validation scores
     return {"task": task, "n_train": len(tr_idx), "n_val": len(va_idx), "n_test": len(test[2]), "classes": n_classes,
-            "features": n_feat, "probe_c": c, "start_test": history[0]["test"], "best_epoch": best["epoch"],
+            "features": n_feat, "probe_c": c, "start_test": probe_test, "best_epoch": best["epoch"],
             "test": best["test"], "train": best["train"], "val": best["val"], "last_test": history[-1]["test"],
             "frames_per_s": frames / max(spent, 1e-9), "history": history}  # fmt: skip
 
@@ -233,7 +243,7 @@ def _main(a) -> int:
     cfg = load_config(a.sets)
     set_threads(a.threads)
     rows = [run_task(t, cfg, a) for t in tasks]
-    head = ["task", "train / val / test clips", "random-init probe (epoch 0)", "best epoch", "test top-1",
+    head = ["task", "train / val / test clips", "random-init probe", "best epoch", "test top-1",
             "train top-1", "last epoch's test", "frames/s"]  # fmt: skip
     body = [[r["task"], f"{r['n_train']} / {r['n_val']} / {r['n_test']}", f"{r['start_test']:.1f}",
              f"{r['best_epoch']} of {a.epochs}", f"{r['test']:.1f}", f"{r['train']:.1f}", f"{r['last_test']:.1f}",
