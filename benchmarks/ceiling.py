@@ -133,7 +133,7 @@ class Supervised(nn.Module):
 
 def random_init_probe(model: Supervised, train, test, tr_idx: torch.Tensor, va_idx: torch.Tensor, batch: int):
     """The reference row: ``eval.probe``'s standardiser and L2 logistic regression (C picked on the validation tenth,
-    refitted on the carved train part) on the frozen random-init features of these clips. Returns (C, test top-1).
+    fitted on the carved train part) on the frozen random-init features of these clips. Returns (C, test top-1).
     Also starts the model's BatchNorm statistics at those features'."""
     from prednet2.eval.probe import DEFAULT_CS, Standardiser, accuracy, fit_logreg
 
