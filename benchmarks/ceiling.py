@@ -131,24 +131,27 @@ class Supervised(nn.Module):
         return self.head(self.norm(self.features(video, mask)))
 
 
+def clips(data, b: torch.Tensor):
+    """(videos, masks or None) of the clips ``b`` of ``data`` = (videos, masks or None, labels): a model's inputs."""
+    videos, masks, _ = data
+    return videos[b], None if masks is None else masks[b]
+
+
+def features_of(model: Supervised, data, idx: torch.Tensor, batch: int) -> torch.Tensor:
+    """(len(idx), F): the current readout of clips ``idx``, ``batch`` at a time, without gradients."""
+    with torch.no_grad():
+        return torch.cat([model.features(*clips(data, b)) for b in idx.split(batch)])
+
+
 def random_init_probe(model: Supervised, train, test, tr_idx: torch.Tensor, va_idx: torch.Tensor, batch: int):
     """The reference row: ``eval.probe``'s standardiser and L2 logistic regression (C picked on the validation tenth,
-    fitted on the carved train part) on the frozen random-init features of these clips. Returns (C, test top-1).
-    Also starts the model's BatchNorm statistics at those features'."""
+    fitted on the carved train part) on the frozen random-init features of these clips. Returns (C, test top-1)."""
     from prednet2.eval.probe import DEFAULT_CS, Standardiser, accuracy, fit_logreg
 
-    def frozen(data) -> np.ndarray:
-        videos, masks, labels = data
-        with torch.no_grad():
-            return torch.cat([model.features(videos[s : s + batch], None if masks is None else masks[s : s + batch])
-                              for s in range(0, len(labels), batch)]).numpy()  # fmt: skip
-
-    x, y, xte = frozen(train), train[2].numpy(), frozen(test)
+    x = features_of(model, train, torch.arange(len(train[2])), batch).numpy()
+    xte = features_of(model, test, torch.arange(len(test[2])), batch).numpy()
+    y = train[2].numpy()
     std = Standardiser.fit(x[tr_idx])
-    with torch.no_grad():  # the BatchNorm's running statistics start at these features' (the defaults, 0 and 1,
-        # would take hundreds of steps to forget on features whose variance is 1e-5: eval would read them shrunk)
-        model.norm.running_mean.copy_(torch.as_tensor(x[tr_idx].mean(0)))
-        model.norm.running_var.copy_(torch.as_tensor(x[tr_idx].var(0)))
     xt, xv = std(x[tr_idx]), std(x[va_idx])
     best = max(DEFAULT_CS, key=lambda c: (accuracy(fit_logreg(xt, y[tr_idx], c)[0], xv, y[va_idx]), -c))
     clf, _ = fit_logreg(xt, y[tr_idx], best)
@@ -158,22 +161,17 @@ def random_init_probe(model: Supervised, train, test, tr_idx: torch.Tensor, va_i
 def recalibrate(model: Supervised, data, idx: torch.Tensor, batch: int) -> None:
     """Set the BatchNorm's running statistics to the current features of clips ``idx`` ("precise BN"): the features
     of a stack in training change scale by orders of magnitude between steps, so the running averages lag behind
-    and eval would read the features mis-scaled (measured: 100% on a batch in training mode, 25% in eval)."""
-    videos, masks, _ = data
-    with torch.no_grad():
-        x = torch.cat([model.features(videos[b], None if masks is None else masks[b]) for b in idx.split(batch)])
+    and eval would read the features mis-scaled (measured: 100% on a batch in training mode, 25% in eval). Called
+    before every evaluation, so the running averages kept in training mode are never read."""
+    x = features_of(model, data, idx, batch)
     model.norm.running_mean.copy_(x.mean(0))
     model.norm.running_var.copy_(x.var(0, unbiased=False))
 
 
 def top1(model: Supervised, data, idx: torch.Tensor, batch: int) -> float:
-    videos, masks, labels = data
     model.eval()
-    right = 0
     with torch.no_grad():
-        for s in range(0, len(idx), batch):
-            b = idx[s : s + batch]
-            right += int((model(videos[b], None if masks is None else masks[b]).argmax(1) == labels[b]).sum())
+        right = sum(int((model(*clips(data, b)).argmax(1) == data[2][b]).sum()) for b in idx.split(batch))
     return 100.0 * right / max(1, len(idx))
 
 
@@ -187,7 +185,7 @@ def run_task(task: str, cfg, a) -> dict:
     torch.manual_seed(a.seed)
     stack = build_model(cfg)
     with torch.no_grad():
-        n_feat = Supervised(stack, 1, 1).features(train[0][:2], None if train[1] is None else train[1][:2]).shape[1]
+        n_feat = Supervised(stack, 1, 1).features(*clips(train, torch.arange(2))).shape[1]
     model = Supervised(stack, n_feat, n_classes)
     tr_idx, va_idx = val_carve(train[2], 0.1, a.seed)
     c, probe_test = random_init_probe(model, train, test, tr_idx, va_idx, 64)
@@ -208,7 +206,7 @@ def run_task(task: str, cfg, a) -> dict:
             b = order[s : s + a.batch_size]
             if len(b) < 2:  # a BatchNorm step needs two clips
                 continue
-            logits = model(train[0][b], None if train[1] is None else train[1][b])
+            logits = model(*clips(train, b))
             loss = F.cross_entropy(logits, train[2][b])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -218,9 +216,9 @@ def run_task(task: str, cfg, a) -> dict:
             right, seen = right + int((logits.argmax(1) == train[2][b]).sum()), seen + len(b)
             frames += len(b) * T
         spent += time.perf_counter() - t0
+        recalibrate(model, train, tr_idx[torch.randperm(len(tr_idx), generator=gen)[:RECALIBRATE]], 64)
         # train top-1 over the epoch's own batches (in training mode, as they were seen): a second pass would cost
         # as much as the epoch's forward
-        recalibrate(model, train, tr_idx[torch.randperm(len(tr_idx), generator=gen)[:RECALIBRATE]], 64)
         row = {"epoch": epoch, "loss": float(np.mean(losses)), "train": 100.0 * right / max(1, seen),
                "val": top1(model, train, va_idx, 64), "test": top1(model, test, every_test, 64)}  # fmt: skip
         history.append(row)
