@@ -252,3 +252,37 @@ def motion_masks(
     clean = _clean(raw, kernel_size) if raw.any() else raw
     out = np.stack([drop_small_components(m, min_pixels) for m in clean])  # (N, H, W)
     return out.astype(np.float32)
+
+
+# ---- motion vectors: the flow target (model.flow_weight) -------------------------------------------------------
+FLOW_STEPS_PER_PX = 8  # the flow target is stored as int8 in 1/8 px: +-15.9 px per frame, 0.06 px resolution
+
+
+def motion_vectors(flow: np.ndarray, camera: str = "median") -> np.ndarray:
+    """Where each pixel of frame t moved from frame t-1, with the camera's share removed: the signed motion that a
+    mask leaves out (a mask says *that* something moves, this says *which way*).
+
+    Args:
+        flow: float32 (N, H, W, 2) aligned with the frames (``flow.compute_flow``: backward for t >= 1, forward at
+            t = 0); camera: as ``motion.camera``.
+    Returns:
+        float32 (N, 2, H, W), (dx, dy) in pixels per frame, pointing along the motion at every t (the backward flow
+        of t >= 1 is negated; the forward flow of t = 0 already points that way).
+    """
+    if flow.ndim != 4 or flow.shape[-1] != 2:
+        raise ValueError(f"flow must be (N, H, W, 2), got shape {flow.shape}")
+    out = np.empty((flow.shape[0], 2, *flow.shape[1:3]), np.float32)
+    for t in range(flow.shape[0]):
+        v = flow[t] - dominant_motion(flow[t], camera)  # (H, W, 2)
+        out[t] = (v if t == 0 else -v).transpose(2, 0, 1)
+    return out
+
+
+def quantize_vectors(v: np.ndarray) -> np.ndarray:
+    """float32 motion vectors (px per frame) -> int8 in 1/FLOW_STEPS_PER_PX px, clipped to the int8 range."""
+    return np.clip(np.rint(v * FLOW_STEPS_PER_PX), -127, 127).astype(np.int8)
+
+
+def dequantize_vectors(q: np.ndarray) -> np.ndarray:
+    """int8 from ``quantize_vectors`` -> float32 px per frame."""
+    return np.asarray(q, dtype=np.float32) / FLOW_STEPS_PER_PX

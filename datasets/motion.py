@@ -17,6 +17,10 @@ Two ways to get a clip's masks, picked by what the wrapped dataset offers:
 
 Masks always follow the clip frames: item["mask"][t] is the motion at item["video"][t] (flow.py's convention).
 For a folder clip with stride s, that is the motion between source frames (i-1, i) of the frame it shows.
+
+With ``motion.flow`` (set by ``model.flow_weight``), items also carry ``"flow"``: float32 (T, 2, H, W), the signed
+motion of each pixel in px per frame with the camera's share removed (``masks.motion_vectors``), cached beside the
+masks as int8 in 1/8 px (``-flow.npy``), from the same flow computation.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from prednet2.config import DataConfig, MotionConfig
 
 from .cache import resolve_cache_dir
 from .flow import BACKENDS, FlowError, compute_flow, make_flow
-from .masks import CAMERA_MODELS, motion_masks
+from .masks import CAMERA_MODELS, dequantize_vectors, motion_masks, motion_vectors, quantize_vectors
 
 MASK_VERSION = 1  # bump when the mask algorithm changes: old cache files are then ignored
 log = logging.getLogger("prednet2.datasets")
@@ -98,6 +102,11 @@ def _atomic_save(dest: Path, arr: np.ndarray) -> None:
             tmp.unlink()
 
 
+def _flow_path(mask_path: Path) -> Path:
+    """Where the motion vectors of a cached mask file live: ``<name>-flow.npy`` beside it."""
+    return mask_path.with_name(mask_path.stem + "-flow.npy")
+
+
 def _default_cache_dir(data_cfg: DataConfig) -> Path:
     if data_cfg.cache_dir:  # checked now (DataError naming it), not a traceback in a DataLoader worker
         return resolve_cache_dir(data_cfg.cache_dir, data_cfg.cache_dir)
@@ -122,6 +131,7 @@ class MotionDataset(Dataset):
         self._flow_fn = None
         self._flow_pid = -1
         self.n_computed = 0  # masks computed by this process (videos or clips): what the cache saved shows here
+        self.want_flow = bool(motion_cfg.flow)
         if motion_cfg.backend == "raft":
             self._get_flow_fn()  # fail now, with the message about the weights, not in a DataLoader worker
         if self.per_video and motion_cfg.cache:
@@ -141,8 +151,14 @@ class MotionDataset(Dataset):
 
     def compute(self, frames: np.ndarray) -> np.ndarray:
         """uint8 (N, H, W, C) frames -> uint8 (N, H, W) masks in {0, 1} (no cache)."""
+        return self.compute_both(frames)[0]
+
+    def compute_both(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """uint8 (N, H, W, C) frames -> (uint8 (N, H, W) masks, int8 (N, 2, H, W) motion vectors in 1/8 px, or None
+        without ``motion.flow``), from one flow computation (no cache)."""
         m = self.motion_cfg
         flow = compute_flow(frames, flow_fn=self._get_flow_fn(), work_size=m.flow_size)
+        vectors = quantize_vectors(motion_vectors(flow, m.camera)) if self.want_flow else None
         masks = motion_masks(
             flow,
             frames,
@@ -152,7 +168,7 @@ class MotionDataset(Dataset):
             photo_margin=m.photo_margin,
         )
         self.n_computed += 1
-        return masks.astype(np.uint8)
+        return masks.astype(np.uint8), vectors
 
     # ---- per-video cache (video folders) -----------------------------------------------------------------
     def video_mask_path(self, video_idx: int) -> Path:
@@ -163,16 +179,25 @@ class MotionDataset(Dataset):
 
     def video_masks(self, video_idx: int) -> np.ndarray:
         """uint8 (N, H, W) masks of a whole video: from the cache (a memmap), computed and stored on a miss."""
+        return self.video_motion(video_idx)[0]
+
+    def video_motion(self, video_idx: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """(uint8 (N, H, W) masks, int8 (N, 2, H, W) motion vectors or None without ``motion.flow``) of a whole
+        video: from the cache (memmaps), computed and stored on a miss of either."""
         if not self.motion_cfg.cache:
-            return self.compute(np.asarray(self.ds.frames(video_idx)))
+            return self.compute_both(np.asarray(self.ds.frames(video_idx)))
         path = self.video_mask_path(video_idx)
+        fpath = _flow_path(path)
         try:
-            return np.load(path, mmap_mode="r")
+            masks = np.load(path, mmap_mode="r")
+            return masks, (np.load(fpath, mmap_mode="r") if self.want_flow else None)
         except (FileNotFoundError, ValueError, OSError):
             pass  # missing (or unreadable: recompute and overwrite)
-        masks = self.compute(np.asarray(self.ds.frames(video_idx)))
+        masks, vectors = self.compute_both(np.asarray(self.ds.frames(video_idx)))
+        if vectors is not None:
+            _atomic_save(fpath, vectors)
         _atomic_save(path, masks)
-        return masks
+        return masks, vectors
 
     def _clip_indices(self, index: int, n: int) -> np.ndarray:
         """Source frame indices of clip ``index`` (as VideoFolder.clip_frames picks them, last frame repeated)."""
@@ -183,21 +208,30 @@ class MotionDataset(Dataset):
     # ---- per-clip cache (everything else) ----------------------------------------------------------------
     def clip_masks(self, video: torch.Tensor) -> np.ndarray:
         """uint8 (T, H, W) masks of one clip given as uint8 (T, C, H, W); cached by content when enabled."""
+        return self.clip_motion(video)[0]
+
+    def clip_motion(self, video: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+        """(uint8 (T, H, W) masks, int8 (T, 2, H, W) motion vectors or None without ``motion.flow``) of one clip
+        given as uint8 (T, C, H, W); cached by content when enabled."""
         frames = np.ascontiguousarray(video.numpy().transpose(0, 2, 3, 1))  # (T, H, W, C)
         if not self.motion_cfg.cache:
-            return self.compute(frames)
+            return self.compute_both(frames)
         key = _hash(frames.shape, memoryview(frames).cast("B"), self.options)
         path = self.cache_dir / "clips" / key[:2] / f"{key}.npy"
+        fpath = _flow_path(path)
         t, h, w = frames.shape[:3]
         try:
             packed = np.load(path)
-            if packed.shape == (t, h, (w + 7) // 8):
-                return np.unpackbits(packed, axis=-1, count=w)
+            vectors = np.load(fpath) if self.want_flow else None
+            if packed.shape == (t, h, (w + 7) // 8) and (vectors is None or vectors.shape == (t, 2, h, w)):
+                return np.unpackbits(packed, axis=-1, count=w), vectors
         except (FileNotFoundError, ValueError, OSError):
             pass
-        masks = self.compute(frames)
+        masks, vectors = self.compute_both(frames)
+        if vectors is not None:
+            _atomic_save(fpath, vectors)
         _atomic_save(path, np.packbits(masks.astype(bool), axis=-1))  # (T, H, ceil(W/8)): 8x smaller
-        return masks
+        return masks, vectors
 
     # ---- Dataset -----------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -207,11 +241,15 @@ class MotionDataset(Dataset):
         item = self.ds[index]
         if self.per_video:
             v = self.ds.clips[index][0]
-            vm = self.video_masks(v)
-            masks = np.asarray(vm[self._clip_indices(index, vm.shape[0])])  # (T, H, W)
+            vm, vv = self.video_motion(v)
+            idx = self._clip_indices(index, vm.shape[0])
+            masks = np.asarray(vm[idx])  # (T, H, W)
+            vectors = None if vv is None else np.asarray(vv[idx])  # (T, 2, H, W)
         else:
-            masks = self.clip_masks(item["video"])
+            masks, vectors = self.clip_motion(item["video"])
         item["mask"] = torch.from_numpy(masks.astype(np.float32))[:, None]  # (T, 1, H, W)
+        if vectors is not None:
+            item["flow"] = torch.from_numpy(dequantize_vectors(vectors))  # (T, 2, H, W) px per frame
         return item
 
     def __getattr__(self, name: str) -> Any:
@@ -232,7 +270,11 @@ def precompute_video_masks(mds: MotionDataset, *, progress: bool = True) -> int:
     """
     ds = mds.ds
     n_videos = len(ds.videos) if hasattr(ds, "videos") else 1 + max(v for v, _ in ds.clips)
-    todo = [v for v in range(n_videos) if not mds.video_mask_path(v).is_file()]
+    todo = [
+        v
+        for v in range(n_videos)
+        if not mds.video_mask_path(v).is_file() or (mds.want_flow and not _flow_path(mds.video_mask_path(v)).is_file())
+    ]
     if not todo:
         return 0
     log.info("motion masks: computing %d of %d videos into %s", len(todo), n_videos, mds.cache_dir)

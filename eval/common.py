@@ -146,6 +146,12 @@ def uses_motion(cfg: Config) -> bool:
     return bool(cfg.motion.enabled and cfg.model.motion_channels > 0)
 
 
+def input_motion(cfg: Config) -> Any:
+    """The motion config the evaluation data needs: the masks the model takes (None without a motion stream), never
+    the flow target (``model.flow_weight``), which only training reads."""
+    return dataclasses.replace(cfg.motion, flow=False) if uses_motion(cfg) else None
+
+
 def model_for_eval(args: Any, device: torch.device) -> tuple[Loaded, torch.nn.Module, DataConfig, Any]:
     """The loaded checkpoint; its model (or, with ``args.random_init``, the same architecture seeded by
     ``args.seed``); the data config in the checkpoint's input format with ``args.n_clips`` clips; and the motion
@@ -154,8 +160,7 @@ def model_for_eval(args: Any, device: torch.device) -> tuple[Loaded, torch.nn.Mo
     cfg = loaded.cfg
     model = random_init_model(cfg, args.seed, device, like=loaded.model) if args.random_init else loaded.model
     dcfg = data_config(cfg, clip_len=args.clip_len, n_synthetic=args.n_clips, n_synthetic_test=args.n_clips)
-    motion = cfg.motion if uses_motion(cfg) else None
-    return loaded, model, dcfg, motion
+    return loaded, model, dcfg, input_motion(cfg)
 
 
 def build_or_exit(

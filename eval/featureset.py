@@ -25,13 +25,13 @@ from .common import (
     build_or_exit,
     data_config,
     fail,
+    input_motion,
     load_or_exit,
     parse_layers,
     random_init_model,
     resolve_device,
     run_dir_of,
     skipped_files,
-    uses_motion,
 )
 from .features import Features, cached_features, checkpoint_id, extract_model_features, extract_pixel_features
 from .features import select_layers as _select
@@ -209,7 +209,7 @@ class FeatureSource:
         elif self.layers is not None and n_layers and max(self.layers) >= n_layers:
             fail(f"--layers {args.layers}: the model has {n_layers} layers (0..{n_layers - 1})")
         self.dcfg = data_config(self.cfg, clip_len=args.clip_len, batch_size=args.batch_size, **_synthetic_sizes(args))
-        self.motion = self.cfg.motion if (uses_motion(self.cfg) and not args.baseline) else None
+        self.motion = None if args.baseline else input_motion(self.cfg)
         self.variant = variant_of(args)
         default_cache = run_dir_of(self.loaded.path) / "feature_cache"
         self.cache_dir = None if args.no_cache else Path(args.cache_dir or default_cache)

@@ -76,6 +76,10 @@ class ModelConfig:
     # unit's grid, so moving positions count more; 0 = the plain mean. Needs the motion stream.
     motion_error_weight: float = _r(0.0, ge=0)
     bind_weight: float = _r(0.1, ge=0)  # weight of the RGB<->motion InfoNCE binding loss
+    # Flow target: unit 0's state r(t), made before frame t, also predicts the signed motion that frame t brings
+    # (classical optical flow, camera removed, pooled to unit 0's grid; squared error in px per frame), through a
+    # 1x1 head of its own. Masks say that something moves; this asks the state which way. 0: off. Needs motion on.
+    flow_weight: float = _r(0.0, ge=0)
     bind_temperature: float = _r(0.1, gt=0)
     use_ext_op: bool = True  # use the fused error-unit op when built (falls back to the torch reference)
     # "stack" (PredictiveStack) | "prednet" (faithful PredNet baseline, end-to-end only)
@@ -153,6 +157,9 @@ class MotionConfig:
     photo_margin: float = _r(0.02, ge=0)  # drop mask pixels the camera motion explains better by this margin; 0: off
     flow_size: int = _r(0, ge=0)  # compute flow with the shorter side upsampled to >= this many px (0: data resolution)
     cache: bool = True  # cache masks on disk (video folders); synthetic sets compute them on the fly
+    # Items also carry "flow" (T, 2, H, W): the signed motion per pixel (px per frame, camera removed as by
+    # motion.camera), the training target of model.flow_weight. Set for you when model.flow_weight > 0.
+    flow: bool = False
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,16 @@ from torch import Tensor, nn
 from . import readout
 from .cells import State, upsample2
 from .config import ModelConfig
-from .losses import ahead_loss, arrow_loss, covariance_penalty, error_loss, info_nce, squared_error, variance_hinge
+from .losses import (
+    ahead_loss,
+    arrow_loss,
+    covariance_penalty,
+    error_loss,
+    flow_loss,
+    info_nce,
+    squared_error,
+    variance_hinge,
+)
 from .ops import reference_error_unit
 from .outputs import StackOutput, StackState, StepOutput
 from .stack_checks import validate_model_config
@@ -61,6 +70,7 @@ class PredictiveStack(nn.Module):
                 target_grad=cfg.target_grad,
                 residual=cfg.predict == "residual",
                 horizon=cfg.horizon,
+                flow_head=cfg.flow_weight > 0 and l == 0,
             )
             units.append(unit)
             in_ch = up_channels(cfg.pass_up, unit)
@@ -98,6 +108,7 @@ class PredictiveStack(nn.Module):
         compute_losses: bool = True,
         step_losses: bool = True,
         blind: Tensor | None = None,
+        flow: Tensor | None = None,
     ) -> tuple[StepOutput, StackState]:
         """One time step. frame (B, C, H, W) in [0, 1]; mask (B, 1, H, W) or None; state None on the first call.
 
@@ -105,6 +116,8 @@ class PredictiveStack(nn.Module):
         ``step_losses=False`` leaves ``losses`` empty and skips this step's binding loss (``forward`` computes both
         over the whole clip from ``terms`` and ``bind_pair``). ``blind`` (B,) bool: these clips' units keep their own
         prediction of this frame, not what came, for the next step (``model.blind_prob``); the losses are unchanged.
+        ``flow`` (B, 2, H, W): the motion vectors frame t brings (px per frame), the target of unit 0's flow head
+        (``model.flow_weight``); needed for the losses when the model has that head, ignored otherwise.
         """
         cfg = self.cfg
         L = self.num_layers
@@ -157,6 +170,8 @@ class PredictiveStack(nn.Module):
             if compute_losses:
                 terms[f"err/{l}"] = per_sample.mean() if valid else 0.0 * per_sample.sum()
                 terms.update(self._unit_terms(l, a, preds[l], state.a[l]))
+                if u.flow_head is not None:
+                    terms[f"flow/{l}"] = flow_loss(u.flow_head(r_new[l]), flow, cfg.stem, valid)
                 if u.motion_channels:
                     bind_pair = u.bind_projections(a)
             if l + 1 < L:
@@ -184,8 +199,10 @@ class PredictiveStack(nn.Module):
         state: StackState | None = None,
         *,
         detach_between: bool = True,
+        flow: Tensor | None = None,
     ) -> StackOutput:
-        """A clip (B, T, C, H, W) in [0, 1]; mask (B, T, 1, H, W) or None. See StackOutput for what comes back."""
+        """A clip (B, T, C, H, W) in [0, 1]; mask (B, T, 1, H, W) or None; flow (B, T, 2, H, W) or None (the flow
+        head's target, ``model.flow_weight``). See StackOutput for what comes back."""
         if clip.dim() != 5:
             raise ValueError(f"expected a clip (B, T, C, H, W), got shape {tuple(clip.shape)}")
         self._check_input(clip.shape[-2:], mask is not None)
@@ -203,6 +220,7 @@ class PredictiveStack(nn.Module):
                 detach_between=detach_between,
                 step_losses=False,
                 blind=blind,
+                flow=None if flow is None else flow[:, t],
             )
             steps.append(out)
 
@@ -322,6 +340,8 @@ class PredictiveStack(nn.Module):
                 loss = loss + cfg.var_weight * terms[f"nce/{l}"]
             if l == 0 and "bind" in terms:
                 loss = loss + cfg.bind_weight * terms["bind"]
+            if f"flow/{l}" in terms:
+                loss = loss + cfg.flow_weight * terms[f"flow/{l}"]
             losses.append(loss)
         return losses
 
@@ -375,7 +395,7 @@ def window_terms(
     for key in step_terms[0]:
         if key == "bind":
             continue
-        needs_prev = key.startswith(("err/", "chg/", "arrow/"))
+        needs_prev = key.startswith(("err/", "chg/", "arrow/", "flow/"))
         vals = [t[key] for t, v in zip(step_terms, valid) if v or not needs_prev]
         terms[key] = torch.stack(vals).mean() if (n_valid or not needs_prev) else step_terms[0][key]
     if bind_pairs[0] is not None:

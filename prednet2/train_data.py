@@ -22,7 +22,8 @@ def resolve_config(cfg: Config, sample: dict[str, Tensor] | None = None) -> Conf
     - motion on and ``model.motion_channels == 0`` -> DEFAULT_MOTION_CHANNELS; motion off -> 0 (no mask arrives);
     - motion on but the dataset yields no ``"mask"`` -> motion turned off, with a warning;
     - ``model.in_channels`` follows the data's channel count (1 for grayscale/MNIST, 3 for RGB);
-    - ``model.arch == "prednet"`` (the baseline) -> ``train.mode=end_to_end`` and motion off.
+    - ``model.arch == "prednet"`` (the baseline) -> ``train.mode=end_to_end`` and motion off;
+    - ``model.flow_weight > 0`` -> ``motion.flow=true`` (the data computes the target); a ConfigError without motion.
 
     Called once before the data is built (``sample=None``) and once with the first item.
     """
@@ -43,6 +44,17 @@ def resolve_config(cfg: Config, sample: dict[str, Tensor] | None = None) -> Conf
             say("warning: motion is enabled but the dataset yields no motion masks; training without motion")
             motion_on = False
             over["motion"]["enabled"] = False
+    if cfg.model.flow_weight > 0:
+        if not motion_on or cfg.model.arch != "stack":
+            why = "the PredNet baseline has no flow head" if cfg.model.arch != "stack" else "motion is off"
+            raise ConfigError(
+                f"model.flow_weight={cfg.model.flow_weight} needs the stack with motion on (the flow target comes "
+                f"with the motion masks), but {why}; drop model.flow_weight or turn motion on"
+            )
+        if sample is not None and "flow" not in sample:
+            raise ConfigError('model.flow_weight > 0 but the dataset yields no "flow"; it needs motion.flow=true')
+        if not cfg.motion.flow:
+            over["motion"]["flow"] = True
     if motion_on and cfg.model.motion_channels == 0:
         over["model"]["motion_channels"] = DEFAULT_MOTION_CHANNELS
     if not motion_on and cfg.model.motion_channels != 0:

@@ -70,10 +70,12 @@ def train_step(
     anchor: Callable[[torch.optim.Optimizer], None] | None = None,
     want_stats: bool = False,
     want_outputs: bool = False,
+    flow: Tensor | None = None,
 ) -> StepResult:
     """One optimisation step on a batch of clips.
 
-    clip: (B, T, C, H, W) float in [0, 1]; mask: (B, T, 1, H, W) or None.
+    clip: (B, T, C, H, W) float in [0, 1]; mask: (B, T, 1, H, W) or None; flow: (B, T, 2, H, W) motion vectors or
+    None (the flow head's target, ``model.flow_weight``; passed only when given).
 
     ``local``: the clip runs in windows of ``window`` time steps. Each window is forwarded from the carried
     state, its summed per-unit losses are backpropagated, the optimiser steps, and the state is detached before
@@ -114,6 +116,8 @@ def train_step(
         kw: dict[str, Any] = {}
         if mask is not None:
             kw["mask"] = mask[:, t0 : t0 + k]
+        if flow is not None:
+            kw["flow"] = flow[:, t0 : t0 + k]
         if state is not None:
             kw["state"] = state
         if "detach_between" in params:

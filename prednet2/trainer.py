@@ -77,6 +77,7 @@ def train_one_epoch(ts: TrainState, loader: DataLoader, total_steps: int) -> boo
         video = batch["video"].to(ts.device, non_blocking=True)
         clip = video.float().div_(255.0)  # (B, T, C, H, W) in [0, 1]
         mask = batch["mask"].to(ts.device, non_blocking=True).float() if "mask" in batch else None
+        flow = batch["flow"].to(ts.device, non_blocking=True) if "flow" in batch else None
         step = ts.step + 1
         # The session's first step and the run's last one log everything, so a run shorter than an interval
         # still fills every TensorBoard panel; otherwise scalars, repr statistics and images keep their intervals.
@@ -98,6 +99,7 @@ def train_one_epoch(ts: TrainState, loader: DataLoader, total_steps: int) -> boo
             anchor=ts.anchor,
             want_stats=log_now,
             want_outputs=stats_now or images_now,
+            flow=flow,
         )
         # Step 3. Advance the schedule and the counters (the data position is part of the resume state).
         ts.scheduler.step()

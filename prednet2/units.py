@@ -51,6 +51,7 @@ class PredictiveUnit(nn.Module):
         motion_channels: >0 adds a motion encoder (mask -> motion_channels) and the binding projections.
         mask_channels: channels of the mask as the unit sees it (1, or stem**2 after space-to-depth).
         ema: keep EMA copies of the encoders to produce the target (BYOL-style); else the target is sg(a).
+        flow_head: a 1x1 head r -> 2 channels, the motion vectors frame t brings (``model.flow_weight``; unit 0).
     """
 
     def __init__(
@@ -74,6 +75,7 @@ class PredictiveUnit(nn.Module):
         bind_dim: int = 32,
         residual: bool = False,
         horizon: int = 1,
+        flow_head: bool = False,
     ):
         super().__init__()
         self.pixel = pixel
@@ -110,6 +112,7 @@ class PredictiveUnit(nn.Module):
             for h in [self.head, *self.heads_ahead]:
                 nn.init.zeros_(h.weight)
                 nn.init.zeros_(h.bias)
+        self.flow_head = nn.Conv2d(hidden_channels, 2, 1) if flow_head else None
         if motion_channels:
             self.bind_rgb = nn.Linear(self.repr_channels, bind_dim)
             self.bind_motion = nn.Linear(motion_channels, bind_dim)
