@@ -6,7 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from prednet2.datasets.flow import compute_flow, make_flow
-from prednet2.datasets.masks import dominant_motion, drop_small_components, motion_masks, otsu_threshold
+from prednet2.datasets.masks import (
+    FLOW_STEPS_PER_PX,
+    dequantize_vectors,
+    dominant_motion,
+    drop_small_components,
+    motion_masks,
+    motion_vectors,
+    otsu_threshold,
+    quantize_vectors,
+)
 from prednet2.datasets.shapes import SHAPES, render_shapes_clip
 
 SEEDS = range(12)  # two clips per shape
@@ -102,3 +111,43 @@ def test_helpers():
     yy, xx = np.mgrid[0:16, 0:16].astype(np.float32)
     zoom = np.stack([0.1 * (xx - 8), 0.1 * (yy - 8)], -1)  # a zoom about the centre: affine explains it exactly
     np.testing.assert_allclose(dominant_motion(zoom, "affine"), zoom, atol=1e-3)
+
+
+# ---- motion vectors (the flow target) ---------------------------------------------------------------------------
+@pytest.mark.parametrize("pan", [(0.0, 0.0), (1.0, 0.6)])
+def test_motion_vectors_point_along_the_object_motion_with_the_camera_removed(pan):
+    for c in shapes_clips(n_distractors=0, pan=pan)[:4]:
+        frames = c["video"].transpose(0, 2, 3, 1)
+        v = motion_vectors(compute_flow(frames), "median")  # (T, 2, H, W)
+        obj, pos = c["true_mask"][:, 0], c["positions"][0]  # (T, H, W), (T, 2)
+        assert v.shape == (len(frames), 2, *obj.shape[1:]) and v.dtype == np.float32
+        n_checked = 0
+        for t in range(len(frames)):
+            # the object's move against the background (positions are on the screen; the camera's share is removed)
+            step = (pos[1] - pos[0] if t == 0 else pos[t] - pos[t - 1]) - np.asarray(pan)
+            if np.linalg.norm(step) < 0.8:  # sub-pixel moves are within the flow's noise
+                continue
+            mean = v[t][:, obj[t]].mean(axis=1)  # (2,) over the object's pixels
+            cos = mean @ step / (np.linalg.norm(mean) * np.linalg.norm(step) + 1e-9)
+            assert cos > 0.7, (t, mean, step)  # the sign convention holds at t = 0 (forward flow) and after
+            n_checked += 1
+        assert n_checked >= 3
+        far = ~np.stack([binary_dilate(o, 4) for o in obj])  # background, away from the smear around the object
+        assert np.abs(v[1:]).mean(axis=1)[far[1:]].mean() < 0.3  # the pan is removed, not taken as motion
+
+
+def binary_dilate(m: np.ndarray, r: int) -> np.ndarray:
+    import cv2
+
+    return cv2.dilate(m.astype(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8)) > 0
+
+
+def test_motion_vectors_reject_bad_shapes_and_quantize_round_trip():
+    with pytest.raises(ValueError, match="flow must be"):
+        motion_vectors(np.zeros((3, 8, 8), np.float32))
+    v = np.array([0.0, 0.06, -1.3, 2.0, 40.0, -40.0], np.float32)
+    q = quantize_vectors(v)
+    assert q.dtype == np.int8
+    back = dequantize_vectors(q)
+    np.testing.assert_allclose(back[:4], v[:4], atol=0.5 / FLOW_STEPS_PER_PX)
+    assert back[4] == 127 / FLOW_STEPS_PER_PX and back[5] == -127 / FLOW_STEPS_PER_PX  # clipped, not wrapped

@@ -132,6 +132,37 @@ def test_video_masks_cached_aligned_and_resumable(folder, monkeypatch):
     assert len(list(mds.cache_dir.glob("*.npy"))) == 2
 
 
+def test_flow_option_adds_cached_motion_vectors(shapes, monkeypatch):
+    ds, cfg = shapes
+    M.with_motion(ds, MotionConfig(), cfg)[0]  # a run without the flow target filled the mask cache first
+    mds = M.with_motion(ds, MotionConfig(flow=True), cfg)
+    it = mds[0]
+    assert mds.n_computed == 1  # the mask was cached but its flow was not: computed once, both written
+    assert it["flow"].shape == (6, 2, 64, 64) and it["flow"].dtype == torch.float32
+    moving = it["mask"][1:, 0] > 0.5
+    speed = it["flow"][1:].norm(dim=1)  # (T-1, H, W) px per frame
+    assert speed[moving].mean() > 0.5 > speed[~moving].mean()  # the vectors live where the mask says things move
+    monkeypatch.setattr(M, "compute_flow", no_flow)
+    again = M.with_motion(ds, MotionConfig(flow=True), cfg)[0]  # now only the cache can answer
+    torch.testing.assert_close(again["flow"], it["flow"])
+    torch.testing.assert_close(again["mask"], it["mask"])
+    assert "flow" not in M.with_motion(ds, MotionConfig(), cfg)[0]  # off by default: items as before
+
+
+def test_video_flow_cached_and_aligned_with_the_clip(folder, monkeypatch):
+    ds, cfg = folder
+    mds = M.with_motion(ds, MotionConfig(flow=True), cfg, progress=False)
+    assert len(list(mds.cache_dir.glob("*-flow.npy"))) == 2  # one per video, beside its masks
+    v, start = ds.clips[1]
+    _, full = mds.compute_both(np.asarray(ds.frames(v)))  # int8 (N, 2, H, W)
+    item = mds[1]
+    np.testing.assert_array_equal(item["flow"].numpy(), M.dequantize_vectors(full[start : start + 10 : 2]))
+    monkeypatch.setattr(M, "compute_flow", no_flow)
+    again = M.with_motion(ds, MotionConfig(flow=True), cfg, progress=False)
+    assert again.n_computed == 0
+    torch.testing.assert_close(again[1]["flow"], item["flow"])
+
+
 def test_preview_png(tmp_path, capsys):
     out = tmp_path / "p.png"
     M.main(["synthetic:shapes", "--out", str(out), "--n", "2", "--set", "motion.cache=false"])

@@ -1,0 +1,135 @@
+"""model.flow_weight: unit 0's state predicts the motion vectors of the next frame (a local term, wired end to end)."""
+
+import copy
+import dataclasses
+import json
+
+import pytest
+import torch
+from prednet2.eval.common import input_motion
+
+from prednet2 import Config, ModelConfig, build_model
+from prednet2.config import ConfigError
+from prednet2.train_data import resolve_config
+from prednet2.trainer import train
+from tests.train_helpers import tiny_config
+
+SMALL = dict(channels=(4, 6, 8), stem=2, motion_channels=2)
+
+
+def make(**over):
+    torch.manual_seed(0)
+    return build_model(dataclasses.replace(ModelConfig(), **{**SMALL, **over}))
+
+
+def inputs(b=2, t=4, h=16, w=16):
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(b, t, 3, h, w, generator=g)
+    mask = (torch.rand(b, t, 1, h, w, generator=g) > 0.5).float()
+    flow = torch.randn(b, t, 2, h, w, generator=g)
+    return x, mask, flow
+
+
+def test_head_on_unit_0_only_and_its_term_is_added_to_unit_0s_loss():
+    m0, m1 = make(), make(flow_weight=0.5)
+    assert m0.units[0].flow_head is None
+    assert m1.units[0].flow_head is not None and all(u.flow_head is None for u in m1.units[1:])
+    x, mask, flow = inputs()
+    out0, out1 = m0(x, mask), m1(x, mask, flow=flow)
+    assert "flow/0" not in out0.stats and "flow/0" in out1.stats and out1.stats["flow/0"] > 0
+    # The same weights at another flow_weight: unit 0's loss moves by exactly the weight's change times the term,
+    # and no other unit's loss moves.
+    m2 = copy.deepcopy(m1)
+    m2.cfg = dataclasses.replace(m1.cfg, flow_weight=2.0)
+    out2 = m2(x, mask, flow=flow)
+    torch.testing.assert_close(out2.losses[0] - out1.losses[0], 1.5 * out1.stats["flow/0"])
+    for l in (1, 2):
+        torch.testing.assert_close(out2.losses[l], out1.losses[l])
+
+
+def test_term_is_the_squared_error_on_unit_0s_grid_and_absent_at_the_first_frame():
+    m = make(flow_weight=1.0)
+    x, mask, flow = inputs(t=3)
+    out = m(x, mask, flow=flow)
+    head = m.units[0].flow_head
+    want = torch.stack(
+        [((head(out.states[0][:, t]) - torch.nn.functional.avg_pool2d(flow[:, t], 2)) ** 2).mean() for t in (1, 2)]
+    ).mean()  # the head reads r(t), made before frame t; the first frame has nothing before it
+    torch.testing.assert_close(out.stats["flow/0"], want)
+    assert m(x[:, :1], mask[:, :1], flow=flow[:, :1]).stats["flow/0"] == 0
+
+
+def test_the_term_trains_unit_0_only():
+    m = make(flow_weight=1.0)
+    x, mask, flow = inputs()
+    for l in range(3):
+        m.zero_grad(set_to_none=True)
+        m(x, mask, flow=flow).losses[l].backward()
+        for k, u in enumerate(m.units):
+            grads = [p.grad for p in u.parameters() if p.requires_grad]
+            if k == l:
+                assert any(g is not None and g.abs().sum() > 0 for g in grads)
+            else:
+                assert all(g is None or torch.all(g == 0) for g in grads), f"loss {l} leaked into unit {k}"
+    m.zero_grad(set_to_none=True)
+    m(x, mask, flow=flow).losses[0].backward()
+    assert m.units[0].flow_head.weight.grad.abs().sum() > 0
+
+
+def test_missing_flow_is_a_clear_error():
+    m = make(flow_weight=1.0)
+    x, mask, _ = inputs()
+    with pytest.raises(ValueError, match="flow_weight > 0 needs the motion vectors"):
+        m(x, mask)
+
+
+def test_the_state_learns_which_way_a_square_moves():
+    """A square moving right or left (1 px/frame): after some steps the head's error is well below its start."""
+    torch.manual_seed(0)
+    m = make(flow_weight=1.0)
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    B, T = 4, 6
+    x = torch.zeros(B, T, 3, 16, 16)
+    mask = torch.zeros(B, T, 1, 16, 16)
+    flow = torch.zeros(B, T, 2, 16, 16)
+    for b in range(B):
+        d = 1 if b % 2 == 0 else -1
+        for t in range(T):
+            c = 5 + d * t if d > 0 else 10 + d * t
+            x[b, t, :, 6:10, c : c + 4] = 1.0
+            mask[b, t, :, 6:10, c : c + 4] = 1.0
+            flow[b, t, 0, 6:10, c : c + 4] = float(d)
+    first = None
+    for _ in range(60):
+        out = m(x, mask, flow=flow)
+        first = out.stats["flow/0"].item() if first is None else first
+        opt.zero_grad()
+        sum(out.losses).backward()
+        opt.step()
+    assert m(x, mask, flow=flow).stats["flow/0"].item() < 0.5 * first
+
+
+def test_config_sets_the_data_option_and_refuses_what_cannot_work():
+    cfg = Config.from_yaml(None, ["model.flow_weight=1"])
+    assert resolve_config(cfg).motion.flow is True
+    assert resolve_config(Config.from_yaml(None, [])).motion.flow is False
+    with pytest.raises(ConfigError, match="model.flow_weight=1.0 needs the stack with motion on.*motion is off"):
+        resolve_config(cfg.replace(["motion=off"]))
+    with pytest.raises(ConfigError, match="PredNet baseline has no flow head"):
+        resolve_config(Config.from_yaml(None, ["model.preset=prednet", "model.flow_weight=1"]))
+    sample = {"video": torch.zeros(4, 3, 16, 16, dtype=torch.uint8), "mask": torch.zeros(4, 1, 16, 16)}
+    with pytest.raises(ConfigError, match='yields no "flow"'):
+        resolve_config(cfg, sample)
+    # Evaluation data never computes the flow target.
+    resolved = resolve_config(cfg)
+    assert input_motion(resolved).flow is False and input_motion(resolved).enabled
+    assert input_motion(resolved.replace(["motion=off", "model.motion_channels=0"])) is None
+
+
+def test_a_training_run_learns_with_the_flow_term(tmp_path):
+    cfg = tiny_config("motion.enabled=true", "model.flow_weight=1", f"data.cache_dir={tmp_path / 'cache'}", steps=4)
+    summary = train(cfg, "synthetic:shapes", tmp_path / "run", progress=False)
+    saved = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["steps"] == saved["steps"] == 4
+    run_cfg = Config.from_yaml(tmp_path / "run" / "config.yaml", [])
+    assert run_cfg.model.flow_weight == 1 and run_cfg.motion.flow is True  # config.yaml states what ran
