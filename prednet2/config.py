@@ -80,6 +80,9 @@ class ModelConfig:
     # (classical optical flow, camera removed, pooled to unit 0's grid; squared error in px per frame), through a
     # 1x1 head of its own. Masks say that something moves; this asks the state which way. 0: off. Needs motion on.
     flow_weight: float = _r(0.0, ge=0)
+    # per-unit flow-target weights (unit l's head predicts the motion vectors averaged onto its grid); () means
+    # flow_weight at unit 0 and none above
+    flow_weights: tuple[float, ...] = _r((), ge=0)
     bind_temperature: float = _r(0.1, gt=0)
     use_ext_op: bool = True  # use the fused error-unit op when built (falls back to the torch reference)
     # "stack" (PredictiveStack) | "prednet" (faithful PredNet baseline, end-to-end only)

@@ -34,7 +34,7 @@ from .losses import (
 )
 from .ops import reference_error_unit
 from .outputs import StackOutput, StackState, StepOutput
-from .stack_checks import validate_model_config
+from .stack_checks import flow_weights_of, validate_model_config
 from .units import PredictiveUnit
 
 
@@ -50,6 +50,7 @@ class PredictiveStack(nn.Module):
         pixel0 = cfg.target == "pixel"
         units = []
         in_ch = cfg.in_channels * cfg.stem**2
+        self.flow_weights = flow_weights = flow_weights_of(cfg)
         for l in range(L):
             pixel = pixel0 and l == 0
             unit = PredictiveUnit(
@@ -70,7 +71,7 @@ class PredictiveStack(nn.Module):
                 target_grad=cfg.target_grad,
                 residual=cfg.predict == "residual",
                 horizon=cfg.horizon,
-                flow_head=cfg.flow_weight > 0 and l == 0,
+                flow_head=flow_weights[l] > 0,
             )
             units.append(unit)
             in_ch = up_channels(cfg.pass_up, unit)
@@ -117,7 +118,7 @@ class PredictiveStack(nn.Module):
         over the whole clip from ``terms`` and ``bind_pair``). ``blind`` (B,) bool: these clips' units keep their own
         prediction of this frame, not what came, for the next step (``model.blind_prob``); the losses are unchanged.
         ``flow`` (B, 2, H, W): the motion vectors frame t brings (px per frame), the target of unit 0's flow head
-        (``model.flow_weight``); needed for the losses when the model has that head, ignored otherwise.
+        (``model.flow_weight``, ``model.flow_weights``); needed for the losses when a unit has that head.
         """
         cfg = self.cfg
         L = self.num_layers
@@ -171,7 +172,7 @@ class PredictiveStack(nn.Module):
                 terms[f"err/{l}"] = per_sample.mean() if valid else 0.0 * per_sample.sum()
                 terms.update(self._unit_terms(l, a, preds[l], state.a[l]))
                 if u.flow_head is not None:
-                    terms[f"flow/{l}"] = flow_loss(u.flow_head(r_new[l]), flow, cfg.stem, valid)
+                    terms[f"flow/{l}"] = flow_loss(u.flow_head(r_new[l]), flow, cfg.stem << l, valid)
                 if u.motion_channels:
                     bind_pair = u.bind_projections(a)
             if l + 1 < L:
@@ -341,7 +342,7 @@ class PredictiveStack(nn.Module):
             if l == 0 and "bind" in terms:
                 loss = loss + cfg.bind_weight * terms["bind"]
             if f"flow/{l}" in terms:
-                loss = loss + cfg.flow_weight * terms[f"flow/{l}"]
+                loss = loss + self.flow_weights[l] * terms[f"flow/{l}"]
             losses.append(loss)
         return losses
 

@@ -6,6 +6,12 @@ from . import readout
 from .config import ModelConfig, check_ranges
 
 
+def flow_weights_of(cfg: ModelConfig) -> tuple[float, ...]:
+    """Each unit's flow-target weight: ``model.flow_weights``, or ``model.flow_weight`` at unit 0 and 0 above."""
+    L = len(cfg.channels)
+    return tuple(cfg.flow_weights) or (cfg.flow_weight, *([0.0] * (L - 1)))
+
+
 def validate_model_config(cfg: ModelConfig) -> None:
     """Raise ValueError (ConfigError where a range is out) naming the ``model.*`` key for a config the stack cannot
     build or would silently misread: ranges, per-unit list lengths, options that only apply with others."""
@@ -15,7 +21,12 @@ def validate_model_config(cfg: ModelConfig) -> None:
     # Enum values and numeric ranges are declared once on ModelConfig's fields (prednet2.config.check_ranges);
     # ConfigError is a ValueError, so direct library use still gets a ValueError naming the field.
     check_ranges(cfg, prefix="model.")
-    for key in ("layer_weights", "cov_weights", "hidden_channels"):  # per-unit lists: empty, or one entry per unit
+    for key in (
+        "layer_weights",
+        "cov_weights",
+        "hidden_channels",
+        "flow_weights",
+    ):  # per-unit lists: empty, or one entry per unit
         n = len(getattr(cfg, key))
         if n and n != L:
             raise ValueError(f"model.{key}: {n} entries for {L} units (model.channels); give one per unit or none")

@@ -44,15 +44,17 @@ def resolve_config(cfg: Config, sample: dict[str, Tensor] | None = None) -> Conf
             say("warning: motion is enabled but the dataset yields no motion masks; training without motion")
             motion_on = False
             over["motion"]["enabled"] = False
-    if cfg.model.flow_weight > 0:
+    if any(w > 0 for w in (cfg.model.flow_weight, *cfg.model.flow_weights)):
+        key = "model.flow_weights" if cfg.model.flow_weights else "model.flow_weight"
+        value = list(cfg.model.flow_weights) if cfg.model.flow_weights else cfg.model.flow_weight
         if not motion_on or cfg.model.arch != "stack":
             why = "the PredNet baseline has no flow head" if cfg.model.arch != "stack" else "motion is off"
             raise ConfigError(
-                f"model.flow_weight={cfg.model.flow_weight} needs the stack with motion on (the flow target comes "
-                f"with the motion masks), but {why}; drop model.flow_weight or turn motion on"
+                f"{key}={value} needs the stack with motion on (the flow target comes "
+                f"with the motion masks), but {why}; drop {key} or turn motion on"
             )
         if sample is not None and "flow" not in sample:
-            raise ConfigError('model.flow_weight > 0 but the dataset yields no "flow"; it needs motion.flow=true')
+            raise ConfigError(f'{key} > 0 but the dataset yields no "flow"; it needs motion.flow=true')
         if not cfg.motion.flow:
             over["motion"]["flow"] = True
     if motion_on and cfg.model.motion_channels == 0:

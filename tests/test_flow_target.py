@@ -40,7 +40,7 @@ def test_head_on_unit_0_only_and_its_term_is_added_to_unit_0s_loss():
     # The same weights at another flow_weight: unit 0's loss moves by exactly the weight's change times the term,
     # and no other unit's loss moves.
     m2 = copy.deepcopy(m1)
-    m2.cfg = dataclasses.replace(m1.cfg, flow_weight=2.0)
+    m2.flow_weights = (2.0, 0.0, 0.0)
     out2 = m2(x, mask, flow=flow)
     torch.testing.assert_close(out2.losses[0] - out1.losses[0], 1.5 * out1.stats["flow/0"])
     for l in (1, 2):
@@ -133,3 +133,22 @@ def test_a_training_run_learns_with_the_flow_term(tmp_path):
     assert summary["steps"] == saved["steps"] == 4
     run_cfg = Config.from_yaml(tmp_path / "run" / "config.yaml", [])
     assert run_cfg.model.flow_weight == 1 and run_cfg.motion.flow is True  # config.yaml states what ran
+
+
+def test_per_unit_weights_put_a_head_on_each_unit_named():
+    m = make(flow_weights=(0.0, 1.0, 2.0))
+    assert m.units[0].flow_head is None and m.units[1].flow_head is not None and m.units[2].flow_head is not None
+    x, mask, flow = inputs()
+    out = m(x, mask, flow=flow)
+    assert "flow/0" not in out.stats and out.stats["flow/1"] > 0 and out.stats["flow/2"] > 0
+    head = m.units[2].flow_head  # unit 2 at stem 2 * 2^2 = 8: the target is averaged onto its 2x2 grid
+    want = torch.stack(
+        [((head(out.states[2][:, t]) - torch.nn.functional.avg_pool2d(flow[:, t], 8)) ** 2).mean() for t in (1, 2, 3)]
+    ).mean()
+    torch.testing.assert_close(out.stats["flow/2"], want)
+    with pytest.raises(ValueError, match="model.flow_weights: 2 entries for 3 units"):
+        make(flow_weights=(1.0, 1.0))
+    cfg = Config.from_yaml(None, ["model.flow_weights=[0,1,0]"])
+    assert resolve_config(cfg).motion.flow is True
+    with pytest.raises(ConfigError, match=r"model.flow_weights=\[0.0, 1.0, 0.0\] needs"):
+        resolve_config(cfg.replace(["motion=off"]))
