@@ -155,8 +155,8 @@ class LayerParallelWorker:
         self.grad_clip = grad_clip
         if cfg.motion_error_weight > 0:  # the masks live on unit 0's process only
             raise ValueError("layer-parallel: model.motion_error_weight is not supported; train without it")
-        if cfg.flow_weight > 0 or any(cfg.flow_weights):
-            raise ValueError("layer-parallel: model.flow_weight is not supported; train without it")
+        # The flow target (model.flow_weight) is not computed here: the batches carry no flow, so the units train
+        # without that term (the stack leaves it out when no flow is given).
         if cfg.blind_prob > 0:  # hiding a frame is decided per clip across every unit's process
             raise ValueError("layer-parallel: model.blind_prob is not supported; train without it")
         self.feedback = bool(cfg.feedback)

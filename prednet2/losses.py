@@ -182,14 +182,9 @@ def effective_rank(a: Tensor, max_samples: int = 4096) -> Tensor:
     return torch.exp(ent)
 
 
-def flow_loss(pred: Tensor, flow: Tensor | None, factor: int, valid: bool) -> Tensor:
+def flow_loss(pred: Tensor, flow: Tensor, factor: int, valid: bool) -> Tensor:
     """Squared error of a flow head's output (B, 2, h, w) against a frame's motion vectors (B, 2, H, W) in px per
     frame, averaged onto the head's grid (H = factor * h): ``model.flow_weight``'s term. At a first step (``valid``
     False) a zero that keeps the graph."""
-    if flow is None:
-        raise ValueError(
-            "model.flow_weight > 0 needs the motion vectors of each frame: pass flow (B, T, 2, H, W) "
-            "(datasets give batch['flow'] with motion.flow=true, which training sets for you)"
-        )
     target = F.avg_pool2d(flow, factor) if factor > 1 else flow
     return ((pred - target) ** 2).mean() if valid else 0.0 * pred.sum()

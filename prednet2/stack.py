@@ -117,8 +117,9 @@ class PredictiveStack(nn.Module):
         ``step_losses=False`` leaves ``losses`` empty and skips this step's binding loss (``forward`` computes both
         over the whole clip from ``terms`` and ``bind_pair``). ``blind`` (B,) bool: these clips' units keep their own
         prediction of this frame, not what came, for the next step (``model.blind_prob``); the losses are unchanged.
-        ``flow`` (B, 2, H, W): the motion vectors frame t brings (px per frame), the target of unit 0's flow head
-        (``model.flow_weight``, ``model.flow_weights``); needed for the losses when a unit has that head.
+        ``flow`` (B, 2, H, W): the motion vectors frame t brings (px per frame), the target of the units' flow heads
+        (``model.flow_weight``); without it the flow term is left out (streaming, evaluation), with it every unit
+        that has a head adds its term. Training passes it (``train.py`` makes the data carry it).
         """
         cfg = self.cfg
         L = self.num_layers
@@ -171,7 +172,7 @@ class PredictiveStack(nn.Module):
             if compute_losses:
                 terms[f"err/{l}"] = per_sample.mean() if valid else 0.0 * per_sample.sum()
                 terms.update(self._unit_terms(l, a, preds[l], state.a[l]))
-                if u.flow_head is not None:
+                if u.flow_head is not None and flow is not None:
                     terms[f"flow/{l}"] = flow_loss(u.flow_head(r_new[l]), flow, cfg.stem << l, valid)
                 if u.motion_channels:
                     bind_pair = u.bind_projections(a)

@@ -7,9 +7,12 @@ from .config import ModelConfig, check_ranges
 
 
 def flow_weights_of(cfg: ModelConfig) -> tuple[float, ...]:
-    """Each unit's flow-target weight: ``model.flow_weights``, or ``model.flow_weight`` at unit 0 and 0 above."""
+    """Each unit's flow-target weight: ``model.flow_weights``, or ``model.flow_weight`` at every unit; all 0 without
+    the motion stream (the flow comes with the motion masks)."""
     L = len(cfg.channels)
-    return tuple(cfg.flow_weights) or (cfg.flow_weight, *([0.0] * (L - 1)))
+    if cfg.motion_channels == 0:
+        return (0.0,) * L
+    return tuple(cfg.flow_weights) or (cfg.flow_weight,) * L
 
 
 def validate_model_config(cfg: ModelConfig) -> None:

@@ -23,7 +23,8 @@ def resolve_config(cfg: Config, sample: dict[str, Tensor] | None = None) -> Conf
     - motion on but the dataset yields no ``"mask"`` -> motion turned off, with a warning;
     - ``model.in_channels`` follows the data's channel count (1 for grayscale/MNIST, 3 for RGB);
     - ``model.arch == "prednet"`` (the baseline) -> ``train.mode=end_to_end`` and motion off;
-    - ``model.flow_weight > 0`` -> ``motion.flow=true`` (the data computes the target); a ConfigError without motion.
+    - ``motion.flow`` follows the flow heads (``model.flow_weight`` with the motion stream): the data computes the
+      target; a flow weight set away from its default where no head can be built is a ConfigError.
 
     Called once before the data is built (``sample=None``) and once with the first item.
     """
@@ -44,19 +45,7 @@ def resolve_config(cfg: Config, sample: dict[str, Tensor] | None = None) -> Conf
             say("warning: motion is enabled but the dataset yields no motion masks; training without motion")
             motion_on = False
             over["motion"]["enabled"] = False
-    if any(w > 0 for w in (cfg.model.flow_weight, *cfg.model.flow_weights)):
-        key = "model.flow_weights" if cfg.model.flow_weights else "model.flow_weight"
-        value = list(cfg.model.flow_weights) if cfg.model.flow_weights else cfg.model.flow_weight
-        if not motion_on or cfg.model.arch != "stack":
-            why = "the PredNet baseline has no flow head" if cfg.model.arch != "stack" else "motion is off"
-            raise ConfigError(
-                f"{key}={value} needs the stack with motion on (the flow target comes "
-                f"with the motion masks), but {why}; drop {key} or turn motion on"
-            )
-        if sample is not None and "flow" not in sample:
-            raise ConfigError(f'{key} > 0 but the dataset yields no "flow"; it needs motion.flow=true')
-        if not cfg.motion.flow:
-            over["motion"]["flow"] = True
+    _resolve_flow(cfg, motion_on, sample, over)
     if motion_on and cfg.model.motion_channels == 0:
         over["model"]["motion_channels"] = DEFAULT_MOTION_CHANNELS
     if not motion_on and cfg.model.motion_channels != 0:
@@ -64,6 +53,26 @@ def resolve_config(cfg: Config, sample: dict[str, Tensor] | None = None) -> Conf
     over = {k: v for k, v in over.items() if v}
     _check_horizon(cfg)
     return cfg.replace(over) if over else cfg
+
+
+def _resolve_flow(cfg: Config, motion_on: bool, sample: dict[str, Tensor] | None, over: dict) -> None:
+    """``motion.flow`` follows whether the model has flow heads (the stack with motion on and a flow weight above
+    0). A flow weight set away from its default where no head can be built is a ConfigError, not a silent no-op."""
+    m = cfg.model
+    key = "model.flow_weights" if m.flow_weights else "model.flow_weight"
+    value = list(m.flow_weights) if m.flow_weights else m.flow_weight
+    asked = any(w > 0 for w in m.flow_weights) or m.flow_weight not in (0.0, type(m)().flow_weight)
+    heads = motion_on and m.arch == "stack" and any(w > 0 for w in (m.flow_weights or (m.flow_weight,)))
+    if asked and not heads and (not motion_on or m.arch != "stack"):
+        why = "the PredNet baseline has no flow head" if m.arch != "stack" else "motion is off"
+        raise ConfigError(
+            f"{key}={value} needs the stack with motion on (the flow target comes with the motion masks), but {why}; "
+            f"drop {key} or turn motion on"
+        )
+    if heads and sample is not None and "flow" not in sample:
+        raise ConfigError(f'{key}={value}: the dataset yields no "flow" for the flow target; set motion.flow=true')
+    if heads != cfg.motion.flow:
+        over["motion"]["flow"] = heads
 
 
 def _check_horizon(cfg: Config) -> None:

@@ -1,4 +1,4 @@
-"""model.flow_weight: unit 0's state predicts the motion vectors of the next frame (a local term, wired end to end)."""
+"""model.flow_weight: each unit's state predicts the motion vectors of the next frame (local terms, end to end)."""
 
 import copy
 import dataclasses
@@ -31,8 +31,8 @@ def inputs(b=2, t=4, h=16, w=16):
 
 
 def test_head_on_unit_0_only_and_its_term_is_added_to_unit_0s_loss():
-    m0, m1 = make(), make(flow_weight=0.5)
-    assert m0.units[0].flow_head is None
+    m0, m1 = make(flow_weight=0.0), make(flow_weights=(0.5, 0.0, 0.0))
+    assert all(u.flow_head is None for u in m0.units)
     assert m1.units[0].flow_head is not None and all(u.flow_head is None for u in m1.units[1:])
     x, mask, flow = inputs()
     out0, out1 = m0(x, mask), m1(x, mask, flow=flow)
@@ -59,8 +59,14 @@ def test_term_is_the_squared_error_on_unit_0s_grid_and_absent_at_the_first_frame
     assert m(x[:, :1], mask[:, :1], flow=flow[:, :1]).stats["flow/0"] == 0
 
 
-def test_the_term_trains_unit_0_only():
-    m = make(flow_weight=1.0)
+def test_the_default_puts_a_head_on_every_unit_of_a_model_with_the_motion_stream():
+    assert all(u.flow_head is not None for u in make().units)  # flow_weight=1 by default (round 104)
+    assert all(u.flow_head is None for u in make(motion_channels=0).units)  # no motion stream, no flow target
+    assert all(u.flow_head is None for u in build_model(ModelConfig()).units)  # the library default has no stream
+
+
+def test_each_units_term_trains_that_unit_only():
+    m = make()
     x, mask, flow = inputs()
     for l in range(3):
         m.zero_grad(set_to_none=True)
@@ -71,22 +77,22 @@ def test_the_term_trains_unit_0_only():
                 assert any(g is not None and g.abs().sum() > 0 for g in grads)
             else:
                 assert all(g is None or torch.all(g == 0) for g in grads), f"loss {l} leaked into unit {k}"
-    m.zero_grad(set_to_none=True)
-    m(x, mask, flow=flow).losses[0].backward()
-    assert m.units[0].flow_head.weight.grad.abs().sum() > 0
+        assert m.units[l].flow_head.weight.grad.abs().sum() > 0
 
 
-def test_missing_flow_is_a_clear_error():
-    m = make(flow_weight=1.0)
-    x, mask, _ = inputs()
-    with pytest.raises(ValueError, match="flow_weight > 0 needs the motion vectors"):
-        m(x, mask)
+def test_without_flow_the_term_is_left_out():
+    m = make()
+    x, mask, flow = inputs()
+    out, with_flow = m(x, mask), m(x, mask, flow=flow)  # streaming and evaluation pass no flow
+    assert not any(k.startswith("flow/") for k in out.stats)
+    for l in range(3):
+        torch.testing.assert_close(with_flow.losses[l] - out.losses[l], with_flow.stats[f"flow/{l}"])
 
 
 def test_the_state_learns_which_way_a_square_moves():
     """A square moving right or left (1 px/frame): after some steps the head's error is well below its start."""
     torch.manual_seed(0)
-    m = make(flow_weight=1.0)
+    m = make(flow_weights=(1.0, 0.0, 0.0))
     opt = torch.optim.Adam(m.parameters(), lr=3e-3)
     B, T = 4, 6
     x = torch.zeros(B, T, 3, 16, 16)
@@ -110,24 +116,34 @@ def test_the_state_learns_which_way_a_square_moves():
 
 
 def test_config_sets_the_data_option_and_refuses_what_cannot_work():
-    cfg = Config.from_yaml(None, ["model.flow_weight=1"])
-    assert resolve_config(cfg).motion.flow is True
-    assert resolve_config(Config.from_yaml(None, [])).motion.flow is False
-    with pytest.raises(ConfigError, match="model.flow_weight=1.0 needs the stack with motion on.*motion is off"):
+    default = resolve_config(Config.from_yaml(None, []))
+    assert default.model.flow_weight == 1 and default.motion.flow is True  # heads, so the data carries the flow
+    off = resolve_config(Config.from_yaml(None, ["motion=off"]))  # the default with motion off: no heads, no error
+    assert off.motion.flow is False and off.model.motion_channels == 0
+    assert resolve_config(Config.from_yaml(None, ["model.flow_weight=0"])).motion.flow is False
+    pn = resolve_config(Config.from_yaml(None, ["model.preset=prednet"]))
+    assert pn.motion.flow is False
+    cfg = Config.from_yaml(None, ["model.flow_weight=2"])
+    with pytest.raises(ConfigError, match="model.flow_weight=2.0 needs the stack with motion on.*motion is off"):
         resolve_config(cfg.replace(["motion=off"]))
     with pytest.raises(ConfigError, match="PredNet baseline has no flow head"):
-        resolve_config(Config.from_yaml(None, ["model.preset=prednet", "model.flow_weight=1"]))
+        resolve_config(Config.from_yaml(None, ["model.preset=prednet", "model.flow_weight=2"]))
     sample = {"video": torch.zeros(4, 3, 16, 16, dtype=torch.uint8), "mask": torch.zeros(4, 1, 16, 16)}
     with pytest.raises(ConfigError, match='yields no "flow"'):
         resolve_config(cfg, sample)
     # Evaluation data never computes the flow target.
-    resolved = resolve_config(cfg)
-    assert input_motion(resolved).flow is False and input_motion(resolved).enabled
-    assert input_motion(resolved.replace(["motion=off", "model.motion_channels=0"])) is None
+    assert input_motion(default).flow is False and input_motion(default).enabled
+    assert input_motion(off) is None
+
+
+def test_configs_stored_before_the_key_load_without_the_flow_target():
+    stored = {"model": {"preset": "tiny", "error_loss": "l2"}, "motion": {"enabled": True}}
+    assert Config.from_stored(stored).model.flow_weight == 0.0  # trained before round 104: no flow heads
+    assert Config.from_stored({"model": {"flow_weight": 1.0}}).model.flow_weight == 1.0
 
 
 def test_a_training_run_learns_with_the_flow_term(tmp_path):
-    cfg = tiny_config("motion.enabled=true", "model.flow_weight=1", f"data.cache_dir={tmp_path / 'cache'}", steps=4)
+    cfg = tiny_config("motion.enabled=true", f"data.cache_dir={tmp_path / 'cache'}", steps=4)  # the default weight
     summary = train(cfg, "synthetic:shapes", tmp_path / "run", progress=False)
     saved = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["steps"] == saved["steps"] == 4
