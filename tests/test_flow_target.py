@@ -19,7 +19,7 @@ SMALL = dict(channels=(4, 6, 8), stem=2, motion_channels=2)
 
 def make(**over):
     torch.manual_seed(0)
-    return build_model(dataclasses.replace(ModelConfig(), **{**SMALL, **over}))
+    return build_model(dataclasses.replace(ModelConfig(), **{**SMALL, "flow_weight": 1.0, **over}))
 
 
 def inputs(b=2, t=4, h=16, w=16):
@@ -59,10 +59,12 @@ def test_term_is_the_squared_error_on_unit_0s_grid_and_absent_at_the_first_frame
     assert m(x[:, :1], mask[:, :1], flow=flow[:, :1]).stats["flow/0"] == 0
 
 
-def test_the_default_puts_a_head_on_every_unit_of_a_model_with_the_motion_stream():
-    assert all(u.flow_head is not None for u in make().units)  # flow_weight=1 by default (round 104)
+def test_the_weight_puts_a_head_on_every_unit_of_a_model_with_the_motion_stream():
+    assert all(u.flow_head is not None for u in make().units)  # flow_weight=1: every unit
     assert all(u.flow_head is None for u in make(motion_channels=0).units)  # no motion stream, no flow target
-    assert all(u.flow_head is None for u in build_model(ModelConfig()).units)  # the library default has no stream
+    assert all(u.flow_head is None for u in make(flow_weight=0.0).units)
+    default = dataclasses.replace(ModelConfig(), **SMALL)
+    assert default.flow_weight == 0 and all(u.flow_head is None for u in build_model(default).units)  # off by default
 
 
 def test_each_units_term_trains_that_unit_only():
@@ -117,23 +119,20 @@ def test_the_state_learns_which_way_a_square_moves():
 
 def test_config_sets_the_data_option_and_refuses_what_cannot_work():
     default = resolve_config(Config.from_yaml(None, []))
-    assert default.model.flow_weight == 1 and default.motion.flow is True  # heads, so the data carries the flow
-    off = resolve_config(Config.from_yaml(None, ["motion=off"]))  # the default with motion off: no heads, no error
-    assert off.motion.flow is False and off.model.motion_channels == 0
-    assert resolve_config(Config.from_yaml(None, ["model.flow_weight=0"])).motion.flow is False
-    pn = resolve_config(Config.from_yaml(None, ["model.preset=prednet"]))
-    assert pn.motion.flow is False
-    cfg = Config.from_yaml(None, ["model.flow_weight=2"])
-    with pytest.raises(ConfigError, match="model.flow_weight=2.0 needs the stack with motion on.*motion is off"):
+    assert default.model.flow_weight == 0 and default.motion.flow is False  # off by default: the data as before
+    cfg = Config.from_yaml(None, ["model.flow_weight=1"])
+    on = resolve_config(cfg)
+    assert on.motion.flow is True  # heads, so the data carries the flow
+    with pytest.raises(ConfigError, match="model.flow_weight=1.0 needs the stack with motion on.*motion is off"):
         resolve_config(cfg.replace(["motion=off"]))
     with pytest.raises(ConfigError, match="PredNet baseline has no flow head"):
-        resolve_config(Config.from_yaml(None, ["model.preset=prednet", "model.flow_weight=2"]))
+        resolve_config(Config.from_yaml(None, ["model.preset=prednet", "model.flow_weight=1"]))
     sample = {"video": torch.zeros(4, 3, 16, 16, dtype=torch.uint8), "mask": torch.zeros(4, 1, 16, 16)}
     with pytest.raises(ConfigError, match='yields no "flow"'):
         resolve_config(cfg, sample)
     # Evaluation data never computes the flow target.
-    assert input_motion(default).flow is False and input_motion(default).enabled
-    assert input_motion(off) is None
+    assert input_motion(on).flow is False and input_motion(on).enabled
+    assert input_motion(resolve_config(cfg.replace(["model.flow_weight=0", "motion=off"]))) is None
 
 
 def test_configs_stored_before_the_key_load_without_the_flow_target():
@@ -143,7 +142,7 @@ def test_configs_stored_before_the_key_load_without_the_flow_target():
 
 
 def test_a_training_run_learns_with_the_flow_term(tmp_path):
-    cfg = tiny_config("motion.enabled=true", f"data.cache_dir={tmp_path / 'cache'}", steps=4)  # the default weight
+    cfg = tiny_config("motion.enabled=true", "model.flow_weight=1", f"data.cache_dir={tmp_path / 'cache'}", steps=4)
     summary = train(cfg, "synthetic:shapes", tmp_path / "run", progress=False)
     saved = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["steps"] == saved["steps"] == 4
