@@ -49,7 +49,7 @@ from .cells import upsample2
 from .losses import ahead_loss
 from .optim import lr_factor
 from .outputs import detach as _detach
-from .stack import passed_up, up_channels, window_terms
+from .stack_parts import passed_up, up_channels, window_terms
 
 __all__ = ["partition_units", "unit_costs", "LayerParallelWorker", "tick_schedule"]
 

@@ -35,6 +35,7 @@ from .losses import (
 from .ops import reference_error_unit
 from .outputs import StackOutput, StackState, StepOutput
 from .stack_checks import flow_weights_of, validate_model_config
+from .stack_parts import error_mask, passed_up, up_channels, window_terms
 from .units import PredictiveUnit
 
 
@@ -364,55 +365,6 @@ class PredictiveStack(nn.Module):
             )
 
 
-def up_channels(pass_up: str, unit: PredictiveUnit) -> int:
-    """Channels of what ``unit`` hands to the unit above under ``model.pass_up`` (see ``passed_up``)."""
-    e, a, r = 2 * unit.target_channels, unit.target_channels, unit.hidden_channels
-    return {"error": e, "repr": a, "state": r, "error+state": e + r}[pass_up]
-
-
-def passed_up(pass_up: str, e: Tensor, a: Tensor, r: Tensor) -> Tensor:
-    """What a unit hands up at step t (before pooling): its error units e, its representation a, its state r
-    (made before frame t: what it expected, as a PVM unit passes up its hidden layer), or cat(e, r)."""
-    if pass_up == "error":
-        return e
-    if pass_up == "repr":
-        return a
-    if pass_up == "state":
-        return r
-    return torch.cat([e, r], dim=1)
-
-
-def window_terms(
-    step_terms: list[dict[str, Tensor]],
-    valid: list[bool],
-    bind_pairs: list[tuple[Tensor, Tensor] | None],
-    bind_temperature: float,
-) -> dict[str, Tensor]:
-    """The per-step loss terms of one window (or clip) aggregated into the window's terms; the stack's forward and
-    layer-parallel training share it. Terms that need the step before (the error, the change hinge,
-    the time arrow) are averaged over the valid steps, the others over all steps; the binding loss is InfoNCE over
-    all (B*T) pairs."""
-    n_valid = sum(valid)
-    terms: dict[str, Tensor] = {}
-    for key in step_terms[0]:
-        if key == "bind":
-            continue
-        needs_prev = key.startswith(("err/", "chg/", "arrow/", "flow/"))
-        vals = [t[key] for t, v in zip(step_terms, valid) if v or not needs_prev]
-        terms[key] = torch.stack(vals).mean() if (n_valid or not needs_prev) else step_terms[0][key]
-    if bind_pairs[0] is not None:
-        rgb = torch.cat([p[0] for p in bind_pairs], dim=0)  # (T*B, D)
-        mot = torch.cat([p[1] for p in bind_pairs], dim=0)
-        terms["bind"] = info_nce(rgb, mot, bind_temperature)
-    return terms
-
-
 def with_motion(cfg: ModelConfig, enabled: bool) -> ModelConfig:
     """``cfg`` with the motion stream off when ``enabled`` is False (what ``--set motion=off`` means for the model)."""
     return cfg if enabled else replace(cfg, motion_channels=0)
-
-
-def error_mask(mask: Tensor) -> Tensor:
-    """A frame's motion mask on unit 0's grid: (B, s*s, H/s, W/s) after the stem (or (B, 1, H, W)) -> (B, 1, h, w),
-    1 where any pixel of the cell moves."""
-    return mask.amax(dim=1, keepdim=True).float()
