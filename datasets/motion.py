@@ -177,6 +177,11 @@ class MotionDataset(Dataset):
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem)[:40]
         return self.cache_dir / f"{stem}-{_hash(ds.cache_key(video_idx), self.options)}.npy"
 
+    def video_cached(self, video_idx: int) -> bool:
+        """Whether the cache holds this video's masks (and its motion vectors, with ``motion.flow``)."""
+        path = self.video_mask_path(video_idx)
+        return path.is_file() and (not self.want_flow or _flow_path(path).is_file())
+
     def video_masks(self, video_idx: int) -> np.ndarray:
         """uint8 (N, H, W) masks of a whole video: from the cache (a memmap), computed and stored on a miss."""
         return self.video_motion(video_idx)[0]
@@ -270,11 +275,7 @@ def precompute_video_masks(mds: MotionDataset, *, progress: bool = True) -> int:
     """
     ds = mds.ds
     n_videos = len(ds.videos) if hasattr(ds, "videos") else 1 + max(v for v, _ in ds.clips)
-    todo = [
-        v
-        for v in range(n_videos)
-        if not mds.video_mask_path(v).is_file() or (mds.want_flow and not _flow_path(mds.video_mask_path(v)).is_file())
-    ]
+    todo = [v for v in range(n_videos) if not mds.video_cached(v)]
     if not todo:
         return 0
     log.info("motion masks: computing %d of %d videos into %s", len(todo), n_videos, mds.cache_dir)

@@ -24,12 +24,8 @@ def validate_model_config(cfg: ModelConfig) -> None:
     # Enum values and numeric ranges are declared once on ModelConfig's fields (prednet2.config.check_ranges);
     # ConfigError is a ValueError, so direct library use still gets a ValueError naming the field.
     check_ranges(cfg, prefix="model.")
-    for key in (
-        "layer_weights",
-        "cov_weights",
-        "hidden_channels",
-        "flow_weights",
-    ):  # per-unit lists: empty, or one entry per unit
+    # per-unit lists: empty, or one entry per unit
+    for key in ("layer_weights", "cov_weights", "hidden_channels", "flow_weights"):
         n = len(getattr(cfg, key))
         if n and n != L:
             raise ValueError(f"model.{key}: {n} entries for {L} units (model.channels); give one per unit or none")

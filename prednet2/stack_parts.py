@@ -37,8 +37,8 @@ def window_terms(
     bind_temperature: float,
 ) -> dict[str, Tensor]:
     """The per-step loss terms of one window (or clip) aggregated into the window's terms; the stack's forward and
-    layer-parallel training share it. Terms that need the step before (the error, the change hinge,
-    the time arrow) are averaged over the valid steps, the others over all steps; the binding loss is InfoNCE over
+    layer-parallel training share it. Terms that need the step before (the error, the change hinge, the time arrow,
+    the flow target) are averaged over the valid steps, the others over all steps; the binding loss is InfoNCE over
     all (B*T) pairs."""
     n_valid = sum(valid)
     terms: dict[str, Tensor] = {}

@@ -57,13 +57,13 @@ def resolve_config(cfg: Config, sample: dict[str, Tensor] | None = None) -> Conf
 
 def _resolve_flow(cfg: Config, motion_on: bool, sample: dict[str, Tensor] | None, over: dict) -> None:
     """``motion.flow`` follows whether the model has flow heads (the stack with motion on and a flow weight above
-    0). A flow weight set away from its default where no head can be built is a ConfigError, not a silent no-op."""
+    0). A flow weight above 0 where no head can be built is a ConfigError, not a silent no-op."""
     m = cfg.model
     key = "model.flow_weights" if m.flow_weights else "model.flow_weight"
     value = list(m.flow_weights) if m.flow_weights else m.flow_weight
-    asked = any(w > 0 for w in m.flow_weights) or m.flow_weight not in (0.0, type(m)().flow_weight)
-    heads = motion_on and m.arch == "stack" and any(w > 0 for w in (m.flow_weights or (m.flow_weight,)))
-    if asked and not heads and (not motion_on or m.arch != "stack"):
+    asked = any(w > 0 for w in (m.flow_weights or (m.flow_weight,)))  # flow_weights, when given, replaces flow_weight
+    heads = asked and motion_on and m.arch == "stack"
+    if asked and not heads:
         why = "the PredNet baseline has no flow head" if m.arch != "stack" else "motion is off"
         raise ConfigError(
             f"{key}={value} needs the stack with motion on (the flow target comes with the motion masks), but {why}; "
