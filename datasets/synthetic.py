@@ -128,9 +128,9 @@ class InterleavedDataset(Dataset):
     With equal weights item i is item ``(i // k) % len(part)`` of part ``i % k`` (k parts). The set is long enough
     for every part to be drawn once in full at its share, and the shorter parts repeat (a folder of 300 real clips
     beside 2048 synthetic ones at equal weights is seen about 7 times per epoch). Items keep only what every part
-    has (``video``, ``mask`` when the parts carry motion masks, ``label`` = -1, ``index`` = i), so a batch mixes
-    parts. ``synthetic:mix`` is moving shapes and trajectories: straight, bouncing motion and five other kinds;
-    ``--data A*3+B`` interleaves any training specs, three clips of A to one of B.
+    has (``video``; ``mask`` and ``flow`` when the parts carry motion masks and vectors; ``label`` = -1,
+    ``index`` = i), so a batch mixes parts. ``synthetic:mix`` is moving shapes and trajectories: straight, bouncing
+    motion and five other kinds; ``--data A*3+B`` interleaves any training specs, three clips of A to one of B.
     """
 
     def __init__(self, parts: list[Dataset], weights: list[int] | None = None):
@@ -167,8 +167,9 @@ class InterleavedDataset(Dataset):
         part = self.parts[p]
         item = part[(r * self.weights[p] + j) % len(part)]
         out = {"video": item["video"], "label": torch.tensor(-1, dtype=torch.int64), "index": int(index)}
-        if "mask" in item:
-            out["mask"] = item["mask"]
+        for key in ("mask", "flow"):  # the motion stream and the flow target, when the parts carry them
+            if key in item:
+                out[key] = item[key]
         return out
 
     def __repr__(self) -> str:

@@ -93,6 +93,19 @@ def test_motion_masks_come_from_each_part(folder, tmp_path):
     ds = build_dataset(f"synthetic:shapes+{folder}", cfg=cfg, motion=MotionConfig(), seed=0)
     batch = torch.utils.data.default_collate([ds[i] for i in range(4)])
     assert batch["mask"].shape == (4, 4, 1, 16, 16) and batch["video"].shape == (4, 4, 3, 16, 16)
+    assert "flow" not in batch  # only with motion.flow
+
+
+def test_flow_vectors_come_from_each_part(folder, tmp_path):
+    """The flow target (model.flow_weight sets motion.flow) trains on mixtures too: every item keeps its vectors."""
+    cfg = DataConfig(clip_len=4, size=(16, 16), n_synthetic=3, cache_dir=str(tmp_path / "cache"))
+    ds = build_dataset(f"synthetic:shapes+{folder}", cfg=cfg, motion=MotionConfig(flow=True), seed=0)
+    shapes = build_dataset("synthetic:shapes", cfg=cfg, motion=MotionConfig(flow=True), seed=0)
+    real = build_dataset(str(folder), cfg=cfg, motion=MotionConfig(flow=True), seed=0)
+    batch = torch.utils.data.default_collate([ds[i] for i in range(4)])
+    assert batch["flow"].shape == (4, 4, 2, 16, 16) and batch["flow"].dtype == torch.float32
+    assert torch.equal(ds[0]["flow"], shapes[0]["flow"]) and torch.equal(ds[1]["flow"], real[0]["flow"])
+    assert batch["flow"].abs().sum() > 0  # moving shapes: not all zero
 
 
 def test_a_mixture_has_no_labels(folder):
