@@ -70,7 +70,12 @@ def _resolve_flow(cfg: Config, motion_on: bool, sample: dict[str, Tensor] | None
             f"drop {key} or turn motion on"
         )
     if heads and sample is not None and "flow" not in sample:
-        raise ConfigError(f'{key}={value}: the dataset yields no "flow" for the flow target; set motion.flow=true')
+        fix = (  # the trainer sets motion.flow before it builds the data: then a dataset of one's own dropped the key
+            'a dataset or wrapper of your own must pass the "flow" key on (datasets.motion adds it)'
+            if cfg.motion.flow
+            else "set motion.flow=true"
+        )
+        raise ConfigError(f'{key}={value}: the dataset yields no "flow" for the flow target; {fix}')
     if heads != cfg.motion.flow:
         over["motion"]["flow"] = heads
 

@@ -128,8 +128,10 @@ def test_config_sets_the_data_option_and_refuses_what_cannot_work():
     with pytest.raises(ConfigError, match="PredNet baseline has no flow head"):
         resolve_config(Config.from_yaml(None, ["model.preset=prednet", "model.flow_weight=1"]))
     sample = {"video": torch.zeros(4, 3, 16, 16, dtype=torch.uint8), "mask": torch.zeros(4, 1, 16, 16)}
-    with pytest.raises(ConfigError, match='yields no "flow"'):
+    with pytest.raises(ConfigError, match='yields no "flow" for the flow target; set motion.flow=true'):
         resolve_config(cfg, sample)
+    with pytest.raises(ConfigError, match='yields no "flow".*a dataset or wrapper of your own must pass'):
+        resolve_config(on, sample)  # motion.flow on (as the trainer sets it) and still no flow: the data dropped it
     # Evaluation data never computes the flow target.
     assert input_motion(on).flow is False and input_motion(on).enabled
     assert input_motion(resolve_config(cfg.replace(["model.flow_weight=0", "motion=off"]))) is None
