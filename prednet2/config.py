@@ -86,6 +86,9 @@ class ModelConfig:
     flow_weight: float = _r(0.0, ge=0)
     # per-unit flow-target weights; () means flow_weight at every unit
     flow_weights: tuple[float, ...] = _r((), ge=0)
+    # the flow heads' hidden width: 0 (the default) is a 1x1 linear head r -> 2; N > 0 puts a 1x1 layer of N channels
+    # and a ReLU between, so the states need not hold the motion vectors linearly (round 115)
+    flow_head_hidden: int = _r(0, ge=0)
     bind_temperature: float = _r(0.1, gt=0)
     use_ext_op: bool = True  # use the fused error-unit op when built (falls back to the torch reference)
     # "stack" (PredictiveStack) | "prednet" (faithful PredNet baseline, end-to-end only)

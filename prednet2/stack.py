@@ -73,6 +73,7 @@ class PredictiveStack(nn.Module):
                 residual=cfg.predict == "residual",
                 horizon=cfg.horizon,
                 flow_head=flow_weights[l] > 0,
+                flow_head_hidden=cfg.flow_head_hidden,
             )
             units.append(unit)
             in_ch = up_channels(cfg.pass_up, unit)

@@ -46,4 +46,9 @@ def validate_model_config(cfg: ModelConfig) -> None:
     if cfg.blind_prob > 0 and (cfg.change_weight > 0 or cfg.arrow_weight > 0):  # both read a(t-1) as seen
         raise ValueError("model.blind_prob hides frames from a(t-1), which model.change_weight and model.arrow_weight "
                          "compare with a(t); drop one of them")  # fmt: skip
+    if cfg.flow_head_hidden and not any(flow_weights_of(cfg)):
+        raise ValueError(
+            "model.flow_head_hidden shapes the flow heads, but this model has none (model.flow_weight and "
+            "model.flow_weights are 0, or the motion stream is off); set a flow weight or drop model.flow_head_hidden"
+        )
     readout.parse_parts(cfg.readout)

@@ -39,6 +39,13 @@ class Encoder(nn.Module):
         return self.act(self.norm(self.conv(x)))
 
 
+def _flow_head(hidden_channels: int, width: int) -> nn.Module:
+    """The flow head r -> 2 motion channels: linear (width 0) or 1x1 -> ReLU -> 1x1 (``model.flow_head_hidden``)."""
+    if not width:
+        return nn.Conv2d(hidden_channels, 2, 1)
+    return nn.Sequential(nn.Conv2d(hidden_channels, width, 1), nn.ReLU(), nn.Conv2d(width, 2, 1))
+
+
 class PredictiveUnit(nn.Module):
     """One predictive unit. See the module docstring for what it holds.
 
@@ -51,7 +58,8 @@ class PredictiveUnit(nn.Module):
         motion_channels: >0 adds a motion encoder (mask -> motion_channels) and the binding projections.
         mask_channels: channels of the mask as the unit sees it (1, or stem**2 after space-to-depth).
         ema: keep EMA copies of the encoders to produce the target (BYOL-style); else the target is sg(a).
-        flow_head: a 1x1 head r -> 2 channels, the motion vectors frame t brings (``model.flow_weight``; unit 0).
+        flow_head: a 1x1 head r -> 2 channels, the motion vectors frame t brings (``model.flow_weight``).
+        flow_head_hidden: 0 for a linear flow head; N > 0 puts a 1x1 layer of N channels and a ReLU between.
     """
 
     def __init__(
@@ -76,6 +84,7 @@ class PredictiveUnit(nn.Module):
         residual: bool = False,
         horizon: int = 1,
         flow_head: bool = False,
+        flow_head_hidden: int = 0,
     ):
         super().__init__()
         self.pixel = pixel
@@ -112,7 +121,7 @@ class PredictiveUnit(nn.Module):
             for h in [self.head, *self.heads_ahead]:
                 nn.init.zeros_(h.weight)
                 nn.init.zeros_(h.bias)
-        self.flow_head = nn.Conv2d(hidden_channels, 2, 1) if flow_head else None
+        self.flow_head = _flow_head(hidden_channels, flow_head_hidden) if flow_head else None
         if motion_channels:
             self.bind_rgb = nn.Linear(self.repr_channels, bind_dim)
             self.bind_motion = nn.Linear(motion_channels, bind_dim)

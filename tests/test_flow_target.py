@@ -169,3 +169,25 @@ def test_per_unit_weights_put_a_head_on_each_unit_named():
     assert resolve_config(cfg).motion.flow is True
     with pytest.raises(ConfigError, match=r"model.flow_weights=\[0.0, 1.0, 0.0\] needs"):
         resolve_config(cfg.replace(["motion=off"]))
+
+
+def test_a_hidden_flow_head_is_nonlinear_and_trains_the_state_below_it():
+    m = make(flow_weights=(1.0, 0.0, 1.0), flow_head_hidden=5)
+    head = m.units[0].flow_head
+    assert [type(x).__name__ for x in head] == ["Conv2d", "ReLU", "Conv2d"] and head[0].out_channels == 5
+    assert m.units[1].flow_head is None and isinstance(m.units[2].flow_head, torch.nn.Sequential)
+    x, mask, flow = inputs()
+    out = m(x, mask, flow=flow)
+    want = torch.stack(
+        [((head(out.states[0][:, t]) - torch.nn.functional.avg_pool2d(flow[:, t], 2)) ** 2).mean() for t in (1, 2, 3)]
+    ).mean()
+    torch.testing.assert_close(out.stats["flow/0"], want)
+    step, state = m.step(x[:, 0], None, mask[:, 0], flow=flow[:, 0])
+    step, _ = m.step(x[:, 1], state, mask[:, 1], flow=flow[:, 1])
+    step.terms["flow/0"].backward()  # the term reaches the unit's own recurrent cell, through the hidden layer
+    assert head[0].weight.grad.abs().sum() > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.units[0].cell.parameters())
+    with pytest.raises(ValueError, match="model.flow_head_hidden shapes the flow heads, but this model has none"):
+        make(flow_weight=0.0, flow_head_hidden=8)
+    with pytest.raises(ConfigError, match="model.flow_head_hidden"):
+        Config.from_yaml(None, ["model.flow_head_hidden=-1"])
