@@ -83,6 +83,8 @@ class ModelConfig:
     # docs/results/dynamics_rounds99.md): +1.35 on the five-task mean over two seeds, direction +4.8, kind +4.6,
     # digit -4.3, and direction +10.3 over random init at 5 labels per class; not the default because round 105's
     # rule, written before its probes, also asked that no measure fall, and kind at 5 labels fell 2.85 +- 0.25.
+    # [1,0,1] over five seeds (round 117, docs/results/dynamics_rounds115.md): +2.1 on the seven acceptance measures,
+    # basketball level, kind at 5 labels -1.28 +- 0.59, 2.17 standard errors: off by the study's rule, by a hair.
     flow_weight: float = _r(0.0, ge=0)
     # per-unit flow-target weights; () means flow_weight at every unit
     flow_weights: tuple[float, ...] = _r((), ge=0)
