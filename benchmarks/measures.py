@@ -1,0 +1,198 @@
+"""The issue's seven acceptance measures on finished checkpoints, each variant beside its own random init, and the
+paired differences from a reference variant (issue 13; docs/results/dynamics_rounds115.md, round 115's rule).
+
+    python benchmarks/measures.py --variant default=runs/r109/default_s0,runs/r109/default_s1 \\
+        --variant fw101=runs/r109/fw101_s0,runs/r109/fw101_s1 [--ref default] [--jobs 2] [--json m.json]
+
+A variant is a list of runs (run folders or checkpoint files), one per training seed, paired with the reference's
+by position. Each run is read on every measure; each variant's random init once, on its first run (random weights
+do not depend on the training seed, but a variant whose extra heads shift the random stream has its own). The
+measures:
+
+- ``dir1024``, ``kind1024``: direction (``synthetic:shapes:direction``) and kind of motion
+  (``synthetic:trajectories:kind``) at 1024 train / 512 test clips of 20 frames, 3 probe seeds;
+- ``bbres``: basketball_actions on 10 resampled stratified 226/57 splits, 6 frames (``--resplit --seeds 10``);
+- ``dirK5``, ``dirK10``, ``kindK5``, ``kindK10``: the same two tasks with 5 or 10 labels per class (512/256).
+
+Probes are ``python -m eval.linear_probe`` subprocesses, one thread each, cached as
+``RUN/eval/measure_<measure>_<trained|random_init>.json``, so an interrupted call resumes. The table gives each
+variant's mean over its runs, the same minus its random init, and ``variant - REF`` per measure as the mean ± the
+standard error of the paired differences; a measure that falls by more than twice its standard error is marked.
+Bad input is one line and exit 2; a failed probe one line naming its log and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from prednet2.eval.common import write_json  # noqa: E402
+from study import BASKETBALL, Runner, StudyError, StudyFailure, main_guard, markdown_table  # noqa: E402
+
+from prednet2.cli import OneLineParser  # noqa: E402
+
+_SYN = ["--n-train", "1024", "--n-test", "512", "--clip-len", "20", "--seeds", "3"]
+_FEW = ["--n-train", "512", "--n-test", "256", "--clip-len", "20", "--seeds", "3"]
+# measure -> (data spec, probe arguments); BASKETBALL is read when the probe runs (PREDNET2_BASKETBALL overrides it)
+MEASURES: dict[str, tuple[str, list[str]]] = {
+    "dir1024": ("synthetic:shapes:direction", _SYN),
+    "kind1024": ("synthetic:trajectories:kind", _SYN),
+    "bbres": (BASKETBALL, ["--resplit", "--seeds", "10", "--clip-len", "6"]),
+    "dirK5": ("synthetic:shapes:direction", [*_FEW, "--shots", "5"]),
+    "dirK10": ("synthetic:shapes:direction", [*_FEW, "--shots", "10"]),
+    "kindK5": ("synthetic:trajectories:kind", [*_FEW, "--shots", "5"]),
+    "kindK10": ("synthetic:trajectories:kind", [*_FEW, "--shots", "10"]),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(prog="benchmarks/measures.py", description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=RUN,RUN,...",
+        help="a variant and its runs (run folders or checkpoints), one per training seed; repeatable",
+    )
+    p.add_argument("--ref", default=None, help="the variant the others are paired with (default: the first)")
+    p.add_argument("--measures", default=",".join(MEASURES), help=f"comma-separated subset of {','.join(MEASURES)}")
+    p.add_argument("--out", default="runs/measures", help="folder for the probes' logs (default runs/measures)")
+    p.add_argument("--jobs", type=int, default=1, help="probes side by side, one thread each (default 1)")
+    p.add_argument("--json", default=None, help="write every figure here")
+    p.add_argument("--quiet", action="store_true", help="no line per finished probe")
+    return p
+
+
+def checkpoint_of(run: str, what: str) -> Path:
+    """A run folder (its checkpoints/last.pt) or a checkpoint file; StudyError naming ``what`` when missing."""
+    path = Path(run)
+    ckpt = path / "checkpoints" / "last.pt" if path.is_dir() else path
+    if not ckpt.is_file():
+        raise StudyError(f"{what}: {run} is neither a checkpoint nor a run folder with checkpoints/last.pt")
+    return ckpt
+
+
+def parse_variants(specs: list[str]) -> dict[str, list[Path]]:
+    if not specs:
+        raise StudyError("give at least one --variant NAME=RUN,RUN,...")
+    out: dict[str, list[Path]] = {}
+    for spec in specs:
+        name, sep, runs = spec.partition("=")
+        name = name.strip()
+        if not sep or not name or not runs.strip():
+            raise StudyError(f"--variant {spec!r}: expected NAME=RUN,RUN,... (run folders or checkpoints)")
+        if name in out:
+            raise StudyError(f"--variant {name!r} given twice; give each variant once with all its runs")
+        out[name] = [checkpoint_of(r.strip(), f"--variant {name}") for r in runs.split(",") if r.strip()]
+    return out
+
+
+def parse_measures(names: str) -> list[str]:
+    chosen = [m.strip() for m in names.split(",") if m.strip()]
+    bad = [m for m in chosen if m not in MEASURES]
+    if bad or not chosen:
+        raise StudyError(f"--measures: unknown {bad or names!r}; choose from {','.join(MEASURES)}")
+    return chosen
+
+
+def probe(runner: Runner, ckpt: Path, measure: str, random_init: bool) -> float:
+    """Top-1 of one measure on one checkpoint (cached beside it); StudyFailure naming the log when it fails."""
+    kind = "random_init" if random_init else "trained"
+    out = ckpt.parent.parent / "eval" / f"measure_{measure}_{kind}.json"
+    if not out.is_file():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        spec, extra = MEASURES[measure]
+        args = ["-m", "eval.linear_probe", "--checkpoint", str(ckpt), "--data", spec, "--out", str(out)]
+        args += [*extra, "--threads", "1", "--no-progress", *(["--random-init"] if random_init else [])]
+        log = f"measure_{ckpt.parent.parent.name}_{measure}_{kind}"
+        rc = runner.run(args, log)
+        if rc != 0 or not out.is_file():
+            path = runner.out / "logs" / f"{log}.log"
+            raise StudyFailure(f"{measure} on {ckpt} ({kind}) failed (exit {rc}); see {path}")
+        runner.say(f"{ckpt.parent.parent.name} {measure} ({kind}): {100 * json.loads(out.read_text())['top1']:.1f}")
+    return 100 * json.loads(out.read_text())["top1"]
+
+
+def paired(diffs: list[float]) -> tuple[float, float | None]:
+    """Mean and standard error of paired differences (None with one pair)."""
+    m = statistics.fmean(diffs)
+    return m, (statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else None)
+
+
+def tabulate(figures: dict, ref: str, measures: list[str]) -> tuple[str, dict]:
+    """The markdown table and the summary behind it from ``figures[variant] = {"runs": [{measure: top1}],
+    "random_init": {measure: top1}}``."""
+    header = ["", *measures, "mean"]
+    rows, summary = [], {}
+    mean = lambda xs: statistics.fmean(xs)  # noqa: E731
+    for v, f in figures.items():
+        avg = {m: mean([r[m] for r in f["runs"]]) for m in measures}
+        gain = {m: avg[m] - f["random_init"][m] for m in measures}
+        rows.append([f"{v} ({len(f['runs'])} runs)", *(f"{avg[m]:.1f}" for m in measures),
+                     f"{mean(list(avg.values())):.2f}"])  # fmt: skip
+        rows.append([f"{v} − its random init", *(f"{gain[m]:+.1f}" for m in measures),
+                     f"{mean(list(gain.values())):+.2f}"])  # fmt: skip
+        summary[v] = {"mean": avg, "gain_over_random_init": gain}
+    for v, f in figures.items():
+        if v == ref:
+            continue
+        pairs = list(zip(f["runs"], figures[ref]["runs"]))
+        cells, below = [], []
+        for m in [*measures, "mean"]:
+            if m == "mean":
+                d, se = paired([mean([a[x] for x in measures]) - mean([b[x] for x in measures]) for a, b in pairs])
+            else:
+                d, se = paired([a[m] - b[m] for a, b in pairs])
+                if se is not None and d < -2 * se:
+                    below.append(m)
+            mark = "**" if m in below else ""
+            cells.append(f"{mark}{d:+.2f}{'' if se is None else f' ± {se:.2f}'}{mark}")
+        rows.append([f"{v} − {ref}, paired ({len(pairs)})", *cells])
+        summary[v]["vs_ref"] = {"ref": ref, "pairs": len(pairs), "below_by_2se": below}
+    return markdown_table(header, rows), summary
+
+
+def run(args: argparse.Namespace) -> dict:
+    variants = parse_variants(args.variant)
+    measures = parse_measures(args.measures)
+    ref = args.ref or next(iter(variants))
+    if ref not in variants:
+        raise StudyError(f"--ref {ref!r}: not a --variant (given: {', '.join(variants)})")
+    odd = [f"{v} has {len(cs)}" for v, cs in variants.items() if len(cs) != len(variants[ref])]
+    if odd:
+        raise StudyError(f"runs pair by position with --ref {ref}'s {len(variants[ref])}, but {', '.join(odd)}; "
+                         "give every variant one run per training seed, in the same order")  # fmt: skip
+    if args.jobs < 1:
+        raise StudyError(f"--jobs {args.jobs}: need at least 1")
+    runner = Runner(Path(args.out), jobs=args.jobs, verbose=not args.quiet)
+    jobs = [(v, i, c, m, False) for v, cs in variants.items() for i, c in enumerate(cs) for m in measures]
+    jobs += [(v, -1, cs[0], m, True) for v, cs in variants.items() for m in measures]
+    got = runner.map(lambda j: probe(runner, j[2], j[3], j[4]), jobs)
+    figures = {v: {"runs": [{} for _ in cs], "random_init": {}} for v, cs in variants.items()}
+    for (v, i, _, m, ri), top1 in zip(jobs, got):
+        (figures[v]["random_init"] if ri else figures[v]["runs"][i])[m] = top1
+    table, summary = tabulate(figures, ref, measures)
+    return {"measures": measures, "ref": ref, "runs": {v: [str(c) for c in cs] for v, cs in variants.items()},
+            "figures": figures, "summary": summary, "table": table}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def go() -> int:
+        res = run(args)
+        print(res["table"])
+        print("(**bold**: below the reference by more than twice the standard error of the paired differences)")
+        if args.json:
+            write_json(args.json, res)
+        return 0
+
+    return main_guard(go)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""benchmarks/measures.py: the seven measures' table from cached probes, the pairing, bad input (no probe runs)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import measures  # noqa: E402
+
+
+def fake_run(root: Path, name: str, top1: dict[str, float], random_init: dict[str, float] | None = None) -> Path:
+    """A run folder with a checkpoint file and every measure's probe already cached (so nothing is run)."""
+    ck = root / name / "checkpoints" / "last.pt"
+    ck.parent.mkdir(parents=True)
+    ck.write_bytes(b"not read: every probe is cached")
+    for kind, figs in (("trained", top1), ("random_init", random_init or {})):
+        for m, v in figs.items():
+            out = root / name / "eval" / f"measure_{m}_{kind}.json"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps({"top1": v / 100}))
+    return root / name
+
+
+def test_table_pairs_runs_by_position_and_marks_a_fall_beyond_two_standard_errors(tmp_path, capsys):
+    ri = {"dirK5": 10.0, "bbres": 30.0}
+    a0 = fake_run(tmp_path, "a_s0", {"dirK5": 20.0, "bbres": 40.0}, ri)
+    fake_run(tmp_path, "a_s1", {"dirK5": 22.0, "bbres": 42.0})
+    b0 = fake_run(tmp_path, "b_s0", {"dirK5": 25.0, "bbres": 38.0}, {"dirK5": 12.0, "bbres": 30.0})
+    fake_run(tmp_path, "b_s1", {"dirK5": 26.0, "bbres": 39.5})
+    argv = ["--variant", f"a={a0},{tmp_path / 'a_s1'}", "--variant", f"b={b0},{tmp_path / 'b_s1'}"]
+    argv += [
+        "--measures",
+        "dirK5,bbres",
+        "--out",
+        str(tmp_path / "logs"),
+        "--quiet",
+        "--json",
+        str(tmp_path / "m.json"),
+    ]
+    assert measures.main(argv) == 0
+    res = json.loads((tmp_path / "m.json").read_text())
+    s = res["summary"]
+    assert s["a"]["mean"] == {"dirK5": pytest.approx(21.0), "bbres": pytest.approx(41.0)}
+    assert s["b"]["gain_over_random_init"] == {"dirK5": pytest.approx(13.5), "bbres": pytest.approx(8.75)}
+    # b - a per seed: dirK5 +5, +4 (mean +4.5, se 0.5); bbres -2, -2.5 (mean -2.25, se 0.25: beyond 2 se)
+    assert s["b"]["vs_ref"] == {"ref": "a", "pairs": 2, "below_by_2se": ["bbres"]}
+    table = capsys.readouterr().out
+    assert "+4.50 ± 0.50" in table and "**-2.25 ± 0.25**" in table and "b − its random init" in table
+    assert "| +1.12 ± 0.37 |" in table  # the mean over the two measures, paired: +1.5 and +0.75 (se 0.375)
+
+
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        ([], "give at least one --variant"),
+        (["--variant", "a"], "expected NAME=RUN,RUN"),
+        (["--variant", "a=nope"], "--variant a: nope is neither a checkpoint nor a run folder"),
+        (["--variant", "a=RUN0", "--measures", "dirK5,speed"], "--measures: unknown ['speed']"),
+        (["--variant", "a=RUN0", "--ref", "b"], "--ref 'b': not a --variant"),
+        (["--variant", "a=RUN0,RUN1", "--variant", "b=RUN0"], "pair by position with --ref a's 2, but b has 1"),
+        (["--variant", "a=RUN0", "--variant", "a=RUN1"], "given twice"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, says):
+    runs = {f"RUN{i}": str(fake_run(tmp_path, f"r{i}", {})) for i in range(2)}
+    argv = [x.replace("RUN0", runs["RUN0"]).replace("RUN1", runs["RUN1"]) for x in argv]
+    assert measures.main([*argv, "--out", str(tmp_path / "logs")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert says in err and len(err.splitlines()) == 1 and "Traceback" not in err
