@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from prednet2.eval.common import write_json  # noqa: E402
 from study import BASKETBALL, Runner, StudyError, StudyFailure, main_guard, markdown_table  # noqa: E402
 
-from prednet2.cli import OneLineParser  # noqa: E402
+from prednet2.cli import OneLineParser, int_at_least, out_file, out_folder  # noqa: E402
 
 _SYN = ["--n-train", "1024", "--n-test", "512", "--clip-len", "20", "--seeds", "3"]
 _FEW = ["--n-train", "512", "--n-test", "256", "--clip-len", "20", "--seeds", "3"]
@@ -60,9 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--ref", default=None, help="the variant the others are paired with (default: the first)")
     p.add_argument("--measures", default=",".join(MEASURES), help=f"comma-separated subset of {','.join(MEASURES)}")
-    p.add_argument("--out", default="runs/measures", help="folder for the probes' logs (default runs/measures)")
-    p.add_argument("--jobs", type=int, default=1, help="probes side by side, one thread each (default 1)")
-    p.add_argument("--json", default=None, help="write every figure here")
+    p.add_argument("--out", type=out_folder, default="runs/measures", help="folder for the probes' logs")
+    p.add_argument("--jobs", type=int_at_least(1), default=1, help="probes side by side, one thread each (default 1)")
+    p.add_argument("--json", type=out_file, default=None, help="write every figure here")
     p.add_argument("--quiet", action="store_true", help="no line per finished probe")
     return p
 
@@ -166,8 +166,6 @@ def run(args: argparse.Namespace) -> dict:
     if odd:
         raise StudyError(f"runs pair by position with --ref {ref}'s {len(variants[ref])}, but {', '.join(odd)}; "
                          "give every variant one run per training seed, in the same order")  # fmt: skip
-    if args.jobs < 1:
-        raise StudyError(f"--jobs {args.jobs}: need at least 1")
     runner = Runner(Path(args.out), jobs=args.jobs, verbose=not args.quiet)
     jobs = [(v, i, c, m, False) for v, cs in variants.items() for i, c in enumerate(cs) for m in measures]
     jobs += [(v, -1, cs[0], m, True) for v, cs in variants.items() for m in measures]

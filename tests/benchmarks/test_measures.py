@@ -73,3 +73,14 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, says):
     assert measures.main([*argv, "--out", str(tmp_path / "logs")]) == 2
     err = capsys.readouterr().err.strip()
     assert says in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, says", [(["--jobs", "0"], "--jobs"), (["--json", "{f}/x.json"], "--json")])
+def test_bad_options_are_refused_before_any_probe(tmp_path, capsys, argv, says):
+    run = fake_run(tmp_path, "r", {})
+    (tmp_path / "f").write_text("a file, not a folder")
+    argv = [x.replace("{f}", str(tmp_path / "f")) for x in argv]
+    with pytest.raises(SystemExit) as e:
+        measures.main(["--variant", f"a={run}", *argv])
+    assert e.value.code == 2 and says in capsys.readouterr().err
+    assert not (tmp_path / "r" / "eval").exists()  # nothing was probed
