@@ -15,7 +15,8 @@ measures:
 - ``dirK5``, ``dirK10``, ``kindK5``, ``kindK10``: the same two tasks with 5 or 10 labels per class (512/256).
 
 Probes are ``python -m eval.linear_probe`` subprocesses, one thread each, cached as
-``RUN/eval/measure_<measure>_<trained|random_init>.json``, so an interrupted call resumes. The table gives each
+``RUN/eval/measure_<measure>_<trained|random_init>.json`` (another checkpoint than ``last.pt`` adds its name), so an
+interrupted call resumes; a checkpoint written after its file is read again. The table gives each
 variant's mean over its runs, the same minus its random init, and ``variant - REF`` per measure as the mean ± the
 standard error of the paired differences; a measure that falls by more than twice its standard error is marked.
 Bad input is one line and exit 2; a failed probe one line naming its log and exit 1.
@@ -102,13 +103,14 @@ def parse_measures(names: str) -> list[str]:
 def probe(runner: Runner, ckpt: Path, measure: str, random_init: bool) -> float:
     """Top-1 of one measure on one checkpoint (cached beside it); StudyFailure naming the log when it fails."""
     kind = "random_init" if random_init else "trained"
-    out = ckpt.parent.parent / "eval" / f"measure_{measure}_{kind}.json"
-    if not out.is_file():
+    tag = "" if ckpt.name == "last.pt" else f"_{ckpt.stem}"  # another checkpoint of the run: files of its own
+    out = ckpt.parent.parent / "eval" / f"measure_{measure}_{kind}{tag}.json"
+    if not (out.is_file() and out.stat().st_mtime >= ckpt.stat().st_mtime):  # a checkpoint written since: read again
         out.parent.mkdir(parents=True, exist_ok=True)
         spec, extra = MEASURES[measure]
         args = ["-m", "eval.linear_probe", "--checkpoint", str(ckpt), "--data", spec, "--out", str(out)]
         args += [*extra, "--threads", "1", "--no-progress", *(["--random-init"] if random_init else [])]
-        log = f"measure_{ckpt.parent.parent.name}_{measure}_{kind}"
+        log = f"measure_{ckpt.parent.parent.name}{tag}_{measure}_{kind}"
         rc = runner.run(args, log)
         if rc != 0 or not out.is_file():
             path = runner.out / "logs" / f"{log}.log"
@@ -169,10 +171,11 @@ def run(args: argparse.Namespace) -> dict:
     runner = Runner(Path(args.out), jobs=args.jobs, verbose=not args.quiet)
     jobs = [(v, i, c, m, False) for v, cs in variants.items() for i, c in enumerate(cs) for m in measures]
     jobs += [(v, -1, cs[0], m, True) for v, cs in variants.items() for m in measures]
-    got = runner.map(lambda j: probe(runner, j[2], j[3], j[4]), jobs)
+    unique = list(dict.fromkeys((c.resolve(), m, ri) for _, _, c, m, ri in jobs))  # a run named twice: probed once
+    got = dict(zip(unique, runner.map(lambda k: probe(runner, k[0], k[1], k[2]), unique)))
     figures = {v: {"runs": [{} for _ in cs], "random_init": {}} for v, cs in variants.items()}
-    for (v, i, _, m, ri), top1 in zip(jobs, got):
-        (figures[v]["random_init"] if ri else figures[v]["runs"][i])[m] = top1
+    for v, i, c, m, ri in jobs:
+        (figures[v]["random_init"] if ri else figures[v]["runs"][i])[m] = got[(c.resolve(), m, ri)]
     table, summary = tabulate(figures, ref, measures)
     return {"measures": measures, "ref": ref, "runs": {v: [str(c) for c in cs] for v, cs in variants.items()},
             "figures": figures, "summary": summary, "table": table}  # fmt: skip

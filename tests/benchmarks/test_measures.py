@@ -84,3 +84,36 @@ def test_bad_options_are_refused_before_any_probe(tmp_path, capsys, argv, says):
         measures.main(["--variant", f"a={run}", *argv])
     assert e.value.code == 2 and says in capsys.readouterr().err
     assert not (tmp_path / "r" / "eval").exists()  # nothing was probed
+
+
+def test_probes_run_once_per_checkpoint_with_the_measures_arguments_and_rerun_when_it_changes(tmp_path, monkeypatch):
+    """The probe commands (faked: each writes its --out), each checkpoint's own files, and a stale file read again."""
+    import os
+
+    calls = []
+
+    def fake(self, args, log, budget_s=None):
+        calls.append(args)
+        out = Path(args[args.index("--out") + 1])
+        out.write_text(json.dumps({"top1": 0.5 if "--random-init" in args else 0.6}))
+        return 0
+
+    monkeypatch.setattr(measures.Runner, "run", fake)
+    run = fake_run(tmp_path, "r", {})
+    step = run / "checkpoints" / "step_250.pt"
+    step.write_bytes(b"x")
+    argv = ["--variant", f"a={run}", "--variant", f"b={step}", "--variant", f"c={run}", "--ref", "a"]
+    argv += ["--measures", "bbres,dirK5", "--out", str(tmp_path / "o"), "--quiet"]
+    assert measures.main(argv) == 0
+    # a and c are the same run: 2 checkpoints x 2 measures x (trained, random init) = 8 probes, not 12
+    assert len(calls) == 8
+    bb = next(a for a in calls if "--resplit" in a and "--random-init" not in a and str(step) in a)
+    assert bb[bb.index("--seeds") + 1] == "10" and bb[bb.index("--clip-len") + 1] == "6"
+    k5 = next(a for a in calls if "synthetic:shapes:direction" in a)
+    assert k5[k5.index("--shots") + 1] == "5" and k5[k5.index("--n-train") + 1] == "512"
+    assert (run / "eval" / "measure_dirK5_trained.json").is_file()
+    assert (run / "eval" / "measure_dirK5_trained_step_250.json").is_file()
+    assert measures.main(argv) == 0 and len(calls) == 8  # everything cached: nothing runs again
+    later = (run / "eval" / "measure_dirK5_trained.json").stat().st_mtime + 10
+    os.utime(run / "checkpoints" / "last.pt", (later, later))  # last.pt rewritten after its probes
+    assert measures.main(argv) == 0 and len(calls) == 12  # its four files are read again, step_250's are not
