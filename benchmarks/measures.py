@@ -31,9 +31,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from prednet2.eval.common import write_json  # noqa: E402
-from study import BASKETBALL, Runner, StudyError, StudyFailure, main_guard, markdown_table  # noqa: E402
+from prednet2.eval.common import run_dir_of, write_json  # noqa: E402
+from study import BASKETBALL, Runner, StudyError, StudyFailure, main_guard, markdown_table, paired  # noqa: E402
 
+from prednet2.checkpoint import CheckpointError, resolve_checkpoint  # noqa: E402
 from prednet2.cli import OneLineParser, int_at_least, out_file, out_folder  # noqa: E402
 
 _SYN = ["--n-train", "1024", "--n-test", "512", "--clip-len", "20", "--seeds", "3"]
@@ -70,11 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def checkpoint_of(run: str, what: str) -> Path:
     """A run folder (its checkpoints/last.pt) or a checkpoint file; StudyError naming ``what`` when missing."""
-    path = Path(run)
-    ckpt = path / "checkpoints" / "last.pt" if path.is_dir() else path
-    if not ckpt.is_file():
-        raise StudyError(f"{what}: {run} is neither a checkpoint nor a run folder with checkpoints/last.pt")
-    return ckpt
+    try:
+        return resolve_checkpoint(run)
+    except CheckpointError:
+        raise StudyError(f"{what}: {run} is neither a checkpoint nor a run folder with checkpoints/last.pt") from None
 
 
 def parse_variants(specs: list[str]) -> dict[str, list[Path]]:
@@ -104,25 +104,21 @@ def probe(runner: Runner, ckpt: Path, measure: str, random_init: bool) -> float:
     """Top-1 of one measure on one checkpoint (cached beside it); StudyFailure naming the log when it fails."""
     kind = "random_init" if random_init else "trained"
     tag = "" if ckpt.name == "last.pt" else f"_{ckpt.stem}"  # another checkpoint of the run: files of its own
-    out = ckpt.parent.parent / "eval" / f"measure_{measure}_{kind}{tag}.json"
-    if not (out.is_file() and out.stat().st_mtime >= ckpt.stat().st_mtime):  # a checkpoint written since: read again
-        out.parent.mkdir(parents=True, exist_ok=True)
-        spec, extra = MEASURES[measure]
-        args = ["-m", "eval.linear_probe", "--checkpoint", str(ckpt), "--data", spec, "--out", str(out)]
-        args += [*extra, "--threads", "1", "--no-progress", *(["--random-init"] if random_init else [])]
-        log = f"measure_{ckpt.parent.parent.name}{tag}_{measure}_{kind}"
-        rc = runner.run(args, log)
-        if rc != 0 or not out.is_file():
-            path = runner.out / "logs" / f"{log}.log"
-            raise StudyFailure(f"{measure} on {ckpt} ({kind}) failed (exit {rc}); see {path}")
-        runner.say(f"{ckpt.parent.parent.name} {measure} ({kind}): {100 * json.loads(out.read_text())['top1']:.1f}")
-    return 100 * json.loads(out.read_text())["top1"]
-
-
-def paired(diffs: list[float]) -> tuple[float, float | None]:
-    """Mean and standard error of paired differences (None with one pair)."""
-    m = statistics.fmean(diffs)
-    return m, (statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else None)
+    run = run_dir_of(ckpt)
+    out = run / "eval" / f"measure_{measure}_{kind}{tag}.json"
+    if out.is_file() and out.stat().st_mtime >= ckpt.stat().st_mtime:  # cached, unless the checkpoint is newer
+        return 100 * json.loads(out.read_text())["top1"]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spec, extra = MEASURES[measure]
+    args = ["-m", "eval.linear_probe", "--checkpoint", str(ckpt), "--data", spec, "--out", str(out)]
+    args += [*extra, "--threads", "1", "--no-progress", *(["--random-init"] if random_init else [])]
+    log = f"measure_{run.name}{tag}_{measure}_{kind}"
+    rc = runner.run(args, log)
+    if rc != 0 or not out.is_file():
+        raise StudyFailure(f"{measure} on {ckpt} ({kind}) failed (exit {rc}); see {runner.out / 'logs' / log}.log")
+    top1 = 100 * json.loads(out.read_text())["top1"]
+    runner.say(f"{run.name} {measure} ({kind}): {top1:.1f}")
+    return top1
 
 
 def tabulate(figures: dict, ref: str, measures: list[str]) -> tuple[str, dict]:
@@ -130,7 +126,7 @@ def tabulate(figures: dict, ref: str, measures: list[str]) -> tuple[str, dict]:
     "random_init": {measure: top1}}``."""
     header = ["", *measures, "mean"]
     rows, summary = [], {}
-    mean = lambda xs: statistics.fmean(xs)  # noqa: E731
+    mean = statistics.fmean
     for v, f in figures.items():
         avg = {m: mean([r[m] for r in f["runs"]]) for m in measures}
         gain = {m: avg[m] - f["random_init"][m] for m in measures}

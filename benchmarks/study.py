@@ -386,6 +386,12 @@ def mean_std(xs: list[float]) -> tuple[float, float]:
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
+def paired(diffs: list[float]) -> tuple[float, float | None]:
+    """The mean of paired differences and its standard error (None from one pair)."""
+    m, sd = mean_std(diffs)
+    return m, (sd / len(diffs) ** 0.5 if len(diffs) > 1 else None)
+
+
 def cell(m: float, s: float | None = None) -> str:
     if m != m:  # NaN
         return "-"

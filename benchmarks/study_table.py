@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from prednet2.eval.common import write_json  # noqa: E402
-from study import StudyError, main_guard, markdown_table, mean_std  # noqa: E402
+from study import StudyError, main_guard, markdown_table, paired  # noqa: E402
 
 from prednet2.cli import OneLineParser, json_files, out_file  # noqa: E402
 
@@ -110,9 +109,9 @@ def _mean(xs: list[float]) -> float:
 
 
 def _paired(d: list[float]) -> dict:
-    """The mean of paired differences and its standard error (None from one pair)."""
-    m, sd = mean_std(d)
-    return {"diff": m, "se": sd / math.sqrt(len(d)) if len(d) > 1 else None}
+    """The mean of paired differences and its standard error (None from one pair), as the table's dict."""
+    m, se = paired(d)
+    return {"diff": m, "se": se}
 
 
 def summarize(group: dict, ref: str | None) -> dict:
