@@ -91,6 +91,10 @@ class ModelConfig:
     # the flow heads' hidden width: 0 (the default) is a 1x1 linear head r -> 2; N > 0 puts a 1x1 layer of N channels
     # and a ReLU between, so the states need not hold the motion vectors linearly (round 115)
     flow_head_hidden: int = _r(0, ge=0)
+    # the share of each unit's state channels its flow head reads: 1 (the default) reads them all; s < 1 reads only
+    # the last ceil(s * C) channels, so the flow target is asked of a part of the state and the rest is left to the
+    # unit's own prediction (round 121)
+    flow_head_share: float = _r(1.0, gt=0, le=1)
     bind_temperature: float = _r(0.1, gt=0)
     use_ext_op: bool = True  # use the fused error-unit op when built (falls back to the torch reference)
     # "stack" (PredictiveStack) | "prednet" (faithful PredNet baseline, end-to-end only)

@@ -74,6 +74,7 @@ class PredictiveStack(nn.Module):
                 horizon=cfg.horizon,
                 flow_head=flow_weights[l] > 0,
                 flow_head_hidden=cfg.flow_head_hidden,
+                flow_head_share=cfg.flow_head_share,
             )
             units.append(unit)
             in_ch = up_channels(cfg.pass_up, unit)
@@ -175,7 +176,7 @@ class PredictiveStack(nn.Module):
                 terms[f"err/{l}"] = per_sample.mean() if valid else 0.0 * per_sample.sum()
                 terms.update(self._unit_terms(l, a, preds[l], state.a[l]))
                 if u.flow_head is not None and flow is not None:
-                    terms[f"flow/{l}"] = flow_loss(u.flow_head(r_new[l]), flow, cfg.stem << l, valid)
+                    terms[f"flow/{l}"] = flow_loss(u.predict_flow(r_new[l]), flow, cfg.stem << l, valid)
                 if u.motion_channels:
                     bind_pair = u.bind_projections(a)
             if l + 1 < L:

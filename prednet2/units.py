@@ -14,6 +14,7 @@ local.
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from torch import Tensor, nn
@@ -39,11 +40,16 @@ class Encoder(nn.Module):
         return self.act(self.norm(self.conv(x)))
 
 
-def _flow_head(hidden_channels: int, width: int) -> nn.Module:
+def _flow_head(in_channels: int, width: int) -> nn.Module:
     """The flow head r -> 2 motion channels: linear (width 0) or 1x1 -> ReLU -> 1x1 (``model.flow_head_hidden``)."""
     if not width:
-        return nn.Conv2d(hidden_channels, 2, 1)
-    return nn.Sequential(nn.Conv2d(hidden_channels, width, 1), nn.ReLU(), nn.Conv2d(width, 2, 1))
+        return nn.Conv2d(in_channels, 2, 1)
+    return nn.Sequential(nn.Conv2d(in_channels, width, 1), nn.ReLU(), nn.Conv2d(width, 2, 1))
+
+
+def flow_head_inputs(hidden_channels: int, share: float) -> int:
+    """How many of a state's ``hidden_channels`` its flow head reads (the last ones): ceil(share * C), at least 1."""
+    return max(1, min(hidden_channels, math.ceil(share * hidden_channels - 1e-9)))
 
 
 class PredictiveUnit(nn.Module):
@@ -60,6 +66,7 @@ class PredictiveUnit(nn.Module):
         ema: keep EMA copies of the encoders to produce the target (BYOL-style); else the target is sg(a).
         flow_head: a 1x1 head r -> 2 channels, the motion vectors frame t brings (``model.flow_weight``).
         flow_head_hidden: 0 for a linear flow head; N > 0 puts a 1x1 layer of N channels and a ReLU between.
+        flow_head_share: the share of the state's channels the flow head reads (the last ceil(share * C)).
     """
 
     def __init__(
@@ -85,6 +92,7 @@ class PredictiveUnit(nn.Module):
         horizon: int = 1,
         flow_head: bool = False,
         flow_head_hidden: int = 0,
+        flow_head_share: float = 1.0,
     ):
         super().__init__()
         self.pixel = pixel
@@ -121,7 +129,8 @@ class PredictiveUnit(nn.Module):
             for h in [self.head, *self.heads_ahead]:
                 nn.init.zeros_(h.weight)
                 nn.init.zeros_(h.bias)
-        self.flow_head = _flow_head(hidden_channels, flow_head_hidden) if flow_head else None
+        self.flow_inputs = flow_head_inputs(hidden_channels, flow_head_share)
+        self.flow_head = _flow_head(self.flow_inputs, flow_head_hidden) if flow_head else None
         if motion_channels:
             self.bind_rgb = nn.Linear(self.repr_channels, bind_dim)
             self.bind_motion = nn.Linear(motion_channels, bind_dim)
@@ -183,6 +192,10 @@ class PredictiveUnit(nn.Module):
         """
         base = a_prev.detach() if self.residual else None
         return [h(r) if base is None else h(r) + base for h in self.heads_ahead]
+
+    def predict_flow(self, r: Tensor) -> Tensor:
+        """The flow head on the state r (B, C_h, H, W) -> (B, 2, H, W), reading its last ``flow_inputs`` channels."""
+        return self.flow_head(r if self.flow_inputs == self.hidden_channels else r[:, -self.flow_inputs :])
 
     def bind_projections(self, a: Tensor) -> tuple[Tensor, Tensor]:
         """Spatially pooled projections for the RGB<->motion binding loss. a (B, C_t, H, W) -> two (B, D)."""

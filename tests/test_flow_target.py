@@ -191,3 +191,27 @@ def test_a_hidden_flow_head_is_nonlinear_and_trains_the_state_below_it():
         make(flow_weight=0.0, flow_head_hidden=8)
     with pytest.raises(ConfigError, match="model.flow_head_hidden"):
         Config.from_yaml(None, ["model.flow_head_hidden=-1"])
+
+
+def test_a_flow_head_share_reads_the_last_channels_of_the_state_only():
+    m = make(flow_weights=(1.0, 0.0, 1.0), flow_head_share=0.5)
+    assert [m.units[l].flow_inputs for l in (0, 2)] == [2, 4]  # ceil(0.5 * 4), ceil(0.5 * 8)
+    assert m.units[0].flow_head.in_channels == 2 and m.units[2].flow_head.in_channels == 4
+    x, mask, flow = inputs()
+    out = m(x, mask, flow=flow)
+    head = m.units[0].flow_head
+    want = torch.stack(
+        [((head(out.states[0][:, t, 2:]) - torch.nn.functional.avg_pool2d(flow[:, t], 2)) ** 2).mean() for t in (1, 2, 3)]
+    ).mean()
+    torch.testing.assert_close(out.stats["flow/0"], want)
+    # The flow term's gradient reaches the state only through the channels the head reads.
+    r = out.states[0][:, 1].detach().requires_grad_(True)
+    m.units[0].predict_flow(r).pow(2).sum().backward()
+    assert r.grad[:, :2].abs().sum() == 0 and r.grad[:, 2:].abs().sum() > 0
+    assert make(flow_weights=(1.0, 0.0, 1.0), flow_head_share=0.01).units[0].flow_inputs == 1  # at least one
+    assert make(flow_weights=(1.0, 0.0, 1.0)).units[2].flow_inputs == 8  # the default reads every channel
+    with pytest.raises(ValueError, match="model.flow_head_share says what the flow heads read, but this model has none"):
+        make(flow_weight=0.0, flow_head_share=0.5)
+    for bad in ("0", "1.5"):
+        with pytest.raises(ConfigError, match="model.flow_head_share"):
+            Config.from_yaml(None, [f"model.flow_head_share={bad}"])
