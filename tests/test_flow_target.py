@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 from prednet2.eval.common import input_motion
 
 from prednet2 import Config, ModelConfig, build_model
@@ -201,7 +202,7 @@ def test_a_flow_head_share_reads_the_last_channels_of_the_state_only():
     out = m(x, mask, flow=flow)
     head = m.units[0].flow_head
     want = torch.stack(
-        [((head(out.states[0][:, t, 2:]) - torch.nn.functional.avg_pool2d(flow[:, t], 2)) ** 2).mean() for t in (1, 2, 3)]
+        [((head(out.states[0][:, t, 2:]) - F.avg_pool2d(flow[:, t], 2)) ** 2).mean() for t in (1, 2, 3)]
     ).mean()
     torch.testing.assert_close(out.stats["flow/0"], want)
     # The flow term's gradient reaches the state only through the channels the head reads.
@@ -210,7 +211,7 @@ def test_a_flow_head_share_reads_the_last_channels_of_the_state_only():
     assert r.grad[:, :2].abs().sum() == 0 and r.grad[:, 2:].abs().sum() > 0
     assert make(flow_weights=(1.0, 0.0, 1.0), flow_head_share=0.01).units[0].flow_inputs == 1  # at least one
     assert make(flow_weights=(1.0, 0.0, 1.0)).units[2].flow_inputs == 8  # the default reads every channel
-    with pytest.raises(ValueError, match="model.flow_head_share says what the flow heads read, but this model has none"):
+    with pytest.raises(ValueError, match="model.flow_head_share says what the flow heads read, but this model has no"):
         make(flow_weight=0.0, flow_head_share=0.5)
     for bad in ("0", "1.5"):
         with pytest.raises(ConfigError, match="model.flow_head_share"):
