@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from prednet2.eval.common import progress, set_threads, write_json  # noqa: E402
 from study import TASKS, StudyError, main_guard, markdown_table  # noqa: E402
 
-from prednet2.cli import OneLineParser, out_file  # noqa: E402
+from prednet2.cli import OneLineParser, int_at_least, out_file  # noqa: E402
 
 HEAD_LR = 10.0  # the head's rate as a multiple of --lr: a linear layer on standardised features takes larger steps
 RECALIBRATE = 256  # train clips whose features set the BatchNorm statistics before each evaluation
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=8, help="passes over train (default 8)")
     p.add_argument("--batch-size", type=int, default=16, help="clips per step (default 16)")
     p.add_argument("--lr", type=float, default=1e-3, help="the stack's AdamW rate; the head's is 10x (default 1e-3)")
-    p.add_argument("--seed", type=int, default=0, help="init and shuffling seed (default 0)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="init and shuffling seed (default 0)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--json", type=out_file, help="write the figures here")
     return p

@@ -51,7 +51,7 @@ def cluster_scores(labels: np.ndarray, clusters: np.ndarray) -> dict[str, float]
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog=prog_name("python -m eval.cluster"), description=__doc__.splitlines()[0])
     p.add_argument("embeddings", help="emb.npz from eval.embed")
-    p.add_argument("--k", type=int, help="number of clusters (default: the number of classes)")
+    p.add_argument("--k", type=int_at_least(2), help="number of clusters, 2 or more (default: the number of classes)")
     p.add_argument("--out", required=True, type=out_file, help="cluster.json to write")
     p.add_argument("--seeds", type=int_at_least(1), default=3, help="k-means restarts 0..N-1 (default 3)")
     p.add_argument("--png-dir", type=out_folder, help="folder for one contact sheet per cluster (first seed)")
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         e = load_embeddings(args.embeddings)
     except ValueError as err:
         fail(str(err))
-    k = args.k or (len(e.classes) if e.labelled and e.classes else None)
+    k = args.k if args.k is not None else (len(e.classes) if e.labelled and e.classes else None)
     if k is None:
         fail(f"--k: {args.embeddings} has no labels to take the number of clusters from; pass --k N")
     if not 2 <= k <= len(e.embedding):

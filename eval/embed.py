@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prednet2.cli import OneLineParser, out_file, prog_name
+from prednet2.cli import OneLineParser, int_at_least, out_file, prog_name
 
 from .common import fail, skipped_text
 from .featureset import FeatureSource, add_feature_args
@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-clip", action="store_true", help="also store every clip's embedding")
     p.add_argument("--split", help="which split (default: all of a folder; test of a synthetic set)")
     p.add_argument("--no-labels", action="store_true", help="read a folder without labels even with sub-folders")
-    p.add_argument("--seed", type=int, default=0, help="--random-init: the seed of the fresh weights")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="--random-init: the seed of the fresh weights")
     return p
 
 

@@ -35,8 +35,6 @@ from .common import (
 )
 from .features import Features, cached_features, checkpoint_id, extract_model_features, extract_pixel_features
 from .features import select_layers as _select
-from .probe import ProbeError, run_probe
-from .shots import ShotsError, draw_shots, parse_shots, with_shots
 from .video_level import pool_by_video, spread_clips, video_ids
 
 PIXEL_POOL, PIXEL_BINS = 8, 4
@@ -80,92 +78,13 @@ def add_feature_args(p: argparse.ArgumentParser, *, data_help: str) -> argparse.
     p.add_argument("--batch-size", type=int_at_least(1), default=32, help="clips per forward pass")
     p.add_argument("--n-train", type=int_at_least(1), default=1024, help="synthetic sets: train clips (default 1024)")
     p.add_argument("--n-test", type=int_at_least(1), default=512, help="synthetic sets: test clips (default 512)")
-    p.add_argument("--data-seed", type=int, default=0, help="synthetic sets: dataset seed, fixed across seeds")
+    p.add_argument("--data-seed", type=int_at_least(0), default=0,
+                   help="synthetic sets: dataset seed, fixed across seeds")  # fmt: skip
     p.add_argument("--num-workers", type=int_at_least(0), default=0, help="DataLoader workers")
     add_runtime_args(p)
     p.add_argument("--cache-dir", help="feature cache folder (default RUN/feature_cache)")
     p.add_argument("--no-cache", action="store_true", help="always recompute features")
     return p
-
-
-def add_seed_args(p: argparse.ArgumentParser, *, shots_help: str, val_frac: bool = True) -> argparse.ArgumentParser:
-    """--seeds, --shots and (``val_frac``) --val-frac: the options of the per-seed protocols (linear probe, k-NN)."""
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds 0..N-1 (default 3)")
-    p.add_argument("--shots", default=None, help=shots_help)
-    if val_frac:
-        p.add_argument("--val-frac", type=float, default=0.2, help="fraction of train carved out for validation")
-    return p
-
-
-def parse_seed_args(args) -> int | None:
-    """Check --seeds/--val-frac and parse --shots (None: every train video), or exit 2 with one line."""
-    if args.seeds < 1:
-        fail(f"--seeds {args.seeds}: need at least 1")
-    if hasattr(args, "val_frac") and not 0.0 < args.val_frac < 0.5:
-        fail(f"--val-frac {args.val_frac}: expected a fraction in (0, 0.5)")
-    try:
-        return parse_shots(args.shots)
-    except ShotsError as e:
-        fail(str(e))
-
-
-def run_seeds(args, src: FeatureSource, shots: int | None, **layer_kw) -> dict:
-    """``eval.probe.run_probe`` over seeds 0..N-1 on ``src``'s per-video train/test features, train cut to
-    ``shots`` videos per class drawn by each seed; ``layer_kw`` picks the evaluator (``fixed_c``, ``one_set``).
-
-    Returns the keys probe.json and knn.json share (the summary, sizes, provenance, chance, ``shots``)."""
-    seeds = list(range(args.seeds))
-    val_frac = getattr(args, "val_frac", None)  # None for k-NN (leave-one-out, no carve)
-    train = src.dataset("train")
-    folder_labels = getattr(train, "video_labels", None)
-    if shots is not None and folder_labels is not None:  # a folder knows its labels: refuse K before extracting
-        try:
-            draw_shots(np.asarray(folder_labels), shots, 0)
-        except ShotsError as e:
-            fail(f"--data {args.data}: {e}")
-    if folder_labels is None:
-        check_synthetic_size(args, len(train), int(getattr(train, "num_classes", 0) or 0), shots, val_frac is not None)
-    try:
-        summary = run_probe(with_shots(src.train_test, shots), seeds, val_frac=val_frac or 0.2, **layer_kw)
-    except (ProbeError, ShotsError) as e:
-        fail(f"--data {args.data}: {e}")
-    _, y_train, _, y_test = src.train_test(seeds[-1])
-    n_classes = src.num_classes(y_train, y_test)
-    out = {
-        "dataset": args.data,
-        **summary.to_dict(),
-        "n_train": int(len(y_train)) if shots is None else int(shots * len(np.unique(y_train))),
-        "n_test": int(len(y_test)),
-        "n_classes": n_classes,
-        **src.provenance(),
-        "n_train_available": int(len(y_train)),
-        "val_frac": val_frac,
-        "chance": 1.0 / n_classes,
-        "majority": float(np.max(np.bincount(y_test)) / len(y_test)),  # always guessing the commonest test class
-    }
-    if args.shots is not None:  # a label-efficiency point; without --shots a plain probe for the main table
-        out["shots"] = shots or "all"
-    return out
-
-
-def check_synthetic_size(args, n: int, classes: int, shots: int | None, carves: bool) -> None:
-    """Exit 2 before any feature is extracted when a synthetic train split of ``n`` clips over ``classes`` labels
-    drawn at random cannot serve the probe: fewer than ``shots`` per class at best, or (``carves``: a validation
-    split is carved from train) no more clips than classes, when every class may hold a single clip."""
-    if classes < 2:
-        return
-    if shots is not None and n < shots * classes:
-        need = shots * classes * 2  # labels are drawn at random: twice the bare minimum
-        fail(f"--shots {shots}: --n-train {n} gives fewer than {shots} train clips per class of {args.data}'s "
-             f"{classes}; give --n-train {need} or more (labels are drawn at random) or fewer --shots")  # fmt: skip
-    if shots is None and carves and n <= classes:
-        fail(f"--n-train {n}: the probe carves a validation split from train, which needs more train clips than "
-             f"{args.data}'s {classes} classes; give --n-train {classes + 1} or more (default 1024)")  # fmt: skip
-
-
-def per_layer_text(result: dict) -> str:
-    """``0: 0.512, 1: 0.634`` for the one-line summaries the CLIs print."""
-    return ", ".join(f"{k}: {v:.3f}" for k, v in result["per_layer"].items())
 
 
 def variant_of(args) -> str:

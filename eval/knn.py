@@ -31,8 +31,9 @@ import numpy as np
 from prednet2.cli import OneLineParser, out_file, prog_name
 
 from .common import fail, skipped_text, write_json
-from .featureset import FeatureSource, add_feature_args, add_seed_args, parse_seed_args, per_layer_text, run_seeds
+from .featureset import FeatureSource, add_feature_args
 from .probe import SetResult, Standardiser
+from .seeds import add_seed_args, parse_seed_args, per_layer_text, run_seeds
 
 DEFAULT_KS: tuple[int, ...] = (1, 5, 20)
 
@@ -101,8 +102,10 @@ def knn_one_set(
     """
     z = Standardiser.fit(x_train)
     bank, y = z(x_train), np.asarray(y_train)
+    # a k past the bank acts as the whole bank (leave-one-out: all but the row): count it as the k it really is
+    ks = sorted({max(1, min(int(k), len(y) - 1)) for k in ks})
     best_k, best_val = min(ks), -1.0
-    for k in sorted(ks):  # ascending: only a strictly better score replaces, so ties keep the smaller k
+    for k in ks:  # ascending: only a strictly better score replaces, so ties keep the smaller k
         acc = float(np.mean(knn_predict(bank, y, None, k) == y))
         if acc > best_val:
             best_k, best_val = k, acc

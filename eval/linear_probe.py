@@ -22,8 +22,9 @@ from prednet2.cli import OneLineParser, out_file, prog_name
 from prednet2.runinfo import environment
 
 from .common import skipped_text, write_json
-from .featureset import FeatureSource, add_feature_args, add_seed_args, parse_seed_args, per_layer_text, run_seeds
+from .featureset import FeatureSource, add_feature_args
 from .probe import DEFAULT_CS
+from .seeds import add_seed_args, parse_seed_args, per_layer_text, run_seeds
 from .shots import protocol_for
 
 

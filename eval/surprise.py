@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="RUN/checkpoints/last.pt")
     p.add_argument("--out", required=True, type=out_file, help="surprise.json to write")
     p.add_argument("--n-clips", type=int, default=128, help="anomaly-set clips (default 128)")
-    p.add_argument("--seed", type=int, default=0, help="anomaly-set seed (and --random-init weight seed)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="anomaly-set seed (and --random-init weight seed)")
     p.add_argument("--split", default="test", help="anomaly-set split (default test)")
     p.add_argument("--score", choices=SCORES, default=DEFAULT_SCORE, help=f"headline score (default {DEFAULT_SCORE})")
     p.add_argument("--skip-frames", type=int, help="score frames t >= K (default: the set's own 'scored' frames)")

@@ -38,6 +38,9 @@ def test_cli_on_a_video_folder(tiny_run, labelled_videos, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main([str(emb), "--out", str(tmp_path / "bad.json"), "--k", "99"])
     assert e.value.code == 2 and "--k 99" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # was read as "no --k": the number of classes, without a word
+        main([str(emb), "--out", str(tmp_path / "bad.json"), "--k", "0"])
+    assert e.value.code == 2 and "--k: 0: need at least 2" in capsys.readouterr().err
     # --png-dir that is a file: refused before any work, not a traceback after cluster.json was written
     with pytest.raises(SystemExit) as e:
         main([str(emb), "--out", str(tmp_path / "c2.json"), "--png-dir", str(out)])

@@ -60,6 +60,8 @@ def test_leave_one_out_excludes_the_query_itself():
     # one item per class (one shot): nobody has a neighbour of its class, every k scores 0, the smallest k is kept
     r = knn_one_set(x[:3], np.arange(3), x[3:6], np.arange(3), np.arange(3), np.zeros(0, np.int64), ks=(1, 5))
     assert r.c == 1.0 and r.val_top1 == 0.0
+    # a k past the bank is the whole bank: recorded as the k it acts as (here 59 of the other rows), not as asked
+    assert knn_one_set(x, y, x, y, np.arange(60), np.zeros(0, np.int64), ks=(100,)).c == 59.0
 
 
 def test_parse_ks():

@@ -158,6 +158,23 @@ def test_a_corrupt_file_is_skipped_and_counted(tiny_run, videos_and_a_corrupt_fi
     assert "; 1 unusable file(s) skipped ->" in capsys.readouterr().out
 
 
+def test_a_class_folder_without_a_usable_video_is_no_class(tiny_run, labelled_videos, tmp_path, capsys):
+    """A class whose every video is skipped was counted (4 classes, chance 0.25) though no clip could carry it."""
+    import shutil
+
+    root = tmp_path / "videos"
+    shutil.copytree(labelled_videos, root, ignore=shutil.ignore_patterns(".prednet2_cache"))
+    (root / "yellow").mkdir()
+    (root / "yellow" / "only.mkv").write_text("a text file, not a video\n")
+    argv = ["--checkpoint", str(tiny_run), "--data", str(root), "--baseline", "pixels", "--seeds", "1"]
+    assert main([*argv, "--device", "cpu", "--no-progress", "--out", str(tmp_path / "p.json")]) == 0
+    r = json.loads((tmp_path / "p.json").read_text())
+    assert r["n_classes"] == 3 and r["chance"] == pytest.approx(1 / 3) and r["classes_without_videos"] == ["yellow"]
+    assert (
+        "class folder(s) yellow hold no usable video (all skipped); the probe has 3 classes" in capsys.readouterr().err
+    )
+
+
 def test_resplit_draws_the_folder_split_of_each_seed(tiny_run, tmp_path, capsys):
     """--resplit: seed s tests on the videos LabelledVideoFolder(seed=data_seed + s) puts in test; others refuse it."""
     from prednet2.datasets.labelled import LabelledVideoFolder
