@@ -7,7 +7,10 @@ The command lives in ``prednet2/train_cli.py`` (so the installed ``prednet2`` co
 
 import sys
 
-from prednet2.train_cli import main
+try:
+    from prednet2.train_cli import main
+except KeyboardInterrupt:  # Ctrl-C while torch loads: nothing has started, so no traceback
+    sys.exit(130)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -118,6 +118,13 @@ class FrameCache:
         """The cached frames ``(N, H, W, C)`` uint8 as a read-only memmap (opens no video)."""
         return np.load(self.npy_path(path, key), mmap_mode="r")
 
+    def _readable(self, path: str, key: str, n_frames: int) -> bool:
+        """Whether the cached frames of ``path`` open and hold ``n_frames`` (a damaged file is decoded again)."""
+        try:
+            return int(self.load(path, key).shape[0]) == n_frames
+        except (OSError, ValueError):
+            return False
+
     def store(self, path: str, key: str, frames: np.ndarray) -> Path:
         dest = self.npy_path(path, key)
         _atomic_write(dest, lambda f: np.save(f, np.ascontiguousarray(frames, dtype=np.uint8)))
@@ -156,7 +163,7 @@ class FrameCache:
                 continue
             k = self.key(path, st)
             e = old.get(path)
-            if e and e.get("key") == k and (e.get("reason") or self.npy_path(path, k).exists()):
+            if e and e.get("key") == k and (e.get("reason") or self._readable(path, k, int(e["n_frames"]))):
                 entries.append(CacheEntry(path, k, int(e["n_frames"]), e["reason"], bool(e["truncated"])))
                 continue
             if self.npy_path(path, k).exists():  # built by another scan (another root, another process)

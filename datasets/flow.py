@@ -18,10 +18,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .errors import DataError
+
 BACKENDS = ("dis", "farneback", "raft")
 
 
-class FlowError(ValueError):
+class FlowError(DataError):
     """A flow backend cannot run as configured (unknown name, missing RAFT weights, bad frames)."""
 
 
@@ -110,7 +112,8 @@ class RAFTFlow:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear message
-            raise FlowError(f"motion.raft_weights: cannot read {path} as a torch state dict ({e})") from None
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise FlowError(f"motion.raft_weights: cannot read {path} as a torch state dict ({first})") from None
         if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
             state = state["model"]
         errors = []

@@ -269,7 +269,7 @@ class Config:
             try:
                 d = yaml.safe_load(p.read_text()) or {}
             except yaml.YAMLError as e:
-                raise ConfigError(f"{p}: not valid YAML ({e})") from None
+                raise ConfigError(f"{p}: not valid YAML ({_yaml_problem(e)})") from None
             except UnicodeDecodeError:  # e.g. a checkpoint passed as --config
                 raise ConfigError(f"{p}: a binary file, not a YAML config (such as configs/*.yaml)") from None
             if not isinstance(d, dict):
@@ -313,6 +313,13 @@ STORED_BEFORE: dict[str, dict[str, Any]] = {
     "model": {"error_loss": "l1", "error_weight": 1.0, "flow_weight": 0.0},
     "train": {"lr_schedule": "constant", "decay_start": 0, "anchor_weight": 0.0},
 }
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """PyYAML's error on one line: what is wrong and where (its own text spans several lines)."""
+    mark = getattr(e, "problem_mark", None)
+    what = getattr(e, "problem", None) or str(e).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {what}" if mark is not None else what
 
 
 def register_preset(name: str, fields: dict[str, Any]) -> None:

@@ -11,9 +11,12 @@ RUN/summary.json             steps, final per-layer losses, throughput, what was
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from prednet2.checkpoint import load_checkpoint
 from prednet2.config import Config, ConfigError
@@ -71,6 +74,11 @@ def check_out_dir(paths: RunPaths, resume: bool) -> None:
         raise RunFolderError(f"--out {root} {where}, not a folder; give a folder path (it is created when missing)")
     if not os.access(p, os.W_OK | os.X_OK):
         raise RunFolderError(f"--out {root}: {p} is not writable; pick a folder you can write to")
+    for sub in (paths.ckpt_dir, paths.tb):  # made later, after data preparation or training: refuse now
+        if sub.exists() and not sub.is_dir():
+            raise RunFolderError(
+                f"--out {root}: {sub} is a file where the run keeps a folder; move it or pick another --out"
+            )
     if paths.last.is_file() and not resume:
         raise RunFolderError(
             f"--out {root} already holds a run ({paths.last}); pass --resume to continue it or pick another folder"
@@ -115,6 +123,18 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def config_file_was_edited(paths: RunPaths, stored: Config) -> bool:
+    """Whether RUN/config.yaml no longer says what the checkpoint's config does (edited by hand, or damaged): the run
+    writes it for people to read and reuse; a resume reads the checkpoint's and rewrites the file."""
+    try:
+        d = yaml.safe_load(paths.config.read_text())
+        return Config.from_stored(d).to_dict() != stored.to_dict()
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError, TypeError, AttributeError, yaml.YAMLError):  # ConfigError is a ValueError
+        return True
+
+
 def config_for_resume(out_dir: str | Path, sets: list[str] | None = None) -> Config:
     """The config a ``--resume`` continues with: the checkpoint's own, with ``--set`` overrides on top.
 
@@ -129,6 +149,12 @@ def config_for_resume(out_dir: str | Path, sets: list[str] | None = None) -> Con
         cfg = stored.replace(sets or [])
     except ConfigError as e:
         raise ConfigError(f"{e} (while applying --set to the config stored in {paths.last})") from None
+    if config_file_was_edited(paths, stored):
+        print(
+            f"warning: {paths.config} differs from the config stored in {paths.last}; --resume continues with the "
+            "checkpoint's (give changes as --set key=value)",
+            file=sys.stderr,
+        )
     changed = frozen_changes(stored, cfg)
     if changed:
         raise ConfigError(

@@ -18,6 +18,8 @@ class SurpriseGate:
             raise ValueError(f"gate: unknown mode {mode!r}; choose one of {', '.join(self.MODES)}")
         if history < 2 or min_history < 2 or min_history > history:
             raise ValueError(f"--history {history} and --min-history {min_history}: need 2 <= min-history <= history")
+        if not math.isfinite(z_threshold):
+            raise ValueError(f"--z-threshold {z_threshold:g}: need a finite number of standard deviations, like 1.0")
         if mode == "lr" and z_threshold <= 0:
             raise ValueError(f"--gate lr scales the rate by z / --z-threshold, so it needs --z-threshold > 0, got "
                              f"{z_threshold:g}")  # fmt: skip

@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     from prednet2.checkpoint import CheckpointError
     from prednet2.config import Config, ConfigError
     from prednet2.datasets import DataError
+    from prednet2.train_state import SecondInterrupt
     from prednet2.trainer import NonFiniteLossError, RunFolderError, TrainingInterrupted, config_for_resume, train
 
     sets = list(args.sets)
@@ -87,8 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingInterrupted as e:
         print(f"{prog}: {e}; continue with --resume", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print(f"{prog}: aborted (second interrupt) without saving", file=sys.stderr)
+    except KeyboardInterrupt as e:  # the loop turns a first SIGINT into a checkpoint; this one came before or twice
+        if isinstance(e, SecondInterrupt):
+            print(f"{prog}: aborted (second interrupt) without saving", file=sys.stderr)
+        else:
+            print(f"{prog}: interrupted before training started; nothing to save", file=sys.stderr)
         return 130
     from prednet2.distributed import is_main_process
 

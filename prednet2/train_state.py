@@ -141,6 +141,10 @@ def save_run_checkpoint(ts: TrainState) -> Path:
     return ts.paths.last
 
 
+class SecondInterrupt(KeyboardInterrupt):
+    """A second SIGINT while the first one's checkpoint was pending: abort at once, without saving."""
+
+
 @contextlib.contextmanager
 def stop_on_signals(ts: TrainState):
     """SIGINT/SIGTERM set a flag the loop checks after each step; a second SIGINT aborts at once."""
@@ -150,7 +154,7 @@ def stop_on_signals(ts: TrainState):
 
     def handler(signum, frame):
         if ts.stop_signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+            raise SecondInterrupt
         ts.stop_signal = signum
         say(f"{signal.Signals(signum).name} received: saving a checkpoint after this step")
 

@@ -184,7 +184,7 @@ CASES = [
     ("inspect_missing", lambda f: ["inspect", "/no/such/videos"], "/no/such/videos"),
     ("inspect_synthetic", lambda f: ["inspect", "synthetic:shapes"], "built-in synthetic video has no files"),
     ("inspect_clip_len_one", lambda f: ["inspect", str(f.ucf), "--clip-len", "1"], "--clip-len 1: must be >= 2"),
-    ("bad_yaml", lambda f: _train(f, "--config", str(f.d / "bad.yaml")), "not valid YAML"),
+    ("bad_yaml", lambda f: _train(f, "--config", str(f.d / "bad.yaml")), "not valid YAML (line "),
     ("yaml_not_mapping", lambda f: _train(f, "--config", str(f.d / "list.yaml")), "top level must be a mapping"),
     ("yaml_unknown_key", lambda f: _train(f, "--config", str(f.d / "unknown.yaml")), "'train.stepz'"),
     ("set_unknown_key", lambda f: _train(f, "--set", "train.lrr=1"), "'train.lrr'"),
@@ -328,6 +328,17 @@ def test_unwritable_out(f, capsys, monkeypatch):
     monkeypatch.setattr(run_folder.os, "access", lambda p, mode: False)
     code, err = run_cli(_train(f), capsys)
     assert_one_clear_line(code, err, "is not writable; pick a folder you can write to")
+
+
+@pytest.mark.parametrize("sub", ["tb", "checkpoints"])
+def test_out_whose_run_subfolder_is_a_file_is_refused_before_training(f, capsys, sub):
+    # Found before any data is prepared: the checkpoint folder was made only at the first save, so a file there
+    # lost the whole training.
+    out = f.d / f"sub_is_file_{sub}"
+    out.mkdir(exist_ok=True)
+    (out / sub).write_text("")
+    code, err = run_cli(["train", "--data", "synthetic:shapes", "--out", str(out), "--steps", "1"], capsys)
+    assert_one_clear_line(code, err, f"{out / sub} is a file where the run keeps a folder")
 
 
 @pytest.mark.parametrize(

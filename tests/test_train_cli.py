@@ -87,6 +87,26 @@ def test_cuda_requested_without_gpu(capsys, tmp_path):
     assert code == 2 and "CUDA is not available" in _one_error_line(err)
 
 
+@pytest.mark.parametrize(
+    "raised, said",
+    [
+        (KeyboardInterrupt, "train.py: interrupted before training started; nothing to save"),  # e.g. decoding
+        ("second", "train.py: aborted (second interrupt) without saving"),
+    ],
+)
+def test_an_interrupt_outside_the_loop_says_which_it_was(raised, said, capsys, tmp_path, monkeypatch):
+    # The loop turns a first Ctrl-C into a checkpoint; one during data preparation was reported as a second one.
+    import prednet2.trainer
+    from prednet2.train_state import SecondInterrupt
+
+    def interrupted(*a, **k):
+        raise SecondInterrupt if raised == "second" else raised
+
+    monkeypatch.setattr(prednet2.trainer, "train", interrupted)
+    code, _, err = _run(["--data", "synthetic:shapes", "--out", str(tmp_path / "r"), *_args()], capsys)
+    assert code == 130 and err.strip() == said
+
+
 def test_run_folder_steps_total_and_resume(capsys, tmp_path):
     run = tmp_path / "run"
     base = ["--data", "synthetic:shapes", "--out", str(run), *_args()]
@@ -106,13 +126,19 @@ def test_run_folder_steps_total_and_resume(capsys, tmp_path):
     # The folder holds a run: without --resume that is refused, with it --steps counts the total.
     code, _, err = _run([*base, "--steps", "5"], capsys)
     assert code == 2 and "--resume" in _one_error_line(err)
-    code, _, _ = _run([*base, "--steps", "5", "--resume"], capsys)
-    assert code == 0
+    code, _, err = _run([*base, "--steps", "5", "--resume"], capsys)
+    assert code == 0 and "warning" not in err  # the run's own config.yaml reads as its checkpoint's config
     assert json.loads((run / "summary.json").read_text())["steps"] == 5
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 5
+    # A hand edit of RUN/config.yaml is not what a resume reads: said, not silently overwritten.
+    cfg_file = run / "config.yaml"
+    cfg_file.write_text(cfg_file.read_text().replace("  lr: ", "  lr: 0.5  # was "))
+    code, _, err = _run([*base, "--steps", "6", "--resume"], capsys)
+    assert code == 0 and f"warning: {cfg_file} differs from the config stored in " in err
+    assert "--resume continues with the checkpoint's (give changes as --set key=value)" in err
 
     # A different architecture on resume is refused before any weight is loaded, naming the field and both values.
-    code, _, err = _run([*base, "--steps", "6", "--resume", "--set", "model.channels=[4,6]"], capsys)
+    code, _, err = _run([*base, "--steps", "7", "--resume", "--set", "model.channels=[4,6]"], capsys)
     line = _one_error_line(err)
     assert code == 2 and "--resume cannot change model.channels ([4, 8] -> [4, 6])" in line
     code, _, err = _run([*base, "--resume", "--config", "configs/tiny.yaml"], capsys)

@@ -76,6 +76,18 @@ def test_invalidated_when_file_changes(vt, folder, tmp_path, count_decodes):
     assert len(list(cache.glob("v0-*.npy"))) == 1  # the stale frames were removed
 
 
+def test_a_damaged_cache_file_is_decoded_again(folder, tmp_path, count_decodes):
+    cache = tmp_path / "cache"
+    ds = VideoFolder(folder, clip_len=4, size=(16, 16), cache_dir=cache, progress=False)
+    want = _all_items(ds)
+    (damaged,) = cache.glob("v0-*.npy")
+    damaged.write_bytes(damaged.read_bytes()[:500])  # truncated: its header promises frames the file lacks
+    ds2 = VideoFolder(folder, clip_len=4, size=(16, 16), cache_dir=cache, progress=False)
+    assert count_decodes[2:] == [str(folder / "v0.mkv")]  # only the damaged file decodes again
+    for a, b in zip(want, _all_items(ds2), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_options_change_the_key(folder, tmp_path, count_decodes):
     cache = tmp_path / "cache"
     a = VideoFolder(folder, clip_len=4, size=(16, 16), cache_dir=cache, progress=False)
