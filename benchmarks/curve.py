@@ -38,7 +38,7 @@ from study import (  # noqa: E402
     readout_note,
 )
 
-from prednet2.cli import OneLineParser  # noqa: E402
+from prednet2.cli import OneLineParser, out_file  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", default="default", help="built-in variants (default: default)")
     add_study_args(p, tasks="direction,speed,kind,digit", out="runs/curve")
     p.add_argument("--train-seed", type=int, default=0, help="training seed (default 0)")
-    p.add_argument("--png", help="draw the curves here: the mean over tasks, then each task (default OUT/curve.png)")
+    p.add_argument(
+        "--png", type=out_file, help="draw the curves here: the mean over tasks, then each task (default OUT/curve.png)"
+    )
     return p
 
 
@@ -95,7 +97,9 @@ def run(args: argparse.Namespace) -> dict:
                 continue
             src = ck / f"step_{p:06d}.pt"
             if not src.is_file():
-                raise StudyError(f"{src} missing: the run did not save step {p}")
+                raise StudyError(
+                    f"{src} missing: the run did not save step {p}; remove {runner.out / n} or give another --out"
+                )
             # eval writes next to RUN/checkpoints; one folder per point keeps the feature caches apart
             dst = runner.out / f"{n}@{p}" / "checkpoints" / "last.pt"
             if not dst.is_file():

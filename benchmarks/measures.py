@@ -32,7 +32,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from prednet2.eval.common import run_dir_of, write_json  # noqa: E402
-from study import BASKETBALL, Runner, StudyError, StudyFailure, main_guard, markdown_table, paired  # noqa: E402
+from study import (  # noqa: E402
+    BASKETBALL,
+    Runner,
+    StudyError,
+    StudyFailure,
+    _last_line,
+    main_guard,
+    markdown_table,
+    paired,
+)
 
 from prednet2.checkpoint import CheckpointError, resolve_checkpoint  # noqa: E402
 from prednet2.cli import OneLineParser, int_at_least, out_file, out_folder  # noqa: E402
@@ -115,7 +124,11 @@ def probe(runner: Runner, ckpt: Path, measure: str, random_init: bool) -> float:
     log = f"measure_{run.name}{tag}_{measure}_{kind}"
     rc = runner.run(args, log)
     if rc != 0 or not out.is_file():
-        raise StudyFailure(f"{measure} on {ckpt} ({kind}) failed (exit {rc}); see {runner.out / 'logs' / log}.log")
+        log_path = runner.out / "logs" / f"{log}.log"
+        said = _last_line(log_path).split(" error: ", 1)[-1]  # the probe's own words, without its program name
+        if rc == 2:  # the probe refused its input (e.g. a file that is no checkpoint): bad input, said as it said it
+            raise StudyError(f"{measure} on {ckpt} ({kind}): {said} (log: {log_path})")
+        raise StudyFailure(f"{measure} on {ckpt} ({kind}) failed (exit {rc}): {said} (log: {log_path})")
     top1 = 100 * json.loads(out.read_text())["top1"]
     runner.say(f"{run.name} {measure} ({kind}): {top1:.1f}")
     return top1

@@ -141,7 +141,7 @@ def parse_probe(args, tasks: list[str] = ()) -> Probe:
 
 def add_study_args(p, *, tasks: str, out: str) -> None:
     """The options every study script shares: variants, data, probe sizes, jobs, output. ``p``: an ArgumentParser."""
-    from prednet2.cli import out_file
+    from prednet2.cli import out_file, out_folder
 
     p.add_argument("--variant", action="append", default=[], metavar="NAME=K=V;K=V", help="a custom variant")
     p.add_argument("--tasks", default=tasks, help=f"probe tasks (default {tasks}; known: {', '.join(TASKS)})")
@@ -167,7 +167,7 @@ def add_study_args(p, *, tasks: str, out: str) -> None:
                    help="with the bins, the whole clip's mean and the bins' change in place of their means (eval "
                    "--readout-trend; default: each checkpoint's model.readout_trend)")  # fmt: skip
     p.add_argument("--jobs", type=int, default=1, help="runs side by side, one thread each (default 1)")
-    p.add_argument("--out", default=out, help=f"study folder (default {out})")
+    p.add_argument("--out", type=out_folder, default=out, help=f"study folder (default {out})")
     p.add_argument("--json", type=out_file, help="write the figures here")
 
 
@@ -255,18 +255,23 @@ class Runner:
         """Train one run into ``out/name`` (reused when its summary.json exists); returns the summary."""
         run = self.out / name
         summary = run / "summary.json"
-        if summary.is_file():
-            self.say(f"{name}: already trained")
-            return json.loads(summary.read_text())
-        if run.exists() and any(run.iterdir()):
-            raise StudyError(f"{run} holds an unfinished run (no summary.json): remove it, or let it finish first")
         # a variant may train on other data: the pseudo-setting data=SPEC (e.g. data=synthetic:mix)
         own = next((x.split("=", 1)[1] for x in sets if x.startswith("data=")), None)
         data = own or data
         sets = [x for x in sets if not x.startswith("data=")]
+        all_sets = [f"train.seed={seed}", "train.threads=1", *extra_sets, *sets]
+        request = {"data": data, "steps": steps, "budget_s": budget_s, "sets": all_sets}
+        if summary.is_file():
+            _check_same_request(run, request)
+            self.say(f"{name}: already trained")
+            return json.loads(summary.read_text())
+        if run.exists() and any(run.iterdir()):
+            raise StudyError(f"{run} holds an unfinished run (no summary.json): remove it, or let it finish first")
+        run.mkdir(parents=True, exist_ok=True)
+        (run / REQUEST).write_text(json.dumps(request, indent=1))  # what a later call must ask to reuse the run
         total = steps if steps else 10**7  # a budget run stops on SIGTERM, not on a step count
         args = ["train.py", "--data", data, "--out", str(run), "--steps", str(total), "--no-progress"]
-        for s in [f"train.seed={seed}", "train.threads=1", *extra_sets, *sets]:
+        for s in all_sets:
             args += ["--set", s]
         what = " ".join(sets) or "(default)"
         what += f" on {own}" if own else ""
@@ -319,6 +324,28 @@ class Runner:
         self.say(f"probe {ckpt.parent.parent.name} on {task} ({variant}): top-1 {100 * res['top1']:.1f} "
                  f"in {time.time() - t0:.0f} s")  # fmt: skip
         return res
+
+
+REQUEST = "study_request.json"  # in each run folder: the data, step count or budget and settings it was trained with
+
+
+def _check_same_request(run: Path, request: dict) -> None:
+    """Raise StudyError (one line) when the finished run in ``run`` was trained otherwise than ``request`` asks, so
+    a study never reports an old run as the one asked for. Runs from before the record are reused unchecked."""
+    try:
+        old = json.loads((run / REQUEST).read_text())
+    except (OSError, ValueError):
+        return
+    diffs = [
+        f"{k} {old.get(k)} (asked {request[k]})" for k in ("data", "steps", "budget_s") if old.get(k) != request[k]
+    ]
+    had, want = old.get("sets", []), request["sets"]
+    diffs += [f"--set {x} (not asked)" for x in had if x not in want]
+    diffs += [f"no --set {x} (asked)" for x in want if x not in had]
+    if diffs:
+        raise StudyError(
+            f"{run} was trained with other settings: {'; '.join(diffs)}; remove that run folder or give another --out"
+        )
 
 
 def readout_note(probe: Probe) -> str | None:

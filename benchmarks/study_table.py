@@ -54,7 +54,10 @@ def load(paths: list[str]) -> list[tuple[Path, dict]]:
     for f in files:
         try:
             res = json.loads(f.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        except json.JSONDecodeError as e:
+            raise StudyError(f"{f}: not readable JSON (line {e.lineno}, column {e.colno}: {e.msg}); pass peers.py "
+                             "--json outputs") from None  # fmt: skip
+        except (OSError, UnicodeDecodeError) as e:
             raise StudyError(f"{f}: not readable JSON ({e.__class__.__name__}); pass peers.py --json outputs") from None
         if not isinstance(res, dict) or not isinstance(res.get("variants"), dict) or "tasks" not in res:
             raise StudyError(f"{f}: not a peers.py --json output (no 'variants' and 'tasks'); curve.py files differ")

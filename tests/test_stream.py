@@ -226,6 +226,7 @@ def test_cli_errors_exit_2(tmp_path, ckpt, video, capsys):
         (["--fresh-optimizer"], "--fresh-optimizer only matters with --learn"),
         (["--lr", "1e-3"], "--lr 0.001 only matters with --learn"),
         (["--learn", "--gate", "lr", "--z-threshold", "0"], "needs --z-threshold > 0"),
+        (["--learn", "--z-threshold", "nan"], "--z-threshold nan: need a finite number"),  # the gate never opened
         (["--learn", "--lr", "-0.1"], "--lr -0.1: need a rate > 0"),  # was the checkpoint's rate, without a word
         (["--history", "5", "--min-history", "8"], "--history 5 and --min-history 8: need 2 <= min-history"),
     ):

@@ -117,3 +117,14 @@ def test_probes_run_once_per_checkpoint_with_the_measures_arguments_and_rerun_wh
     later = (run / "eval" / "measure_dirK5_trained.json").stat().st_mtime + 10
     os.utime(run / "checkpoints" / "last.pt", (later, later))  # last.pt rewritten after its probes
     assert measures.main(argv) == 0 and len(calls) == 12  # its four files are read again, step_250's are not
+
+
+def test_a_probe_that_refuses_its_checkpoint_is_bad_input_with_the_probes_own_line(tmp_path, capsys):
+    """A file that is no checkpoint reaches the probe (the table reads no checkpoint itself): eval.linear_probe's
+    one-line refusal is repeated, exit 2, not "failed (exit 2); see the log"."""
+    run = fake_run(tmp_path, "r", {})
+    rc = measures.main(["--variant", f"a={run}", "--measures", "dirK5", "--out", str(tmp_path / "o"), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert f"dirK5 on {run / 'checkpoints' / 'last.pt'} (trained): " in err[0] and "last.pt" in err[0].split("): ")[1]
+    assert "(log: " in err[0] and "Traceback" not in err[0]

@@ -110,6 +110,14 @@ def test_peers_two_step_run_and_table(tmp_path, capsys):
     t0 = time.time()
     assert peers.main(["--steps", "2", "--variants", "default", "--tasks", "direction", "--out", str(out), *TINY]) == 0
     assert time.time() - t0 < 5
+    capsys.readouterr()
+    # a finished run trained otherwise than asked is refused, not reported as the run asked for
+    for argv, expect in [(["--steps", "3"], "steps 2 (asked 3)"), (["--steps", "2", "--set", "train.lr=1e-5"],
+                                                                   "no --set train.lr=1e-5 (asked)")]:  # fmt: skip
+        assert peers.main([*argv, "--variants", "default", "--tasks", "direction", "--out", str(out), *TINY]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{out / 'default_s0'} was trained with other settings: " in err[0], err
+        assert expect in err[0] and "remove that run folder or give another --out" in err[0]
     # without the default variant, the first variant's random init is the baseline
     assert peers.main(["--steps", "2", "--variants", "", "--variant", "res=model.predict=residual", "--tasks",
                        "direction", "--out", str(out), "--no-pixels", *TINY]) == 0  # fmt: skip
