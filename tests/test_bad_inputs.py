@@ -185,6 +185,13 @@ CASES = [
     ("inspect_synthetic", lambda f: ["inspect", "synthetic:shapes"], "built-in synthetic video has no files"),
     ("inspect_clip_len_one", lambda f: ["inspect", str(f.ucf), "--clip-len", "1"], "--clip-len 1: must be >= 2"),
     ("bad_yaml", lambda f: _train(f, "--config", str(f.d / "bad.yaml")), "not valid YAML (line "),
+    # RAFT without weights: a data error of the flow backend, not a traceback
+    (
+        "raft_no_weights",
+        lambda f: _train(f, "--set", "motion=on", "--set", "motion.backend=raft"),
+        "motion.backend=raft needs torchvision",
+    ),
+    ("negative_data_seed", lambda f: [*_probe(f), "--data-seed", "-1"], "--data-seed: -1: need at least 0"),
     ("yaml_not_mapping", lambda f: _train(f, "--config", str(f.d / "list.yaml")), "top level must be a mapping"),
     ("yaml_unknown_key", lambda f: _train(f, "--config", str(f.d / "unknown.yaml")), "'train.stepz'"),
     ("set_unknown_key", lambda f: _train(f, "--set", "train.lrr=1"), "'train.lrr'"),

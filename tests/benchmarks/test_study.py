@@ -52,6 +52,7 @@ def test_options_are_checked_before_anything_trains(tmp_path, capsys):
     traceback or a silently ignored option."""
     out = tmp_path / "p"
     base = ["--steps", "1", "--variants", "default", "--tasks", "direction", "--out", str(out), *TINY]
+    (tmp_path / "afile").write_text("")
     for argv, expect in [
         (["--random-for", "defualt"], "--random-for: ['defualt'] are not among the variants (default)"),
         (["--train-seeds", ""], "--train-seeds '': expected integers >= 0 like 0,1"),
@@ -70,6 +71,13 @@ def test_options_are_checked_before_anything_trains(tmp_path, capsys):
     assert "--train-seed -1: need a seed >= 0" in capsys.readouterr().err
     assert curve.main(["--points", "2", "--tasks", "direction", "--out", str(out), "--set", "train.ckpt_every=5"]) == 2
     assert "--set train.ckpt_every=5: --points sets it for every run" in capsys.readouterr().err
+    for main, argv, expect in [  # both were found only after every run had trained and been probed
+        (curve.main, ["--points", "2", "--out", str(out), "--png", str(tmp_path)], f"--png: {tmp_path} is a folder"),
+        (peers.main, [*base, "--out", str(tmp_path / "afile")], f"--out: {tmp_path / 'afile'} is a file, not a folder"),
+    ]:
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2 and expect in capsys.readouterr().err
     assert not out.exists()
 
 
