@@ -31,7 +31,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from prednet2.eval.common import progress, set_threads, write_json  # noqa: E402
-from study import TASKS, StudyError, main_guard, markdown_table  # noqa: E402
+from study import TASKS, StudyError, main_guard  # noqa: E402
+from tables import markdown_table  # noqa: E402
 
 from prednet2.cli import OneLineParser, int_at_least, out_file  # noqa: E402
 

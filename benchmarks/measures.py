@@ -32,16 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from prednet2.eval.common import run_dir_of, write_json  # noqa: E402
-from study import (  # noqa: E402
-    BASKETBALL,
-    Runner,
-    StudyError,
-    StudyFailure,
-    _last_line,
-    main_guard,
-    markdown_table,
-    paired,
-)
+from study import BASKETBALL, Runner, StudyError, StudyFailure, _last_line, main_guard  # noqa: E402
+from tables import markdown_table, paired  # noqa: E402
 
 from prednet2.checkpoint import CheckpointError, resolve_checkpoint  # noqa: E402
 from prednet2.cli import OneLineParser, int_at_least, out_file, out_folder  # noqa: E402

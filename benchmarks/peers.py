@@ -29,15 +29,13 @@ from study import (  # noqa: E402
     Runner,
     StudyError,
     add_study_args,
-    cell,
     main_guard,
-    markdown_table,
-    mean_std,
     parse_probe,
     parse_tasks,
     parse_variants,
     readout_note,
 )
+from tables import cell, markdown_table, mean_std  # noqa: E402
 
 from prednet2.cli import OneLineParser  # noqa: E402
 

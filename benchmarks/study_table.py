@@ -30,7 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from prednet2.eval.common import write_json  # noqa: E402
-from study import StudyError, main_guard, markdown_table, paired  # noqa: E402
+from study import StudyError, main_guard  # noqa: E402
+from tables import markdown_table, paired  # noqa: E402
 
 from prednet2.cli import OneLineParser, json_files, out_file  # noqa: E402
 
