@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from pathlib import Path
 
 import numpy as np
@@ -237,7 +238,8 @@ class FeatureSource:
         """(V,) bool: which of the videos ``vids`` (indices into the ``all`` split) are test under ``split_seed``."""
         ds = self.dataset("all")
         test = ds.test_paths(split_seed)
-        return np.array([Path(ds.videos[v]).relative_to(ds.root).as_posix() in test for v in vids], dtype=bool)
+        root = os.path.abspath(ds.root)  # the videos' paths are absolute; --data may be relative
+        return np.array([Path(os.path.abspath(ds.videos[v])).relative_to(root).as_posix() in test for v in vids], bool)
 
     # ---- what the JSON files quote -----------------------------------------------------------------------
     def provenance(self) -> dict:

@@ -175,7 +175,7 @@ def test_a_class_folder_without_a_usable_video_is_no_class(tiny_run, labelled_vi
     )
 
 
-def test_resplit_draws_the_folder_split_of_each_seed(tiny_run, tmp_path, capsys):
+def test_resplit_draws_the_folder_split_of_each_seed(tiny_run, tmp_path, capsys, monkeypatch):
     """--resplit: seed s tests on the videos LabelledVideoFolder(seed=data_seed + s) puts in test; others refuse it."""
     from prednet2.datasets.labelled import LabelledVideoFolder
     from prednet2.eval.featureset import FeatureSource
@@ -204,6 +204,11 @@ def test_resplit_draws_the_folder_split_of_each_seed(tiny_run, tmp_path, capsys)
     assert main([*common, "--out", str(tmp_path / "r.json"), "--resplit", "--seeds", "3"]) == 0
     r = json.loads((tmp_path / "r.json").read_text())
     assert r["resplit"] is True and (r["n_train"], r["n_test"]) == (16, 4) and r["top1"] == 1.0
+    # --data as a relative path, as the docs write it (the videos' paths are absolute): was a ValueError
+    monkeypatch.chdir(tmp_path)
+    rel = ["--data", "ucf", "--out", str(tmp_path / "rel.json"), "--resplit", "--seeds", "2"]
+    assert main([*common[:2], *common[4:], *rel]) == 0
+    assert json.loads((tmp_path / "rel.json").read_text())["n_test"] == 4
     for bad in (["--data", "synthetic:shapes:direction"], ["--splits", str(tmp_path)]):
         with pytest.raises(SystemExit) as e:
             main([*common, *bad, "--out", str(tmp_path / "x.json"), "--resplit"])
