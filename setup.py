@@ -34,12 +34,19 @@ PINS = [
 ]
 
 
+STANDARD_NVCC = "/usr/local/cuda/bin/nvcc"
+
+
 def ext_modules():
     if os.environ.get("PREDNET2_NO_EXT") == "1":
         return [], {}
     sources_cpp = sorted(glob.glob("cuda_ext/*.cpp"))
     if not sources_cpp:
         return [], {}
+    # torch guesses CUDA_HOME from the nvcc on PATH; a wrapper script there (/usr/local/bin/nvcc) makes it guess
+    # /usr/local, which has no CUDA runtime to link. The standard toolkit folder comes first, as in the Makefile.
+    if not (os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")) and os.path.exists(STANDARD_NVCC):
+        os.environ["CUDA_HOME"] = os.path.dirname(os.path.dirname(STANDARD_NVCC))
     try:
         from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
     except ImportError:
@@ -53,6 +60,11 @@ def ext_modules():
     # and vectorise it (nothing here relies on floating-point exception flags).
     cxx = ["-O3", "-std=c++20", "-fopenmp", "-fno-trapping-math"]
     with_cuda = bool(sources_cu) and CUDA_HOME is not None and os.environ.get("PREDNET2_NO_CUDA") != "1"
+    headers = glob.glob(os.path.join(CUDA_HOME or "", "include", "cuda_runtime.h"))
+    headers += glob.glob(os.path.join(CUDA_HOME or "", "targets", "*", "include", "cuda_runtime.h"))
+    if with_cuda and not headers:  # e.g. a guess from a wrapper nvcc: the CUDA link would fail
+        print(f"prednet2: CUDA_HOME={CUDA_HOME} holds no CUDA toolkit (no cuda_runtime.h); building the CPU op only")
+        with_cuda = False
     if with_cuda:
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
         ext = CUDAExtension(
