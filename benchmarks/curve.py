@@ -38,6 +38,8 @@ from tables import cell, markdown_table, mean_std  # noqa: E402
 
 from prednet2.cli import OneLineParser, out_file  # noqa: E402
 
+POINT_KEYS = ("steps", "train.ckpt_every", "train.keep_numbered")  # set by --points: a run of other points may serve
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="benchmarks/curve.py", description=__doc__.split("\n\n")[0])
@@ -80,7 +82,14 @@ def run(args: argparse.Namespace) -> dict:
     keep = [f"train.ckpt_every={every}", f"train.keep_numbered={trained[-1] // every}", *args.sets]
     runner.map(
         lambda n: runner.train(
-            n, variants[n], data=args.data, steps=trained[-1], budget_s=None, seed=args.train_seed, extra_sets=keep
+            n,
+            variants[n],
+            data=args.data,
+            steps=trained[-1],
+            budget_s=None,
+            seed=args.train_seed,
+            extra_sets=keep,
+            may_differ=POINT_KEYS,  # a run of other points serves when it saved these (checked below)
         ),  # fmt: skip
         list(variants),
     )

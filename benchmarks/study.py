@@ -250,8 +250,10 @@ class Runner:
         budget_s: float | None,
         seed: int,
         extra_sets: list[str] = (),
+        may_differ: tuple[str, ...] = (),
     ) -> dict:
-        """Train one run into ``out/name`` (reused when its summary.json exists); returns the summary."""
+        """Train one run into ``out/name`` (reused when its summary.json exists and was trained as asked, apart from
+        the request keys or ``--set`` keys in ``may_differ``); returns the summary."""
         run = self.out / name
         summary = run / "summary.json"
         # a variant may train on other data: the pseudo-setting data=SPEC (e.g. data=synthetic:mix)
@@ -261,7 +263,7 @@ class Runner:
         all_sets = [f"train.seed={seed}", "train.threads=1", *extra_sets, *sets]
         request = {"data": data, "steps": steps, "budget_s": budget_s, "sets": all_sets}
         if summary.is_file():
-            _check_same_request(run, request)
+            _check_same_request(run, request, may_differ)
             self.say(f"{name}: already trained")
             return json.loads(summary.read_text())
         if run.exists() and any(run.iterdir()):
@@ -328,17 +330,21 @@ class Runner:
 REQUEST = "study_request.json"  # in each run folder: the data, step count or budget and settings it was trained with
 
 
-def _check_same_request(run: Path, request: dict) -> None:
+def _check_same_request(run: Path, request: dict, may_differ: tuple[str, ...] = ()) -> None:
     """Raise StudyError (one line) when the finished run in ``run`` was trained otherwise than ``request`` asks, so
-    a study never reports an old run as the one asked for. Runs from before the record are reused unchecked."""
+    a study never reports an old run as the one asked for. ``may_differ``: request keys (``steps``) and ``--set``
+    keys left out of the comparison. Runs from before the record are reused unchecked."""
     try:
         old = json.loads((run / REQUEST).read_text())
     except (OSError, ValueError):
         return
-    diffs = [
-        f"{k} {old.get(k)} (asked {request[k]})" for k in ("data", "steps", "budget_s") if old.get(k) != request[k]
-    ]
-    had, want = old.get("sets", []), request["sets"]
+    keys = [k for k in ("data", "steps", "budget_s") if k not in may_differ]
+    diffs = [f"{k} {old.get(k)} (asked {request[k]})" for k in keys if old.get(k) != request[k]]
+
+    def compared(sets: list[str]) -> list[str]:
+        return [x for x in sets if x.partition("=")[0] not in may_differ]
+
+    had, want = compared(old.get("sets", [])), compared(request["sets"])
     diffs += [f"--set {x} (not asked)" for x in had if x not in want]
     diffs += [f"no --set {x} (asked)" for x in want if x not in had]
     if diffs:

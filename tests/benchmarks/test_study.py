@@ -248,6 +248,10 @@ def test_curve_points_and_rising_flag(tmp_path, capsys):
     assert "(random init)" in out and f"chart: {tmp_path / 'c' / 'curve.png'}" in out
     args = curve.build_parser().parse_args(["--png", str(tmp_path / "mine.png")])
     assert curve.png_path(args) == str(tmp_path / "mine.png")  # --png: where it says
+    # fewer points reuse the run (it saved them); another setting is refused, not reported as the run asked for
+    assert curve.main(["--points", "2", "--tasks", "direction", "--out", str(tmp_path / "c"), *TINY]) == 0
+    argv = ["--points", "2", "--tasks", "direction", "--out", str(tmp_path / "c"), *TINY, "--set", "train.lr=1e-5"]
+    assert curve.main(argv) == 2 and "no --set train.lr=1e-5 (asked)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("clock", ["wall", "cpu"])
