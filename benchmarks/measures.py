@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from prednet2.eval.common import run_dir_of, write_json  # noqa: E402
-from study import BASKETBALL, Runner, StudyError, StudyFailure, _last_line, main_guard  # noqa: E402
+from study import BASKETBALL, Runner, StudyError, StudyFailure, last_line, main_guard  # noqa: E402
 from tables import markdown_table, paired  # noqa: E402
 
 from prednet2.checkpoint import CheckpointError, resolve_checkpoint  # noqa: E402
@@ -117,7 +117,7 @@ def probe(runner: Runner, ckpt: Path, measure: str, random_init: bool) -> float:
     rc = runner.run(args, log)
     if rc != 0 or not out.is_file():
         log_path = runner.out / "logs" / f"{log}.log"
-        said = _last_line(log_path).split(" error: ", 1)[-1]  # the probe's own words, without its program name
+        said = last_line(log_path).split(" error: ", 1)[-1]  # the probe's own words, without its program name
         if rc == 2:  # the probe refused its input (e.g. a file that is no checkpoint): bad input, said as it said it
             raise StudyError(f"{measure} on {ckpt} ({kind}): {said} (log: {log_path})")
         raise StudyFailure(f"{measure} on {ckpt} ({kind}) failed (exit {rc}): {said} (log: {log_path})")

@@ -48,7 +48,7 @@ class StudyFailure(RuntimeError):
     """A run or probe of the study failed (one line naming its log, exit 1)."""
 
 
-def _last_line(log: Path) -> str:
+def last_line(log: Path) -> str:
     """The last non-empty line of a log (what the failed command said), or '' when there is none."""
     try:
         lines = [x.strip() for x in log.read_text(errors="replace").splitlines() if x.strip()]
@@ -281,7 +281,7 @@ class Runner:
         rc = self.run(args, f"train_{name}", budget_s=budget_s)
         if not summary.is_file():
             log = self.out / "logs" / f"train_{name}.log"
-            raise StudyFailure(f"training {name} failed (exit {rc}): {_last_line(log)} (log: {log})")
+            raise StudyFailure(f"training {name} failed (exit {rc}): {last_line(log)} (log: {log})")
         s = json.loads(summary.read_text())
         self.say(f"{name}: {s['steps']} steps in {time.time() - t0:.0f} s ({s['frames_per_s']:.0f} frames/s)")
         return s
@@ -318,7 +318,7 @@ class Runner:
         if rc != 0 or not out.is_file():
             log_path = self.out / "logs" / f"{log}.log"
             raise StudyFailure(
-                f"probe of {ckpt} on {task} ({variant}) failed (exit {rc}): {_last_line(log_path)} (log: {log_path})"
+                f"probe of {ckpt} on {task} ({variant}) failed (exit {rc}): {last_line(log_path)} (log: {log_path})"
             )
         res = json.loads(out.read_text())
         # a study probes for an hour or more: say each probe as it lands, so a long run shows where it is
