@@ -111,6 +111,14 @@ def save_run_checkpoint(ts: TrainState) -> Path:
     flush_pending(ts)
     if not ts.main:
         return ts.paths.last
+    # The interval's mean loss decides best.pt before the checkpoint is written, so last.pt (and a resume from it)
+    # holds the best loss so far, this interval's included; best.pt is copied from last.pt once that is on disk.
+    new_best = False
+    if ts.cfg.train.keep_best and ts.ckpt_loss_n:
+        mean = ts.ckpt_loss_sum / ts.ckpt_loss_n
+        if mean < ts.best_loss:
+            ts.best_loss, new_best = mean, True
+    ts.ckpt_loss_sum, ts.ckpt_loss_n = 0.0, 0
     extra = {
         "epoch": ts.epoch,
         "batch_in_epoch": ts.batch_in_epoch,
@@ -127,12 +135,8 @@ def save_run_checkpoint(ts: TrainState) -> Path:
         extra=extra,
     )
     ts.last_saved_step = ts.step
-    if ts.cfg.train.keep_best and ts.ckpt_loss_n:
-        mean = ts.ckpt_loss_sum / ts.ckpt_loss_n
-        if mean < ts.best_loss:
-            ts.best_loss = mean
-            atomic_copy(ts.paths.last, ts.paths.best)
-    ts.ckpt_loss_sum, ts.ckpt_loss_n = 0.0, 0
+    if new_best:
+        atomic_copy(ts.paths.last, ts.paths.best)
     keep = ts.cfg.train.keep_numbered
     if keep > 0:
         atomic_copy(ts.paths.last, ts.paths.numbered(ts.step))

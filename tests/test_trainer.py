@@ -66,6 +66,15 @@ def test_resume_matches_straight_run(tmp_path):
     assert straight["final_loss"] == pytest.approx(resumed["final_loss"], rel=1e-5)
 
 
+def test_last_checkpoint_holds_the_best_loss_with_its_own_interval(tmp_path):
+    # A run interrupted (or ended) at a save whose interval was the best so far stored the best before it (inf after
+    # one interval), so a resume from it took its next interval for the best even when that was worse.
+    summary = train(tiny_config("train.ckpt_every=4", steps=4), "synthetic:shapes", tmp_path / "r", progress=False)
+    extra = load_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt")["extra"]
+    assert summary["best_loss"] is not None and extra["best_loss"] == pytest.approx(summary["best_loss"], rel=1e-6)
+    assert load_checkpoint(tmp_path / "r" / "checkpoints" / "best.pt")["extra"]["best_loss"] == extra["best_loss"]
+
+
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     class Bad(NaNAfter):
         bad_call = 2 * 8 - 1  # 2 windows per step: step 8's first window
