@@ -258,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "next-step ratio (MSE model / copy-last): "
         + ", ".join(f"layer {l}: {r:.3f}" for l, r in result["per_layer_ratio"].items())
+        + "; MAE (TensorBoard's pred_vs_copy_last): "
+        + ", ".join(f"{r:.3f}" for r in result["per_layer_ratio_mae"].values())
         + "; vs channel mean: "
         + ", ".join(f"{r:.3f}" for r in result["per_layer_ratio_mean"].values())
         + "; change/std: "

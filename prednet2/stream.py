@@ -388,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{summary['n_frames']} frames at {summary['frames_per_s']} frames/s, {summary['n_updates']} updates; "
         f"peak RSS {r[last]['peak_rss_mb']:.0f} MiB; wrote {a.out}/stream.json, surprise.csv"
         + (", stream.mp4" if summary["video"] else "")
+        + (f"; the learned weights: {summary['checkpoint_out']}" if summary.get("checkpoint_out") else "")
         + (f"; skipped {len(summary['skipped'])} unreadable file(s) (in stream.json)" if summary["skipped"] else "")
     )
     return 0

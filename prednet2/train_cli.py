@@ -104,9 +104,16 @@ def main(argv: list[str] | None = None) -> int:
         f"done: {summary['steps']} steps, {summary['frames_per_s']:.0f} frames/s, final loss per layer {{{losses}}}\n"
         f"summary:     {run / 'summary.json'}\n"
         f"checkpoint:  {run / 'checkpoints' / 'last.pt'}\n"
-        f"TensorBoard: tensorboard --logdir {run / 'tb'}"
+        f"TensorBoard: {tensorboard_command()} --logdir {run / 'tb'}"
     )
     return 0
+
+
+def tensorboard_command() -> str:
+    """How to start TensorBoard from this environment: the executable beside this Python (a venv's, which a shell
+    without the venv active does not find by name), else the bare name."""
+    exe = Path(sys.executable).parent / "tensorboard"
+    return str(exe) if exe.is_file() else "tensorboard"
 
 
 if __name__ == "__main__":

@@ -253,6 +253,9 @@ def test_stream_learning_with_a_full_anchor_keeps_the_checkpoints_weights(tmp_pa
     run_stream(str(video), str(path), tmp_path / "off", anchor_weight=0.0, **kw)
     free = load_checkpoint(tmp_path / "off" / "last.pt")["model"]
     assert any(not torch.equal(before[k], free[k]) for k in before)
+    # the command's last line names the learned weights, --learn's main output
+    assert main([str(video), "--checkpoint", str(path), "--out", str(tmp_path / "cli"), "--learn", "--no-video"]) == 0
+    assert f"the learned weights: {tmp_path / 'cli' / 'last.pt'}" in capsys.readouterr().out
     for argv, msg in (
         (["--anchor-weight", "-1", "--learn"], "--anchor-weight -1: need a weight >= 0"),
         (["--anchor-weight", "1"], "--anchor-weight only matters with --learn"),

@@ -111,7 +111,8 @@ def test_run_folder_steps_total_and_resume(capsys, tmp_path):
     run = tmp_path / "run"
     base = ["--data", "synthetic:shapes", "--out", str(run), *_args()]
     code, out, _ = _run([*base, "--steps", "3"], capsys)
-    assert code == 0 and "TensorBoard: tensorboard --logdir" in out
+    tb = Path(sys.executable).parent / "tensorboard"  # the venv's: the printed command runs as printed
+    assert code == 0 and f"TensorBoard: {tb} --logdir" in out
     summary = json.loads((run / "summary.json").read_text())
     assert SUMMARY_KEYS <= set(summary)
     assert summary["steps"] == 3 and set(summary["final_loss"]) == {"0", "1"}
