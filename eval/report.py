@@ -157,17 +157,26 @@ def _variant(d: dict) -> str:
 
 # ---- tables ------------------------------------------------------------------------------------------------
 def probe_rows(c: Collected) -> list[dict]:
-    """One row per (run, dataset): the three variants side by side."""
-    rows: dict[tuple[str, str], dict] = {}
+    """One row per (run, dataset, clip length): the three variants side by side. Probes read at other clip lengths
+    are not comparable, so they get rows of their own, the length named in the task column."""
+    rows: dict[tuple[str, str, object], dict] = {}
+    lengths: dict[tuple[str, str], set] = {}
     for f, d in c.probes:
         run = _run_of(d)
         task = fl.task_of(d)  # the dataset, plus the clips per video when not the one centre clip
-        row = rows.setdefault((run, task), {"run": run, "dataset": task, "files": []})
+        lengths.setdefault((run, task), set()).add(d.get("clip_len"))
+        row = rows.setdefault((run, task, d.get("clip_len")), {"run": run, "dataset": task, "files": []})
         v = _variant(d)
         if v in row:
-            raise ReportError(f"{f}: a second {v} probe for {_name(run)} / {task} (also {row[v + '_file']})")
+            raise ReportError(
+                f"{f}: a second {v} probe for {_name(run)} / {task} at the same clip length (also {row[v + '_file']}); "
+                "pass only one of them"
+            )
         row[v] = d
         row[v + "_file"] = f
+    for (run, task, clip_len), row in rows.items():
+        if len(lengths[(run, task)]) > 1:
+            row["dataset"] = f"{task} ({clip_len} frames)"
     return list(rows.values())
 
 

@@ -61,6 +61,19 @@ def test_cli_bad_inputs_exit_2(tmp_path, capsys):
     assert "second trained probe" in capsys.readouterr().err
 
 
+def test_probes_at_other_clip_lengths_get_rows_of_their_own(tmp_path):
+    # trained and random init read at 5 frames beside pixels at 20 made one row of incomparable figures
+    run = make_run(tmp_path)
+    for name, v, top1 in (("probe_c5.json", "trained", 0.7), ("probe_c5_random.json", "random_init", 0.35)):
+        write(run / name, {**probe(run, v, top1), "clip_len": 5})
+    for name in ("probe.json", "probe_random_init.json", "probe_pixels.json"):
+        d = json.loads((run / name).read_text())
+        write(run / name, {**d, "clip_len": 20})
+    md = render(collect([str(run)]))
+    assert "| shapes_run | synthetic:shapes:direction (5 frames) | 70.0 ± 1.0 | 35.0 ± 1.0 | – | +35.0 |" in md
+    assert "| shapes_run | synthetic:shapes:direction (20 frames) | 61.2 ± 1.0 | 40.0 ± 1.0 | 30.0 ± 1.0 |" in md
+
+
 def test_a_cut_or_hand_edited_result_names_its_file(tmp_path, capsys):
     cut = {k: v for k, v in probe(tmp_path, "trained", 0.5).items() if k != "top1_std"}  # an older or cut file
     edited = probe(tmp_path, "trained", 0.5) | {"top1": "0.5"}  # a figure typed in as text
