@@ -70,6 +70,7 @@ class TrainState:
     ckpt_loss_n: int = 0
     frames: int = 0  # frames trained on in this session
     train_s: float = 0.0  # seconds in the loop in this session
+    train_s_before: float = 0.0  # seconds in the loop in the sessions before a resume (from the checkpoint)
     t_log: float = 0.0
     frames_at_log: int = 0
     stop_signal: int | None = None
@@ -124,6 +125,7 @@ def save_run_checkpoint(ts: TrainState) -> Path:
         "batch_in_epoch": ts.batch_in_epoch,
         "best_loss": ts.best_loss,
         "last_losses": list(ts.last_losses),
+        "train_s_total": ts.train_s_before + ts.train_s,  # the run's training time over every session so far
     }
     save_checkpoint(
         ts.paths.last,

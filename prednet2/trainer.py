@@ -273,6 +273,7 @@ def _restore(ts: TrainState, ckpt: dict[str, Any]) -> None:
     ex = ckpt["extra"]
     ts.step, ts.epoch, ts.batch_in_epoch = int(ckpt["step"]), int(ex["epoch"]), int(ex["batch_in_epoch"])
     ts.best_loss, ts.last_losses = float(ex["best_loss"]), list(ex["last_losses"])
+    ts.train_s_before = float(ex.get("train_s_total", 0.0))  # checkpoints from before the key: unknown, 0
     ts.last_saved_step = ts.step
 
 
@@ -295,6 +296,7 @@ def _summary(
         "skipped": skipped[:20],
         "wall_s": time.perf_counter() - t_start,
         "train_s": ts.train_s,
+        "train_s_total": ts.train_s_before + ts.train_s,  # every session's, when resumed (train_s: this one's)
         "frames_per_s": ts.frames / ts.train_s if ts.train_s > 0 else 0.0,
         "steps_per_s": (ts.step - start_step) / ts.train_s if ts.train_s > 0 else 0.0,
         "status": status,

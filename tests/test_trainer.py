@@ -59,6 +59,8 @@ def test_resume_matches_straight_run(tmp_path):
     resumed = train(tiny_config(*extra, steps=12), "synthetic:shapes", tmp_path / "b", resume=True,
                     model_factory=NoisyStack, progress=False)  # fmt: skip
     assert straight["steps"] == resumed["steps"] == 12 and resumed["resumed_from"] == 6
+    assert resumed["train_s_total"] > resumed["train_s"] > 0  # the first session's time is counted in the total
+    assert straight["train_s_total"] == straight["train_s"]
     a, b = _params(tmp_path / "a"), _params(tmp_path / "b")
     assert a.keys() == b.keys()
     for k in a:
