@@ -152,6 +152,10 @@ class VideoFolder(Dataset):
         self._mm: OrderedDict[int, np.ndarray] = OrderedDict()
         self._pid = os.getpid()
 
+    def padded_videos(self) -> list[tuple[str, int]]:
+        """(path, frames) of the videos shorter than a clip, which ``pad_short`` pads with their last frame."""
+        return [(str(v), n) for v, n in zip(self.videos, self._n_frames) if n < self.span]
+
     def _warn_padded(self) -> None:
         """With pad_short, say once how many videos are shorter than a clip: their repeated last frame is read too."""
         short = [n for n in self._n_frames if n < self.span]

@@ -188,6 +188,17 @@ def skipped_files(*datasets: Any) -> list[dict]:
     return [{"path": p, "reason": r} for p, r in seen.items()]
 
 
+def padded_files(*datasets: Any) -> dict:
+    """How many distinct videos the datasets padded to a clip (shorter than one), and the shortest: the probe JSON
+    records it, since a probe of padded clips reads repeated frames (the warning went to stderr)."""
+    seen: dict[str, int] = {}
+    for ds in datasets:
+        get = getattr(ds, "padded_videos", None)
+        for path, n in get() if callable(get) else []:
+            seen.setdefault(path, n)
+    return {"n_padded": len(seen), "shortest_padded": min(seen.values()) if seen else None}
+
+
 def skipped_text(skipped: list[dict]) -> str:
     """``; 2 unusable file(s) skipped`` for the one-line summaries the CLIs print ("" when none was)."""
     return f"; {len(skipped)} unusable file(s) skipped" if skipped else ""

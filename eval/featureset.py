@@ -28,6 +28,7 @@ from .common import (
     fail,
     input_motion,
     load_or_exit,
+    padded_files,
     parse_layers,
     random_init_model,
     resolve_device,
@@ -264,6 +265,7 @@ class FeatureSource:
             "cache_hits": sum(self.cache_hits),
             "n_skipped": len(skipped),
             "skipped": skipped,
+            **padded_files(*self._datasets.values()),  # videos shorter than a clip, read with their last frame repeated
         }
 
     def num_classes(self, *ys: np.ndarray) -> int:

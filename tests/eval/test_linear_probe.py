@@ -175,6 +175,16 @@ def test_a_class_folder_without_a_usable_video_is_no_class(tiny_run, labelled_vi
     )
 
 
+def test_padded_videos_are_counted_in_the_json(tiny_run, labelled_videos, tmp_path):
+    """Videos shorter than a clip are padded with their last frame: said on stderr, and now in probe.json too."""
+    argv = ["--checkpoint", str(tiny_run), "--data", str(labelled_videos), "--baseline", "pixels", "--seeds", "1"]
+    for clip_len, want in (("16", (3, 14)), ("8", (0, None))):  # each class's first video has 14 frames
+        out = tmp_path / f"p{clip_len}.json"
+        assert main([*argv, "--clip-len", clip_len, "--device", "cpu", "--no-progress", "--out", str(out)]) == 0
+        r = json.loads(out.read_text())
+        assert (r["n_padded"], r["shortest_padded"]) == want
+
+
 def test_resplit_draws_the_folder_split_of_each_seed(tiny_run, tmp_path, capsys, monkeypatch):
     """--resplit: seed s tests on the videos LabelledVideoFolder(seed=data_seed + s) puts in test; others refuse it."""
     from prednet2.datasets.labelled import LabelledVideoFolder
