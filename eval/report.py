@@ -321,8 +321,10 @@ def bar_chart(c: Collected, path: str | Path) -> Path | None:
         stds = [100 * r[v]["top1_std"] if v in r else 0.0 for r in rows]
         ax.bar(x + (k - 1) * width, means, width, yerr=stds, capsize=3, label=VARIANT_TITLES[v])
     chance = [100 * (r.get("trained") or r.get("random_init") or r.get("pixels")).get("chance", np.nan) for r in rows]
-    ax.scatter(x, chance, marker="_", s=600, color="black", zorder=3, label="chance")
-    ax.set_xticks(x, [f"{r['dataset'].replace('synthetic:', '')}\n({_name(r['run'])})" for r in rows], fontsize=8)
+    for i, ch in enumerate(chance):  # across the row's three bars, not the middle one alone
+        ax.hlines(ch, i - 1.5 * width, i + 1.5 * width, color="black", zorder=3, label="chance" if i == 0 else None)
+    names = [r["dataset"].replace("synthetic:", "").split("/")[-1] for r in rows]  # a folder by its own name
+    ax.set_xticks(x, [f"{n}\n({_name(r['run'])})" for n, r in zip(names, rows)], fontsize=8)
     ax.set_ylabel("test top-1 (%)")
     ax.set_ylim(0, 100)
     ax.set_xlim(-0.7, len(rows) - 0.3)
