@@ -118,12 +118,13 @@ class FrameCache:
         """The cached frames ``(N, H, W, C)`` uint8 as a read-only memmap (opens no video)."""
         return np.load(self.npy_path(path, key), mmap_mode="r")
 
-    def _readable(self, path: str, key: str, n_frames: int) -> bool:
-        """Whether the cached frames of ``path`` open and hold ``n_frames`` (a damaged file is decoded again)."""
+    def _cached_frames(self, path: str, key: str) -> int | None:
+        """How many frames the cache holds for ``path``; None without a readable cache file (missing or damaged:
+        the video is decoded again)."""
         try:
-            return int(self.load(path, key).shape[0]) == n_frames
+            return int(self.load(path, key).shape[0])
         except (OSError, ValueError):
-            return False
+            return None
 
     def store(self, path: str, key: str, frames: np.ndarray) -> Path:
         dest = self.npy_path(path, key)
@@ -163,16 +164,13 @@ class FrameCache:
                 continue
             k = self.key(path, st)
             e = old.get(path)
-            if e and e.get("key") == k and (e.get("reason") or self._readable(path, k, int(e["n_frames"]))):
+            if e and e.get("key") == k and e.get("reason"):  # a skip is remembered: the file is not read again
                 entries.append(CacheEntry(path, k, int(e["n_frames"]), e["reason"], bool(e["truncated"])))
                 continue
-            if self.npy_path(path, k).exists():  # built by another scan (another root, another process)
-                try:
-                    n = int(self.load(path, k).shape[0])
-                    entries.append(CacheEntry(path, k, n, "", bool(e and e.get("truncated"))))
-                    continue
-                except (OSError, ValueError):
-                    pass  # unreadable cache file: decode again
+            n = self._cached_frames(path, k)  # indexed here, or built by another scan (another root, process)
+            if n is not None:
+                entries.append(CacheEntry(path, k, n, "", bool(e and e.get("truncated"))))
+                continue
             entries.append(None)
             misses.append((len(entries) - 1, path, st, k))
         bar = tqdm(
