@@ -81,8 +81,19 @@ class Standardiser:
         std = x.std(axis=0)
         return cls(mean=x.mean(axis=0), std=np.where(std > 1e-8, std, 1.0))
 
+    @classmethod
+    def identity(cls, x: np.ndarray) -> Standardiser:
+        """No scaling: for features already standardised elsewhere (on the unlabelled videos, ``eval.pool``)."""
+        f = np.asarray(x).shape[1]
+        return cls(mean=np.zeros(f), std=np.ones(f))
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return (np.asarray(x, dtype=np.float64) - self.mean) / self.std
+
+
+def scaler_for(standardise: bool) -> Callable[[np.ndarray], Standardiser]:
+    """How the probe scales: z-score on the labelled videos it fits on (True), or leave as given (False)."""
+    return Standardiser.fit if standardise else Standardiser.identity
 
 
 def fit_logreg(x: np.ndarray, y: np.ndarray, c: float, max_iter: int = 1000) -> tuple[LogisticRegression, bool]:
@@ -115,10 +126,10 @@ class SetResult:
 
 def refit_and_score(
     x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, c: float, *,
-    val_top1: float, converged: bool,
+    val_top1: float, converged: bool, standardise: bool = True,
 ) -> SetResult:  # fmt: skip
-    """Step 3: standardise on all of train, fit with the chosen ``c``, score once on test."""
-    full = Standardiser.fit(x_train)
+    """Step 3: standardise on all of train (unless ``standardise`` is False), fit with ``c``, score once on test."""
+    full = scaler_for(standardise)(x_train)
     clf, ok = fit_logreg(full(x_train), y_train, c)
     return SetResult(c=float(c), val_top1=val_top1, test_top1=accuracy(clf, full(x_test), y_test),
                      converged=converged and ok)  # fmt: skip
@@ -162,14 +173,17 @@ def probe_one_set_cv(
     cs: Sequence[float] = DEFAULT_CS,
     folds: int = 5,
     seed: int = 0,
+    standardise: bool = True,
 ) -> SetResult:
     """Pick C by stratified ``folds``-fold cross-validation on all of train, refit on all of train, score on test.
 
     For few labels (K shots per class), where a single carve would validate on one or two videos per class: every
     video is validated once. Folds deal each class's videos round-robin after a seeded shuffle, so with K = 5
     shots and 5 folds each fold holds one video per class. ``val_top1`` is the mean over folds at the chosen C
-    (ties: the smaller C). ``tr_idx``/``val_idx`` are ignored.
+    (ties: the smaller C). ``tr_idx``/``val_idx`` are ignored. ``standardise`` False keeps the features as given
+    (already scaled on the unlabelled videos) instead of z-scoring on each fold's labelled part.
     """
+    scaler = scaler_for(standardise)
     rng = np.random.default_rng(seed)
     fold_of = np.zeros(len(y_train), dtype=np.int64)
     for c in np.unique(y_train):
@@ -182,7 +196,7 @@ def probe_one_set_cv(
             tr, va = fold_of != f, fold_of == f
             if not va.any() or len(np.unique(y_train[tr])) < 2:
                 continue
-            z = Standardiser.fit(x_train[tr])
+            z = scaler(x_train[tr])
             clf, ok = fit_logreg(z(x_train[tr]), y_train[tr], c)
             accs.append(accuracy(clf, z(x_train[va]), y_train[va]))
             oks.append(ok)
@@ -190,7 +204,8 @@ def probe_one_set_cv(
             raise ProbeError(f"{folds}-fold cross-validation needs at least 2 items of 2 classes")
         if np.mean(accs) > best_val:
             best_c, best_val, converged = c, float(np.mean(accs)), all(oks)
-    return refit_and_score(x_train, y_train, x_test, y_test, best_c, val_top1=best_val, converged=converged)
+    return refit_and_score(x_train, y_train, x_test, y_test, best_c, val_top1=best_val, converged=converged,
+                           standardise=standardise)  # fmt: skip
 
 
 # ---- one seed, all layers ----------------------------------------------------------------------------------
