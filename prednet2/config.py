@@ -115,7 +115,7 @@ class ModelConfig:
     blind_prob: float = _r(0.0, ge=0, lt=1)
     # Probe readout (extract_features): comma-separated parts pooled per layer: a (what is there), r (the state),
     # e (the error units), da (|a(t) - a(t-1)|, what changed), dr (|r(t) - r(t-1)|), rw/aw (r/a pooled where the
-    # error units fire);
+    # error units fire), am/rm (a/r times the x and y coordinate: where each channel's mass lies);
     # each mean-pooled over readout_bins time segments.
     # default a,r,da: measured best on the mean over 4 probe tasks, same weights (docs/results/dynamics.md)
     readout: str = "a,r,da"

@@ -8,7 +8,10 @@
 - ``da``: ``|a(t) - a(t-1)|``, what changed;
 - ``dr``: ``|r(t) - r(t-1)|``, how much the state's expectation changed (a turn, a stop: what the path does);
 - ``rw`` / ``aw``: r / a pooled with spatial weights proportional to the error units' magnitude (mean 1 over
-  space): where the unit was surprised.
+  space): where the unit was surprised;
+- ``am`` / ``rm``: a / r times the horizontal and the vertical coordinate (-1 to 1 across the map; 2C channels):
+  mean-pooled, each channel's first spatial moments, where its mass lies. Read in time bins, their change is where
+  each channel's mass went: heading as a few linear coordinates (round 127).
 
 Each part is pooled over a ``grid x grid`` spatial grid (``model.readout_pool``: mean, max or both) and averaged
 over each of the ``readout_bins`` equal time segments; the parts and segments are concatenated. With
@@ -28,7 +31,7 @@ from torch import Tensor
 if TYPE_CHECKING:
     from .stack import PredictiveStack
 
-PARTS = ("a", "r", "e", "da", "dr", "rw", "aw")
+PARTS = ("a", "r", "e", "da", "dr", "rw", "aw", "am", "rm")
 
 
 def parse_parts(spec: str) -> list[str]:
@@ -111,6 +114,12 @@ def _part(name: str, a: Tensor, a_before: Tensor | None, r: Tensor, r_before: Te
     if name in ("da", "dr"):  # |x(t) - x(t-1)|; zero at the first step, where nothing came before
         x, before = (a, a_before) if name == "da" else (r, r_before)
         return (x - before).abs() if before is not None else torch.zeros_like(x)
+    if name in ("am", "rm"):  # x * horizontal coordinate, x * vertical coordinate: (B, 2C, H, W)
+        x = a if name == "am" else r
+        h, w = x.shape[-2:]
+        gx = torch.linspace(-1.0, 1.0, w, device=x.device, dtype=x.dtype).view(1, 1, 1, w)
+        gy = torch.linspace(-1.0, 1.0, h, device=x.device, dtype=x.dtype).view(1, 1, h, 1)
+        return torch.cat([x * gx, x * gy], dim=1)
     w = e.abs().mean(dim=1, keepdim=True)  # (B, 1, H, W): where the unit was surprised
     w = w / w.mean(dim=(2, 3), keepdim=True).clamp_min(1e-8)
     return (r if name == "rw" else a) * w

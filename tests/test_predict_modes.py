@@ -67,13 +67,33 @@ def test_horizon_adds_a_term_per_layer_and_trains_the_extra_heads():
 
 @pytest.mark.parametrize(
     "readout,bins,width0",
-    [("a,r", 1, 8), ("a,r,e,da", 1, 20), ("a", 2, 8), ("r,da", 3, 24), ("r,rw,aw", 1, 12), ("dr", 1, 4)],
+    [
+        ("a,r", 1, 8),
+        ("a,r,e,da", 1, 20),
+        ("a", 2, 8),
+        ("r,da", 3, 24),
+        ("r,rw,aw", 1, 12),
+        ("dr", 1, 4),
+        ("a,am", 1, 12),
+        ("rm", 2, 16),
+    ],
 )
 def test_readout_parts_and_bins(readout, bins, width0):
     m = make(readout=readout, readout_bins=bins, readout_whole=False)
     f = m.extract_features(clip(t=6))
     assert f[0].shape == (2, width0)
     assert torch.isfinite(f[1]).all()
+
+
+def test_moment_parts_are_where_each_channel_s_mass_lies():
+    from prednet2.readout import _part, _pool
+
+    a = torch.zeros(1, 2, 3, 5)
+    a[0, 0, :, -1] = 1.0  # channel 0: mass in the right column
+    a[0, 1, 0, :] = 1.0  # channel 1: mass in the top row
+    m = _pool(_part("am", a, None, a * 0, None, a * 0), 1, "mean")[0]  # x of ch 0, 1, then y of ch 0, 1
+    assert torch.allclose(m, torch.tensor([3 / 15, 0.0, 0.0, -5 / 15]))
+    assert torch.equal(_part("rm", a * 0, None, a, None, a * 0), _part("am", a, None, a * 0, None, a * 0))
 
 
 def test_readout_bins_are_time_segments():
