@@ -35,6 +35,7 @@ from study import TASKS, StudyError, main_guard  # noqa: E402
 from tables import markdown_table  # noqa: E402
 
 from prednet2.cli import OneLineParser, int_at_least, out_file  # noqa: E402
+from prednet2.interrupt import run_cli  # noqa: E402
 
 HEAD_LR = 10.0  # the head's rate as a multiple of --lr: a linear layer on standardised features takes larger steps
 RECALIBRATE = 256  # train clips whose features set the BatchNorm statistics before each evaluation
@@ -256,4 +257,4 @@ def _main(a) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from prednet2.interrupt import run_cli
+
 REPO = Path(__file__).resolve().parents[1]
 STREAM_A, STREAM_B = "synthetic:shapes", "synthetic:moving_mnist"
 
@@ -121,4 +123,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

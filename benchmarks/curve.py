@@ -37,6 +37,7 @@ from study import (  # noqa: E402
 from tables import cell, markdown_table, mean_std  # noqa: E402
 
 from prednet2.cli import OneLineParser, out_file  # noqa: E402
+from prednet2.interrupt import run_cli  # noqa: E402
 
 POINT_KEYS = ("steps", "train.ckpt_every", "train.keep_numbered")  # set by --points: a run of other points may serve
 
@@ -196,4 +197,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

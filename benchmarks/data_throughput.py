@@ -27,6 +27,7 @@ from prednet2.datasets.folder import VideoFolder  # noqa: E402
 from prednet2.eval.common import write_json  # noqa: E402
 
 from prednet2.cli import OneLineParser, int_at_least, out_file  # noqa: E402
+from prednet2.interrupt import run_cli  # noqa: E402
 
 
 def _read_all(ds: VideoFolder) -> int:
@@ -159,4 +160,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

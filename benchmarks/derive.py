@@ -15,6 +15,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from prednet2.interrupt import run_cli
+
 PROBE_TIME = ("model.readout", "model.readout_bins", "model.readout_whole", "model.readout_trend", "model.readout_pool")
 
 
@@ -57,4 +59,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

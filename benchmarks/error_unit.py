@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from prednet2.cli import OneLineParser, out_file
+from prednet2.interrupt import run_cli
 from prednet2.ops import error_unit, extension_available, reference_error_unit
 
 DEFAULT_CHANNELS = (48, 96, 192)
@@ -134,4 +135,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

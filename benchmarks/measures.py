@@ -37,6 +37,7 @@ from tables import markdown_table, paired  # noqa: E402
 
 from prednet2.checkpoint import CheckpointError, resolve_checkpoint  # noqa: E402
 from prednet2.cli import OneLineParser, int_at_least, out_file, out_folder  # noqa: E402
+from prednet2.interrupt import run_cli  # noqa: E402
 
 _SYN = ["--n-train", "1024", "--n-test", "512", "--clip-len", "20", "--seeds", "3"]
 _FEW = ["--n-train", "512", "--n-test", "256", "--clip-len", "20", "--seeds", "3"]
@@ -197,4 +198,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

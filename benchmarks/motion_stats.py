@@ -23,6 +23,7 @@ from prednet2.datasets.flow import compute_flow, make_flow
 
 from prednet2.cli import OneLineParser
 from prednet2.config import Config, ConfigError
+from prednet2.interrupt import run_cli
 
 QUANTILES = (25, 50, 75, 90)
 
@@ -92,4 +93,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

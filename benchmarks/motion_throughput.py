@@ -35,6 +35,7 @@ from prednet2.eval.common import write_json  # noqa: E402
 
 from prednet2.cli import OneLineParser, int_at_least, out_file  # noqa: E402
 from prednet2.config import DataConfig, MotionConfig  # noqa: E402
+from prednet2.interrupt import run_cli  # noqa: E402
 
 
 def real_footage(data: Path, size: int, backends: list[str], max_frames: int, cache: str) -> list[dict]:
@@ -180,4 +181,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -38,6 +38,7 @@ from study import (  # noqa: E402
 from tables import cell, markdown_table, mean_std  # noqa: E402
 
 from prednet2.cli import OneLineParser  # noqa: E402
+from prednet2.interrupt import run_cli  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -200,4 +201,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

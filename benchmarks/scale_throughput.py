@@ -28,6 +28,8 @@ from pathlib import Path
 import torch
 import torch.multiprocessing as mp
 
+from prednet2.interrupt import run_cli
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
@@ -169,4 +171,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -414,9 +414,14 @@ def _cpu_seconds(pid: int) -> float | None:
 
 def main_guard(fn) -> int:
     """Run a study main: a StudyError (bad option) is one line on stderr and exit 2; a StudyFailure (a run or
-    probe failed; finished runs and probes are kept, so rerunning resumes) one line and exit 1."""
+    probe failed; finished runs and probes are kept, so rerunning resumes) one line and exit 1; Ctrl-C one line and
+    exit 130."""
     try:
         return fn()
     except (StudyError, StudyFailure) as e:
         print(f"{Path(sys.argv[0]).name}: error: {e}", file=sys.stderr)
         return 2 if isinstance(e, StudyError) else 1
+    except KeyboardInterrupt:  # training runs save on Ctrl-C too; probe results are written whole
+        print(f"{Path(sys.argv[0]).name}: interrupted (Ctrl-C); finished runs and probes are kept, so rerunning "
+              "resumes", file=sys.stderr)  # fmt: skip
+        return 130

@@ -34,6 +34,7 @@ from study import StudyError, main_guard  # noqa: E402
 from tables import markdown_table, paired  # noqa: E402
 
 from prednet2.cli import OneLineParser, json_files, out_file  # noqa: E402
+from prednet2.interrupt import run_cli  # noqa: E402
 
 
 def _protocol(res: dict) -> tuple:
@@ -211,4 +212,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

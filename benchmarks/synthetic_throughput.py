@@ -16,6 +16,7 @@ from prednet2.eval.common import write_json
 
 from prednet2.cli import OneLineParser, out_file
 from prednet2.config import DataConfig
+from prednet2.interrupt import run_cli
 
 SPECS = [
     ("synthetic:shapes", 10),
@@ -69,4 +70,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from prednet2.interrupt import run_cli
+
 REPO = Path(__file__).resolve().parents[1]
 
 VARIANTS = {
@@ -209,4 +211,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from prednet2.cli import OneLineParser, prog_name
 from prednet2.config import DataConfig
+from prednet2.interrupt import run_cli
 
 from .errors import DataError
 from .folder import VideoFolder
@@ -94,4 +95,4 @@ def _print_table(data: str, per_video: list[tuple[str, int, int]], report: dict)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -40,6 +40,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from prednet2.config import DataConfig, MotionConfig
+from prednet2.interrupt import run_cli
 
 from .cache import resolve_cache_dir
 from .flow import BACKENDS, FlowError, compute_flow, make_flow
@@ -350,4 +351,4 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     import sys
 
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from prednet2.cli import OneLineParser, int_at_least, out_file, out_folder, prog_name
+from prednet2.interrupt import run_cli
 
 from .common import fail, write_json
 from .contact_sheet import draw_sheet, short_name, video_frames
@@ -112,4 +113,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from prednet2.cli import OneLineParser, prog_name
+from prednet2.interrupt import run_cli
 
 from .report import ReportError, bar_chart, collect
 
@@ -83,4 +84,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from prednet2.cli import OneLineParser, int_at_least, out_file, prog_name
+from prednet2.interrupt import run_cli
 
 from .common import fail, skipped_text
 from .featureset import FeatureSource, add_feature_args
@@ -186,4 +187,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -29,6 +29,7 @@ from functools import partial
 import numpy as np
 
 from prednet2.cli import OneLineParser, out_file, prog_name
+from prednet2.interrupt import run_cli
 
 from .common import fail, skipped_text, write_json
 from .featureset import FeatureSource, add_feature_args
@@ -160,4 +161,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -19,6 +19,7 @@ import time
 import torch
 
 from prednet2.cli import OneLineParser, out_file, prog_name
+from prednet2.interrupt import run_cli
 from prednet2.runinfo import environment
 
 from .common import skipped_text, write_json
@@ -64,4 +65,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     torch.set_grad_enabled(False)
-    sys.exit(main())
+    sys.exit(run_cli(main))

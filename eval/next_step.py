@@ -39,6 +39,7 @@ from einops import rearrange
 from torch.utils.data import DataLoader, Subset
 
 from prednet2.cli import OneLineParser, int_at_least, out_file, prog_name
+from prednet2.interrupt import run_cli
 from prednet2.losses import arrow_loss
 
 from .common import (
@@ -278,4 +279,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

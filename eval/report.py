@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from prednet2.cli import OneLineParser, json_files, out_file, prog_name
+from prednet2.interrupt import run_cli
 
 from . import report_fewlabels as fl
 
@@ -374,4 +375,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from prednet2.cli import OneLineParser, int_at_least, out_file, prog_name
+from prednet2.interrupt import run_cli
 
 from .common import fail
 from .contact_sheet import draw_sheet, short_name, video_frames
@@ -176,4 +177,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

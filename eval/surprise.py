@@ -27,6 +27,7 @@ from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
 
 from prednet2.cli import OneLineParser, int_at_least, out_file, out_folder, prog_name
+from prednet2.interrupt import run_cli
 
 from .common import (
     add_runtime_args,
@@ -261,4 +262,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -129,10 +129,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"prednet2: error: unknown command {name!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     global _running
-    command = importlib.import_module(COMMANDS[name][0]).main
-    _running = f"prednet2 {name}"  # what each command's parser reads through prog_name()
     try:
+        command = importlib.import_module(COMMANDS[name][0]).main
+        _running = f"prednet2 {name}"  # what each command's parser reads through prog_name()
         code = command(rest)
+    except KeyboardInterrupt:  # Ctrl-C while loading or running: one line, 128 + SIGINT (prednet2.interrupt)
+        print(f"prednet2 {name}: interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
     finally:
         _running = None
     return int(code or 0)

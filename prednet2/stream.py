@@ -47,6 +47,7 @@ from prednet2.config import ConfigError
 
 # One concept per file: the frame source, the per-frame motion mask and the surprise gate live beside this loop.
 from prednet2.frame_source import FrameSource, SourceError
+from prednet2.interrupt import EXIT_INTERRUPTED, run_cli, stop_on_sigint
 from prednet2.optim import build_anchor, unit_param_groups
 from prednet2.runinfo import read_rss_mb
 from prednet2.stream_motion import StreamMotion
@@ -184,75 +185,76 @@ def run_stream(
     n = 0
     t0 = time.perf_counter()
     bar = tqdm(total=max_frames or None, desc="stream", unit="frame", disable=not progress)
-    try:
-        for frame in src:
-            if max_frames and n >= max_frames:
-                break
-            x = _to_input(frame, dev)
-            m_np = motion(frame) if motion is not None else None
-            mask = torch.from_numpy(m_np).to(dev)[None, None] if (use_mask and m_np is not None) else None
-            # Step 1. One step of the stack (a graph only when learning, and only for the current window).
-            with torch.set_grad_enabled(learn):
-                out, state = model.step(x, state, mask, detach_between=not end_to_end, compute_losses=learn)
-            # Step 2. Surprise: mean over layers of the per-layer error-unit mean (0 at the very first frame).
-            per_layer = [float(fe[0]) for fe in out.frame_errors]
-            s = float(np.mean(per_layer))
-            z = gate_.zscore(s) if out.valid else 0.0
-            is_open = out.valid and gate_.frame_open(z)
-            # Step 3. Online learning over a truncated window: backward, step, detach (memory flat in length).
-            updated = False
-            if learn:
-                if is_open:
-                    win_losses.append(torch.stack(out.losses).sum())
-                if horizon > 1:
-                    win_steps.append(out)
-                if out.valid:
-                    win_z.append(z)
-                if (n + 1) % window == 0:
-                    n_windows += 1
-                    scale = gate_.lr_scale(win_z)
-                    if win_losses and scale > 0:
-                        opt.zero_grad(set_to_none=True)
-                        loss = torch.stack(win_losses).mean()
-                        ahead = model.ahead_loss(win_steps) if win_steps else None  # t+2.. targets in the window
-                        if ahead is not None:
-                            loss = loss + ahead
-                        loss.backward()
-                        if cfg.train.grad_clip > 0:
-                            # As the trainer: per unit in local mode (units stay independent), global end to end.
-                            groups = [g["params"] for g in opt.param_groups]
-                            for ps in [[p for g in groups for p in g]] if end_to_end else groups:
-                                torch.nn.utils.clip_grad_norm_(ps, cfg.train.grad_clip)
-                        for g in opt.param_groups:
-                            g["lr"] = cfg.train.lr * scale
-                        opt.step()
-                        if anchor is not None:  # train.anchor_weight: toward the weights the stream started from
-                            anchor(opt)
-                        model.update_ema()
-                        n_updates += 1
-                        updated = True
-                    win_losses, win_z, win_steps = [], [], []
-                    state = detach_state(state)
-            else:
-                state = detach_state(state)  # no graph anyway (no_grad); keeps the contract explicit
-            surprises.append(s)
-            rows.writerow([n, f"{s:.6g}", f"{z:.4g}", int(is_open), int(updated)] + [f"{v:.6g}" for v in per_layer])
-            # Step 4. The side-by-side panel.
+    with stop_on_sigint() as stop:  # Ctrl-C ends the stream after its frame; what follows saves as at the end
+        try:
+            for frame in src:
+                if (max_frames and n >= max_frames) or stop.stop:
+                    break
+                x = _to_input(frame, dev)
+                m_np = motion(frame) if motion is not None else None
+                mask = torch.from_numpy(m_np).to(dev)[None, None] if (use_mask and m_np is not None) else None
+                # Step 1. One step of the stack (a graph only when learning, and only for the current window).
+                with torch.set_grad_enabled(learn):
+                    out, state = model.step(x, state, mask, detach_between=not end_to_end, compute_losses=learn)
+                # Step 2. Surprise: mean over layers of the per-layer error-unit mean (0 at the very first frame).
+                per_layer = [float(fe[0]) for fe in out.frame_errors]
+                s = float(np.mean(per_layer))
+                z = gate_.zscore(s) if out.valid else 0.0
+                is_open = out.valid and gate_.frame_open(z)
+                # Step 3. Online learning over a truncated window: backward, step, detach (memory flat in length).
+                updated = False
+                if learn:
+                    if is_open:
+                        win_losses.append(torch.stack(out.losses).sum())
+                    if horizon > 1:
+                        win_steps.append(out)
+                    if out.valid:
+                        win_z.append(z)
+                    if (n + 1) % window == 0:
+                        n_windows += 1
+                        scale = gate_.lr_scale(win_z)
+                        if win_losses and scale > 0:
+                            opt.zero_grad(set_to_none=True)
+                            loss = torch.stack(win_losses).mean()
+                            ahead = model.ahead_loss(win_steps) if win_steps else None  # t+2.. targets in the window
+                            if ahead is not None:
+                                loss = loss + ahead
+                            loss.backward()
+                            if cfg.train.grad_clip > 0:
+                                # As the trainer: per unit in local mode (units stay independent), global end to end.
+                                groups = [g["params"] for g in opt.param_groups]
+                                for ps in [[p for g in groups for p in g]] if end_to_end else groups:
+                                    torch.nn.utils.clip_grad_norm_(ps, cfg.train.grad_clip)
+                            for g in opt.param_groups:
+                                g["lr"] = cfg.train.lr * scale
+                            opt.step()
+                            if anchor is not None:  # train.anchor_weight: toward the weights the stream started from
+                                anchor(opt)
+                            model.update_ema()
+                            n_updates += 1
+                            updated = True
+                        win_losses, win_z, win_steps = [], [], []
+                        state = detach_state(state)
+                else:
+                    state = detach_state(state)  # no graph anyway (no_grad); keeps the contract explicit
+                surprises.append(s)
+                rows.writerow([n, f"{s:.6g}", f"{z:.4g}", int(is_open), int(updated)] + [f"{v:.6g}" for v in per_layer])
+                # Step 4. The side-by-side panel.
+                if writer is not None:
+                    writer.write(_panel(frame, out.errors, vmax, m_np, panel_height))
+                n += 1
+                bar.update(1)
+                if n in rss_at:
+                    rss_marks[str(n)] = read_rss_mb()
+                if n % 50 == 0 or n == 1:
+                    r = read_rss_mb()
+                    rss_trace.append((n, round(r["rss_mb"], 1), round(r["peak_rss_mb"], 1)))
+        finally:
+            bar.close()
+            csv_f.close()
             if writer is not None:
-                writer.write(_panel(frame, out.errors, vmax, m_np, panel_height))
-            n += 1
-            bar.update(1)
-            if n in rss_at:
-                rss_marks[str(n)] = read_rss_mb()
-            if n % 50 == 0 or n == 1:
-                r = read_rss_mb()
-                rss_trace.append((n, round(r["rss_mb"], 1), round(r["peak_rss_mb"], 1)))
-    finally:
-        bar.close()
-        csv_f.close()
-        if writer is not None:
-            writer.close()
-        src.close()
+                writer.close()
+            src.close()
     if n == 0:
         sk = src.skipped
         why = f" ({len(sk)} file(s) skipped, e.g. {sk[0][0]}: {sk[0][1]})" if sk else ""
@@ -284,6 +286,7 @@ def run_stream(
         "surprise_csv": str(out_dir / "surprise.csv"),
         "skipped": [{"path": p, "reason": r} for p, r in src.skipped],
         "motion_panel": motion is not None,
+        "interrupted": stop.stop,
     }
     if learn:
         save_checkpoint(
@@ -385,14 +388,15 @@ def main(argv: list[str] | None = None) -> int:
     r = summary["rss"]
     last = str(summary["n_frames"])
     print(
-        f"{summary['n_frames']} frames at {summary['frames_per_s']} frames/s, {summary['n_updates']} updates; "
+        ("stopped by Ctrl-C: " if summary["interrupted"] else "")
+        + f"{summary['n_frames']} frames at {summary['frames_per_s']} frames/s, {summary['n_updates']} updates; "
         f"peak RSS {r[last]['peak_rss_mb']:.0f} MiB; wrote {a.out}/stream.json, surprise.csv"
         + (", stream.mp4" if summary["video"] else "")
         + (f"; the learned weights: {summary['checkpoint_out']}" if summary.get("checkpoint_out") else "")
         + (f"; skipped {len(summary['skipped'])} unreadable file(s) (in stream.json)" if summary["skipped"] else "")
     )
-    return 0
+    return EXIT_INTERRUPTED if summary["interrupted"] else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

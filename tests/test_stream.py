@@ -265,3 +265,34 @@ def test_stream_learning_with_a_full_anchor_keeps_the_checkpoints_weights(tmp_pa
         assert main([str(video), "--checkpoint", str(path), "--out", str(tmp_path / "e"), *argv]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and msg in err[0], err
+
+
+def test_ctrl_c_ends_the_stream_after_its_frame_and_saves_everything(tmp_path, ckpt, video, monkeypatch, capsys):
+    """The first SIGINT (how a camera stream ends) stops after the current frame: surprise.csv, stream.json and the
+    learned weights are written as at the end, the last line says so, exit 130. Before: a traceback, nothing saved."""
+    import os
+    import signal
+
+    import prednet2.stream as stream_mod
+
+    class InterruptedSource(FrameSource):
+        def __iter__(self):
+            for i, frame in enumerate(super().__iter__()):
+                if i == 8:
+                    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while frame 8 is being read
+                yield frame
+
+    monkeypatch.setattr(stream_mod, "FrameSource", InterruptedSource)
+    before = signal.getsignal(signal.SIGINT)
+    code = main([str(video), "--checkpoint", str(ckpt), "--out", str(tmp_path), "--learn", "--gate", "always",
+                 "--no-video", "--no-progress"])  # fmt: skip
+    assert code == 130 and signal.getsignal(signal.SIGINT) is before  # Python's handler is back
+    out = capsys.readouterr()
+    assert out.out.startswith("stopped by Ctrl-C: 8 frames") and "the learned weights" in out.out  # 0-7 done
+    j = json.loads((tmp_path / "stream.json").read_text())
+    assert j["interrupted"] and j["n_frames"] == 8 and j["n_updates"] == 2  # windows of 3: frames 0-5
+    assert len(list(csv.DictReader(open(tmp_path / "surprise.csv")))) == 8
+    assert (tmp_path / "last.pt").exists()
+    assert not run_stream(str(video), str(ckpt), tmp_path / "b", max_frames=4, video=False, progress=False)[
+        "interrupted"
+    ]

@@ -1,0 +1,69 @@
+"""prednet2.interrupt: Ctrl-C in a tool is one line and exit 130; a stream's first Ctrl-C asks to stop, the second
+aborts; every tool's entry point goes through one of the two guards."""
+
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from prednet2 import cli
+from prednet2.interrupt import EXIT_INTERRUPTED, run_cli, stop_on_sigint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_run_cli_turns_ctrl_c_into_one_line_and_130(capsys):
+    def interrupted():
+        raise KeyboardInterrupt
+
+    assert run_cli(interrupted, prog="tool") == EXIT_INTERRUPTED == 130
+    assert capsys.readouterr().err.strip().splitlines() == ["tool: interrupted (Ctrl-C)"]
+    assert run_cli(lambda: None) == 0 and run_cli(lambda: 2) == 2
+    with pytest.raises(ValueError):  # anything else is not swallowed
+        run_cli(lambda: int("x"))
+
+
+def test_stop_on_sigint_first_sets_the_flag_second_aborts(capsys):
+    before = signal.getsignal(signal.SIGINT)
+    with stop_on_sigint() as flag:
+        assert not flag.stop
+        os.kill(os.getpid(), signal.SIGINT)
+        assert flag.stop and "Ctrl-C again aborts" in capsys.readouterr().err
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_the_prednet2_command_turns_ctrl_c_into_130(monkeypatch, capsys):
+    mod = type(sys)("fake_tool")
+
+    def main(argv):
+        raise KeyboardInterrupt
+
+    mod.main = main
+    monkeypatch.setitem(sys.modules, "fake_tool", mod)
+    monkeypatch.setitem(cli.COMMANDS, "fake", ("fake_tool", "a tool interrupted at once"))
+    assert cli.main(["fake"]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == ["prednet2 fake: interrupted (Ctrl-C)"]
+    assert cli._running is None
+
+
+def test_every_tool_entry_point_is_guarded():
+    """Each runnable module's `__main__` block exits through run_cli or the studies' main_guard (which catches
+    Ctrl-C too), so no tool prints a traceback on Ctrl-C."""
+    files = [*ROOT.glob("eval/*.py"), *ROOT.glob("benchmarks/*.py"), *ROOT.glob("datasets/*.py"),
+             ROOT / "prednet2" / "stream.py"]  # fmt: skip
+    unguarded = []
+    for f in files:
+        text = f.read_text()
+        if 'if __name__ == "__main__":' not in text:
+            continue
+        tail = text.split('if __name__ == "__main__":', 1)[1]
+        if not re.search(r"sys\.exit\((run_cli|main_guard)\(main\)\)", tail):
+            unguarded.append(f.relative_to(ROOT).as_posix())
+    assert unguarded == []
+    study = (ROOT / "benchmarks" / "study.py").read_text()
+    assert "except KeyboardInterrupt" in study.split("def main_guard", 1)[1]
