@@ -132,6 +132,9 @@ class ModelConfig:
     # How each part is pooled over space at each step: "mean", "max" (the strongest response, wherever it is) or
     # "meanmax" (both side by side: twice the features)
     readout_pool: str = _one_of("mean", "max", "meanmax")
+    # Steps the stack runs on a clip's first frame (motion mask empty) before the clip is read; nothing pooled during
+    # them: the readout starts from a settled state instead of the onset transient (round 127)
+    readout_warmup: int = _r(0, ge=0)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ Each part is pooled over a ``grid x grid`` spatial grid (``model.readout_pool``:
 over each of the ``readout_bins`` equal time segments; the parts and segments are concatenated. With
 ``model.readout_whole`` (and more than one bin) the mean over the whole clip comes first, beside the bins; with
 ``model.readout_trend`` the whole clip's mean comes first and the bins enter as their change (bin k+1 minus bin k).
+With ``model.readout_warmup = W`` the stack first steps W times on the clip's first frame (motion mask empty), reading
+nothing, so the clip is read from a settled state rather than the onset transient.
 Tensor layout: clips (B, T, C, H, W).
 """
 
@@ -72,6 +74,9 @@ def readout_features(
     counts = [bin_of.count(b) for b in range(bins)]
     sums: dict[int, list[Tensor | None]] = {l: [None] * bins for l in range(L)}
     state = None
+    for _ in range(model.cfg.readout_warmup):  # the first frame held still, nothing read: a settled state to start
+        still = None if mask is None else torch.zeros_like(mask[:, 0])
+        _, state = model.step(clip[:, 0], state, still, compute_losses=False, detach_between=detach_between)
     for t in range(T):
         a_before = state.a if state is not None else [None] * L
         r_before = state.r if state is not None else [None] * L

@@ -96,6 +96,24 @@ def test_moment_parts_are_where_each_channel_s_mass_lies():
     assert torch.equal(_part("rm", a * 0, None, a, None, a * 0), _part("am", a, None, a * 0, None, a * 0))
 
 
+def test_readout_warmup_settles_the_state_and_reads_only_the_clip():
+    x = clip(t=5)
+    plain = make(readout="a,r").extract_features(x)
+    assert all(torch.equal(f, g) for f, g in zip(plain.values(), make(readout="a,r", readout_warmup=0)
+                                                 .extract_features(x).values()))  # fmt: skip
+    warm = make(readout="a,r", readout_warmup=3).extract_features(x)
+    assert warm[0].shape == plain[0].shape  # the warm-up steps are not pooled
+    assert torch.allclose(warm[0][:, :4], plain[0][:, :4])  # unit 0's a sees the frame only: the same
+    assert not torch.allclose(warm[0][:, 4:], plain[0][:, 4:])  # its state starts settled: not the same
+    # a still first frame held for the warm-up: reading the clip after it is reading frames 0,0,0,0.. from frame 3
+    still = torch.cat([x[:, :1].expand(-1, 3, -1, -1, -1), x], dim=1)
+    m = make(readout="r", readout_bins=2, readout_whole=False)
+    both = m.extract_features(still[:, :6])[1]  # bins of 3 frames: the warm-up, then frames 0-2
+    assert torch.allclose(both[:, 6:], make(readout="r", readout_warmup=3).extract_features(x[:, :3])[1], atol=1e-6)
+    with pytest.raises(ValueError, match="readout_warmup"):
+        make(readout_warmup=-1)
+
+
 def test_readout_bins_are_time_segments():
     m = make(readout="a", readout_bins=2, readout_whole=False)
     x = clip(t=4)
