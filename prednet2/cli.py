@@ -35,7 +35,18 @@ class OneLineParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line, ``PROG: error: MSG (see PROG --help)``, exit 2 (argparse alone
     prints its usage block first). Every prednet2 tool's parser is one."""
 
+    _argv: list[str] = []
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str):
+        if message.endswith("expected one argument"):  # e.g. --points -2,2: argparse took the value for an option
+            opts = message.split(":", 1)[0].removeprefix("argument ").split("/")
+            given = [v for o, v in zip(self._argv, self._argv[1:]) if o in [x.strip() for x in opts]]
+            if given and given[-1].startswith("-") and given[-1] not in self._option_string_actions:
+                message += f" (a value starting with '-' is written {opts[-1].strip()}={given[-1]})"
         print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(2)
 

@@ -115,3 +115,19 @@ def test_python_m_prednet2_cli_names_the_subcommand_in_errors():
     assert p.returncode == 2
     assert p.stderr.startswith("prednet2 inspect: error:"), p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_a_value_starting_with_a_dash_gets_the_equals_form_hint(capsys):
+    p = cli.OneLineParser(prog="tool")
+    p.add_argument("--points")
+    p.add_argument("--out")
+    with pytest.raises(SystemExit) as e:
+        p.parse_args(["--points", "-2,2"])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1
+    assert "expected one argument (a value starting with '-' is written --points=-2,2)" in err
+    assert p.parse_args(["--points=-2,2"]).points == "-2,2"
+    for argv in (["--points"], ["--points", "--out", "x"]):  # a value missing, or another option next: no hint
+        with pytest.raises(SystemExit):
+            p.parse_args(argv)
+        assert "written" not in capsys.readouterr().err
