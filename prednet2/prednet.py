@@ -31,6 +31,7 @@ from .config import ModelConfig
 from .losses import error_loss
 from .ops import reference_error_unit
 from .outputs import StackOutput, StackState, StepOutput
+from .stack_checks import check_frames, check_state, check_value_range
 
 
 class PredNetLayer(nn.Module):
@@ -122,7 +123,11 @@ class PredNet(nn.Module):
     ) -> tuple[StepOutput, StackState]:
         """One time step. frame (B, C, H, W) in [0, 1]; ``mask`` is ignored (PredNet has no motion stream)."""
         L = self.num_layers
+        check_frames(frame, self.cfg.in_channels, clip=False)
         _check_size(frame.shape[-2:], self.stride, L)
+        check_state(state, frame, 1)
+        if state is None:
+            check_value_range(frame)
         B, _, H, W = frame.shape
         if state is None:
             state = StackState(t=0, cell=[None] * L, r=[None] * L, a=[None] * L, e=[None] * L)
@@ -173,8 +178,7 @@ class PredNet(nn.Module):
         detach_between: bool = False,
     ) -> StackOutput:
         """A clip (B, T, C, H, W) in [0, 1]. ``losses[l]`` are the weighted layer terms of PredNet's one loss."""
-        if clip.dim() != 5:
-            raise ValueError(f"expected a clip (B, T, C, H, W), got shape {tuple(clip.shape)}")
+        check_frames(clip, self.cfg.in_channels, clip=True)
         steps = []
         for t in range(clip.shape[1]):
             out, state = self.step(clip[:, t], state, detach_between=detach_between)
@@ -189,6 +193,7 @@ class PredNet(nn.Module):
     @torch.no_grad()
     def extract_features(self, clip: Tensor, mask: Tensor | None = None, *, grid: int = 1) -> dict[int, Tensor]:
         """{l: (B, (C_A_l + C_R_l) * grid**2)}: A_l and R_l mean-pooled over time and a grid x grid spatial grid."""
+        check_frames(clip, self.cfg.in_channels, clip=True)
         was_training = self.training
         self.eval()
         try:

@@ -66,7 +66,14 @@ def readout_features(
 ) -> dict[int, Tensor]:
     """What ``extract_features`` returns, with gradients: the same readout for a model trained through it (the
     supervised reference of ``benchmarks/ceiling.py``, ``detach_between=False``: end to end through every unit)."""
+    from .stack_checks import check_frames, check_mask  # stack_checks imports this module
+
+    check_frames(clip, model.cfg.in_channels, clip=True)
     model._check_input(clip.shape[-2:], mask is not None)
+    if model.cfg.motion_channels and mask is not None:
+        check_mask(mask, clip, clip=True)
+    if not isinstance(grid, int) or grid < 1:
+        raise ValueError(f"grid: expected an integer >= 1 (1: pool over the whole map, 2: a 2x2 grid), got {grid!r}")
     parts = parse_parts(model.cfg.readout)
     L, T = model.num_layers, clip.shape[1]
     bins = max(1, min(model.cfg.readout_bins, T))

@@ -34,7 +34,14 @@ from .losses import (
 )
 from .ops import reference_error_unit
 from .outputs import StackOutput, StackState, StepOutput
-from .stack_checks import flow_weights_of, validate_model_config
+from .stack_checks import (
+    check_frames,
+    check_mask,
+    check_state,
+    check_value_range,
+    flow_weights_of,
+    validate_model_config,
+)
 from .stack_parts import error_mask, passed_up, up_channels, window_terms
 from .units import PredictiveUnit
 
@@ -126,7 +133,13 @@ class PredictiveStack(nn.Module):
         """
         cfg = self.cfg
         L = self.num_layers
+        check_frames(frame, cfg.in_channels, clip=False)
         self._check_input(frame.shape[-2:], mask is not None)
+        if cfg.motion_channels and mask is not None:
+            check_mask(mask, frame, clip=False)
+        check_state(state, frame, cfg.stem)
+        if state is None:
+            check_value_range(frame)
         if cfg.stem > 1:  # space-to-depth: (B, C, H, W) -> (B, C*s*s, H/s, W/s); nothing is thrown away
             frame = F.pixel_unshuffle(frame, cfg.stem)
             mask = None if mask is None else F.pixel_unshuffle(mask, cfg.stem)
@@ -208,9 +221,10 @@ class PredictiveStack(nn.Module):
     ) -> StackOutput:
         """A clip (B, T, C, H, W) in [0, 1]; mask (B, T, 1, H, W) or None; flow (B, T, 2, H, W) or None (the flow
         head's target, ``model.flow_weight``). See StackOutput for what comes back."""
-        if clip.dim() != 5:
-            raise ValueError(f"expected a clip (B, T, C, H, W), got shape {tuple(clip.shape)}")
+        check_frames(clip, self.cfg.in_channels, clip=True)
         self._check_input(clip.shape[-2:], mask is not None)
+        if self.cfg.motion_channels and mask is not None:
+            check_mask(mask, clip, clip=True)
         T = clip.shape[1]
         steps: list[StepOutput] = []
         hide = self.cfg.blind_prob if self.training else 0.0

@@ -1,9 +1,13 @@
-"""The stack's checks of its ``ModelConfig``: what ``PredictiveStack`` refuses to build, with the key to change."""
+"""The stack's checks of its ``ModelConfig`` (what ``PredictiveStack`` refuses to build, with the key to change) and of
+its inputs (clip, frame, mask and state: what a call refuses, with the shape it got and the one expected)."""
 
 from __future__ import annotations
 
+import torch
+
 from . import readout
 from .config import ModelConfig, check_ranges
+from .outputs import StackState
 
 
 def flow_weights_of(cfg: ModelConfig) -> tuple[float, ...]:
@@ -57,3 +61,93 @@ def validate_model_config(cfg: ModelConfig) -> None:
             "model.flow_weights are 0, or the motion stream is off); set a flow weight or drop model.flow_head_share"
         )
     readout.parse_parts(cfg.readout)
+
+
+# ---- inputs ---------------------------------------------------------------------------------------------------
+# What forward/step/extract_features refuse before torch would fail deep inside a conv (or compute on garbage),
+# each with the argument, the shape or dtype it got, what is expected and what to do. Shape and dtype checks only
+# read metadata; the one value check reads a first frame on the CPU (a GPU check would cost a host sync).
+def check_frames(x, in_channels: int, *, clip: bool) -> None:
+    """``x`` a clip (B, T, C, H, W) (``clip``) or a frame (B, C, H, W) of floats with ``in_channels`` channels."""
+    name, layout = ("clip", "(B, T, C, H, W)") if clip else ("frame", "(B, C, H, W)")
+    if not isinstance(x, torch.Tensor):
+        hint = "; stack a list of frames (B, C, H, W) with torch.stack(frames, dim=1)" if isinstance(x, list) else ""
+        raise TypeError(f"{name}: expected a torch.Tensor {layout} of floats in [0, 1], got {type(x).__name__}{hint}")
+    shape = tuple(x.shape)
+    if x.dim() != (5 if clip else 4):
+        if clip and x.dim() == 4:
+            hint = "one clip needs a batch dimension: clip.unsqueeze(0) (one frame at a time goes to model.step)"
+        elif not clip and x.dim() == 3:
+            hint = "one frame needs a batch dimension: frame.unsqueeze(0)"
+        elif not clip and x.dim() == 5:
+            hint = "step takes one frame per call, clip[:, t]; a whole clip goes to model(clip)"
+        else:
+            hint = f"give a {layout} tensor"
+        raise ValueError(f"expected a {name} {layout}, got shape {shape}; {hint}")
+    if not x.is_floating_point():
+        raise TypeError(
+            f"{name}: expected floats in [0, 1], got dtype {x.dtype} (shape {shape}); convert 0-255 frames with "
+            f"{name}.float() / 255 (prednet2.datasets.to_float)"
+        )
+    if clip and shape[1] == 0:
+        raise ValueError(f"clip: no frames (T=0 in shape {shape}); give at least one frame, two for a loss")
+    c = shape[-3]
+    if c != in_channels:
+        hint = ""
+        if clip and shape[1] == in_channels:
+            hint = f"; if it is (B, C, T, H, W), pass {name}.permute(0, 2, 1, 3, 4)"
+        raise ValueError(
+            f"{name}: {c} channel{'s' * (c != 1)} at dim {x.dim() - 3} of {layout} {shape}, but this model takes "
+            f"{in_channels} (model.in_channels: 3 for RGB, 1 for grayscale, with data.grayscale){hint}"
+        )
+
+
+def check_value_range(frame: torch.Tensor) -> None:
+    """A first frame far outside [0, 1] (0-255 floats, mean/std-normalised frames) is refused; CPU tensors only."""
+    if frame.device.type != "cpu" or frame.numel() == 0:
+        return
+    lo, hi = (float(v) for v in torch.aminmax(frame.detach()))
+    if lo < -1.0 or hi > 2.0:
+        raise ValueError(
+            f"frame values span [{lo:g}, {hi:g}], but the model takes floats in [0, 1]: divide 0-255 frames by 255 "
+            "(prednet2.datasets.to_float) and do not mean/std-normalise them"
+        )
+
+
+def check_mask(mask, x: torch.Tensor, *, clip: bool) -> None:
+    """A motion mask (B, T, 1, H, W) (or (B, 1, H, W) for a frame) of floats matching ``x``."""
+    layout = "(B, T, 1, H, W)" if clip else "(B, 1, H, W)"
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"mask: expected a torch.Tensor {layout} of floats in [0, 1], got {type(mask).__name__}")
+    want = (*x.shape[: 2 if clip else 1], 1, *x.shape[-2:])
+    if tuple(mask.shape) != want:
+        hint = ""
+        if mask.dim() == len(want) - 1 and tuple(mask.shape) == want[:-3] + want[-2:]:
+            hint = f"; add the channel dimension: mask.unsqueeze({len(want) - 3})"
+        raise ValueError(
+            f"mask: expected shape {want} {layout}, one channel with the batch, frames and size of the "
+            f"{'clip' if clip else 'frame'} {tuple(x.shape)}, got {tuple(mask.shape)}{hint}"
+        )
+    if not mask.is_floating_point():
+        raise TypeError(f"mask: expected floats in [0, 1], got dtype {mask.dtype}; pass mask.float() (0/255: / 255)")
+
+
+def check_state(state, frame: torch.Tensor, stem: int) -> None:
+    """``state`` None or the StackState of a previous call with the same batch and frame size as ``frame``."""
+    if state is None:
+        return
+    if not isinstance(state, StackState):
+        raise TypeError(
+            f"state: expected the StackState a previous call returned (out.state, or step's second value) or None, "
+            f"got {type(state).__name__}; pass a motion mask by keyword: model(clip, mask=mask)"
+        )
+    a0 = state.a[0] if state.a else None
+    if a0 is None:
+        return
+    had = (a0.shape[0], a0.shape[-2] * stem, a0.shape[-1] * stem)
+    now = (frame.shape[0], frame.shape[-2], frame.shape[-1])
+    if had != now:
+        raise ValueError(
+            f"state: made for a batch of {had[0]} at {had[1]}x{had[2]}, but this frame is a batch of {now[0]} at "
+            f"{now[1]}x{now[2]}; start a new clip with state=None, or keep the batch and frame size"
+        )

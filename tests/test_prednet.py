@@ -83,3 +83,19 @@ def test_use_ext_op_false_runs_the_torch_reference_with_the_same_result(monkeypa
     torch.testing.assert_close(ref(x).losses[0], want)  # the reference alone, same value
     with pytest.raises(AssertionError, match="fused op"):
         fused(x)
+
+
+def test_prednet_refuses_bad_inputs_as_the_stack_does():
+    """The stack's input checks (prednet2.stack_checks) guard the baseline too: dtype, channels, layout, state."""
+    m = kitti(channels=[3, 4, 6], layer_weights=[1.0, 0.0, 0.0])
+    x = torch.rand(2, 2, 3, 16, 16)
+    with pytest.raises(TypeError, match=r"torch.uint8.*/ 255"):
+        m((x * 255).byte())
+    with pytest.raises(ValueError, match="1 channel at dim 2.*takes 3"):
+        m(x[:, :, :1])
+    with pytest.raises(ValueError, match=r"expected a clip \(B, T, C, H, W\).*unsqueeze\(0\)"):
+        m.extract_features(x[0])
+    with pytest.raises(ValueError, match="divide 0-255 frames by 255"):
+        m.step(x[:, 0] * 255)
+    with pytest.raises(ValueError, match="state: made for a batch of 2"):
+        m.step(x[:1, 1], m.step(x[:, 0])[1])

@@ -297,3 +297,46 @@ def test_vicreg_only_options_are_refused_without_vicreg(over, mode):
     with pytest.raises(ValueError, match=f"model.{key} applies to model.anti_collapse=vicreg only.*'{mode}'"):
         make(anti_collapse=mode, **over)
     make(**over)  # with vicreg (the default) the same option builds
+
+
+# ---- plausible input mistakes: refused by name, with the shape got and expected, before torch fails deep inside ----
+def _bad_input_cases():
+    x, mask = clip(), torch.ones(2, 4, 1, 16, 16)
+    plain, motion = make(), make(motion_channels=2)
+    state = plain(x).state
+    return [
+        ("bcthw", lambda: plain(x.permute(0, 2, 1, 3, 4)), ValueError, ["clip: 4 channels", "permute(0, 2, 1, 3, 4)"]),
+        ("no_batch", lambda: plain(x[0]), ValueError, ["(B, T, C, H, W)", "(4, 3, 16, 16)", "unsqueeze(0)"]),
+        ("uint8", lambda: plain((x * 255).byte()), TypeError, ["torch.uint8", "/ 255"]),
+        ("0_255_floats", lambda: plain(x * 255), ValueError, ["floats in [0, 1]", "divide 0-255 frames by 255"]),
+        ("grayscale", lambda: plain(x[:, :, :1]), ValueError, ["1 channel at dim 2", "takes 3", "model.in_channels"]),
+        ("no_frames", lambda: plain(x[:, :0]), ValueError, ["no frames (T=0"]),
+        ("list", lambda: plain(list(x.unbind(1))), TypeError, ["got list", "torch.stack(frames, dim=1)"]),
+        ("mask_no_channel", lambda: motion(x, mask[:, :, 0]), ValueError, ["(2, 4, 1, 16, 16)", "mask.unsqueeze(2)"]),
+        ("mask_short", lambda: motion(x, mask[:, :2]), ValueError, ["mask: expected shape (2, 4, 1, 16, 16)"]),
+        ("mask_bool", lambda: motion(x, mask.bool()), TypeError, ["mask: expected floats", "torch.bool"]),
+        ("mask_as_state", lambda: plain(x, None, mask), TypeError, ["state: expected the StackState", "mask=mask"]),
+        ("step_clip", lambda: plain.step(x), ValueError, ["expected a frame (B, C, H, W)", "clip[:, t]"]),
+        ("step_no_batch", lambda: plain.step(x[0, 0]), ValueError, ["frame.unsqueeze(0)"]),
+        ("state_batch", lambda: plain.step(x[:1, 0], state), ValueError, ["batch of 2 at 16x16", "batch of 1"]),
+        ("state_size", lambda: plain(clip(h=32, w=32), state=state), ValueError, ["at 16x16", "at 32x32"]),
+        ("features_bcthw", lambda: plain.extract_features(x.permute(0, 2, 1, 3, 4)), ValueError, ["4 channels"]),
+        ("features_grid0", lambda: plain.extract_features(x, grid=0), ValueError, ["grid: expected an integer >= 1"]),
+        ("features_mask", lambda: motion.extract_features(x, mask[:, :2]), ValueError, ["mask: expected shape"]),
+    ]
+
+
+@pytest.mark.parametrize("i", range(18))
+def test_bad_inputs_are_refused_with_what_was_expected(i):
+    name, call, exc, says = _bad_input_cases()[i]
+    with pytest.raises(exc) as e:
+        call()
+    assert all(s in str(e.value) for s in says), (name, str(e.value))
+
+
+def test_input_checks_leave_valid_inputs_alone():
+    """Frames a little outside [0, 1] (resampling overshoot, noise) pass; a mask is only checked where it is read."""
+    x = clip()
+    torch.testing.assert_close(make()(x).losses[0], make()(x).losses[0])
+    make()((x + 0.1 * torch.randn_like(x)).clamp(-0.5, 1.5))
+    make()(x, torch.ones(2, 4, 3, 16, 16))  # no motion stream: the mask is not read, so not checked, as before
