@@ -239,6 +239,11 @@ class Config:
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> Config:
         """Build from a nested dict, applying the model preset first. Raises ConfigError naming bad keys."""
+        if d is not None and not isinstance(d, dict):
+            hint = "; for 'key=value' strings use Config.from_yaml(None, [...])" if isinstance(d, str | list) else ""
+            raise ConfigError(
+                f"Config.from_dict: expected a dict such as {{'train': {{'lr': 0.001}}}}, got {d!r}{hint}"
+            )
         d = normalise_shortcuts(dict(d or {}))
         model = d.get("model") or {}
         if not isinstance(model, dict):  # `--set model=small`: a guess at the preset
@@ -279,7 +284,7 @@ class Config:
             if not isinstance(d, dict):
                 raise ConfigError(f"{p}: top level must be a mapping of sections (model, data, motion, train)")
         d = normalise_shortcuts(d)  # `motion: off` before any motion.* key merges over it
-        for s in sets or []:
+        for s in _set_list(sets, "Config.from_yaml"):
             d = deep_merge(d, normalise_shortcuts(parse_set(s)))
         return cls.from_dict(d)
 
@@ -289,7 +294,7 @@ class Config:
         if isinstance(sets, dict):
             over = sets
         else:
-            for s in sets:
+            for s in _set_list(sets, "Config.replace"):
                 over = deep_merge(over, normalise_shortcuts(parse_set(s)))
         return build(type(self), deep_merge(self.to_dict(), normalise_shortcuts(over)), prefix="")
 
@@ -317,6 +322,26 @@ STORED_BEFORE: dict[str, dict[str, Any]] = {
     "model": {"error_loss": "l1", "error_weight": 1.0, "flow_weight": 0.0},
     "train": {"lr_schedule": "constant", "decay_start": 0, "anchor_weight": 0.0},
 }
+
+
+def _set_list(sets: Any, where: str) -> list[str]:
+    """``sets`` as the list of 'key=value' strings it must be (one string alone would be read letter by letter)."""
+    if isinstance(sets, str):
+        raise ConfigError(
+            f"{where}: sets must be a list of 'key=value' strings, got the string {sets!r}; pass [{sets!r}]"
+        )
+    return list(sets or [])
+
+
+def preset_not_applied(cfg: ModelConfig) -> str | None:
+    """The preset a ``ModelConfig`` names but whose fields it does not hold (``ModelConfig(preset="small")`` built
+    directly keeps tiny's fields; only ``Config.from_dict``/``from_yaml`` apply a preset), or None."""
+    defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
+    own = {k: v for k, v in preset_overrides(cfg.preset).items() if k != "preset"}
+    differ = [k for k, v in own.items() if to_plain(v) != to_plain(defaults[k])]
+    if differ and all(to_plain(getattr(cfg, k)) == to_plain(defaults[k]) for k in differ):
+        return cfg.preset
+    return None
 
 
 def _yaml_problem(e: yaml.YAMLError) -> str:

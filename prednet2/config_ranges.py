@@ -58,6 +58,8 @@ def check_ranges(obj: Any, prefix: str = "") -> None:
             check_ranges(v, key + ".")
             continue
         md = f.metadata
+        if isinstance(f.default, tuple) and not isinstance(v, tuple | list):  # a dataclass built directly
+            raise ConfigError(f"{key}: expected a tuple such as {f.default!r}, got {type(v).__name__} {v!r}")
         if "choices" in md and v not in md["choices"]:
             raise ConfigError(f"{key}: unknown value {v!r}; choose one of {list(md['choices'])}")
         if "min_len" in md and len(v) < md["min_len"]:
@@ -67,7 +69,10 @@ def check_ranges(obj: Any, prefix: str = "") -> None:
         bounds = md.get("range")
         if not bounds:
             continue
-        for i, x in enumerate(v) if isinstance(v, tuple) else [(None, v)]:
+        for i, x in enumerate(v) if isinstance(v, tuple | list) else [(None, v)]:
+            if not isinstance(x, int | float) or isinstance(x, bool):
+                where = f"{key}={x!r}" if i is None else f"{key}={list(v)} (entry {i}: {x!r})"
+                raise ConfigError(f"{where} is not a number; expected {describe_range(bounds)}")
             if isinstance(x, float) and not math.isfinite(x):  # inf would pass a one-sided bound
                 where = f"{key}={x!r}" if i is None else f"{key}={list(v)} (entry {i}: {x!r})"
                 raise ConfigError(f"{where} is not a finite number; expected {describe_range(bounds)}")

@@ -142,3 +142,23 @@ def test_from_stored_gives_missing_keys_their_old_meaning(monkeypatch):
     assert Config.from_stored(d).model.error_weight == 0.5
     assert Config.from_dict(d).model.error_weight == Config().model.error_weight  # from_dict: today's default
     assert Config.from_stored(d).replace(["model.error_loss=l2"]).model.error_loss == "l2"  # --set still wins
+
+
+def test_plausible_api_mistakes_are_named():
+    """A string where a list of --set strings goes, a list where a dict goes, and a ModelConfig that names a preset
+    without holding its fields (only from_dict/from_yaml apply presets) are refused saying what to pass instead."""
+    import prednet2
+    from prednet2.config import ModelConfig
+
+    with pytest.raises(ConfigError, match=r"got the string 'motion=off'; pass \['motion=off'\]"):
+        Config.from_yaml(None, "motion=off")
+    with pytest.raises(ConfigError, match="Config.replace: sets must be a list"):
+        Config().replace("train.lr=1e-3")
+    with pytest.raises(ConfigError, match=r"expected a dict .* use Config.from_yaml\(None, \[...\]\)"):
+        Config.from_dict(["motion=off"])
+    for preset in ("small", "prednet"):
+        with pytest.raises(ValueError, match=f"model.preset='{preset}' was not applied.*model.preset={preset}'"):
+            prednet2.build_model(ModelConfig(preset=preset))
+    small = Config.from_yaml(None, ["model.preset=small", "model.channels=[8,8,8]"]).model
+    assert prednet2.build_model(small).cfg.channels == (8, 8, 8)  # a preset applied, then changed: fine
+    assert prednet2.build_model(ModelConfig(preset="tiny")).num_layers == 3

@@ -86,3 +86,17 @@ def test_fields_without_metadata_pass_and_ranges_are_metadata():
     meta = {f.name: dict(f.metadata) for f in dataclasses.fields(TrainConfig)}
     assert meta["lr"] == {"range": {"gt": 0}} and meta["mode"]["choices"] == ("local", "end_to_end")
     assert meta["device"] == {} and Config.from_yaml(None, ["train.device=cuda:3"]).train.device == "cuda:3"
+
+
+def test_dataclasses_built_directly_get_named_errors_not_type_errors():
+    """A config dataclass built by hand skips from_dict's type coercion; check_ranges still names the key (a list
+    where a tuple is declared is read as one)."""
+    from prednet2.config import DataConfig, ModelConfig
+
+    with pytest.raises(ConfigError, match=r"data.size: expected a tuple such as \(64, 64\), got int 32"):
+        check_ranges(DataConfig(size=32), "data.")
+    with pytest.raises(ConfigError, match=r"model.channels=\[16, '32'\] \(entry 1: '32'\) is not a number"):
+        check_ranges(ModelConfig(channels=(16, "32")), "model.")
+    with pytest.raises(ConfigError, match=r"model.channels=\[8, 0\] \(entry 1: 0\) is out of range"):
+        check_ranges(ModelConfig(channels=[8, 0]), "model.")
+    check_ranges(ModelConfig(channels=[8, 16]), "model.")
