@@ -150,7 +150,7 @@ SYNTHETIC_SPECS: dict[str, tuple[Callable[..., Dataset], bool]] = {
 
 
 def build_dataset(
-    spec: str,
+    spec: str | os.PathLike,
     *,
     cfg: DataConfig,
     split: str = "train",
@@ -184,6 +184,7 @@ def build_dataset(
     Raises:
         DataError: an unknown synthetic name (the message lists the valid ones) or a path with no usable video.
     """
+    spec = _check_args(spec, cfg, motion)
     if splits_dir is not None and (spec.startswith("synthetic:") or not labelled):
         raise DataError(f"split lists ({splits_dir}) apply to labelled video folders only, not to {spec!r}")
     parts = split_spec(spec)
@@ -214,6 +215,28 @@ def build_dataset(
             ) from e
         ds = with_motion(ds, motion, cfg, progress=progress)
     return ds
+
+
+def _check_args(spec, cfg, motion) -> str:
+    """``spec`` as a string (a path object is fine); a TypeError naming the argument for a ``cfg`` that is not a
+    DataConfig or a ``motion`` that is not a MotionConfig, a DataError naming a ``data.*`` key out of range."""
+    from prednet2.config import Config, DataConfig, MotionConfig, check_ranges
+
+    if isinstance(spec, os.PathLike):
+        spec = os.fspath(spec)
+    if not isinstance(spec, str):
+        raise TypeError(f"spec: expected a folder path or 'synthetic:NAME', got {type(spec).__name__} {spec!r}")
+    if not isinstance(cfg, DataConfig):
+        hint = "; pass its data section: cfg=cfg.data" if isinstance(cfg, Config) else ""
+        raise TypeError(f"cfg: expected a prednet2.config.DataConfig, got {type(cfg).__name__}{hint}")
+    if motion is not None and not isinstance(motion, MotionConfig):
+        hint = "; pass cfg.motion (or MotionConfig()) for masks, None for none" if isinstance(motion, bool) else ""
+        raise TypeError(f"motion: expected a prednet2.config.MotionConfig or None, got {motion!r}{hint}")
+    try:
+        check_ranges(cfg, "data.")
+    except ValueError as e:
+        raise DataError(str(e)) from None
+    return spec
 
 
 def split_spec(spec: str) -> list[tuple[str, int]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -158,3 +159,23 @@ def test_folders_delegate_to_the_video_readers(tmp_path):
     assert type(plain).__name__ == "VideoFolder" and plain[0]["video"].shape == (4, 3, 16, 16)
     lab = build_dataset(str(root), cfg=cfg, labelled=True, split="train")
     assert type(lab).__name__ == "LabelledVideoFolder" and lab.num_classes == 2
+
+
+def test_wrong_argument_types_are_named(tmp_path):
+    """The whole Config for cfg, a bool for motion, a hand-built DataConfig out of range: refused naming the argument
+    (they failed on a missing attribute deep inside); a path object is read as its string."""
+    from prednet2.config import Config
+
+    with pytest.raises(TypeError, match=r"cfg: expected a prednet2.config.DataConfig, got Config; .* cfg=cfg.data"):
+        build_dataset("synthetic:shapes", cfg=Config())
+    with pytest.raises(TypeError, match="cfg: expected a prednet2.config.DataConfig, got dict"):
+        build_dataset("synthetic:shapes", cfg={"clip_len": 4})
+    with pytest.raises(TypeError, match="motion: expected a prednet2.config.MotionConfig or None, got True"):
+        build_dataset("synthetic:shapes", cfg=CFG, motion=True)
+    with pytest.raises(DataError, match=r"data.size: expected a tuple such as \(64, 64\), got int 32"):
+        build_dataset("synthetic:shapes", cfg=dataclasses.replace(CFG, size=32))
+    with pytest.raises(DataError, match="data.clip_len=1 is out of range"):
+        build_dataset("synthetic:shapes", cfg=dataclasses.replace(CFG, clip_len=1))
+    with pytest.raises(DataError, match="no such folder"):
+        build_dataset(tmp_path / "missing", cfg=CFG)
+    assert len(build_dataset(Path("synthetic:shapes"), cfg=CFG)) == len(build_dataset("synthetic:shapes", cfg=CFG))
