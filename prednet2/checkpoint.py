@@ -109,6 +109,11 @@ def save_checkpoint(
     scheduler: Any = None,
 ) -> Path:
     """Write a checkpoint atomically (see the module docstring for its contents). Returns the path."""
+    if not isinstance(config, Config):  # load_model rebuilds the model from the whole config
+        hint = "; pass the whole Config, not its model section" if type(config).__name__ == "ModelConfig" else ""
+        raise TypeError(
+            f"save_checkpoint: config must be the run's prednet2.config.Config, got {type(config).__name__}{hint}"
+        )
     ckpt = {
         "format": FORMAT,
         "model": unwrap_model(model).state_dict(),
@@ -177,6 +182,11 @@ def resolve_checkpoint(path: str | Path) -> Path:
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint with ``torch.load(weights_only=True)``. Raises CheckpointError naming the file."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(
+            f"{path}: a folder, not a checkpoint file; a run folder's is {path / 'checkpoints' / 'last.pt'} "
+            "(prednet2.checkpoint.resolve_checkpoint(RUN) finds it)"
+        )
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     with open(path, "rb") as f:

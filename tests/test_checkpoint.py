@@ -162,3 +162,16 @@ def test_rng_state_roundtrip_is_weights_only_safe(tmp_path):
     set_rng_state(torch.load(tmp_path / "r.pt", weights_only=True)["rng"])
     second = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(first[0], second[0]) and np.array_equal(first[1], second[1]) and first[2] == second[2]
+
+
+def test_a_folder_and_a_config_section_are_named(tmp_path):
+    """load_model(RUN) says where a run folder's checkpoint is (it said 'not found' of a folder that exists);
+    save_checkpoint with cfg.model or a dict says to pass the whole Config (an AttributeError before)."""
+    cfg = tiny_config()
+    model = build_model(cfg.model)
+    with pytest.raises(CheckpointError, match=r"a folder, not a checkpoint file; .*checkpoints/last.pt"):
+        load_model(tmp_path)
+    for wrong in (cfg.model, cfg.to_dict()):
+        with pytest.raises(TypeError, match="config must be the run's prednet2.config.Config"):
+            save_checkpoint(tmp_path / "x.pt", model=model, optimizer=None, config=wrong, step=1)
+    assert not (tmp_path / "x.pt").exists()
