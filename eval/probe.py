@@ -281,6 +281,12 @@ def probe_layers(
 
 
 def _check_inputs(train, y_train, test, y_test) -> None:
+    for name, x in (("train", train), ("test", test)):
+        if not isinstance(x, Mapping):
+            what = f"{type(x).__name__} of shape {x.shape}" if hasattr(x, "shape") else type(x).__name__
+            raise ProbeError(
+                f"{name} features: expected a dict {{layer key: (N, F) array}}, e.g. {{'0': x}}, got {what}"
+            )
     if not train:
         raise ProbeError("no feature layers given")
     if list(train) != list(test):
@@ -298,6 +304,11 @@ def _check_inputs(train, y_train, test, y_test) -> None:
         raise ProbeError("the train split holds a single class: a classifier cannot be fitted")
     if len(y_test) == 0:
         raise ProbeError("the test split is empty")
+    if not np.isin(y_test, y_train).any():  # every test item would be scored wrong: labels from two numberings
+        raise ProbeError(
+            f"no test label occurs in train (train classes {np.unique(y_train)[:8].tolist()}, test classes "
+            f"{np.unique(y_test)[:8].tolist()}): train and test labels must index the same classes"
+        )
 
 
 # ---- seeds -------------------------------------------------------------------------------------------------
@@ -364,6 +375,14 @@ def run_probe(
     trained checkpoint it returns the same cached arrays every time and the seed only moves the validation carve.
     ``layer_kw`` (``fixed_c``, ``one_set``, ``concat``) goes to ``probe_layers``.
     """
+    if not callable(features):
+        raise ProbeError(
+            f"features: expected a function seed -> (train, y_train, test, y_test), got {type(features).__name__}"
+        )
+    if isinstance(seeds, int):
+        raise ProbeError(
+            f"seeds: expected a list of seeds, got the number {seeds}; for {seeds} seeds pass range({seeds})"
+        )
     if not seeds:
         raise ProbeError("at least one seed is needed")
     summary = ProbeSummary(seeds=list(seeds))

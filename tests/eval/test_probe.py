@@ -148,3 +148,20 @@ def test_few_shot_protocols_fixed_c_and_cross_validation():
     assert cv.per_layer["0"].test_top1 > 0.8 and cv.per_layer["1"].val_top1 < 0.6
     again = probe_layers(train, y, test, yt, seed=0, cv_folds=5)
     assert again.per_layer["0"].c == cv.per_layer["0"].c  # deterministic by seed
+
+
+def test_plausible_api_mistakes_are_named():
+    """run_probe(features, 3), arrays where layer dicts go, a tuple where the seed function goes, and test labels of
+    another numbering than train's are refused saying what to pass (they raised numpy/Python errors, or scored 0)."""
+    rng = np.random.default_rng(0)
+    y_tr, y_te = np.arange(40) % 4, np.arange(20) % 4
+    tr, te = {"0": rng.normal(size=(40, 5))}, {"0": rng.normal(size=(20, 5))}
+    with pytest.raises(ProbeError, match=r"seeds: expected a list of seeds, got the number 3; .* range\(3\)"):
+        run_probe(lambda s: (tr, y_tr, te, y_te), 3)
+    with pytest.raises(ProbeError, match="features: expected a function seed"):
+        run_probe((tr, y_tr, te, y_te), [0])
+    with pytest.raises(ProbeError, match=r"train features: expected a dict .* got ndarray of shape \(40, 5\)"):
+        run_probe(lambda s: (tr["0"], y_tr, te["0"], y_te), [0])
+    with pytest.raises(ProbeError, match="no test label occurs in train"):
+        run_probe(lambda s: (tr, y_tr, te, y_te + 10), [0])
+    assert run_probe(lambda s: (tr, y_tr, te, np.where(y_te == 3, 7, y_te)), [0]).runs  # some unseen: still scored
