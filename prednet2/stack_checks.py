@@ -110,14 +110,14 @@ def check_frames(x, in_channels: int, *, clip: bool) -> None:
 
 
 def check_value_range(frame: torch.Tensor) -> None:
-    """A first frame far outside [0, 1] (0-255 floats, mean/std-normalised frames) is refused; CPU tensors only."""
+    """A first frame far outside [0, 1] (0-255 floats, [-1, 1] or mean/std-normalised frames) is refused; CPU only."""
     if frame.device.type != "cpu" or frame.numel() == 0:
         return
     lo, hi = (float(v) for v in torch.aminmax(frame.detach()))
-    if lo < -1.0 or hi > 2.0:
+    if lo < -0.5 or hi > 1.5:  # 0-255 floats, [-1, 1] or mean/std-normalised frames; not resampling overshoot
         raise ValueError(
             f"frame values span [{lo:g}, {hi:g}], but the model takes floats in [0, 1]: divide 0-255 frames by 255 "
-            "(prednet2.datasets.to_float) and do not mean/std-normalise them"
+            "(prednet2.datasets.to_float) and do not normalise them to [-1, 1] or by mean/std"
         )
 
 

@@ -309,6 +309,7 @@ def _bad_input_cases():
         ("no_batch", lambda: plain(x[0]), ValueError, ["(B, T, C, H, W)", "(4, 3, 16, 16)", "unsqueeze(0)"]),
         ("uint8", lambda: plain((x * 255).byte()), TypeError, ["torch.uint8", "/ 255"]),
         ("0_255_floats", lambda: plain(x * 255), ValueError, ["floats in [0, 1]", "divide 0-255 frames by 255"]),
+        ("minus1_1", lambda: plain(x * 2 - 1), ValueError, ["floats in [0, 1]", "[-1, 1]"]),
         ("grayscale", lambda: plain(x[:, :, :1]), ValueError, ["1 channel at dim 2", "takes 3", "model.in_channels"]),
         ("no_frames", lambda: plain(x[:, :0]), ValueError, ["no frames (T=0"]),
         ("list", lambda: plain(list(x.unbind(1))), TypeError, ["got list", "torch.stack(frames, dim=1)"]),
@@ -326,7 +327,7 @@ def _bad_input_cases():
     ]
 
 
-@pytest.mark.parametrize("i", range(18))
+@pytest.mark.parametrize("i", range(19))
 def test_bad_inputs_are_refused_with_what_was_expected(i):
     name, call, exc, says = _bad_input_cases()[i]
     with pytest.raises(exc) as e:
@@ -338,5 +339,5 @@ def test_input_checks_leave_valid_inputs_alone():
     """Frames a little outside [0, 1] (resampling overshoot, noise) pass; a mask is only checked where it is read."""
     x = clip()
     torch.testing.assert_close(make()(x).losses[0], make()(x).losses[0])
-    make()((x + 0.1 * torch.randn_like(x)).clamp(-0.5, 1.5))
+    make()((x + 0.1 * torch.randn_like(x)).clamp(-0.25, 1.25))
     make()(x, torch.ones(2, 4, 3, 16, 16))  # no motion stream: the mask is not read, so not checked, as before
