@@ -134,10 +134,10 @@ class PredictiveStack(nn.Module):
         cfg = self.cfg
         L = self.num_layers
         check_frames(frame, cfg.in_channels, clip=False)
+        check_state(state, frame, cfg.stem)  # first: a mask passed positionally lands here
         self._check_input(frame.shape[-2:], mask is not None)
         if cfg.motion_channels and mask is not None:
             check_mask(mask, frame, clip=False)
-        check_state(state, frame, cfg.stem)
         if state is None:
             check_value_range(frame)
         if cfg.stem > 1:  # space-to-depth: (B, C, H, W) -> (B, C*s*s, H/s, W/s); nothing is thrown away
@@ -222,6 +222,7 @@ class PredictiveStack(nn.Module):
         """A clip (B, T, C, H, W) in [0, 1]; mask (B, T, 1, H, W) or None; flow (B, T, 2, H, W) or None (the flow
         head's target, ``model.flow_weight``). See StackOutput for what comes back."""
         check_frames(clip, self.cfg.in_channels, clip=True)
+        check_state(state, clip, self.cfg.stem)
         self._check_input(clip.shape[-2:], mask is not None)
         if self.cfg.motion_channels and mask is not None:
             check_mask(mask, clip, clip=True)

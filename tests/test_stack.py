@@ -316,7 +316,8 @@ def _bad_input_cases():
         ("mask_no_channel", lambda: motion(x, mask[:, :, 0]), ValueError, ["(2, 4, 1, 16, 16)", "mask.unsqueeze(2)"]),
         ("mask_short", lambda: motion(x, mask[:, :2]), ValueError, ["mask: expected shape (2, 4, 1, 16, 16)"]),
         ("mask_bool", lambda: motion(x, mask.bool()), TypeError, ["mask: expected floats", "torch.bool"]),
-        ("mask_as_state", lambda: plain(x, None, mask), TypeError, ["state: expected the StackState", "mask=mask"]),
+        ("mask_as_state", lambda: motion(x, None, mask), TypeError, ["state: expected the StackState", "mask=mask"]),
+        ("step_mask_as_state", lambda: motion.step(x[:, 0], mask[:, 0]), TypeError, ["state: expected the StackState"]),
         ("step_clip", lambda: plain.step(x), ValueError, ["expected a frame (B, C, H, W)", "clip[:, t]"]),
         ("step_no_batch", lambda: plain.step(x[0, 0]), ValueError, ["frame.unsqueeze(0)"]),
         ("state_batch", lambda: plain.step(x[:1, 0], state), ValueError, ["batch of 2 at 16x16", "batch of 1"]),
@@ -327,7 +328,7 @@ def _bad_input_cases():
     ]
 
 
-@pytest.mark.parametrize("i", range(19))
+@pytest.mark.parametrize("i", range(20))
 def test_bad_inputs_are_refused_with_what_was_expected(i):
     name, call, exc, says = _bad_input_cases()[i]
     with pytest.raises(exc) as e:
