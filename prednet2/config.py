@@ -26,7 +26,9 @@ from .config_ranges import ConfigError, _one_of, _r, check_ranges  # noqa: F401 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The predictive stack. Field defaults are the ``tiny`` preset; ``preset`` selects another."""
+    """The predictive stack. Field defaults are the ``tiny`` preset; ``preset`` selects another when the config is
+    read by ``Config.from_dict`` / ``from_yaml`` (``--set model.preset=small``). ``ModelConfig(preset="small")`` built
+    directly only records the name and keeps tiny's fields: build a ``Config`` and take its ``.model``."""
 
     preset: str = "tiny"
     in_channels: int = _r(3, ge=1)  # 3 for RGB, 1 for grayscale
@@ -331,17 +333,6 @@ def _set_list(sets: Any, where: str) -> list[str]:
             f"{where}: sets must be a list of 'key=value' strings, got the string {sets!r}; pass [{sets!r}]"
         )
     return list(sets or [])
-
-
-def preset_not_applied(cfg: ModelConfig) -> str | None:
-    """The preset a ``ModelConfig`` names but whose fields it does not hold (``ModelConfig(preset="small")`` built
-    directly keeps tiny's fields; only ``Config.from_dict``/``from_yaml`` apply a preset), or None."""
-    defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
-    own = {k: v for k, v in preset_overrides(cfg.preset).items() if k != "preset"}
-    differ = [k for k, v in own.items() if to_plain(v) != to_plain(defaults[k])]
-    if differ and all(to_plain(getattr(cfg, k)) == to_plain(defaults[k]) for k in differ):
-        return cfg.preset
-    return None
 
 
 def _yaml_problem(e: yaml.YAMLError) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from . import readout
-from .config import ModelConfig, check_ranges, preset_not_applied
+from .config import ModelConfig, check_ranges
 from .outputs import StackState
 
 
@@ -25,13 +25,6 @@ def validate_model_config(cfg: ModelConfig) -> None:
     L = len(cfg.channels)
     if L < 1:
         raise ValueError("model.channels: need at least one unit")
-    preset = preset_not_applied(cfg)
-    if preset is not None:
-        raise ValueError(
-            f"model.preset={preset!r} was not applied: ModelConfig(preset=...) only records the name and keeps the "
-            f"default fields (channels {tuple(cfg.channels)}); build it with "
-            f"Config.from_yaml(None, ['model.preset={preset}']) and pass that Config (or its .model) to build_model"
-        )
     # Enum values and numeric ranges are declared once on ModelConfig's fields (prednet2.config.check_ranges);
     # ConfigError is a ValueError, so direct library use still gets a ValueError naming the field.
     check_ranges(cfg, prefix="model.")
