@@ -4,9 +4,9 @@
     python benchmarks/peers.py --steps 600 --out runs/study --variant 'default_da=model.readout=a,r,da'
 
 Only probe-time keys (``model.readout``, ``model.readout_bins``, ``model.readout_whole``, ``model.readout_trend``,
-``model.readout_pool``, ``model.readout_warmup``) may change: they decide what ``extract_features`` pools, not what
-was trained. The new run folder gets the checkpoint (its config updated), config.yaml and summary.json, so
-``peers.py`` / ``curve.py`` treat it as trained and only probe it.
+``model.readout_pool``, ``model.readout_warmup``, ``model.readout_reverse``) may change: they decide what
+``extract_features`` pools, not what was trained. The new run folder gets the checkpoint (its config updated),
+config.yaml and summary.json, so ``peers.py`` / ``curve.py`` treat it as trained and only probe it.
 """
 
 from __future__ import annotations

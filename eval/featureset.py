@@ -80,6 +80,9 @@ def add_feature_args(p: argparse.ArgumentParser, *, data_help: str) -> argparse.
     p.add_argument("--readout-warmup", type=int_at_least(0), metavar="W",
                    help="steps on each clip's first frame before it is read, nothing pooled (default: the "
                    "checkpoint's model.readout_warmup)")  # fmt: skip
+    p.add_argument("--readout-reverse", action=argparse.BooleanOptionalAction, default=None,
+                   help="also read each clip reversed in time (b): features [f, f - b] (default: the checkpoint's "
+                   "model.readout_reverse)")  # fmt: skip
     p.add_argument("--batch-size", type=int_at_least(1), default=32, help="clips per forward pass")
     p.add_argument("--n-train", type=int_at_least(1), default=1024, help="synthetic sets: train clips (default 1024)")
     p.add_argument("--n-test", type=int_at_least(1), default=512, help="synthetic sets: test clips (default 512)")
@@ -277,7 +280,15 @@ class FeatureSource:
         return int(n) if n else int(max(int(y.max()) for y in ys) + 1)
 
 
-READOUT_KEYS = ("readout", "readout_bins", "readout_whole", "readout_trend", "readout_pool", "readout_warmup")
+READOUT_KEYS = (
+    "readout",
+    "readout_bins",
+    "readout_whole",
+    "readout_trend",
+    "readout_pool",
+    "readout_warmup",
+    "readout_reverse",
+)
 
 
 def readout_config(args, loaded) -> tuple[Config, dict]:

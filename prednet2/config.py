@@ -137,6 +137,9 @@ class ModelConfig:
     # Steps the stack runs on a clip's first frame (motion mask empty) before the clip is read; nothing pooled during
     # them: the readout starts from a settled state instead of the onset transient (round 127)
     readout_warmup: int = _r(0, ge=0)
+    # Read each clip forwards (f) and reversed in time (b) and give [f, f - b] per layer: beside the features, what
+    # time's arrow changes in them (twice the features, twice the extraction; round 128)
+    readout_reverse: bool = False
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ over each of the ``readout_bins`` equal time segments; the parts and segments ar
 ``model.readout_whole`` (and more than one bin) the mean over the whole clip comes first, beside the bins; with
 ``model.readout_trend`` the whole clip's mean comes first and the bins enter as their change (bin k+1 minus bin k).
 With ``model.readout_warmup = W`` the stack first steps W times on the clip's first frame (motion mask empty), reading
-nothing, so the clip is read from a settled state rather than the onset transient.
+nothing, so the clip is read from a settled state rather than the onset transient. With ``model.readout_reverse`` the
+clip is also read reversed in time (b) and the features are [f, f - b]: beside them, what time's arrow changes.
 Tensor layout: clips (B, T, C, H, W).
 """
 
@@ -65,7 +66,19 @@ def readout_features(
     model: PredictiveStack, clip: Tensor, mask: Tensor | None = None, *, grid: int = 1, detach_between: bool = True
 ) -> dict[int, Tensor]:
     """What ``extract_features`` returns, with gradients: the same readout for a model trained through it (the
-    supervised reference of ``benchmarks/ceiling.py``, ``detach_between=False``: end to end through every unit)."""
+    supervised reference of ``benchmarks/ceiling.py``, ``detach_between=False``: end to end through every unit).
+    With ``model.readout_reverse`` the clip is read forwards (f) and reversed in time (b): [f, f - b] per layer."""
+    fwd = _read(model, clip, mask, grid=grid, detach_between=detach_between)
+    if not model.cfg.readout_reverse:
+        return fwd
+    back = _read(model, clip.flip(1), None if mask is None else mask.flip(1), grid=grid, detach_between=detach_between)
+    return {l: torch.cat([f, f - back[l]], dim=1) for l, f in fwd.items()}
+
+
+def _read(
+    model: PredictiveStack, clip: Tensor, mask: Tensor | None, *, grid: int, detach_between: bool
+) -> dict[int, Tensor]:
+    """One reading of the clip in the order given: the ``model.readout`` parts pooled over space and time bins."""
     from .stack_checks import check_frames, check_mask  # stack_checks imports this module
 
     check_frames(clip, model.cfg.in_channels, clip=True)

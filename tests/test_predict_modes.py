@@ -114,6 +114,20 @@ def test_readout_warmup_settles_the_state_and_reads_only_the_clip():
         make(readout_warmup=-1)
 
 
+def test_readout_reverse_adds_what_time_s_arrow_changes():
+    x = clip(t=5)
+    plain = make(readout="a,r", readout_bins=2).extract_features(x)
+    both = make(readout="a,r", readout_bins=2, readout_reverse=True).extract_features(x)
+    back = make(readout="a,r", readout_bins=2).extract_features(x.flip(1))
+    for l, f in plain.items():
+        assert both[l].shape == (2, 2 * f.shape[1])
+        assert torch.allclose(both[l][:, : f.shape[1]], f, atol=1e-6)  # the default features first
+        assert torch.allclose(both[l][:, f.shape[1] :], f - back[l], atol=1e-6)  # then forwards minus backwards
+    palindrome = torch.cat([x, x.flip(1)[:, 1:]], dim=1)  # frames 0 1 2 3 4 3 2 1 0: the same either way
+    p = make(readout="a,r", readout_reverse=True).extract_features(palindrome)
+    assert all(v[:, v.shape[1] // 2 :].abs().max() < 1e-5 for v in p.values())
+
+
 def test_readout_bins_are_time_segments():
     m = make(readout="a", readout_bins=2, readout_whole=False)
     x = clip(t=4)

@@ -228,7 +228,8 @@ def test_resplit_draws_the_folder_split_of_each_seed(tiny_run, tmp_path, capsys,
 def test_readout_options_change_the_features_and_their_cache(tiny_run, tmp_path):
     base = run_probe_cli(tiny_run, tmp_path / "base.json")  # the checkpoint's readout: the defaults
     assert base["readout"] == {"readout": "a,r,da", "readout_bins": 2, "readout_whole": True, "readout_trend": False,
-                               "readout_pool": "mean", "readout_warmup": 0}  # fmt: skip
+                               "readout_pool": "mean", "readout_warmup": 0,
+                               "readout_reverse": False}  # fmt: skip
     one = run_probe_cli(tiny_run, tmp_path / "b1.json", "--readout-bins", "1")
     assert one["readout"]["readout_bins"] == 1 and one["cache_hits"] == 0  # not the checkpoint's own features
     # Asking for the checkpoint's own readout is the plain probe, from the plain probe's cache.
@@ -237,7 +238,8 @@ def test_readout_options_change_the_features_and_their_cache(tiny_run, tmp_path)
     ri = run_probe_cli(tiny_run, tmp_path / "ri.json", "--random-init", "--readout", "a", "--readout-pool", "max",
                        "--no-readout-whole")  # fmt: skip
     assert ri["readout"] == {"readout": "a", "readout_bins": 2, "readout_whole": False, "readout_trend": False,
-                             "readout_pool": "max", "readout_warmup": 0}  # fmt: skip
+                             "readout_pool": "max", "readout_warmup": 0,
+                             "readout_reverse": False}  # fmt: skip
     trend = run_probe_cli(tiny_run, tmp_path / "trend.json", "--readout-trend")
     assert trend["readout"]["readout_trend"] is True and trend["cache_hits"] == 0
     warm = run_probe_cli(tiny_run, tmp_path / "warm.json", "--readout-warmup", "3")
