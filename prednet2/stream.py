@@ -32,9 +32,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -45,18 +43,15 @@ import torch
 from prednet2.cli import OneLineParser, int_at_least, out_folder, prog_name
 from prednet2.config import ConfigError
 
-# One concept per file: the frame source, the per-frame motion mask and the surprise gate live beside this loop.
+# One concept per file: the frame source, the per-frame motion mask, the surprise gate and the outputs live beside
+# this loop.
 from prednet2.frame_source import FrameSource, SourceError
 from prednet2.interrupt import EXIT_INTERRUPTED, run_cli, stop_on_sigint
 from prednet2.optim import build_anchor, unit_param_groups
 from prednet2.runinfo import read_rss_mb
 from prednet2.stream_motion import StreamMotion
+from prednet2.stream_outputs import StreamOptionError, panel, write_summary
 from prednet2.surprise_gate import SurpriseGate
-
-
-class StreamOptionError(ValueError):
-    """An option of ``run_stream`` does not fit the checkpoint (e.g. a window shorter than its horizon)."""
-
 
 __all__ = ["SourceError", "StreamOptionError", "FrameSource", "SurpriseGate", "StreamMotion", "read_rss_mb",
            "run_stream", "main"]  # fmt: skip
@@ -241,7 +236,7 @@ def run_stream(
                 rows.writerow([n, f"{s:.6g}", f"{z:.4g}", int(is_open), int(updated)] + [f"{v:.6g}" for v in per_layer])
                 # Step 4. The side-by-side panel.
                 if writer is not None:
-                    writer.write(_panel(frame, out.errors, vmax, m_np, panel_height))
+                    writer.write(panel(frame, out.errors, vmax, m_np, panel_height))
                 n += 1
                 bar.update(1)
                 if n in rss_at:
@@ -293,24 +288,8 @@ def run_stream(
             out_dir / "last.pt", model=model, optimizer=opt, config=cfg, step=n_updates, extra={"stream": summary}
         )
         summary["checkpoint_out"] = str(out_dir / "last.pt")
-    tmp = out_dir / "stream.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, out_dir / "stream.json")
+    write_summary(out_dir, summary)
     return summary
-
-
-def _panel(frame: np.ndarray, errors: list[torch.Tensor], vmax, mask: np.ndarray | None, height: int) -> np.ndarray:
-    """frame (H, W, C) uint8, errors[l] (1, 2C_l, H_l, W_l), mask (H, W) -> one (height, W_total, 3) uint8 image."""
-    from prednet2.video_writer import gray_panel, heatmap, hstack_panels, to_panel
-
-    rgb = frame if frame.shape[2] == 3 else np.repeat(frame, 3, axis=2)
-    panels = [to_panel(rgb, height, "frame")]
-    for l, e in enumerate(errors):
-        m = e[0].detach().float().mean(dim=0).cpu().numpy()  # (H_l, W_l): mean |error| over channels
-        panels.append(to_panel(heatmap(m, vmax[l].update(float(m.max()))), height, f"error L{l}"))
-    if mask is not None:
-        panels.append(to_panel(gray_panel(mask), height, "motion"))
-    return hstack_panels(panels)
 
 
 # ---- CLI --------------------------------------------------------------------------------------------------------
