@@ -12,7 +12,8 @@ What it writes to ``--out`` (default ``stream_out``):
 - ``surprise.csv``: one row per frame: surprise, its z-score, the gate value, and each layer's error.
 - ``stream.json``: summary (frames, updates, frames/s, RSS at frames 100 and the last, the RSS trace, options).
 - ``stream.mp4``: the frame, one error heatmap per layer and (motion enabled) the motion mask, side by side.
-- ``last.pt`` with ``--learn``: the model after online learning (a normal checkpoint).
+- ``last.pt`` with ``--learn``: the model after online learning (a normal checkpoint; step, schedule and data
+  position are the source checkpoint's, so ``train.py --resume`` continues one from train.py).
 
 Online learning (``--learn``): the stack runs in local mode with a truncated window of ``--window`` steps
 (default ``train.window``). After each window the summed per-unit losses are back-propagated, the optimizer steps
@@ -50,7 +51,7 @@ from prednet2.interrupt import EXIT_INTERRUPTED, run_cli, stop_on_sigint
 from prednet2.optim import build_anchor, unit_param_groups
 from prednet2.runinfo import read_rss_mb
 from prednet2.stream_motion import StreamMotion
-from prednet2.stream_outputs import StreamOptionError, panel, write_summary
+from prednet2.stream_outputs import StreamOptionError, panel, save_learned, write_summary
 from prednet2.surprise_gate import SurpriseGate
 
 __all__ = ["SourceError", "StreamOptionError", "FrameSource", "SurpriseGate", "StreamMotion", "read_rss_mb",
@@ -63,14 +64,12 @@ def _to_input(frame: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(frame).to(device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
 
 
-def _build_optimizer(model: torch.nn.Module, cfg, ckpt_path: str, fresh: bool) -> tuple[torch.optim.Optimizer, str]:
+def _build_optimizer(model: torch.nn.Module, cfg, source: dict, fresh: bool) -> tuple[torch.optim.Optimizer, str]:
     """AdamW at ``train.lr`` with the trainer's per-unit param groups; the checkpoint's optimizer state when it fits."""
     opt = torch.optim.AdamW(unit_param_groups(model), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     if fresh:
         return opt, "fresh"
-    from prednet2.checkpoint import load_checkpoint
-
-    state = load_checkpoint(ckpt_path).get("optimizer")
+    state = source.get("optimizer")
     if not state:
         return opt, "fresh (checkpoint has none)"
     try:
@@ -108,7 +107,7 @@ def run_stream(
     from tqdm import tqdm
 
     from prednet2 import detach_state
-    from prednet2.checkpoint import load_model, save_checkpoint
+    from prednet2.checkpoint import load_model
 
     if not learn and (fresh_optimizer or lr > 0 or anchor_weight is not None):  # they shape online updates
         what = "--fresh-optimizer" if fresh_optimizer else f"--lr {lr:g}" if lr > 0 else "--anchor-weight"
@@ -154,8 +153,11 @@ def run_stream(
     use_mask = getattr(model.cfg, "motion_channels", 0) > 0
     opt, opt_from, anchor = (None, "", None)
     if learn:
+        from prednet2.checkpoint import load_checkpoint
+
+        source_ckpt = load_checkpoint(checkpoint)  # its optimizer state, and the training state last.pt carries on
         model.train()
-        opt, opt_from = _build_optimizer(model, cfg, checkpoint, fresh_optimizer)
+        opt, opt_from = _build_optimizer(model, cfg, source_ckpt, fresh_optimizer)
         anchor = build_anchor(opt, cfg)
     L = model.num_layers
 
@@ -284,9 +286,7 @@ def run_stream(
         "interrupted": stop.stop,
     }
     if learn:
-        save_checkpoint(
-            out_dir / "last.pt", model=model, optimizer=opt, config=cfg, step=n_updates, extra={"stream": summary}
-        )
+        save_learned(out_dir / "last.pt", model=model, optimizer=opt, cfg=cfg, source=source_ckpt, summary=summary)
         summary["checkpoint_out"] = str(out_dir / "last.pt")
     write_summary(out_dir, summary)
     return summary

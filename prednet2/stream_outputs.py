@@ -1,6 +1,8 @@
-"""What ``prednet2.stream`` writes to ``--out``: the mp4 panel and stream.json.
+"""What ``prednet2.stream`` writes to ``--out``: the mp4 panel, the learned checkpoint and stream.json.
 
 - ``panel``: one side-by-side frame of the mp4.
+- ``save_learned``: ``last.pt`` after online learning. It carries the source checkpoint's training state (step,
+  schedule, data position, best loss), so one from train.py gives one that ``train.py --resume`` continues.
 - ``write_summary``: ``stream.json``, written whole (temporary file and rename).
 """
 
@@ -9,9 +11,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+
+# The trainer's extra entries a resume reads (prednet2.train_state.save_run_checkpoint writes them).
+TRAINER_EXTRA = ("epoch", "batch_in_epoch", "best_loss", "last_losses", "train_s_total")
 
 
 class StreamOptionError(ValueError):
@@ -30,6 +36,35 @@ def panel(frame: np.ndarray, errors: list[torch.Tensor], vmax, mask: np.ndarray 
     if mask is not None:
         panels.append(to_panel(gray_panel(mask), height, "motion"))
     return hstack_panels(panels)
+
+
+class _Stored:
+    """A scheduler state as stored in a checkpoint, for ``save_checkpoint(scheduler=...)``."""
+
+    def __init__(self, state: dict):
+        self.state = state
+
+    def state_dict(self) -> dict:
+        return self.state
+
+
+def save_learned(path: Path, *, model, optimizer, cfg, source: dict[str, Any], summary: dict) -> None:
+    """Write the learned model. ``step``, the schedule and the trainer's data position are the source checkpoint's
+    (online updates are no training steps; ``extra["stream"]["n_updates"]`` counts them), so a checkpoint from
+    train.py gives one that ``train.py --resume`` continues."""
+    from prednet2.checkpoint import save_checkpoint
+
+    extra = {k: v for k, v in source.get("extra", {}).items() if k in TRAINER_EXTRA}
+    sched = source.get("scheduler")
+    save_checkpoint(
+        path,
+        model=model,
+        optimizer=optimizer,
+        config=cfg,
+        step=int(source.get("step", 0)),
+        extra={**extra, "stream": summary},
+        scheduler=_Stored(sched) if sched is not None else None,
+    )
 
 
 def write_summary(out_dir: Path, summary: dict) -> None:

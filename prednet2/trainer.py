@@ -149,6 +149,11 @@ def train(
     # Step 1. The run folder: a new run needs a free --out, a resumed one its last.pt.
     check_out_dir(paths, resume)
     ckpt = load_checkpoint(paths.last) if resume else None
+    if ckpt is not None and (ckpt.get("scheduler") is None or not _RESUME_EXTRA <= set(ckpt.get("extra") or {})):
+        raise RunFolderError(
+            f"--resume: {paths.last} holds weights but no training state (schedule, data position): it was not "
+            "written by train.py (nor by prednet2.stream --learn from a train.py checkpoint); start a new run"
+        )
 
     # Step 2. The device: torchrun gives one process per device (gloo on CPU, nccl on GPU).
     if get_world_size() > 1:
@@ -241,6 +246,9 @@ def train(
     if status == "interrupted":
         raise TrainingInterrupted(ts.stop_signal or signal.SIGTERM, ts.step, paths.last)
     return summary
+
+
+_RESUME_EXTRA = {"epoch", "batch_in_epoch", "best_loss", "last_losses"}  # what _restore reads from extra
 
 
 def _build_model(cfg: Config, model_factory: Callable[[Any], nn.Module] | None) -> nn.Module:

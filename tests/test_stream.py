@@ -296,3 +296,40 @@ def test_ctrl_c_ends_the_stream_after_its_frame_and_saves_everything(tmp_path, c
     assert not run_stream(str(video), str(ckpt), tmp_path / "b", max_frames=4, video=False, progress=False)[
         "interrupted"
     ]
+
+
+def test_learned_checkpoint_resumes_with_train_py(tmp_path, video, capsys):
+    """stream --learn from a train.py checkpoint writes one train.py --resume continues: the source's step, schedule
+    and data position carried over (online updates counted in extra.stream). Before: a traceback in train.py (the
+    scheduler state was None). A checkpoint without training state is refused in one line, not a traceback."""
+    import shutil
+
+    from train_helpers import tiny_config
+
+    from prednet2.trainer import RunFolderError, train
+
+    cfg = tiny_config(steps=3)
+    train(cfg, "synthetic:shapes", tmp_path / "run", progress=False)
+    kw = dict(learn=True, gate="always", video=False, progress=False)
+    s = run_stream(str(video), str(tmp_path / "run" / "checkpoints" / "last.pt"), tmp_path / "s", window=2, **kw)
+    ck = load_checkpoint(tmp_path / "s" / "last.pt")
+    src = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert s["n_updates"] == 10 and ck["extra"]["stream"]["n_updates"] == 10
+    assert ck["step"] == src["step"] == 3 and ck["scheduler"] == src["scheduler"]
+    assert ck["extra"]["epoch"] == src["extra"]["epoch"] and "batch_in_epoch" in ck["extra"]
+    run2 = tmp_path / "run2"
+    (run2 / "checkpoints").mkdir(parents=True)
+    shutil.copy(tmp_path / "run" / "config.yaml", run2)
+    shutil.copy(tmp_path / "s" / "last.pt", run2 / "checkpoints" / "last.pt")
+    assert train(tiny_config(steps=5), "synthetic:shapes", run2, resume=True, progress=False)["steps"] == 5
+    # the fixture-like checkpoint (no schedule, no data position): its stream output keeps step 0, resume refused
+    bare = tmp_path / "bare.pt"
+    save_checkpoint(bare, model=prednet2.build_model(cfg.model), optimizer=None, config=cfg, step=0)
+    run_stream(str(video), str(bare), tmp_path / "s2", **kw)
+    assert load_checkpoint(tmp_path / "s2" / "last.pt")["step"] == 0
+    run3 = tmp_path / "run3"
+    (run3 / "checkpoints").mkdir(parents=True)
+    shutil.copy(tmp_path / "run" / "config.yaml", run3)
+    shutil.copy(tmp_path / "s2" / "last.pt", run3 / "checkpoints" / "last.pt")
+    with pytest.raises(RunFolderError, match="holds weights but no training state"):
+        train(tiny_config(steps=5), "synthetic:shapes", run3, resume=True, progress=False)
