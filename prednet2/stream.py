@@ -51,7 +51,7 @@ from prednet2.interrupt import EXIT_INTERRUPTED, run_cli, stop_on_sigint
 from prednet2.optim import build_anchor, unit_param_groups
 from prednet2.runinfo import read_rss_mb
 from prednet2.stream_motion import StreamMotion
-from prednet2.stream_outputs import StreamOptionError, panel, save_learned, write_summary
+from prednet2.stream_outputs import StreamOptionError, panel, prepare_out_dir, save_learned, write_summary
 from prednet2.surprise_gate import SurpriseGate
 
 __all__ = ["SourceError", "StreamOptionError", "FrameSource", "SurpriseGate", "StreamMotion", "read_rss_mb",
@@ -148,7 +148,8 @@ def run_stream(
     end_to_end = cfg.train.mode == "end_to_end"
     grayscale = cfg.model.in_channels == 1
     src = FrameSource(source, size=tuple(cfg.data.size), grayscale=grayscale)
-    out_dir.mkdir(parents=True, exist_ok=True)  # after the checks: a refused stream leaves no folder behind
+    # after the checks: a refused stream leaves no folder behind
+    prepare_out_dir(out_dir, learn=learn, video=video, checkpoint=checkpoint)
     motion = StreamMotion(cfg.motion) if cfg.motion.enabled else None
     use_mask = getattr(model.cfg, "motion_channels", 0) > 0
     opt, opt_from, anchor = (None, "", None)

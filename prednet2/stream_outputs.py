@@ -1,5 +1,9 @@
-"""What ``prednet2.stream`` writes to ``--out``: the mp4 panel, the learned checkpoint and stream.json.
+"""What ``prednet2.stream`` writes to ``--out``: the folder check, the mp4 panel, the learned checkpoint, stream.json.
 
+- ``prepare_out_dir``: refuses a folder whose earlier stream outputs this run would leave beside its own (a
+  ``last.pt`` of an earlier ``--learn`` run when this one does not learn, a ``stream.mp4`` under ``--no-video``),
+  removes the old ``stream.json`` (so a run aborted by a second Ctrl-C leaves no summary of another run's outputs),
+  and creates the folder.
 - ``panel``: one side-by-side frame of the mp4.
 - ``save_learned``: ``last.pt`` after online learning. It carries the source checkpoint's training state (step,
   schedule, data position, best loss), so one from train.py gives one that ``train.py --resume`` continues.
@@ -22,6 +26,23 @@ TRAINER_EXTRA = ("epoch", "batch_in_epoch", "best_loss", "last_losses", "train_s
 
 class StreamOptionError(ValueError):
     """An option of ``run_stream`` does not fit the checkpoint or ``--out`` (e.g. a window shorter than its horizon)."""
+
+
+def prepare_out_dir(out_dir: Path, *, learn: bool, video: bool, checkpoint: str | Path) -> None:
+    """Refuse stale outputs this run would not overwrite, drop the old stream.json, create the folder."""
+    stale = []
+    last = out_dir / "last.pt"
+    if not learn and last.is_file() and last.resolve() != Path(checkpoint).resolve():
+        stale.append("last.pt of an earlier --learn stream (this one does not learn)")
+    if not video and (out_dir / "stream.mp4").is_file():
+        stale.append("stream.mp4 of an earlier stream (this one has --no-video)")
+    if stale:
+        raise StreamOptionError(
+            f"--out {out_dir} holds {' and '.join(stale)}, which would stay beside this run's outputs as if they were "
+            "its own; pick another --out, or move them away"
+        )
+    (out_dir / "stream.json").unlink(missing_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
 
 
 def panel(frame: np.ndarray, errors: list[torch.Tensor], vmax, mask: np.ndarray | None, height: int) -> np.ndarray:

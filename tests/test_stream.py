@@ -333,3 +333,36 @@ def test_learned_checkpoint_resumes_with_train_py(tmp_path, video, capsys):
     shutil.copy(tmp_path / "s2" / "last.pt", run3 / "checkpoints" / "last.pt")
     with pytest.raises(RunFolderError, match="holds weights but no training state"):
         train(tiny_config(steps=5), "synthetic:shapes", run3, resume=True, progress=False)
+
+
+def test_out_with_an_earlier_streams_outputs(tmp_path, ckpt, video, capsys, monkeypatch):
+    """An --out holding a last.pt of an earlier --learn stream (or a stream.mp4 under --no-video) that this run would
+    not replace is refused in one line, exit 2 (before: left beside the new outputs as if this run's); the input
+    checkpoint itself may sit there; the old stream.json is dropped when the run starts."""
+    out = tmp_path / "o"
+    assert main([str(video), "--checkpoint", str(ckpt), "--out", str(out), "--learn", "--no-progress"]) == 0
+    capsys.readouterr()
+    for extra, what in (
+        (["--no-video"], "last.pt of an earlier --learn stream (this one does not learn) and stream.mp4"),
+        ([], "last.pt"),
+    ):
+        assert main([str(video), "--checkpoint", str(ckpt), "--out", str(out), "--no-progress", *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"--out {out} holds {what}" in err[0], err
+    assert json.loads((out / "stream.json").read_text())["learn"]  # the refused runs touched nothing
+    # the learned model streamed again into its own folder (it is the input, not a stale output): fine
+    assert main([str(video), "--checkpoint", str(out / "last.pt"), "--out", str(out), "--no-progress"]) == 0
+    assert not json.loads((out / "stream.json").read_text())["learn"]
+    (out / "last.pt").unlink()
+
+    class AbortedSource(FrameSource):  # a second Ctrl-C aborts without saving
+        def __iter__(self):
+            yield next(super().__iter__())
+            raise KeyboardInterrupt
+
+    import prednet2.stream as stream_mod
+
+    monkeypatch.setattr(stream_mod, "FrameSource", AbortedSource)
+    with pytest.raises(KeyboardInterrupt):
+        run_stream(str(video), str(ckpt), out, progress=False)
+    assert not (out / "stream.json").exists()  # not the earlier run's summary beside this run's partial csv
