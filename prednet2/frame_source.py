@@ -22,6 +22,7 @@ class FrameSource:
 
     ``size=(H, W)``: shorter-side resize inside FFmpeg (``VideoFrame.to_ndarray``), then centre crop, as
     ``datasets.decode`` does for training clips. ``fps`` is the native rate of the first video (for the mp4).
+    ``current`` is the path (or camera device) of the video the last frame came from.
     Raises SourceError on open; a folder's file that fails mid-way is skipped with a warning (``skipped``).
     """
 
@@ -34,6 +35,7 @@ class FrameSource:
         self.size = (int(size[0]), int(size[1]))
         self.fmt = "gray" if grayscale else "rgb24"
         self.skipped: list[tuple[str, str]] = []
+        self.current: str | None = None
         self.camera = bool(_CAMERA.match(source))
         if self.camera:
             dev = f"/dev/video{source}" if source.isdigit() else source
@@ -99,6 +101,7 @@ class FrameSource:
         plan = None
         H, W = self.size
         n = 0
+        self.current = container.name
         try:
             for frame in container.decode(stream):
                 if plan is None:

@@ -10,7 +10,8 @@ length of the stream.
 
 What it writes to ``--out`` (default ``stream_out``):
 - ``surprise.csv``: one row per frame: surprise, its z-score, the gate value, and each layer's error.
-- ``stream.json``: summary (frames, updates, frames/s, RSS at frames 100 and the last, the RSS trace, options).
+- ``stream.json``: summary (frames, updates, frames/s, RSS at frames 100 and the last, the RSS trace, options,
+  where each video of a folder starts: its first frame is a cut, a surprise spike, as the state carries over).
 - ``stream.mp4``: the frame, one error heatmap per layer and (motion enabled) the motion mask, side by side.
 - ``last.pt`` with ``--learn``: the model after online learning (a normal checkpoint; step, schedule and data
   position are the source checkpoint's, so ``train.py --resume`` continues one from train.py).
@@ -180,6 +181,7 @@ def run_stream(
     win_z: list[float] = []
     n_updates = n_windows = 0
     surprises: list[float] = []
+    videos: list[dict] = []  # where each video of the source starts in the stream
     n = 0
     t0 = time.perf_counter()
     bar = tqdm(total=max_frames or None, desc="stream", unit="frame", disable=not progress)
@@ -188,6 +190,8 @@ def run_stream(
             for frame in src:
                 if (max_frames and n >= max_frames) or stop.stop:
                     break
+                if not videos or videos[-1]["path"] != src.current:  # a folder's next video starts here
+                    videos.append({"path": src.current, "first_frame": n})
                 x = _to_input(frame, dev)
                 m_np = motion(frame) if motion is not None else None
                 mask = torch.from_numpy(m_np).to(dev)[None, None] if (use_mask and m_np is not None) else None
@@ -282,6 +286,10 @@ def run_stream(
         ),
         "video": str(out_dir / "stream.mp4") if writer is not None else None,
         "surprise_csv": str(out_dir / "surprise.csv"),
+        "videos": [
+            {**v, "n_frames": e - v["first_frame"]}
+            for v, e in zip(videos, [v["first_frame"] for v in videos[1:]] + [n])
+        ],
         "skipped": [{"path": p, "reason": r} for p, r in src.skipped],
         "motion_panel": motion is not None,
         "interrupted": stop.stop,

@@ -366,3 +366,24 @@ def test_out_with_an_earlier_streams_outputs(tmp_path, ckpt, video, capsys, monk
     with pytest.raises(KeyboardInterrupt):
         run_stream(str(video), str(ckpt), out, progress=False)
     assert not (out / "stream.json").exists()  # not the earlier run's summary beside this run's partial csv
+
+
+def test_a_folder_records_where_each_video_starts(tmp_path, ckpt):
+    """A folder plays as one stream (the state carries over, so each video's first frame is a cut the model did not
+    predict); stream.json's ``videos`` says which frames came from which file, sizes and rates differing, a broken
+    file skipped and counted."""
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    write_video(folder / "a.mp4", 7, seed=1)
+    write_video(folder / "b.mp4", 5, h=64, w=64, seed=2)
+    (folder / "c.mp4").write_bytes(b"not a video")
+    s = run_stream(str(folder), str(ckpt), tmp_path / "o", video=False, progress=False)
+    assert s["n_frames"] == 12 and [x["path"] for x in s["skipped"]] == [str(folder / "c.mp4")]
+    assert s["videos"] == [
+        {"path": str(folder / "a.mp4"), "first_frame": 0, "n_frames": 7},
+        {"path": str(folder / "b.mp4"), "first_frame": 7, "n_frames": 5},
+    ]
+    rows = list(csv.DictReader(open(tmp_path / "o" / "surprise.csv")))
+    assert float(rows[7]["surprise"]) > 0  # the cut is a predicted frame like any other (state not reset)
+    one = run_stream(str(folder / "b.mp4"), str(ckpt), tmp_path / "p", max_frames=3, video=False, progress=False)
+    assert one["videos"] == [{"path": str(folder / "b.mp4"), "first_frame": 0, "n_frames": 3}]
