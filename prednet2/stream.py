@@ -140,6 +140,11 @@ def run_stream(
     window = window or cfg.train.window
     if window < 1:
         raise StreamOptionError(f"--window must be >= 1, got {window}")
+    if learn and 0 < max_frames < window:  # no window would ever close: last.pt would be the checkpoint, "learned"
+        raise StreamOptionError(
+            f"--max-frames {max_frames} is shorter than the learning window of {window} frames (--window, else the "
+            f"checkpoint's train.window): --learn would never update; use --window {max_frames} or fewer"
+        )
     horizon = model.cfg.horizon
     if learn and window < horizon:  # as the trainer refuses train.window < model.horizon
         raise StreamOptionError(
@@ -261,6 +266,10 @@ def run_stream(
         sk = src.skipped
         why = f" ({len(sk)} file(s) skipped, e.g. {sk[0][0]}: {sk[0][1]})" if sk else ""
         raise SourceError(f"SOURCE {source}: no frame decoded{why}")
+    if learn and n_windows == 0:
+        msg = f"the stream ended after {n} frames, before its first learning window of {window} closed"
+        print(f"prednet2.stream: warning: {msg}: nothing was learned (last.pt holds the checkpoint's weights)",
+              file=sys.stderr)  # fmt: skip
     wall = time.perf_counter() - t0
     rss_marks[str(n)] = read_rss_mb()
     summary = {

@@ -387,3 +387,16 @@ def test_a_folder_records_where_each_video_starts(tmp_path, ckpt):
     assert float(rows[7]["surprise"]) > 0  # the cut is a predicted frame like any other (state not reset)
     one = run_stream(str(folder / "b.mp4"), str(ckpt), tmp_path / "p", max_frames=3, video=False, progress=False)
     assert one["videos"] == [{"path": str(folder / "b.mp4"), "first_frame": 0, "n_frames": 3}]
+
+
+def test_learning_needs_a_window_that_closes(tmp_path, ckpt, video, capsys):
+    """--learn with --max-frames below the window can never update: refused in one line, exit 2. A stream that ends
+    before its first window closes says so on stderr (before: "the learned weights" of an unchanged model)."""
+    assert main([str(video), "--checkpoint", str(ckpt), "--out", str(tmp_path / "a"), "--learn", "--window", "5",
+                 "--max-frames", "4", "--no-video"]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--max-frames 4 is shorter than the learning window of 5 frames" in err[0]
+    assert not (tmp_path / "a").exists()
+    s = run_stream(str(video), str(ckpt), tmp_path / "b", learn=True, window=50, video=False, progress=False)
+    assert s["n_windows"] == s["n_updates"] == 0 and s["n_frames"] == 20
+    assert "before its first learning window of 50 closed: nothing was learned" in capsys.readouterr().err
