@@ -244,11 +244,12 @@ def run_stream(
                         state = detach_state(state)
                 else:
                     state = detach_state(state)  # no graph anyway (no_grad); keeps the contract explicit
-                surprises.append(s)
+                if out.valid:  # frame 0's 0 is a placeholder (nothing predicted), not a surprise
+                    surprises.append(s)
                 rows.writerow([n, f"{s:.6g}", f"{z:.4g}", int(is_open), int(updated)] + [f"{v:.6g}" for v in per_layer])
                 # Step 4. The side-by-side panel.
                 if writer is not None:
-                    writer.write(panel(frame, out.errors, vmax, m_np, panel_height))
+                    writer.write(panel(frame, out.errors if out.valid else None, vmax, m_np, panel_height))
                 n += 1
                 bar.update(1)
                 if n in rss_at:
@@ -280,6 +281,7 @@ def run_stream(
         "gate": gate,
         "z_threshold": z_threshold,
         "history": history,
+        "min_history": min_history,
         "window": window,
         "lr": cfg.train.lr,
         "optimizer": opt_from,
@@ -287,7 +289,7 @@ def run_stream(
         "n_updates": n_updates,
         "wall_s": round(wall, 3),
         "frames_per_s": round(n / wall, 2),
-        "surprise_mean": float(np.mean(surprises)),
+        "surprise_mean": float(np.mean(surprises)) if surprises else None,  # over the predicted frames
         "rss": rss_marks,
         "rss_trace": rss_trace,
         "peak_rss_ratio_last_vs_100": (

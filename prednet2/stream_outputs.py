@@ -45,15 +45,22 @@ def prepare_out_dir(out_dir: Path, *, learn: bool, video: bool, checkpoint: str 
     out_dir.mkdir(parents=True, exist_ok=True)
 
 
-def panel(frame: np.ndarray, errors: list[torch.Tensor], vmax, mask: np.ndarray | None, height: int) -> np.ndarray:
-    """frame (H, W, C) uint8, errors[l] (1, 2C_l, H_l, W_l), mask (H, W) -> one (height, W_total, 3) uint8 image."""
+def panel(frame: np.ndarray, errors: list[torch.Tensor] | None, vmax, mask: np.ndarray | None, height: int):
+    """frame (H, W, C) uint8, errors[l] (1, 2C_l, H_l, W_l), mask (H, W) -> one (height, W_total, 3) uint8 image.
+
+    ``errors=None`` (the first frame, where nothing was predicted): blank error panels, the colour scale untouched.
+    """
     from prednet2.video_writer import gray_panel, heatmap, hstack_panels, to_panel
 
     rgb = frame if frame.shape[2] == 3 else np.repeat(frame, 3, axis=2)
     panels = [to_panel(rgb, height, "frame")]
-    for l, e in enumerate(errors):
-        m = e[0].detach().float().mean(dim=0).cpu().numpy()  # (H_l, W_l): mean |error| over channels
-        panels.append(to_panel(heatmap(m, vmax[l].update(float(m.max()))), height, f"error L{l}"))
+    for l, v in enumerate(vmax):
+        if errors is None:
+            m, top = np.zeros(frame.shape[:2], np.float32), max(v.value, v.floor)
+        else:
+            m = errors[l][0].detach().float().mean(dim=0).cpu().numpy()  # (H_l, W_l): mean |error| over channels
+            top = v.update(float(m.max()))
+        panels.append(to_panel(heatmap(m, top), height, f"error L{l}"))
     if mask is not None:
         panels.append(to_panel(gray_panel(mask), height, "motion"))
     return hstack_panels(panels)

@@ -400,3 +400,16 @@ def test_learning_needs_a_window_that_closes(tmp_path, ckpt, video, capsys):
     s = run_stream(str(video), str(ckpt), tmp_path / "b", learn=True, window=50, video=False, progress=False)
     assert s["n_windows"] == s["n_updates"] == 0 and s["n_frames"] == 20
     assert "before its first learning window of 50 closed: nothing was learned" in capsys.readouterr().err
+
+
+def test_the_first_frame_is_a_placeholder_not_a_surprise(tmp_path, ckpt, video):
+    """Frame 0 predicts nothing: its csv surprise 0 stays out of surprise_mean, and its mp4 error panels are blank
+    (before: the mean was pulled toward 0, and the panels drew the unpredicted error and set the colour scale)."""
+    s = run_stream(str(video), str(ckpt), tmp_path, max_frames=6, progress=False, panel_height=32)
+    rows = list(csv.DictReader(open(tmp_path / "surprise.csv")))
+    assert float(rows[0]["surprise"]) == 0 and s["min_history"] == 10
+    assert s["surprise_mean"] == pytest.approx(np.mean([float(r["surprise"]) for r in rows[1:]]), rel=1e-5)
+    with av.open(str(tmp_path / "stream.mp4")) as c:
+        dec = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    err0, err1 = (d[18:, 38:66].astype(int) for d in dec[:2])  # the first error panel, below its label
+    assert np.ptp(err0) < 12 and np.ptp(err1) > 30  # flat (blank) at frame 0, a map at frame 1
