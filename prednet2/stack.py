@@ -82,6 +82,7 @@ class PredictiveStack(nn.Module):
                 flow_head=flow_weights[l] > 0,
                 flow_head_hidden=cfg.flow_head_hidden,
                 flow_head_share=cfg.flow_head_share,
+                flow_head_input=cfg.flow_head_input,
             )
             units.append(unit)
             in_ch = up_channels(cfg.pass_up, unit)
@@ -189,7 +190,7 @@ class PredictiveStack(nn.Module):
                 terms[f"err/{l}"] = per_sample.mean() if valid else 0.0 * per_sample.sum()
                 terms.update(self._unit_terms(l, a, preds[l], state.a[l]))
                 if u.flow_head is not None and flow is not None:
-                    terms[f"flow/{l}"] = flow_loss(u.predict_flow(r_new[l]), flow, cfg.stem << l, valid)
+                    terms[f"flow/{l}"] = flow_loss(u.predict_flow(r_new[l], a), flow, cfg.stem << l, valid)
                 if u.motion_channels:
                     bind_pair = u.bind_projections(a)
             if l + 1 < L:

@@ -60,6 +60,11 @@ def validate_model_config(cfg: ModelConfig) -> None:
             "model.flow_head_share says what the flow heads read, but this model has none (model.flow_weight and "
             "model.flow_weights are 0, or the motion stream is off); set a flow weight or drop model.flow_head_share"
         )
+    if cfg.flow_head_input != "state" and not any(flow_weights_of(cfg)):
+        raise ValueError(
+            "model.flow_head_input says what the flow heads read, but this model has none (model.flow_weight and "
+            "model.flow_weights are 0, or the motion stream is off); set a flow weight or drop model.flow_head_input"
+        )
     readout.parse_parts(cfg.readout)
 
 

@@ -67,6 +67,7 @@ class PredictiveUnit(nn.Module):
         flow_head: a 1x1 head r -> 2 channels, the motion vectors frame t brings (``model.flow_weight``).
         flow_head_hidden: 0 for a linear flow head; N > 0 puts a 1x1 layer of N channels and a ReLU between.
         flow_head_share: the share of the state's channels the flow head reads (the last ceil(share * C)).
+        flow_head_input: "state" (the head reads r) or "repr" (it reads a, the representation of frame t).
     """
 
     def __init__(
@@ -93,6 +94,7 @@ class PredictiveUnit(nn.Module):
         flow_head: bool = False,
         flow_head_hidden: int = 0,
         flow_head_share: float = 1.0,
+        flow_head_input: str = "state",
     ):
         super().__init__()
         self.pixel = pixel
@@ -129,7 +131,9 @@ class PredictiveUnit(nn.Module):
             for h in [self.head, *self.heads_ahead]:
                 nn.init.zeros_(h.weight)
                 nn.init.zeros_(h.bias)
-        self.flow_inputs = flow_head_inputs(hidden_channels, flow_head_share)
+        self.flow_reads_repr = flow_head_input == "repr"
+        read = self.target_channels if self.flow_reads_repr else hidden_channels
+        self.flow_inputs = flow_head_inputs(read, flow_head_share)
         self.flow_head = _flow_head(self.flow_inputs, flow_head_hidden) if flow_head else None
         if motion_channels:
             self.bind_rgb = nn.Linear(self.repr_channels, bind_dim)
@@ -193,9 +197,11 @@ class PredictiveUnit(nn.Module):
         base = a_prev.detach() if self.residual else None
         return [h(r) if base is None else h(r) + base for h in self.heads_ahead]
 
-    def predict_flow(self, r: Tensor) -> Tensor:
-        """The flow head on the state r (B, C_h, H, W) -> (B, 2, H, W), reading its last ``flow_inputs`` channels."""
-        return self.flow_head(r if self.flow_inputs == self.hidden_channels else r[:, -self.flow_inputs :])
+    def predict_flow(self, r: Tensor, a: Tensor | None = None) -> Tensor:
+        """The flow head on the state r (B, C_h, H, W), or on the representation a (B, C_t, H, W) with
+        ``flow_head_input="repr"``, -> (B, 2, H, W), reading the last ``flow_inputs`` channels."""
+        x = a if self.flow_reads_repr else r
+        return self.flow_head(x if self.flow_inputs == x.shape[1] else x[:, -self.flow_inputs :])
 
     def bind_projections(self, a: Tensor) -> tuple[Tensor, Tensor]:
         """Spatially pooled projections for the RGB<->motion binding loss. a (B, C_t, H, W) -> two (B, D)."""

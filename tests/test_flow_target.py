@@ -216,3 +216,21 @@ def test_a_flow_head_share_reads_the_last_channels_of_the_state_only():
     for bad in ("0", "1.5"):
         with pytest.raises(ConfigError, match="model.flow_head_share"):
             Config.from_yaml(None, [f"model.flow_head_share={bad}"])
+
+
+def test_a_flow_head_on_the_representation_reads_a():
+    m = make(flow_weights=(0.0, 1.0, 1.0), flow_head_input="repr")
+    assert m.units[0].flow_head is None and m.units[2].flow_head.in_channels == m.units[2].target_channels
+    x, mask, flow = inputs()
+    out = m(x, mask, flow=flow)
+    head = m.units[1].flow_head
+    want = torch.stack(
+        [((head(out.targets[1][:, t]) - F.avg_pool2d(flow[:, t], 4)) ** 2).mean() for t in (1, 2, 3)]
+    ).mean()
+    torch.testing.assert_close(out.stats["flow/1"], want)  # the head reads a (the target, the same values)
+    state_head = make(flow_weights=(0.0, 1.0, 1.0))  # the default reads the state: the same model as before
+    assert state_head.units[2].flow_head.in_channels == state_head.units[2].hidden_channels
+    with pytest.raises(ValueError, match="model.flow_head_input says what the flow heads read"):
+        make(flow_weight=0.0, flow_head_input="repr")
+    with pytest.raises(ConfigError, match="model.flow_head_input"):
+        Config.from_yaml(None, ["model.flow_head_input=pixels"])
