@@ -11,6 +11,7 @@ import argparse
 import functools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -222,16 +223,22 @@ class Runner:
         """
         with open(self.out / "logs" / f"{log}.log", "w") as f:
             p = subprocess.Popen([self.python, *args], cwd=ROOT, env=self.env, stdout=f, stderr=subprocess.STDOUT)
-            if budget_s is None:
-                return p.wait()
-            t0 = time.time()
-            while p.poll() is None:
-                used = _cpu_seconds(p.pid) if self.budget_clock == "cpu" else time.time() - t0
-                if used is not None and used >= budget_s:
-                    p.send_signal(signal.SIGTERM)
+            try:
+                if budget_s is None:
                     return p.wait()
-                time.sleep(0.5)
-            return p.returncode
+                t0 = time.time()
+                while p.poll() is None:
+                    used = _cpu_seconds(p.pid) if self.budget_clock == "cpu" else time.time() - t0
+                    if used is not None and used >= budget_s:
+                        p.send_signal(signal.SIGTERM)
+                        return p.wait()
+                    time.sleep(0.5)
+                return p.returncode
+            except KeyboardInterrupt:  # Ctrl-C: stop the child too (a budget run would go on) and let it exit first
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+                p.wait()
+                raise
 
     def map(self, fn, items: list) -> list:
         if self.jobs <= 1:
@@ -278,7 +285,13 @@ class Runner:
         what += f" on {own}" if own else ""
         self.say(f"train {name}: {what}" + (f", {budget_s:.0f} s" if budget_s else ""))
         t0 = time.time()
-        rc = self.run(args, f"train_{name}", budget_s=budget_s)
+        try:
+            rc = self.run(args, f"train_{name}", budget_s=budget_s)
+        except KeyboardInterrupt:
+            rc = EXIT_SIGINT
+        if rc in (EXIT_SIGINT, -signal.SIGINT):  # Ctrl-C cut it short of its steps or budget, yet it wrote a
+            shutil.rmtree(run, ignore_errors=True)  # summary: drop it, or a rerun would reuse it as finished
+            raise KeyboardInterrupt
         if not summary.is_file():
             log = self.out / "logs" / f"train_{name}.log"
             raise StudyFailure(f"training {name} failed (exit {rc}): {last_line(log)} (log: {log})")
@@ -327,6 +340,7 @@ class Runner:
         return res
 
 
+EXIT_SIGINT = 130  # train.py's exit status after Ctrl-C (it saves and writes summary.json first)
 REQUEST = "study_request.json"  # in each run folder: the data, step count or budget and settings it was trained with
 
 
@@ -421,7 +435,7 @@ def main_guard(fn) -> int:
     except (StudyError, StudyFailure) as e:
         print(f"{Path(sys.argv[0]).name}: error: {e}", file=sys.stderr)
         return 2 if isinstance(e, StudyError) else 1
-    except KeyboardInterrupt:  # training runs save on Ctrl-C too; probe results are written whole
+    except KeyboardInterrupt:  # a training run cut short is dropped (a rerun trains it); probes are written whole
         print(f"{Path(sys.argv[0]).name}: interrupted (Ctrl-C); finished runs and probes are kept, so rerunning "
               "resumes", file=sys.stderr)  # fmt: skip
         return 130

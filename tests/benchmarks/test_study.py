@@ -4,8 +4,11 @@ wall-clock budget (SIGTERM) mechanism."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -279,3 +282,55 @@ def test_scripts_have_help(tmp_path):
         p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / name), "--help"], capture_output=True, text=True,
                            cwd=tmp_path)  # fmt: skip
         assert p.returncode == 0 and "--json" in p.stdout, p.stderr
+
+
+def test_a_run_cut_short_by_ctrl_c_is_not_reused(tmp_path, monkeypatch):
+    """train.py saves and writes summary.json on Ctrl-C (exit 130); the study drops that run, so a rerun trains it
+    again instead of reusing a run stopped short of its steps or budget as finished."""
+    r = Runner(tmp_path, verbose=False)
+
+    def interrupted(self, args, log, budget_s=None):
+        run = Path(args[args.index("--out") + 1])
+        (run / "summary.json").write_text(json.dumps({"steps": 3, "status": "interrupted"}))
+        return 130
+
+    monkeypatch.setattr(Runner, "run", interrupted)
+    kw = dict(data="synthetic:shapes", steps=None, budget_s=6.0, seed=0)
+    with pytest.raises(KeyboardInterrupt):
+        r.train("x", [], **kw)
+    assert not (tmp_path / "x").exists()
+
+    def finished(self, args, log, budget_s=None):
+        run = Path(args[args.index("--out") + 1])
+        (run / "summary.json").write_text(json.dumps({"steps": 9, "status": "interrupted", "frames_per_s": 1.0}))
+        return 143  # the budget's SIGTERM
+
+    monkeypatch.setattr(Runner, "run", finished)
+    assert r.train("x", [], **kw)["steps"] == 9
+
+
+def test_ctrl_c_stops_the_child_and_waits_for_it(tmp_path):
+    """Ctrl-C reaching only the study (not its child) still stops the child, a budget run included, before the
+    study exits."""
+    script = tmp_path / "worker.py"
+    script.write_text(
+        "import signal, sys, time\n"
+        "def h(*a):\n"
+        f"    open({str(tmp_path / 'saved')!r}, 'w').write('ok'); sys.exit(143)\n"
+        "signal.signal(signal.SIGTERM, h)\n"
+        f"open({str(tmp_path / 'started')!r}, 'w').write('ok')\n"
+        "time.sleep(60)\n"
+    )
+    r = Runner(tmp_path, verbose=False)
+    t0 = time.time()
+
+    def interrupt_once_started():
+        while not (tmp_path / "started").exists():
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    timer = threading.Thread(target=interrupt_once_started, daemon=True)
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        r.run([str(script)], "worker", budget_s=600.0)
+    assert time.time() - t0 < 50 and (tmp_path / "saved").read_text() == "ok"
