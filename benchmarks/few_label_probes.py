@@ -33,9 +33,9 @@ from prednet2.eval.pool import PoolTransform, ncm_one_set  # noqa: E402
 from prednet2.eval.probe import probe_one_set_cv  # noqa: E402
 from prednet2.eval.seeds import add_seed_args, parse_seed_args  # noqa: E402
 from prednet2.eval.shots import CV_FOLDS, ShotsError, draw_shots  # noqa: E402
-from study import main_guard  # noqa: E402
 
 from prednet2.cli import OneLineParser, out_file  # noqa: E402
+from prednet2.interrupt import run_cli  # noqa: E402
 
 DEFAULT_PROBES = "base,pool,pca64,ncm"
 
@@ -107,4 +107,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     torch.set_grad_enabled(False)
-    sys.exit(main_guard(main))
+    sys.exit(run_cli(main))  # not main_guard: no runs or probes to keep

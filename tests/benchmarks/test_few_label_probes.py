@@ -4,6 +4,7 @@ few-label figure, bad options refused in one line."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -53,3 +54,18 @@ def test_bad_options_are_one_line_and_exit_2(checkpoint, extra, words, capsys):
         few_label_probes.main(["--checkpoint", str(checkpoint), *DATA, *extra])
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and len(err.splitlines()) == 1 and words in err
+
+
+def test_ctrl_c_is_one_line_and_130():
+    """Ctrl-C is one line naming the script, not the studies' line (it keeps no runs or probes to resume)."""
+    code = ("import runpy, sys\n"
+            "import prednet2.eval.featureset as f\n"
+            "def stop(*a, **k):\n"
+            "    raise KeyboardInterrupt\n"
+            "f.FeatureSource = stop\n"
+            "sys.argv = ['few_label_probes.py', '--checkpoint', 'x.pt', '--data', 'synthetic:shapes:direction',"
+            " '--shots', '5']\n"
+            f"runpy.run_path({str(ROOT / 'benchmarks' / 'few_label_probes.py')!r}, run_name='__main__')\n")  # fmt: skip
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 130
+    assert p.stderr.strip().splitlines() == ["few_label_probes.py: interrupted (Ctrl-C)"]
