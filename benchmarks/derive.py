@@ -24,6 +24,7 @@ PROBE_TIME = (
     "model.readout_trend",
     "model.readout_pool",
     "model.readout_warmup",
+    "model.readout_reverse",
 )
 
 
