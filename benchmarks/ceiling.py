@@ -235,7 +235,7 @@ def run_task(task: str, cfg, a) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
-    return main_guard(lambda: _main(a))
+    return main_guard(lambda: _main(a), resumes=False)
 
 
 def _main(a) -> int:

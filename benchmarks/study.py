@@ -426,16 +426,16 @@ def _cpu_seconds(pid: int) -> float | None:
         return None
 
 
-def main_guard(fn) -> int:
+def main_guard(fn, *, resumes: bool = True) -> int:
     """Run a study main: a StudyError (bad option) is one line on stderr and exit 2; a StudyFailure (a run or
     probe failed; finished runs and probes are kept, so rerunning resumes) one line and exit 1; Ctrl-C one line and
-    exit 130."""
+    exit 130 (saying that a rerun resumes only for a script that keeps runs and probes, ``resumes``)."""
     try:
         return fn()
     except (StudyError, StudyFailure) as e:
         print(f"{Path(sys.argv[0]).name}: error: {e}", file=sys.stderr)
         return 2 if isinstance(e, StudyError) else 1
     except KeyboardInterrupt:  # a training run cut short is dropped (a rerun trains it); probes are written whole
-        print(f"{Path(sys.argv[0]).name}: interrupted (Ctrl-C); finished runs and probes are kept, so rerunning "
-              "resumes", file=sys.stderr)  # fmt: skip
+        kept = "; finished runs and probes are kept, so rerunning resumes" if resumes else ""
+        print(f"{Path(sys.argv[0]).name}: interrupted (Ctrl-C){kept}", file=sys.stderr)
         return 130

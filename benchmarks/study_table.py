@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             write_json(args.json, results)
         return 0
 
-    return main_guard(go)
+    return main_guard(go, resumes=False)
 
 
 if __name__ == "__main__":

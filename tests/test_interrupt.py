@@ -67,3 +67,17 @@ def test_every_tool_entry_point_is_guarded():
     assert unguarded == []
     study = (ROOT / "benchmarks" / "study.py").read_text()
     assert "except KeyboardInterrupt" in study.split("def main_guard", 1)[1]
+
+
+def test_main_guard_says_a_rerun_resumes_only_where_it_does(capsys):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from study import main_guard
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    assert main_guard(interrupted) == 130
+    assert "rerunning resumes" in capsys.readouterr().err
+    assert main_guard(interrupted, resumes=False) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("interrupted (Ctrl-C)") and len(err.splitlines()) == 1
