@@ -78,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     k = parse_seed_args(args)
     if k is None:
-        fail("--shots K is required (a number of labelled videos per class)")
+        given = f"--shots {args.shots}: " if args.shots is not None else ""
+        fail(f"{given}this script compares few-label probes; give --shots K, a number of labelled videos per class "
+             "(with every label, use python -m eval.linear_probe)")  # fmt: skip
     t0 = time.time()
     src = FeatureSource(args)
     per_seed: dict[str, list[float]] = {n: [] for n in args.probes}

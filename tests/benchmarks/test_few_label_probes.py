@@ -48,7 +48,8 @@ def test_prints_each_probe_and_base_matches_the_linear_probe(checkpoint, tmp_pat
 
 
 @pytest.mark.parametrize(("extra", "words"), [(["--probes", "base,lda"], "lda"),
-                                              ([], "--shots K is required")])  # fmt: skip
+                                              ([], "give --shots K, a number of labelled videos"),
+                                              (["--shots", "all"], "--shots all: this script compares few-label")])  # fmt: skip
 def test_bad_options_are_one_line_and_exit_2(checkpoint, extra, words, capsys):
     with pytest.raises(SystemExit) as e:
         few_label_probes.main(["--checkpoint", str(checkpoint), *DATA, *extra])
