@@ -47,9 +47,11 @@ def test_prints_each_probe_and_base_matches_the_linear_probe(checkpoint, tmp_pat
     assert got["probes"]["base"]["top1"] == pytest.approx(json.loads(ref.read_text())["top1"])
 
 
-@pytest.mark.parametrize(("extra", "words"), [(["--probes", "base,lda"], "lda"),
-                                              ([], "give --shots K, a number of labelled videos"),
-                                              (["--shots", "all"], "--shots all: this script compares few-label")])  # fmt: skip
+BAD = [(["--probes", "base,lda"], "lda"), ([], "give --shots K, a number of labelled videos"),
+       (["--shots", "all"], "--shots all: this script compares few-label")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("extra", "words"), BAD)
 def test_bad_options_are_one_line_and_exit_2(checkpoint, extra, words, capsys):
     with pytest.raises(SystemExit) as e:
         few_label_probes.main(["--checkpoint", str(checkpoint), *DATA, *extra])
