@@ -329,8 +329,13 @@ def test_ctrl_c_stops_the_child_and_waits_for_it(tmp_path):
             time.sleep(0.05)
         os.kill(os.getpid(), signal.SIGINT)
 
+    # Python's own Ctrl-C handler for the test: a suite started in the background by a shell inherits SIGINT ignored
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Thread(target=interrupt_once_started, daemon=True)
     timer.start()
-    with pytest.raises(KeyboardInterrupt):
-        r.run([str(script)], "worker", budget_s=600.0)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            r.run([str(script)], "worker", budget_s=600.0)
+    finally:
+        signal.signal(signal.SIGINT, old)
     assert time.time() - t0 < 50 and (tmp_path / "saved").read_text() == "ok"
