@@ -257,19 +257,22 @@ def test_curve_points_and_rising_flag(tmp_path, capsys):
     assert curve.main(argv) == 2 and "no --set train.lr=1e-5 (asked)" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("clock", ["wall", "cpu"])
-def test_budget_sends_sigterm_and_waits(tmp_path, clock):
-    """A run past its budget (wall seconds, or its own CPU seconds) gets SIGTERM and may save before it exits."""
+def _worker(tmp_path: Path, body: str) -> Path:
+    """A child script that saves (writes tmp_path/saved) and exits 143 on SIGTERM, then runs ``body``."""
     script = tmp_path / "worker.py"
     script.write_text(
         "import signal, sys, time\n"
         "def h(*a):\n"
         f"    open({str(tmp_path / 'saved')!r}, 'w').write('ok'); sys.exit(143)\n"
-        "signal.signal(signal.SIGTERM, h)\n"
-        "t0 = time.time()\n"
-        "while time.time() - t0 < 60:\n"
-        "    sum(range(10000))  # burns CPU, so the cpu clock advances too\n"
+        "signal.signal(signal.SIGTERM, h)\n" + body
     )
+    return script
+
+
+@pytest.mark.parametrize("clock", ["wall", "cpu"])
+def test_budget_sends_sigterm_and_waits(tmp_path, clock):
+    """A run past its budget (wall seconds, or its own CPU seconds) gets SIGTERM and may save before it exits."""
+    script = _worker(tmp_path, "t0 = time.time()\nwhile time.time() - t0 < 60:\n    sum(range(10000))  # burns CPU\n")
     r = Runner(tmp_path, verbose=False, budget_clock=clock)
     t0 = time.time()
     assert r.run([str(script)], "worker", budget_s=1.0) == 143
@@ -312,15 +315,7 @@ def test_a_run_cut_short_by_ctrl_c_is_not_reused(tmp_path, monkeypatch):
 def test_ctrl_c_stops_the_child_and_waits_for_it(tmp_path):
     """Ctrl-C reaching only the study (not its child) still stops the child, a budget run included, before the
     study exits."""
-    script = tmp_path / "worker.py"
-    script.write_text(
-        "import signal, sys, time\n"
-        "def h(*a):\n"
-        f"    open({str(tmp_path / 'saved')!r}, 'w').write('ok'); sys.exit(143)\n"
-        "signal.signal(signal.SIGTERM, h)\n"
-        f"open({str(tmp_path / 'started')!r}, 'w').write('ok')\n"
-        "time.sleep(60)\n"
-    )
+    script = _worker(tmp_path, f"open({str(tmp_path / 'started')!r}, 'w').write('ok')\ntime.sleep(60)\n")
     r = Runner(tmp_path, verbose=False)
     t0 = time.time()
 
