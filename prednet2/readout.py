@@ -79,12 +79,7 @@ def _read(
     model: PredictiveStack, clip: Tensor, mask: Tensor | None, *, grid: int, detach_between: bool
 ) -> dict[int, Tensor]:
     """One reading of the clip in the order given: the ``model.readout`` parts pooled over space and time bins."""
-    from .stack_checks import check_frames, check_mask  # stack_checks imports this module
-
-    check_frames(clip, model.cfg.in_channels, clip=True)
-    model._check_input(clip.shape[-2:], mask is not None)
-    if model.cfg.motion_channels and mask is not None:
-        check_mask(mask, clip, clip=True)
+    model.check_call(clip, mask, None, clip=True)
     if not isinstance(grid, int) or grid < 1:
         raise ValueError(f"grid: expected an integer >= 1 (1: pool over the whole map, 2: a 2x2 grid), got {grid!r}")
     parts = parse_parts(model.cfg.readout)
@@ -94,8 +89,8 @@ def _read(
     counts = [bin_of.count(b) for b in range(bins)]
     sums: dict[int, list[Tensor | None]] = {l: [None] * bins for l in range(L)}
     state = None
+    still = None if mask is None else torch.zeros_like(mask[:, 0])  # a frame held still has no motion
     for _ in range(model.cfg.readout_warmup):  # the first frame held still, nothing read: a settled state to start
-        still = None if mask is None else torch.zeros_like(mask[:, 0])
         _, state = model.step(clip[:, 0], state, still, compute_losses=False, detach_between=detach_between)
     for t in range(T):
         a_before = state.a if state is not None else [None] * L

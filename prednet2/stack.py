@@ -134,11 +134,7 @@ class PredictiveStack(nn.Module):
         """
         cfg = self.cfg
         L = self.num_layers
-        check_frames(frame, cfg.in_channels, clip=False)
-        check_state(state, frame, cfg.stem)  # first: a mask passed positionally lands here
-        self._check_input(frame.shape[-2:], mask is not None)
-        if cfg.motion_channels and mask is not None:
-            check_mask(mask, frame, clip=False)
+        self.check_call(frame, mask, state, clip=False)
         if state is None:
             check_value_range(frame)
         if cfg.stem > 1:  # space-to-depth: (B, C, H, W) -> (B, C*s*s, H/s, W/s); nothing is thrown away
@@ -222,11 +218,7 @@ class PredictiveStack(nn.Module):
     ) -> StackOutput:
         """A clip (B, T, C, H, W) in [0, 1]; mask (B, T, 1, H, W) or None; flow (B, T, 2, H, W) or None (the flow
         head's target, ``model.flow_weight``). See StackOutput for what comes back."""
-        check_frames(clip, self.cfg.in_channels, clip=True)
-        check_state(state, clip, self.cfg.stem)
-        self._check_input(clip.shape[-2:], mask is not None)
-        if self.cfg.motion_channels and mask is not None:
-            check_mask(mask, clip, clip=True)
+        self.check_call(clip, mask, state, clip=True)
         T = clip.shape[1]
         steps: list[StepOutput] = []
         hide = self.cfg.blind_prob if self.training else 0.0
@@ -365,6 +357,15 @@ class PredictiveStack(nn.Module):
                 loss = loss + self.flow_weights[l] * terms[f"flow/{l}"]
             losses.append(loss)
         return losses
+
+    def check_call(self, x: Tensor, mask: Tensor | None, state: StackState | None, *, clip: bool) -> None:
+        """What ``step`` (a frame), ``forward`` and the readout (a clip) refuse, each in one message (stack_checks):
+        the frames' type, layout and channels, the state, the size against the stride, the mask."""
+        check_frames(x, self.cfg.in_channels, clip=clip)
+        check_state(state, x, self.cfg.stem)  # before the mask check: a mask passed positionally lands in state
+        self._check_input(x.shape[-2:], mask is not None)
+        if self.cfg.motion_channels and mask is not None:
+            check_mask(mask, x, clip=clip)
 
     def _check_input(self, hw, has_mask: bool) -> None:
         h, w = int(hw[0]), int(hw[1])
