@@ -20,9 +20,6 @@ from typing import Any
 import numpy as np
 import torch
 
-# The trainer's extra entries a resume reads (prednet2.train_state.save_run_checkpoint writes them).
-TRAINER_EXTRA = ("epoch", "batch_in_epoch", "best_loss", "last_losses", "train_s_total")
-
 
 class StreamOptionError(ValueError):
     """An option of ``run_stream`` does not fit the checkpoint or ``--out`` (e.g. a window shorter than its horizon)."""
@@ -82,7 +79,8 @@ def save_learned(path: Path, *, model, optimizer, cfg, source: dict[str, Any], s
     train.py gives one that ``train.py --resume`` continues."""
     from prednet2.checkpoint import save_checkpoint
 
-    extra = {k: v for k, v in source.get("extra", {}).items() if k in TRAINER_EXTRA}
+    # the trainer's entries a resume reads (data position, best loss, ...); an earlier stream's summary is replaced
+    extra = {k: v for k, v in source.get("extra", {}).items() if k != "stream"}
     sched = source.get("scheduler")
     save_checkpoint(
         path,
