@@ -139,17 +139,18 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"prednet2: error: unknown command {name!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    global _running
-    try:
-        command = importlib.import_module(COMMANDS[name][0]).main
+    from prednet2.interrupt import run_cli
+
+    def command() -> int | None:
+        global _running
+        main = importlib.import_module(COMMANDS[name][0]).main
         _running = f"prednet2 {name}"  # what each command's parser reads through prog_name()
-        code = command(rest)
-    except KeyboardInterrupt:  # Ctrl-C while loading or running: one line, 128 + SIGINT (prednet2.interrupt)
-        print(f"prednet2 {name}: interrupted (Ctrl-C)", file=sys.stderr)
-        return 130
-    finally:
-        _running = None
-    return int(code or 0)
+        try:
+            return main(rest)
+        finally:
+            _running = None
+
+    return run_cli(command, prog=f"prednet2 {name}")  # Ctrl-C while loading or running: one line, 128 + SIGINT
 
 
 if __name__ == "__main__":  # python -m prednet2.cli: dispatch through the imported module, whose _running the
