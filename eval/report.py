@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -161,11 +162,9 @@ def probe_rows(c: Collected) -> list[dict]:
     """One row per (run, dataset, clip length): the three variants side by side. Probes read at other clip lengths
     are not comparable, so they get rows of their own, the length named in the task column."""
     rows: dict[tuple[str, str, object], dict] = {}
-    lengths: dict[tuple[str, str], set] = {}
     for f, d in c.probes:
         run = _run_of(d)
         task = fl.task_of(d)  # the dataset, plus the clips per video when not the one centre clip
-        lengths.setdefault((run, task), set()).add(d.get("clip_len"))
         row = rows.setdefault((run, task, d.get("clip_len")), {"run": run, "dataset": task, "files": []})
         v = _variant(d)
         if v in row:
@@ -175,8 +174,9 @@ def probe_rows(c: Collected) -> list[dict]:
             )
         row[v] = d
         row[v + "_file"] = f
+    lengths = Counter((run, task) for run, task, _ in rows)  # clip lengths read per (run, task)
     for (run, task, clip_len), row in rows.items():
-        if len(lengths[(run, task)]) > 1:
+        if lengths[(run, task)] > 1:
             row["dataset"] = f"{task} ({clip_len} frames)"
     return list(rows.values())
 
