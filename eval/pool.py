@@ -69,12 +69,13 @@ def ncm_loo_top1(x_train: np.ndarray, y_train: np.ndarray) -> float:
         return float("nan")
     u = unit_rows(x_train)
     sums = np.stack([u[y_train == c].sum(axis=0) for c in classes])
+    means = unit_rows(sums / counts[:, None])  # every class's mean; only the video's own class changes without it
     hits = 0
     for row, y in zip(u, y_train):
         own = np.searchsorted(classes, y)
-        means = sums / counts[:, None]
-        means[own] = (sums[own] - row) / (counts[own] - 1)
-        hits += int(classes[np.argmax(unit_rows(means) @ row)] == y)
+        scores = means @ row
+        scores[own] = (unit_rows(((sums[own] - row) / (counts[own] - 1))[None]) @ row)[0]
+        hits += int(classes[np.argmax(scores)] == y)
     return hits / len(y_train)
 
 
