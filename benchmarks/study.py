@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prednet2.interrupt import EXIT_INTERRUPTED
+
 ROOT = Path(__file__).resolve().parent.parent
 BASKETBALL = os.environ.get("PREDNET2_BASKETBALL", str(ROOT.parent / "shared" / "data" / "basketball_actions"))
 
@@ -288,9 +290,9 @@ class Runner:
         try:
             rc = self.run(args, f"train_{name}", budget_s=budget_s)
         except KeyboardInterrupt:
-            rc = EXIT_SIGINT
-        if rc in (EXIT_SIGINT, -signal.SIGINT):  # Ctrl-C cut it short of its steps or budget, yet it wrote a
-            shutil.rmtree(run, ignore_errors=True)  # summary: drop it, or a rerun would reuse it as finished
+            rc = EXIT_INTERRUPTED
+        if rc in (EXIT_INTERRUPTED, -signal.SIGINT):  # Ctrl-C cut it short of its steps or budget, yet train.py
+            shutil.rmtree(run, ignore_errors=True)  # wrote a summary: drop it, or a rerun would reuse it as finished
             raise KeyboardInterrupt
         if not summary.is_file():
             log = self.out / "logs" / f"train_{name}.log"
@@ -340,7 +342,6 @@ class Runner:
         return res
 
 
-EXIT_SIGINT = 130  # train.py's exit status after Ctrl-C (it saves and writes summary.json first)
 REQUEST = "study_request.json"  # in each run folder: the data, step count or budget and settings it was trained with
 
 
@@ -438,4 +439,4 @@ def main_guard(fn, *, resumes: bool = True) -> int:
     except KeyboardInterrupt:  # a training run cut short is dropped (a rerun trains it); probes are written whole
         kept = "; finished runs and probes are kept, so rerunning resumes" if resumes else ""
         print(f"{Path(sys.argv[0]).name}: interrupted (Ctrl-C){kept}", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
