@@ -2,6 +2,7 @@
 
     python -m prednet2.stream SOURCE --checkpoint CKPT [--learn] [--out DIR] [--max-frames N]
                               [--gate threshold|lr|always] [--z-threshold 1.0] [--history 100] [--window K]
+                              [--reset video|never]
 
 SOURCE is a video file, a folder of videos (played in sorted order, as ``datasets`` scans it), or a camera: a V4L2
 device path (``/dev/video0``) or its index (``0``). Frames are decoded one at a time with PyAV and resized like the
@@ -11,7 +12,10 @@ length of the stream.
 What it writes to ``--out`` (default ``stream_out``):
 - ``surprise.csv``: one row per frame: surprise, its z-score, the gate value, and each layer's error.
 - ``stream.json``: summary (frames, updates, frames/s, RSS at frames 100 and the last, the RSS trace, options,
-  where each video of a folder starts: its first frame is a cut, a surprise spike, as the state carries over).
+  where each video of a folder starts and how many frames it gave).
+- Between the videos of a folder the state and the motion mask start afresh (``--reset video``, the default): each
+  video's first frame is not predicted, as a clip's first frame in training. ``--reset never`` plays the folder as
+  one stream; each video's first frame is then a cut, a surprise spike the model could not predict.
 - ``stream.mp4``: the frame, one error heatmap per layer and (motion enabled) the motion mask, side by side.
 - ``last.pt`` with ``--learn``: the model after online learning (a normal checkpoint; step, schedule and data
   position are the source checkpoint's, so ``train.py --resume`` continues one from train.py).
@@ -59,6 +63,9 @@ __all__ = ["SourceError", "StreamOptionError", "FrameSource", "SurpriseGate", "S
            "run_stream", "main"]  # fmt: skip
 
 
+RESETS = ("video", "never")  # --reset: where the state starts afresh
+
+
 # ---- the loop ---------------------------------------------------------------------------------------------------
 def _to_input(frame: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 (H, W, C) -> float (1, C, H, W) in [0, 1]."""
@@ -103,6 +110,7 @@ def run_stream(
     panel_height: int = 192,
     rss_at: tuple[int, ...] = (100,),
     progress: bool = True,
+    reset: str = "video",
 ) -> dict:
     """Stream ``source`` through the checkpoint's model; see the module docstring. Returns the stream.json dict."""
     from tqdm import tqdm
@@ -119,6 +127,8 @@ def run_stream(
         raise StreamOptionError(f"--lr {lr:g}: need a rate > 0 (or 0 for the checkpoint's train.lr)")
     if anchor_weight is not None and not (anchor_weight >= 0 and math.isfinite(anchor_weight)):
         raise StreamOptionError(f"--anchor-weight {anchor_weight:g}: need a weight >= 0 (0 turns the anchor off)")
+    if reset not in RESETS:
+        raise StreamOptionError(f"--reset {reset!r}: choose one of {', '.join(RESETS)}")
     try:  # the gate checks its own options (--gate, --history, --min-history, --z-threshold), before the model loads
         gate_ = SurpriseGate(gate, z_threshold=z_threshold, history=history, min_history=min_history)
     except ValueError as e:
@@ -196,6 +206,11 @@ def run_stream(
                 if (max_frames and n >= max_frames) or stop.stop:
                     break
                 if not videos or videos[-1]["path"] != src.current:  # a folder's next video starts here
+                    if videos and reset == "video":  # a new scene: nothing to predict it from
+                        state = None
+                        win_steps = []  # further-horizon targets do not pair across the cut
+                        if motion is not None:
+                            motion.reset()
                     videos.append({"path": src.current, "first_frame": n})
                 x = _to_input(frame, dev)
                 m_np = motion(frame) if motion is not None else None
@@ -283,6 +298,7 @@ def run_stream(
         "history": history,
         "min_history": min_history,
         "window": window,
+        "reset": reset,
         "lr": cfg.train.lr,
         "optimizer": opt_from,
         "n_windows": n_windows,
@@ -327,6 +343,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--z-threshold", type=float, default=1.0, help="surprise z-score that opens the gate")
     p.add_argument("--history", type=int, default=100, help="frames in the running surprise baseline")
     p.add_argument("--min-history", type=int, default=10, help="frames before z-scores exist (gate open until then)")
+    p.add_argument("--reset", default="video", choices=RESETS,
+                   help="video: fresh state at each video of a folder (default); never: one stream")  # fmt: skip
     p.add_argument("--window", type=int, default=0, help="truncated window k in frames (0: train.window)")
     p.add_argument("--lr", type=float, default=0.0, help="online learning rate (0: train.lr of the checkpoint)")
     p.add_argument(
@@ -380,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
             video=not a.no_video,
             panel_height=a.panel_height,
             progress=not a.no_progress,
+            reset=a.reset,
         )
     except (SourceError, CheckpointError, StreamOptionError) as e:
         print(f"{p.prog}: error: {e}", file=sys.stderr)

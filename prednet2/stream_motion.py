@@ -19,6 +19,10 @@ class StreamMotion:
         self.flow_fn = make_flow(motion_cfg.backend, raft_weights=motion_cfg.raft_weights)
         self.prev: np.ndarray | None = None
 
+    def reset(self) -> None:
+        """The next frame starts a new video: it gets an empty mask (no flow across a cut)."""
+        self.prev = None
+
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         """uint8 (H, W, C) -> float32 (H, W) in {0, 1}."""
         from prednet2.datasets.flow import compute_flow

@@ -203,6 +203,7 @@ def test_cli_errors_exit_2(tmp_path, ckpt, video, capsys):
         [str(video), "--checkpoint", str(tmp_path / "nope.pt")],
         [str(video), "--checkpoint", str(ckpt), "--max-frames", "-1"],
         [str(video), "--checkpoint", str(ckpt), "--gate", "sometimes"],
+        [str(video), "--checkpoint", str(ckpt), "--reset", "clip"],
     ):
         with pytest.raises(SystemExit) as e:
             main(argv)
@@ -233,6 +234,8 @@ def test_cli_errors_exit_2(tmp_path, ckpt, video, capsys):
         assert main([str(video), "--checkpoint", str(ckpt), "--out", str(tmp_path / "o2"), *extra]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and msg in err[0]
+    with pytest.raises(StreamOptionError, match="--reset 'clip': choose one of video, never"):
+        run_stream(str(video), str(ckpt), tmp_path / "o3", reset="clip")  # the Python API checks it too
 
 
 def test_stream_learning_with_a_full_anchor_keeps_the_checkpoints_weights(tmp_path, video, capsys):
@@ -369,9 +372,9 @@ def test_out_with_an_earlier_streams_outputs(tmp_path, ckpt, video, capsys, monk
 
 
 def test_a_folder_records_where_each_video_starts(tmp_path, ckpt):
-    """A folder plays as one stream (the state carries over, so each video's first frame is a cut the model did not
-    predict); stream.json's ``videos`` says which frames came from which file, sizes and rates differing, a broken
-    file skipped and counted."""
+    """A folder plays video after video; stream.json's ``videos`` says which frames came from which file, sizes and
+    rates differing, a broken file skipped and counted. The state and the motion mask start afresh at each video
+    (``--reset video``), so a video's frames read as when it is streamed alone; ``--reset never`` carries them over."""
     folder = tmp_path / "videos"
     folder.mkdir()
     write_video(folder / "a.mp4", 7, seed=1)
@@ -384,7 +387,14 @@ def test_a_folder_records_where_each_video_starts(tmp_path, ckpt):
         {"path": str(folder / "b.mp4"), "first_frame": 7, "n_frames": 5},
     ]
     rows = list(csv.DictReader(open(tmp_path / "o" / "surprise.csv")))
-    assert float(rows[7]["surprise"]) > 0  # the cut is a predicted frame like any other (state not reset)
+    assert float(rows[7]["surprise"]) == 0 and s["reset"] == "video"  # b's first frame: a fresh state, no prediction
+    alone = run_stream(str(folder / "b.mp4"), str(ckpt), tmp_path / "q", video=False, progress=False)
+    solo = list(csv.DictReader(open(tmp_path / "q" / "surprise.csv")))
+    assert [r["surprise"] for r in rows[7:]] == [r["surprise"] for r in solo]  # as if b were streamed alone
+    assert alone["surprise_mean"] is not None
+    s = run_stream(str(folder), str(ckpt), tmp_path / "n", video=False, progress=False, reset="never")
+    rows = list(csv.DictReader(open(tmp_path / "n" / "surprise.csv")))
+    assert float(rows[7]["surprise"]) > 0 and s["reset"] == "never"  # one stream: the cut is predicted, badly
     one = run_stream(str(folder / "b.mp4"), str(ckpt), tmp_path / "p", max_frames=3, video=False, progress=False)
     assert one["videos"] == [{"path": str(folder / "b.mp4"), "first_frame": 0, "n_frames": 3}]
 
