@@ -61,6 +61,9 @@ class PredictiveStack(nn.Module):
         self.flow_weights = flow_weights = flow_weights_of(cfg)
         for l in range(L):
             pixel = pixel0 and l == 0
+            head_input = cfg.flow_head_input  # "mixed": unit 0's a sees one frame (no heading), its head reads r
+            if head_input == "mixed":
+                head_input = "state" if l == 0 else "repr"
             unit = PredictiveUnit(
                 in_channels=in_ch,
                 channels=cfg.channels[l],
@@ -82,7 +85,7 @@ class PredictiveStack(nn.Module):
                 flow_head=flow_weights[l] > 0,
                 flow_head_hidden=cfg.flow_head_hidden,
                 flow_head_share=cfg.flow_head_share,
-                flow_head_input=cfg.flow_head_input,
+                flow_head_input=head_input,
             )
             units.append(unit)
             in_ch = up_channels(cfg.pass_up, unit)

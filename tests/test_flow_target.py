@@ -234,3 +234,7 @@ def test_a_flow_head_on_the_representation_reads_a():
         make(flow_weight=0.0, flow_head_input="repr")
     with pytest.raises(ConfigError, match="model.flow_head_input"):
         Config.from_yaml(None, ["model.flow_head_input=pixels"])
+    mixed = make(flow_weight=1.0, flow_head_input="mixed")  # unit 0 reads its state, the units above their a
+    assert mixed.units[0].flow_head.in_channels == mixed.units[0].hidden_channels
+    assert [mixed.units[l].flow_head.in_channels for l in (1, 2)] == [mixed.units[l].target_channels for l in (1, 2)]
+    assert not mixed.units[0].flow_reads_repr and mixed.units[1].flow_reads_repr and mixed.units[2].flow_reads_repr
