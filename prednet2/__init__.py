@@ -4,9 +4,39 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .config import Config, ConfigError, ModelConfig
-from .outputs import StackOutput, StackState, StepOutput, detach_state
-from .stack import PredictiveStack, with_motion
+import importlib
+from typing import TYPE_CHECKING
+
+# Imported on first use (PEP 562), so ``import prednet2.cli`` (the console script) loads neither torch nor yaml and
+# a Ctrl-C while they load falls inside the command's guard (prednet2.interrupt.run_cli), not before it.
+_LAZY = {
+    "Config": ".config",
+    "ConfigError": ".config",
+    "ModelConfig": ".config",
+    "StackOutput": ".outputs",
+    "StackState": ".outputs",
+    "StepOutput": ".outputs",
+    "detach_state": ".outputs",
+    "PredictiveStack": ".stack",
+    "with_motion": ".stack",
+}
+
+if TYPE_CHECKING:
+    from .config import Config, ConfigError, ModelConfig
+    from .outputs import StackOutput, StackState, StepOutput, detach_state
+    from .stack import PredictiveStack, with_motion
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'prednet2' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def build_model(cfg: ModelConfig | Config):
@@ -15,6 +45,9 @@ def build_model(cfg: ModelConfig | Config):
     Given the whole ``Config``, the motion stream is switched off when ``cfg.motion.enabled`` is False
     (``--set motion=off``), so the model and the data agree on whether masks exist.
     """
+    from .config import Config, ModelConfig
+    from .stack import PredictiveStack, with_motion
+
     if isinstance(cfg, Config):
         mcfg = with_motion(cfg.model, cfg.motion.enabled)
     elif isinstance(cfg, ModelConfig):

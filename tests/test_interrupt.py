@@ -51,6 +51,24 @@ def test_the_prednet2_command_turns_ctrl_c_into_130(monkeypatch, capsys):
     assert cli._running is None
 
 
+def test_the_console_script_loads_nothing_heavy_before_its_guard():
+    """The installed `prednet2` script runs `from prednet2.cli import main` before any guard: that import must not
+    load torch (seconds, where a Ctrl-C was a traceback); the package's names still import on first use."""
+    import subprocess
+
+    code = (
+        "import sys, prednet2.cli; print(sorted(m for m in ('torch', 'yaml', 'numpy') if m in sys.modules)); "
+        "from prednet2 import PredictiveStack, build_model; import prednet2; print('torch' in sys.modules, "
+        "'PredictiveStack' in dir(prednet2))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[:2] == ["[]", "True True"]
+    with pytest.raises(AttributeError, match="module 'prednet2' has no attribute 'nope'"):
+        import prednet2
+
+        prednet2.nope  # noqa: B018
+
+
 def test_every_tool_entry_point_is_guarded():
     """Each runnable module's `__main__` block exits through run_cli or the studies' main_guard (which catches
     Ctrl-C too), so no tool prints a traceback on Ctrl-C."""
