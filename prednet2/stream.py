@@ -10,7 +10,8 @@ training data (shorter side, then centre crop to the checkpoint's ``data.size``)
 length of the stream.
 
 What it writes to ``--out`` (default ``stream_out``):
-- ``surprise.csv``: one row per frame: surprise, its z-score, the gate value, and each layer's error.
+- ``surprise.csv``: one row per frame: surprise, its z-score, the gate value, whether an update ended there and at
+  what learning rate (``--gate lr`` scales it), and each layer's error.
 - ``stream.json``: summary (frames, updates, frames/s, RSS at frames 100 and the last, the RSS trace, options,
   where each video of a folder starts and how many frames it gave).
 - Between the videos of a folder the state and the motion mask start afresh (``--reset video``, the default): each
@@ -187,7 +188,7 @@ def run_stream(
 
     csv_f = open(out_dir / "surprise.csv", "w", newline="")
     rows = csv.writer(csv_f)
-    rows.writerow(["frame", "surprise", "z", "gate", "update"] + [f"error_{l}" for l in range(L)])
+    rows.writerow(["frame", "surprise", "z", "gate", "update", "lr"] + [f"error_{l}" for l in range(L)])
     rss_marks: dict[str, dict[str, float]] = {}
     rss_trace: list[tuple[int, float, float]] = []
     state = None
@@ -224,7 +225,7 @@ def run_stream(
                 z = gate_.zscore(s) if out.valid else 0.0
                 is_open = out.valid and gate_.frame_open(z)
                 # Step 3. Online learning over a truncated window: backward, step, detach (memory flat in length).
-                updated = False
+                updated, lr_used = False, ""
                 if learn:
                     if is_open:
                         win_losses.append(torch.stack(out.losses).sum())
@@ -249,6 +250,7 @@ def run_stream(
                                     torch.nn.utils.clip_grad_norm_(ps, cfg.train.grad_clip)
                             for g in opt.param_groups:
                                 g["lr"] = cfg.train.lr * scale
+                            lr_used = f"{cfg.train.lr * scale:.6g}"
                             opt.step()
                             if anchor is not None:  # train.anchor_weight: toward the weights the stream started from
                                 anchor(opt)
@@ -261,7 +263,8 @@ def run_stream(
                     state = detach_state(state)  # no graph anyway (no_grad); keeps the contract explicit
                 if out.valid:  # frame 0's 0 is a placeholder (nothing predicted), not a surprise
                     surprises.append(s)
-                rows.writerow([n, f"{s:.6g}", f"{z:.4g}", int(is_open), int(updated)] + [f"{v:.6g}" for v in per_layer])
+                rows.writerow([n, f"{s:.6g}", f"{z:.4g}", int(is_open), int(updated), lr_used]
+                              + [f"{v:.6g}" for v in per_layer])  # fmt: skip
                 # Step 4. The side-by-side panel.
                 if writer is not None:
                     writer.write(panel(frame, out.errors if out.valid else None, vmax, m_np, panel_height))

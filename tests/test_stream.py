@@ -146,6 +146,7 @@ def test_stream_learns_and_writes_outputs(tmp_path, ckpt, video):
     assert float(rows[0]["surprise"]) == 0 and all(float(r["surprise"]) > 0 for r in rows[1:])
     assert set(rows[0]) >= {"z", "gate", "update", "error_0", "error_1"}
     assert sum(int(r["update"]) for r in rows) == 6
+    assert [r["lr"] for r in rows if r["update"] == "1"] == ["0.01"] * 6 and rows[0]["lr"] == ""  # gate always: lr
     # The mp4 decodes with PyAV: one frame per input frame, frame + 2 error maps + motion mask side by side.
     with av.open(str(tmp_path / "stream.mp4")) as c:
         dec = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
@@ -190,6 +191,12 @@ def test_stream_threshold_gate_skips_unsurprising_windows(tmp_path, ckpt, video)
     assert opened == [1, 2, 3, 4]  # frame 0 predicts nothing; frames 1-4 have < min_history past surprises
     assert s["n_updates"] == 2 and s["n_windows"] == 6  # windows [0-2] and [3-5] hold open frames
     assert s["video"] is None and not (tmp_path / "stream.mp4").exists()
+    # --gate lr: every window updates, at the rate scaled by its largest z over --z-threshold (warm-up z is inf: 1x)
+    run_stream(str(video), str(ckpt), tmp_path / "lr", learn=True, gate="lr", z_threshold=50.0, min_history=4,
+               history=8, video=False, progress=False)  # fmt: skip
+    rows = list(csv.DictReader(open(tmp_path / "lr" / "surprise.csv")))
+    rates = [float(r["lr"]) for r in rows if r["update"] == "1"]
+    assert rates[:2] == [0.01, 0.01] and all(0 < x < 0.01 for x in rates[2:]), rates
 
 
 def test_stream_without_learning_keeps_weights(tmp_path, ckpt, video):
