@@ -100,7 +100,8 @@ class ModelConfig:
     flow_head_share: float = _r(1.0, gt=0, le=1)
     # What each flow head reads: "state" (r, the unit's recurrent state) or "repr" (a, its representation of frame t,
     # from what the unit below passed up; round 129); "mixed": unit 0's head reads its state (its a sees one frame and
-    # its mask, no heading), the heads above read a (round 131)
+    # its mask, no heading), the heads above read a (round 131: with flow_weight=1 the better of [1,0,1] and [0,1,1]
+    # on each measure, not their sum, and both costs)
     flow_head_input: str = _one_of("state", "repr", "mixed")
     bind_temperature: float = _r(0.1, gt=0)
     use_ext_op: bool = True  # use the fused error-unit op when built (falls back to the torch reference)
