@@ -7,16 +7,15 @@
 SOURCE is a video file, a folder of videos (played in sorted order, as ``datasets`` scans it), or a camera: a V4L2
 device path (``/dev/video0``) or its index (``0``). Frames are decoded one at a time with PyAV and resized like the
 training data (shorter side, then centre crop to the checkpoint's ``data.size``), so memory does not grow with the
-length of the stream.
+length of the stream. Between the videos of a folder the state and the motion mask start afresh (``--reset video``,
+the default): each video's first frame is not predicted, as a clip's first frame in training. ``--reset never`` plays
+the folder as one stream; each video's first frame is then a cut, a surprise spike the model could not predict.
 
 What it writes to ``--out`` (default ``stream_out``):
 - ``surprise.csv``: one row per frame: surprise, its z-score, the gate value, whether an update ended there and at
   what learning rate (``--gate lr`` scales it), and each layer's error.
 - ``stream.json``: summary (frames, updates, frames/s, RSS at frames 100 and the last, the RSS trace, options,
   where each video of a folder starts and how many frames it gave).
-- Between the videos of a folder the state and the motion mask start afresh (``--reset video``, the default): each
-  video's first frame is not predicted, as a clip's first frame in training. ``--reset never`` plays the folder as
-  one stream; each video's first frame is then a cut, a surprise spike the model could not predict.
 - ``stream.mp4``: the frame, one error heatmap per layer and (motion enabled) the motion mask, side by side.
 - ``last.pt`` with ``--learn``: the model after online learning (a normal checkpoint; step, schedule and data
   position are the source checkpoint's, so ``train.py --resume`` continues one from train.py).
