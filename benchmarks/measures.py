@@ -90,7 +90,16 @@ def parse_variants(specs: list[str]) -> dict[str, list[Path]]:
             raise StudyError(f"--variant {spec!r}: expected NAME=RUN,RUN,... (run folders or checkpoints)")
         if name in out:
             raise StudyError(f"--variant {name!r} given twice; give each variant once with all its runs")
-        out[name] = [checkpoint_of(r.strip(), f"--variant {name}") for r in runs.split(",") if r.strip()]
+        seen: dict[Path, str] = {}  # checkpoint -> the run that named it
+        for r in (r.strip() for r in runs.split(",") if r.strip()):
+            c = checkpoint_of(r, f"--variant {name}")
+            if c.resolve() in seen:  # one training seed counted twice: the mean and its standard error would lie
+                raise StudyError(f"--variant {name}: {r} is the same checkpoint as {seen[c.resolve()]}; "
+                                 "give each training seed's run once")  # fmt: skip
+            seen[c.resolve()] = r
+            out.setdefault(name, []).append(c)
+        if name not in out:  # NAME=, : commas and nothing between them
+            raise StudyError(f"--variant {spec!r}: no run given; give NAME=RUN,RUN,... (run folders or checkpoints)")
     return out
 
 
@@ -99,6 +108,9 @@ def parse_measures(names: str) -> list[str]:
     bad = [m for m in chosen if m not in MEASURES]
     if bad or not chosen:
         raise StudyError(f"--measures: unknown {bad or names!r}; choose from {','.join(MEASURES)}")
+    twice = sorted({m for m in chosen if chosen.count(m) > 1})
+    if twice:  # a column twice would count twice in the mean over measures
+        raise StudyError(f"--measures: {','.join(twice)} given twice; name each measure once")
     return chosen
 
 
@@ -119,6 +131,7 @@ def probe(runner: Runner, ckpt: Path, measure: str, random_init: bool) -> float:
     if rc != 0 or not out.is_file():
         log_path = runner.out / "logs" / f"{log}.log"
         said = last_line(log_path).split(" error: ", 1)[-1]  # the probe's own words, without its program name
+        said = said.removeprefix("error: ")  # eval's tools say "error: ..." without one
         if rc == 2:  # the probe refused its input (e.g. a file that is no checkpoint): bad input, said as it said it
             raise StudyError(f"{measure} on {ckpt} ({kind}): {said} (log: {log_path})")
         raise StudyFailure(f"{measure} on {ckpt} ({kind}) failed (exit {rc}): {said} (log: {log_path})")

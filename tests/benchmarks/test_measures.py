@@ -65,6 +65,9 @@ def test_table_pairs_runs_by_position_and_marks_a_fall_beyond_two_standard_error
         (["--variant", "a=RUN0", "--ref", "b"], "--ref 'b': not a --variant"),
         (["--variant", "a=RUN0,RUN1", "--variant", "b=RUN0"], "pair by position with --ref a's 2, but b has 1"),
         (["--variant", "a=RUN0", "--variant", "a=RUN1"], "given twice"),
+        (["--variant", "a=,"], "--variant 'a=,': no run given"),
+        (["--variant", "a=RUN0,RUN1,RUN0"], "is the same checkpoint as"),
+        (["--variant", "a=RUN0", "--measures", "dirK5,bbres,dirK5"], "--measures: dirK5 given twice"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, says):
@@ -127,4 +130,4 @@ def test_a_probe_that_refuses_its_checkpoint_is_bad_input_with_the_probes_own_li
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1, err
     assert f"dirK5 on {run / 'checkpoints' / 'last.pt'} (trained): " in err[0] and "last.pt" in err[0].split("): ")[1]
-    assert "(log: " in err[0] and "Traceback" not in err[0]
+    assert "(log: " in err[0] and "Traceback" not in err[0] and "error: " not in err[0].split("(trained): ")[1]
