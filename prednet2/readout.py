@@ -38,11 +38,14 @@ PARTS = ("a", "r", "e", "da", "dr", "rw", "aw", "am", "rm")
 
 
 def parse_parts(spec: str) -> list[str]:
-    """``"a,r"`` -> ``["a", "r"]``; a ValueError naming ``model.readout`` for anything else."""
+    """``"a,r"`` -> ``["a", "r"]``; a ValueError naming ``model.readout`` for anything else (a part named twice too)."""
     parts = [p.strip() for p in spec.split(",") if p.strip()]
     bad = [p for p in parts if p not in PARTS]
     if not parts or bad:
         raise ValueError(f"model.readout: {spec!r} is not a comma-separated list of {', '.join(PARTS)} (e.g. 'a,r')")
+    twice = sorted({p for p in parts if parts.count(p) > 1})
+    if twice:  # a part twice would read the same channels twice: a wider feature, nothing new
+        raise ValueError(f"model.readout: {spec!r} names {', '.join(twice)} twice; name each part once")
     return parts
 
 

@@ -85,6 +85,11 @@ def test_readout_parts_and_bins(readout, bins, width0):
     assert torch.isfinite(f[1]).all()
 
 
+def test_a_readout_part_named_twice_is_refused():
+    with pytest.raises(ValueError, match="model.readout: 'a,r,a' names a twice"):
+        make(readout="a,r,a")
+
+
 def test_moment_parts_are_where_each_channel_s_mass_lies():
     from prednet2.readout import _part, _pool
 

@@ -277,6 +277,7 @@ def test_readout_options_reach_extract_features(tiny_run):
     "argv, needle",
     [
         (["--readout", "a,zz"], "--readout a,zz: model.readout"),
+        (["--readout", "a,r,a"], "--readout a,r,a: model.readout: 'a,r,a' names a twice"),
         (["--readout-bins", "0"], "--readout-bins 0"),
         (["--readout-bins", "2", "--baseline", "pixels"], "--readout-bins: the readout is what the model's features"),
     ],
