@@ -45,6 +45,9 @@ def parse_probes(text: str) -> list[str]:
     bad = [n for n in names if n not in ("base", "pool", "ncm") and not re.fullmatch(r"pca[1-9][0-9]*", n)]
     if not names or bad:
         raise argparse.ArgumentTypeError(f"unknown probe(s) {', '.join(bad) or text!r}: use base, pool, pcaD, ncm")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:  # one row per probe: the second would be dropped without a word
+        raise argparse.ArgumentTypeError(f"{', '.join(twice)} given twice; name each probe once")
     return names
 
 
@@ -92,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
             shots = draw_shots(y_tr, k, seed)
         except ShotsError as e:
             fail(f"--data {args.data}: {e}")
+        rank = min(x_tr.shape)  # the pool has no more principal components than videos or features
+        over = [n for n in args.probes if n.startswith("pca") and int(n[3:]) > rank]
+        if over:  # PoolTransform would keep all it has: the row would be pool's, under another name
+            fail(f"--probes {over[0]}: the pool of {len(y_tr)} train videos x {x_tr.shape[1]} features has at most "
+                 f"{rank} principal components; use pca{rank} or fewer (or more --n-train)")  # fmt: skip
         for name in args.probes:
             per_seed[name].append(score(name, x_tr, y_tr, x_te, y_te, shots, seed))
     variant = "random_init" if args.random_init else (args.baseline or "trained")
