@@ -57,8 +57,14 @@ def resolve_config(cfg: Config, sample: dict[str, Tensor] | None = None) -> Conf
 
 def _resolve_flow(cfg: Config, motion_on: bool, sample: dict[str, Tensor] | None, over: dict) -> None:
     """``motion.flow`` follows whether the model has flow heads (the stack with motion on and a flow weight above
-    0). A flow weight above 0 where no head can be built is a ConfigError, not a silent no-op."""
+    0). A flow weight above 0 where no head can be built is a ConfigError, not a silent no-op; so is
+    ``model.flow_weight`` beside ``model.flow_weights``, which replaces it."""
     m = cfg.model
+    if m.flow_weights and m.flow_weight != 0:  # flow_weights sets every unit's weight: flow_weight would go unread
+        raise ConfigError(
+            f"model.flow_weight={m.flow_weight} and model.flow_weights={list(m.flow_weights)}: the list sets each "
+            "unit's weight and replaces flow_weight; give one of them (e.g. model.flow_weights alone)"
+        )
     key = "model.flow_weights" if m.flow_weights else "model.flow_weight"
     value = list(m.flow_weights) if m.flow_weights else m.flow_weight
     asked = any(w > 0 for w in (m.flow_weights or (m.flow_weight,)))  # flow_weights, when given, replaces flow_weight

@@ -170,6 +170,8 @@ def test_per_unit_weights_put_a_head_on_each_unit_named():
     assert resolve_config(cfg).motion.flow is True
     with pytest.raises(ConfigError, match=r"model.flow_weights=\[0.0, 1.0, 0.0\] needs"):
         resolve_config(cfg.replace(["motion=off"]))
+    with pytest.raises(ConfigError, match=r"model.flow_weight=2.0 and model.flow_weights=\[0.0, 1.0, 0.0\]: the list"):
+        resolve_config(cfg.replace(["model.flow_weight=2"]))  # one of them would go unread
 
 
 def test_a_hidden_flow_head_is_nonlinear_and_trains_the_state_below_it():
