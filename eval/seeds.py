@@ -18,13 +18,20 @@ from .featureset import FeatureSource
 from .probe import ProbeError, run_probe
 from .shots import ShotsError, draw_shots, parse_shots, with_shots
 
+VAL_FRAC = 0.2  # --val-frac's default
+
 
 def add_seed_args(p: argparse.ArgumentParser, *, shots_help: str, val_frac: bool = True) -> argparse.ArgumentParser:
     """--seeds, --shots and (``val_frac``) --val-frac: the options of the per-seed protocols (linear probe, k-NN)."""
     p.add_argument("--seeds", type=int, default=3, help="number of seeds 0..N-1 (default 3)")
     p.add_argument("--shots", default=None, help=shots_help)
     if val_frac:
-        p.add_argument("--val-frac", type=float, default=0.2, help="fraction of train carved out for validation")
+        p.add_argument(
+            "--val-frac",
+            type=float,
+            default=VAL_FRAC,
+            help=f"fraction of train carved out for validation (default {VAL_FRAC}; not with --shots)",
+        )
     return p
 
 
@@ -35,9 +42,13 @@ def parse_seed_args(args) -> int | None:
     if hasattr(args, "val_frac") and not 0.0 < args.val_frac < 0.5:
         fail(f"--val-frac {args.val_frac}: expected a fraction in (0, 0.5)")
     try:
-        return parse_shots(args.shots)
+        shots = parse_shots(args.shots)
     except ShotsError as e:
         fail(str(e))
+    if shots is not None and getattr(args, "val_frac", VAL_FRAC) != VAL_FRAC:  # K shots carve no validation split
+        fail(f"--val-frac {args.val_frac} with --shots {shots}: with K shots C is fixed (K < 5) or picked by 5-fold "
+             "cross-validation, no split is carved; drop --val-frac")  # fmt: skip
+    return shots
 
 
 def run_seeds(args, src: FeatureSource, shots: int | None, **layer_kw) -> dict:

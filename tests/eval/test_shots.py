@@ -77,6 +77,13 @@ def test_cli_refuses_too_many_shots(tiny_run, tmp_path, capsys):
     assert e.value.code == 2 and len(err.splitlines()) == 1 and "--shots 15" in err and "smallest class" in err
 
 
+def test_cli_refuses_val_frac_with_shots(tiny_run, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:  # K shots fix C or cross-validate it: no validation carve to size
+        _probe(tiny_run, tmp_path / "k.json", "--shots", "5", "--val-frac", "0.3")
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and "--val-frac 0.3 with --shots 5" in err
+
+
 def test_folder_refuses_too_many_shots_before_extracting(tiny_run, labelled_videos, tmp_path, capsys):
     ckpt = str(tiny_run / "checkpoints" / "last.pt")
     with pytest.raises(SystemExit) as e:  # 4 videos per class, 20% to test: 3 per class in train
