@@ -111,6 +111,9 @@ def parse_measures(names: str) -> list[str]:
     twice = sorted({m for m in chosen if chosen.count(m) > 1})
     if twice:  # a column twice would count twice in the mean over measures
         raise StudyError(f"--measures: {','.join(twice)} given twice; name each measure once")
+    if "bbres" in chosen and not Path(MEASURES["bbres"][0]).is_dir():  # before any probe runs, as study.py does
+        raise StudyError(f"--measures bbres: {MEASURES['bbres'][0]} not found (set PREDNET2_BASKETBALL to the "
+                         "basketball_actions folder, or leave bbres out)")  # fmt: skip
     return chosen
 
 

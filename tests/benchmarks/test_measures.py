@@ -78,6 +78,15 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, says):
     assert says in err and len(err.splitlines()) == 1 and "Traceback" not in err
 
 
+def test_a_missing_basketball_folder_is_refused_before_any_probe(tmp_path, capsys, monkeypatch):
+    run = fake_run(tmp_path, "r", {})
+    monkeypatch.setitem(measures.MEASURES, "bbres", (str(tmp_path / "nope"), []))  # as PREDNET2_BASKETBALL=nope
+    assert measures.main(["--variant", f"a={run}", "--measures", "dirK5,bbres", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"bbres: {tmp_path / 'nope'} not found (set PREDNET2_BASKETBALL" in err
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("argv, says", [(["--jobs", "0"], "--jobs"), (["--json", "{f}/x.json"], "--json")])
 def test_bad_options_are_refused_before_any_probe(tmp_path, capsys, argv, says):
     run = fake_run(tmp_path, "r", {})
