@@ -31,6 +31,8 @@ class FrameSource:
 
         from prednet2.datasets.decode import scan_videos
 
+        if not source.strip():  # Path("") is the working folder: "SOURCE : folder holds no video files" said nothing
+            raise SourceError("SOURCE is empty; give a video file, a folder of videos or a camera (/dev/video0 or 0)")
         self.source = source
         self.size = (int(size[0]), int(size[1]))
         self.fmt = "gray" if grayscale else "rgb24"

@@ -118,8 +118,9 @@ def run_stream(
     from prednet2 import detach_state
     from prednet2.checkpoint import load_model
 
-    if not learn and (fresh_optimizer or lr > 0 or anchor_weight is not None):  # they shape online updates
-        what = "--fresh-optimizer" if fresh_optimizer else f"--lr {lr:g}" if lr > 0 else "--anchor-weight"
+    if not learn and (fresh_optimizer or lr > 0 or anchor_weight is not None or window > 0):  # they shape updates
+        what = ("--fresh-optimizer" if fresh_optimizer else f"--lr {lr:g}" if lr > 0 else
+                f"--window {window}" if window > 0 else "--anchor-weight")  # fmt: skip
         raise StreamOptionError(
             f"{what} only matters with --learn (nothing is trained without it); add --learn or drop it"
         )

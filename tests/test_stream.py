@@ -86,6 +86,8 @@ def test_frame_source_errors(tmp_path):
         FrameSource(str(tmp_path / "missing.mp4"), size=(16, 16))
     with pytest.raises(SourceError, match="no video files"):
         FrameSource(str(tmp_path), size=(16, 16))
+    with pytest.raises(SourceError, match="SOURCE is empty; give a video file"):  # not the working folder
+        FrameSource("", size=(16, 16))
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"not a video at all")
     with pytest.raises(SourceError, match="not a readable video"):
@@ -233,6 +235,7 @@ def test_cli_errors_exit_2(tmp_path, ckpt, video, capsys):
     for extra, msg in (
         (["--fresh-optimizer"], "--fresh-optimizer only matters with --learn"),
         (["--lr", "1e-3"], "--lr 0.001 only matters with --learn"),
+        (["--window", "4"], "--window 4 only matters with --learn"),  # the truncated window of online updates
         (["--learn", "--gate", "lr", "--z-threshold", "0"], "needs --z-threshold > 0"),
         (["--learn", "--z-threshold", "nan"], "--z-threshold nan: need a finite number"),  # the gate never opened
         (["--learn", "--lr", "-0.1"], "--lr -0.1: need a rate > 0"),  # was the checkpoint's rate, without a word
