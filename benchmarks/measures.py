@@ -117,6 +117,15 @@ def parse_measures(names: str) -> list[str]:
     return chosen
 
 
+def cached_top1(path: Path) -> float:
+    """``top1`` of a probe.json this script keeps; StudyError naming the file when it is not one."""
+    try:
+        return float(json.loads(path.read_text())["top1"])
+    except (OSError, ValueError, KeyError, TypeError) as e:  # JSONDecodeError is a ValueError
+        why = f"{type(e).__name__}: {e}"
+        raise StudyError(f"{path}: not a probe result ({why}); delete it and rerun to probe again") from None
+
+
 def probe(runner: Runner, ckpt: Path, measure: str, random_init: bool) -> float:
     """Top-1 of one measure on one checkpoint (cached beside it); StudyFailure naming the log when it fails."""
     kind = "random_init" if random_init else "trained"
@@ -124,7 +133,7 @@ def probe(runner: Runner, ckpt: Path, measure: str, random_init: bool) -> float:
     run = run_dir_of(ckpt)
     out = run / "eval" / f"measure_{measure}_{kind}{tag}.json"
     if out.is_file() and out.stat().st_mtime >= ckpt.stat().st_mtime:  # cached, unless the checkpoint is newer
-        return 100 * json.loads(out.read_text())["top1"]
+        return 100 * cached_top1(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     spec, extra = MEASURES[measure]
     args = ["-m", "eval.linear_probe", "--checkpoint", str(ckpt), "--data", spec, "--out", str(out)]
@@ -138,7 +147,7 @@ def probe(runner: Runner, ckpt: Path, measure: str, random_init: bool) -> float:
         if rc == 2:  # the probe refused its input (e.g. a file that is no checkpoint): bad input, said as it said it
             raise StudyError(f"{measure} on {ckpt} ({kind}): {said} (log: {log_path})")
         raise StudyFailure(f"{measure} on {ckpt} ({kind}) failed (exit {rc}): {said} (log: {log_path})")
-    top1 = 100 * json.loads(out.read_text())["top1"]
+    top1 = 100 * cached_top1(out)
     runner.say(f"{run.name} {measure} ({kind}): {top1:.1f}")
     return top1
 

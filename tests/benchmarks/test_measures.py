@@ -78,6 +78,15 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, says):
     assert says in err and len(err.splitlines()) == 1 and "Traceback" not in err
 
 
+@pytest.mark.parametrize("text", ['{"top', "{}", "[]"])
+def test_a_cached_file_that_is_no_probe_result_is_one_line_naming_it(tmp_path, capsys, text):
+    run = fake_run(tmp_path, "r", {"dirK5": 20.0}, {"dirK5": 10.0})
+    (run / "eval" / "measure_dirK5_trained.json").write_text(text)
+    assert measures.main(["--variant", f"a={run}", "--measures", "dirK5", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{run / 'eval' / 'measure_dirK5_trained.json'}: not a probe result" in err
+
+
 def test_a_missing_basketball_folder_is_refused_before_any_probe(tmp_path, capsys, monkeypatch):
     run = fake_run(tmp_path, "r", {})
     monkeypatch.setitem(measures.MEASURES, "bbres", (str(tmp_path / "nope"), []))  # as PREDNET2_BASKETBALL=nope
