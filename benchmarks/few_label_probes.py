@@ -6,7 +6,8 @@ train videos (``eval.pool``), on the concatenation of all layers (the probe's ``
 
 Features come from ``eval.linear_probe``'s own source (the same options, clips, cache and shots per seed). Probes:
 
-- ``base``: ``eval.linear_probe --shots K`` (z-score on the K labelled videos per class, C by 5-fold CV over them);
+- ``base``: ``eval.linear_probe --shots K`` (K >= 5: z-score on the K labelled videos per class, C by 5-fold CV
+  over them);
 - ``pool``: z-score on every train video, labels unused, then the same CV;
 - ``pcaD``: ``pool``, then the pool's D leading principal components (not whitened), then the same CV;
 - ``ncm``: pool z-score, unit length, nearest class mean under cosine (nothing to tune).
@@ -32,7 +33,7 @@ from prednet2.eval.featureset import FeatureSource, add_feature_args  # noqa: E4
 from prednet2.eval.pool import PoolTransform, ncm_one_set  # noqa: E402
 from prednet2.eval.probe import probe_one_set_cv  # noqa: E402
 from prednet2.eval.seeds import add_seed_args, parse_seed_args  # noqa: E402
-from prednet2.eval.shots import CV_FOLDS, ShotsError, draw_shots  # noqa: E402
+from prednet2.eval.shots import CV_FOLDS, MIN_SHOTS_FOR_VAL, ShotsError, draw_shots  # noqa: E402
 
 from prednet2.cli import OneLineParser, out_file  # noqa: E402
 from prednet2.interrupt import run_cli  # noqa: E402
@@ -54,7 +55,7 @@ def parse_probes(text: str) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="benchmarks/few_label_probes.py", description=__doc__.split("\n\n")[0])
     add_feature_args(p, data_help="synthetic:shapes:direction, ... or a class folder")
-    add_seed_args(p, shots_help="K labelled videos per class drawn from train per seed (required)", val_frac=False)
+    add_seed_args(p, shots_help="K >= 5 labelled videos per class drawn from train per seed (required)", val_frac=False)
     p.add_argument("--probes", type=parse_probes, default=parse_probes(DEFAULT_PROBES),
                    help=f"comma-separated probes (default {DEFAULT_PROBES})")  # fmt: skip
     p.add_argument("--json", type=out_file, help="write the figures here")
@@ -84,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         given = f"--shots {args.shots}: " if args.shots is not None else ""
         fail(f"{given}this script compares few-label probes; give --shots K, a number of labelled videos per class "
              "(with every label, use python -m eval.linear_probe)")  # fmt: skip
+    if k < MIN_SHOTS_FOR_VAL:  # K = 1 failed in the CV with a traceback; 2-4 were not linear_probe's fixed-C figure
+        fail(f"--shots {k}: these probes pick C by {CV_FOLDS}-fold cross-validation over the K labelled videos per "
+             f"class, which needs --shots {MIN_SHOTS_FOR_VAL} or more (below that, python -m eval.linear_probe "
+             f"--shots {k} fixes C)")  # fmt: skip
     t0 = time.time()
     src = FeatureSource(args)
     per_seed: dict[str, list[float]] = {n: [] for n in args.probes}

@@ -50,6 +50,7 @@ def test_prints_each_probe_and_base_matches_the_linear_probe(checkpoint, tmp_pat
 BAD = [(["--probes", "base,lda"], "lda"), ([], "give --shots K, a number of labelled videos"),
        (["--shots", "all"], "--shots all: this script compares few-label"),
        (["--shots", "5", "--probes", "base,pool,base"], "base given twice"),
+       (["--shots", "1"], "--shots 1: these probes pick C by 5-fold cross-validation"),
        (["--shots", "5", "--probes", "pool,pca200"], "--probes pca200: the pool of 128 train videos")]  # fmt: skip
 
 
