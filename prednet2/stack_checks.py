@@ -50,21 +50,17 @@ def validate_model_config(cfg: ModelConfig) -> None:
     if cfg.blind_prob > 0 and (cfg.change_weight > 0 or cfg.arrow_weight > 0):  # both read a(t-1) as seen
         raise ValueError("model.blind_prob hides frames from a(t-1), which model.change_weight and model.arrow_weight "
                          "compare with a(t); drop one of them")  # fmt: skip
-    if cfg.flow_head_hidden and not any(flow_weights_of(cfg)):
-        raise ValueError(
-            "model.flow_head_hidden shapes the flow heads, but this model has none (model.flow_weight and "
-            "model.flow_weights are 0, or the motion stream is off); set a flow weight or drop model.flow_head_hidden"
-        )
-    if cfg.flow_head_share < 1 and not any(flow_weights_of(cfg)):
-        raise ValueError(
-            "model.flow_head_share says what the flow heads read, but this model has none (model.flow_weight and "
-            "model.flow_weights are 0, or the motion stream is off); set a flow weight or drop model.flow_head_share"
-        )
-    if cfg.flow_head_input != "state" and not any(flow_weights_of(cfg)):
-        raise ValueError(
-            "model.flow_head_input says what the flow heads read, but this model has none (model.flow_weight and "
-            "model.flow_weights are 0, or the motion stream is off); set a flow weight or drop model.flow_head_input"
-        )
+    if not any(flow_weights_of(cfg)):  # a flow-head key set on a model with no flow head would do nothing
+        for key, off, does in (
+            ("flow_head_hidden", 0, "shapes the flow heads"),
+            ("flow_head_share", 1.0, "says what the flow heads read"),
+            ("flow_head_input", "state", "says what the flow heads read"),
+        ):
+            if getattr(cfg, key) != off:
+                raise ValueError(
+                    f"model.{key} {does}, but this model has none (model.flow_weight and model.flow_weights are 0, "
+                    f"or the motion stream is off); set a flow weight or drop model.{key}"
+                )
     readout.parse_parts(cfg.readout)
 
 
