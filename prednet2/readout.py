@@ -71,6 +71,9 @@ def readout_features(
     """What ``extract_features`` returns, with gradients: the same readout for a model trained through it (the
     supervised reference of ``benchmarks/ceiling.py``, ``detach_between=False``: end to end through every unit).
     With ``model.readout_reverse`` the clip is read forwards (f) and reversed in time (b): [f, f - b] per layer."""
+    model.check_call(clip, mask, None, clip=True)
+    if not isinstance(grid, int) or grid < 1:
+        raise ValueError(f"grid: expected an integer >= 1 (1: pool over the whole map, 2: a 2x2 grid), got {grid!r}")
     fwd = _read(model, clip, mask, grid=grid, detach_between=detach_between)
     if not model.cfg.readout_reverse:
         return fwd
@@ -81,10 +84,8 @@ def readout_features(
 def _read(
     model: PredictiveStack, clip: Tensor, mask: Tensor | None, *, grid: int, detach_between: bool
 ) -> dict[int, Tensor]:
-    """One reading of the clip in the order given: the ``model.readout`` parts pooled over space and time bins."""
-    model.check_call(clip, mask, None, clip=True)
-    if not isinstance(grid, int) or grid < 1:
-        raise ValueError(f"grid: expected an integer >= 1 (1: pool over the whole map, 2: a 2x2 grid), got {grid!r}")
+    """One reading of the clip in the order given (checked by the caller): the ``model.readout`` parts pooled over
+    space and time bins."""
     parts = parse_parts(model.cfg.readout)
     L, T = model.num_layers, clip.shape[1]
     bins = max(1, min(model.cfg.readout_bins, T))
