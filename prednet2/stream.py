@@ -48,6 +48,7 @@ import torch
 
 from prednet2.cli import out_folder
 from prednet2.config import ConfigError
+from prednet2.eval.common import write_json
 
 # One concept per file: the frame source, the per-frame motion mask, the surprise gate and the outputs live beside
 # this loop.
@@ -56,7 +57,7 @@ from prednet2.interrupt import run_cli, stop_on_sigint
 from prednet2.optim import build_anchor, unit_param_groups
 from prednet2.runinfo import read_rss_mb
 from prednet2.stream_motion import StreamMotion
-from prednet2.stream_outputs import StreamOptionError, panel, prepare_out_dir, save_learned, write_summary
+from prednet2.stream_outputs import StreamOptionError, panel, prepare_out_dir, save_learned
 from prednet2.surprise_gate import SurpriseGate
 
 __all__ = ["SourceError", "StreamOptionError", "FrameSource", "SurpriseGate", "StreamMotion", "read_rss_mb",
@@ -327,7 +328,7 @@ def run_stream(
     if learn:
         save_learned(out_dir / "last.pt", model=model, optimizer=opt, cfg=cfg, source=source_ckpt, summary=summary)
         summary["checkpoint_out"] = str(out_dir / "last.pt")
-    write_summary(out_dir, summary)
+    write_json(out_dir / "stream.json", summary)  # whole or not at all (temporary file and rename)
     return summary
 
 

@@ -1,4 +1,5 @@
-"""What ``prednet2.stream`` writes to ``--out``: the folder check, the mp4 panel, the learned checkpoint, stream.json.
+"""What ``prednet2.stream`` writes to ``--out``: the folder check, the mp4 panel, the learned checkpoint (stream.json
+is written whole by ``prednet2.eval.common.write_json``).
 
 - ``prepare_out_dir``: refuses a folder whose earlier stream outputs this run would leave beside its own (a
   ``last.pt`` of an earlier ``--learn`` run when this one does not learn, a ``stream.mp4`` under ``--no-video``),
@@ -7,13 +8,10 @@
 - ``panel``: one side-by-side frame of the mp4.
 - ``save_learned``: ``last.pt`` after online learning. It carries the source checkpoint's training state (step,
   schedule, data position, best loss), so one from train.py gives one that ``train.py --resume`` continues.
-- ``write_summary``: ``stream.json``, written whole (temporary file and rename).
 """
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -91,10 +89,3 @@ def save_learned(path: Path, *, model, optimizer, cfg, source: dict[str, Any], s
         extra={**extra, "stream": summary},
         scheduler=_Stored(sched) if sched is not None else None,
     )
-
-
-def write_summary(out_dir: Path, summary: dict) -> None:
-    """``stream.json``, whole or not at all."""
-    tmp = out_dir / "stream.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, out_dir / "stream.json")
