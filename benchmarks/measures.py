@@ -90,16 +90,19 @@ def parse_variants(specs: list[str]) -> dict[str, list[Path]]:
             raise StudyError(f"--variant {spec!r}: expected NAME=RUN,RUN,... (run folders or checkpoints)")
         if name in out:
             raise StudyError(f"--variant {name!r} given twice; give each variant once with all its runs")
-        seen: dict[Path, str] = {}  # checkpoint -> the run that named it
+        seen: dict[Path, str] = {}  # resolved checkpoint -> the run that named it
+        ckpts: list[Path] = []
         for r in (r.strip() for r in runs.split(",") if r.strip()):
             c = checkpoint_of(r, f"--variant {name}")
-            if c.resolve() in seen:  # one training seed counted twice: the mean and its standard error would lie
-                raise StudyError(f"--variant {name}: {r} is the same checkpoint as {seen[c.resolve()]}; "
+            key = c.resolve()
+            if key in seen:  # one training seed counted twice: the mean and its standard error would lie
+                raise StudyError(f"--variant {name}: {r} is the same checkpoint as {seen[key]}; "
                                  "give each training seed's run once")  # fmt: skip
-            seen[c.resolve()] = r
-            out.setdefault(name, []).append(c)
-        if name not in out:  # NAME=, : commas and nothing between them
+            seen[key] = r
+            ckpts.append(c)
+        if not ckpts:  # NAME=, : commas and nothing between them
             raise StudyError(f"--variant {spec!r}: no run given; give NAME=RUN,RUN,... (run folders or checkpoints)")
+        out[name] = ckpts
     return out
 
 
