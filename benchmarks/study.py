@@ -23,7 +23,7 @@ from pathlib import Path
 from prednet2.interrupt import EXIT_INTERRUPTED
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from study_probe import Probe, _readout_args, _readout_given, _readout_tag, readout_note  # noqa: E402, F401
+from study_probe import Probe, readout_args, readout_given, readout_note, readout_tag  # noqa: E402, F401
 
 ROOT = Path(__file__).resolve().parent.parent
 BASKETBALL = os.environ.get("PREDNET2_BASKETBALL", str(ROOT.parent / "shared" / "data" / "basketball_actions"))
@@ -298,9 +298,9 @@ class Runner:
         if probe.clip_len is not None and "--clip-len" not in extra:  # basketball keeps its own clip length
             extra = ["--clip-len", str(probe.clip_len)]
             tag += f"_T{probe.clip_len}"
-        if variant != "pixels" and _readout_given(probe) and not _is_prednet(ckpt):  # PredNet's readout is fixed
-            extra = [*extra, *_readout_args(probe)]
-            tag += _readout_tag(probe)
+        if variant != "pixels" and readout_given(probe) and not _is_prednet(ckpt):  # PredNet's readout is fixed
+            extra = [*extra, *readout_args(probe)]
+            tag += readout_tag(probe)
         seeds = probe.seeds
         if probe.resplit and not spec.startswith("synthetic:"):  # a folder task: N splits, one per seed
             seeds, extra = probe.resplit, [*extra, "--resplit"]

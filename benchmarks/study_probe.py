@@ -22,7 +22,7 @@ class Probe:
 
 def readout_note(probe: Probe) -> str | None:
     """The line printed under a study's table when its probes read another readout than the checkpoints' own."""
-    if not _readout_given(probe):
+    if not readout_given(probe):
         return None
     what = [f"{probe.readout_bins} time bin(s)"] if probe.readout_bins is not None else []
     if probe.readout_whole is not None:
@@ -35,11 +35,11 @@ def readout_note(probe: Probe) -> str | None:
 _READOUT_SWITCHES = (("readout_whole", "w"), ("readout_trend", "t"))  # the on/off readout options and their tag
 
 
-def _readout_given(probe: Probe) -> bool:
+def readout_given(probe: Probe) -> bool:
     return probe.readout_bins is not None or any(getattr(probe, k) is not None for k, _ in _READOUT_SWITCHES)
 
 
-def _readout_args(probe: Probe) -> list[str]:
+def readout_args(probe: Probe) -> list[str]:
     out = ["--readout-bins", str(probe.readout_bins)] if probe.readout_bins is not None else []
     for k, _ in _READOUT_SWITCHES:
         if (v := getattr(probe, k)) is not None:
@@ -47,7 +47,7 @@ def _readout_args(probe: Probe) -> list[str]:
     return out
 
 
-def _readout_tag(probe: Probe) -> str:
+def readout_tag(probe: Probe) -> str:
     """The probe file's name part for a readout other than the checkpoint's own: _rb2w, _rb1, _rnw, _rb2t..."""
     tag = "_r" + (f"b{probe.readout_bins}" if probe.readout_bins is not None else "")
     for k, letter in _READOUT_SWITCHES:
