@@ -14,6 +14,10 @@ measures:
 - ``bbres``: basketball_actions on 10 resampled stratified 226/57 splits, 6 frames (``--resplit --seeds 10``);
 - ``dirK5``, ``dirK10``, ``kindK5``, ``kindK10``: the same two tasks with 5 or 10 labels per class (512/256).
 
+``--measures heldout`` reads round 135's held-out battery instead (``spin``, ``accel``, ``loom``, ``count`` from
+``synthetic:heldout``, 512/256 clips of 20 frames, all labels and ``K5``: 5 per class), tasks no default was
+chosen on: docs/results/heldout_rounds135.md.
+
 Probes are ``python -m eval.linear_probe`` subprocesses, one thread each, cached as
 ``RUN/eval/measure_<measure>_<trained|random_init>.json`` (another checkpoint than ``last.pt`` adds its name), so an
 interrupted call resumes; a checkpoint written after its file is read again. The table gives each
@@ -51,6 +55,12 @@ MEASURES: dict[str, tuple[str, list[str]]] = {
     "kindK5": ("synthetic:trajectories:kind", [*_FEW, "--shots", "5"]),
     "kindK10": ("synthetic:trajectories:kind", [*_FEW, "--shots", "10"]),
 }
+SEVEN = tuple(MEASURES)  # the issue's acceptance measures: the default set
+# Round 135's held-out battery (datasets/heldout.py): tasks no variant was chosen on, each with all labels and at 5
+for _task in ("spin", "accel", "loom", "count"):
+    MEASURES[_task] = (f"synthetic:heldout:{_task}", _FEW)
+    MEASURES[f"{_task}K5"] = (f"synthetic:heldout:{_task}", [*_FEW, "--shots", "5"])
+SETS = {"seven": SEVEN, "heldout": tuple(m for m in MEASURES if m not in SEVEN)}  # names --measures expands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="a variant and its runs (run folders or checkpoints), one per training seed; repeatable",
     )
     p.add_argument("--ref", default=None, help="the variant the others are paired with (default: the first)")
-    p.add_argument("--measures", default=",".join(MEASURES), help=f"comma-separated subset of {','.join(MEASURES)}")
+    p.add_argument("--measures", default="seven", help=f"comma-separated measures of {','.join(MEASURES)}, or the "
+                   f"sets {', '.join(SETS)} (default: seven, the acceptance measures)")  # fmt: skip
     p.add_argument("--out", type=out_folder, default="runs/measures", help="folder for the probes' logs")
     p.add_argument("--jobs", type=int_at_least(1), default=1, help="probes side by side, one thread each (default 1)")
     p.add_argument("--json", type=out_file, default=None, help="write every figure here")
@@ -107,10 +118,11 @@ def parse_variants(specs: list[str]) -> dict[str, list[Path]]:
 
 
 def parse_measures(names: str) -> list[str]:
-    chosen = [m.strip() for m in names.split(",") if m.strip()]
+    chosen = [x for m in names.split(",") if m.strip() for x in SETS.get(m.strip(), [m.strip()])]
     bad = [m for m in chosen if m not in MEASURES]
     if bad or not chosen:
-        raise StudyError(f"--measures: unknown {bad or names!r}; choose from {','.join(MEASURES)}")
+        raise StudyError(f"--measures: unknown {bad or names!r}; choose from {','.join(MEASURES)} "
+                         f"or the sets {', '.join(SETS)}")  # fmt: skip
     twice = sorted({m for m in chosen if chosen.count(m) > 1})
     if twice:  # a column twice would count twice in the mean over measures
         raise StudyError(f"--measures: {','.join(twice)} given twice; name each measure once")

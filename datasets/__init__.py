@@ -16,6 +16,8 @@ from torch.utils.data import Dataset
 
 from .anomaly import AnomalyDataset, make_anomaly_set, render_anomaly_clip
 from .errors import DataError
+from .heldout import TASKS as HELDOUT_TASKS
+from .heldout import HeldoutDataset
 from .moving_mnist import MovingMNIST, load_mnist
 from .shapes import SHAPES, ShapesDataset, render_shapes_clip
 from .synthetic import InterleavedDataset, SyntheticVideoDataset
@@ -37,6 +39,7 @@ __all__ = [
     "KINDS",
     "MOTION_SHAPED_SPECS",
     "TrajectoriesDataset",
+    "HeldoutDataset",
     "build_dataset",
     "load_mnist",
     "make_anomaly_set",
@@ -146,6 +149,7 @@ SYNTHETIC_SPECS: dict[str, tuple[Callable[..., Dataset], bool]] = {
     "synthetic:mix": (_mix, False),
     "synthetic:textures": (_moving_objects(TexturesDataset, None), False),
     "synthetic:anomaly": (_anomaly, True),
+    **{f"synthetic:heldout:{t}": (_moving_objects(HeldoutDataset, t), True) for t in HELDOUT_TASKS},
 }
 
 

@@ -27,7 +27,8 @@ class Scene:
     re-simulated from any frame): dirs0 (N, 2) initial unit directions, steps (N, T-1) step lengths, lo/hi (N, 2)
     the box each centre bounces in. Non-rigid motion (``deform_sequences``), when given: angle_seq float (N, T) the
     rotation per frame (replaces ``angles``) and stretch_seq float (N, T) an area-preserving stretch per frame along
-    the object's own x axis (1 = none).
+    the object's own x axis (1 = none). scale_seq float (N, T), when given: each object's radius per frame as a
+    multiple of ``radii`` (an object that grows or shrinks: ``synthetic:heldout:loom``).
     """
 
     positions: np.ndarray
@@ -43,6 +44,7 @@ class Scene:
     hi: np.ndarray
     angle_seq: np.ndarray | None = None
     stretch_seq: np.ndarray | None = None
+    scale_seq: np.ndarray | None = None
 
 
 # Non-rigid motion at amount 1 (data.synthetic_deform): each object spins at up to this many radians per frame
@@ -120,15 +122,18 @@ def object_masks(scene: Scene, size: tuple[int, int]) -> np.ndarray:
     for i in range(N):
         dx = xs - scene.positions[i, :, 0, None, None].astype(np.float32)  # (T, 1, W)
         dy = ys - scene.positions[i, :, 1, None, None].astype(np.float32)  # (T, H, 1)
-        if scene.angle_seq is not None:  # non-rigid: a pose per frame
+        if scene.angle_seq is not None or scene.scale_seq is not None:  # non-rigid or resized: a pose per frame
             for t in range(T):
+                angle = scene.angles[i] if scene.angle_seq is None else scene.angle_seq[i, t]
+                stretch = 1.0 if scene.stretch_seq is None else scene.stretch_seq[i, t]
+                scale = 1.0 if scene.scale_seq is None else scene.scale_seq[i, t]
                 out[i, t] = shape_mask(
                     int(scene.shape_seq[i, t]),
                     dx[t],
                     dy[t],
-                    float(scene.radii[i]),
-                    float(scene.angle_seq[i, t]),
-                    float(scene.stretch_seq[i, t]),
+                    float(scene.radii[i] * scale),
+                    float(angle),
+                    float(stretch),
                 )
             continue
         for s in np.unique(scene.shape_seq[i]):

@@ -18,7 +18,7 @@ from .errors import DataError
 SPLITS = {"train": 0, "val": 1, "test": 2}
 # One stream id per generator, so synthetic:shapes and synthetic:anomaly clips with the same (seed, index) are
 # unrelated.
-STREAMS = {"shapes": 1, "moving_mnist": 2, "anomaly": 3, "trajectories": 4, "textures": 5}
+STREAMS = {"shapes": 1, "moving_mnist": 2, "anomaly": 3, "trajectories": 4, "textures": 5, "heldout": 6}
 
 
 def check_split(split: str) -> int:
@@ -68,7 +68,7 @@ class SyntheticVideoDataset(Dataset):
 
     stream: str = ""
     # Bumped whenever a generator draws different clips for the same (seed, split, index): caches of features
-    # computed from synthetic clips (eval's feature cache) should include it in their key.
+    # computed from synthetic clips (eval.featureset) key on it from 2 on, so a bump invalidates them.
     version: int = 1
     # The shortest clip and the smallest frame side (pixels) the generator can draw.
     min_clip_len: int = 1

@@ -149,3 +149,17 @@ def test_a_probe_that_refuses_its_checkpoint_is_bad_input_with_the_probes_own_li
     assert rc == 2 and len(err) == 1, err
     assert f"dirK5 on {run / 'checkpoints' / 'last.pt'} (trained): " in err[0] and "last.pt" in err[0].split("): ")[1]
     assert "(log: " in err[0] and "Traceback" not in err[0] and "error: " not in err[0].split("(trained): ")[1]
+
+
+def test_measure_sets_expand_and_the_default_is_the_seven():
+    assert measures.parse_measures(measures.build_parser().parse_args(["--variant", "a=x"]).measures) == list(
+        measures.SEVEN
+    )
+    held = measures.parse_measures("heldout")
+    assert held == ["spin", "spinK5", "accel", "accelK5", "loom", "loomK5", "count", "countK5"]
+    assert measures.MEASURES["loomK5"] == ("synthetic:heldout:loom", [*measures._FEW, "--shots", "5"])
+    assert measures.parse_measures("dirK5,heldout")[:2] == ["dirK5", "spin"]
+    with pytest.raises(measures.StudyError, match="or the sets seven, heldout"):
+        measures.parse_measures("heldot")
+    with pytest.raises(measures.StudyError, match="spin given twice"):
+        measures.parse_measures("heldout,spin")
