@@ -68,7 +68,7 @@ class SyntheticVideoDataset(Dataset):
 
     stream: str = ""
     # Bumped whenever a generator draws different clips for the same (seed, split, index): caches of features
-    # computed from synthetic clips (eval.featureset) key on it from 2 on, so a bump invalidates them.
+    # computed from synthetic clips (eval.featureset) key on it, so a bump invalidates them.
     version: int = 1
     # The shortest clip and the smallest frame side (pixels) the generator can draw.
     min_clip_len: int = 1

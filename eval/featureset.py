@@ -187,8 +187,8 @@ class FeatureSource:
             "layers": "all",  # every layer is cached; --layers selects after loading
             "split": split,
         }
-        version = getattr(self.dataset(split), "version", 1)  # a synthetic generator's; bumped when its clips change
-        if version != 1:  # only then, so caches written before the key held it still hit
+        version = getattr(self.dataset(split), "version", None)  # a synthetic generator's, bumped when its clips change
+        if version is not None:  # (caches of synthetic sets written before the key held it are computed once more)
             parts["generator_version"] = version
         if a.clips_per_video != 1:  # only then, so one-centre-clip caches written before this option still hit
             parts["clips_per_video"] = a.clips_per_video

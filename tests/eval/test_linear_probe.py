@@ -288,3 +288,15 @@ def test_bad_readout_options_exit_2_with_one_line(tiny_run, tmp_path, capsys, ar
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert needle in err and len(err.splitlines()) == 1
+
+
+def test_a_synthetic_generators_version_bump_misses_the_cache(tiny_run, tmp_path, monkeypatch):
+    """Features cached from a generator's old clips are not read for its new ones."""
+    from prednet2.datasets.shapes import ShapesDataset
+
+    def hits(name):
+        return run_probe_cli(tiny_run, tmp_path / name, "--cache-dir", str(tmp_path / "cache"))["cache_hits"]
+
+    assert (hits("a.json"), hits("b.json")) == (0, 2)
+    monkeypatch.setattr(ShapesDataset, "version", ShapesDataset.version + 1)
+    assert (hits("c.json"), hits("d.json")) == (0, 2)
