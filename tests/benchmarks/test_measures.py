@@ -156,7 +156,7 @@ def test_measure_sets_expand_and_the_default_is_the_seven():
         measures.SEVEN
     )
     held = measures.parse_measures("heldout")
-    assert held == ["spin", "spinK5", "accel", "accelK5", "loom", "loomK5", "count", "countK5"]
+    assert held == ["spin", "accel", "loom", "count", "spinK5", "accelK5", "loomK5", "countK5"]
     assert measures.MEASURES["loomK5"] == ("synthetic:heldout:loom", [*measures._FEW, "--shots", "5"])
     assert measures.parse_measures("dirK5,heldout")[:2] == ["dirK5", "spin"]
     with pytest.raises(measures.StudyError, match="or the sets seven, heldout"):
