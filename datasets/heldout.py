@@ -40,7 +40,7 @@ TASK_CLASSES = {
     "count": ("one", "two", "three"),
 }
 TASKS = tuple(TASK_CLASSES)
-SPEED = (1.5, 2.5)  # px/frame at 64 px: the labelled object's (mean) speed in spin, accel and count
+SPEED = (1.5, 2.5)  # px/frame at 64 px: the labelled object's (mean) speed in spin and accel
 SPIN_RATE = (0.15, 0.3)  # rad/frame; positive angles turn clockwise on screen (y down)
 ACCEL_RANGE = (0.5, 1.5)  # speed at the first and the last step, as a multiple of the mean
 LOOM_RANGE = (0.87, 1.15)  # size at the first and the last frame, as a multiple of the base size
