@@ -50,6 +50,12 @@ COUNT_OBJECTS, COUNT_RADIUS = 4, (0.05, 0.14)
 SPINNABLE = tuple(i for i, name in enumerate(SHAPES) if name not in ("circle", "ring"))
 
 
+def check_task(task: str | None) -> None:
+    """DataError naming the tasks unless ``task`` is one of them (there is no unlabelled ``synthetic:heldout``)."""
+    if task not in TASK_CLASSES:
+        raise DataError(f"synthetic:heldout task {task!r}: choose one of {', '.join(TASKS)}")
+
+
 def _profile(task: str, label: int, S: int, mean: float) -> np.ndarray:
     """(S,) step lengths of an object of class ``label``: its speed profile over the clip (accel), or steady."""
     if task == "accel" and label != 2:
@@ -68,8 +74,7 @@ def sample_heldout_scene(
     rng: np.random.Generator, task: str, *, size: tuple[int, int], T: int, pan: tuple[float, float] = (0.0, 0.0)
 ) -> tuple[Scene, int]:
     """A scene for ``task`` and its label (an index into ``TASK_CLASSES[task]``)."""
-    if task not in TASK_CLASSES:
-        raise DataError(f"synthetic:heldout task {task!r}: choose one of {', '.join(TASKS)}")
+    check_task(task)
     H, W = check_geometry("synthetic:heldout", T, size, MIN_CLIP_LEN, MIN_SIDE)
     s = min(H, W)
     scale = s / 64.0
@@ -121,7 +126,6 @@ def sample_heldout_scene(
         lo=lo,
         hi=hi,
         angle_seq=angle_seq,
-        stretch_seq=np.ones((N, T)),
         scale_seq=scale_seq,
     )
     return scene, label
@@ -151,8 +155,7 @@ class HeldoutDataset(SyntheticVideoDataset):
         pan_prob: float = 0.5,
         pan_speed: tuple[float, float] = (0.5, 1.5),
     ):
-        if task not in TASK_CLASSES:
-            raise DataError(f"synthetic:heldout task {task!r}: choose one of {', '.join(TASKS)}")
+        check_task(task)
         super().__init__(
             n=n,
             seed=seed,
