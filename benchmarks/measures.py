@@ -120,7 +120,8 @@ def parse_variants(specs: list[str]) -> dict[str, list[Path]]:
 
 
 def parse_measures(names: str) -> list[str]:
-    chosen = [x for m in names.split(",") if m.strip() for x in SETS.get(m.strip(), [m.strip()])]
+    named = [m.strip() for m in names.split(",") if m.strip()]
+    chosen = [x for m in named for x in SETS.get(m, [m])]  # a set's name stands for its measures
     bad = [m for m in chosen if m not in MEASURES]
     if bad or not chosen:
         raise StudyError(f"--measures: unknown {bad or names!r}; choose from {','.join(MEASURES)} "
