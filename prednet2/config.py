@@ -114,7 +114,10 @@ class ModelConfig:
     stem: int = _r(2, ge=1)  # space-to-depth factor applied to frames (and masks) before unit 0: layer 0 runs at H/stem
     # What the head predicts: "direct" (â = head(r)) | "residual" (â = sg(a(t-1)) + head(r): the change, so copying
     # the present costs nothing and the state must hold what moves). Pixel units always predict directly.
-    predict: str = _one_of("direct", "residual")
+    # "warp" (â = sg(a(t-1)) sampled where a displacement d(r) points, + head(r)): the state must hold where each
+    # position's content moves, a velocity field, to predict (heads at zero: starts at copy-last).
+    predict: str = _one_of("direct", "residual", "warp")
+    warp_max: float = _r(3.0, gt=0)  # predict=warp: the largest displacement per step, in cells of each unit's grid
     horizon: int = _r(1, ge=1)  # K: the state at t also predicts the targets at t+1 .. t+K-1 (extra heads; summed)
     # Training only: each frame after the first is hidden from the units' memory with this probability (per clip and
     # step): the next step gets each unit's own prediction as a(t) and no error, so the state must carry what moves

@@ -81,6 +81,8 @@ class PredictiveStack(nn.Module):
                 ema=cfg.target_mode == "ema",
                 target_grad=cfg.target_grad,
                 residual=cfg.predict == "residual",
+                warp=cfg.predict == "warp",
+                warp_max=cfg.warp_max,
                 horizon=cfg.horizon,
                 flow_head=flow_weights[l] > 0,
                 flow_head_hidden=cfg.flow_head_hidden,

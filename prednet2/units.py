@@ -17,6 +17,7 @@ import copy
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .cells import State, build_cell
@@ -68,6 +69,9 @@ class PredictiveUnit(nn.Module):
         flow_head_hidden: 0 for a linear flow head; N > 0 puts a 1x1 layer of N channels and a ReLU between.
         flow_head_share: the share of the state's channels the flow head reads (the last ceil(share * C)).
         flow_head_input: "state" (the head reads r) or "repr" (it reads a, the representation of frame t).
+        residual: â = sg(a(t-1)) + head(r) (``model.predict=residual``).
+        warp: â = sg(a(t-1)) warped by a displacement read from r, + head(r) (``model.predict=warp``).
+        warp_max: the largest displacement, in cells of this unit's grid (``model.warp_max``).
     """
 
     def __init__(
@@ -90,6 +94,8 @@ class PredictiveUnit(nn.Module):
         target_grad: bool = False,
         bind_dim: int = 32,
         residual: bool = False,
+        warp: bool = False,
+        warp_max: float = 3.0,
         horizon: int = 1,
         flow_head: bool = False,
         flow_head_hidden: int = 0,
@@ -127,8 +133,12 @@ class PredictiveUnit(nn.Module):
             nn.Conv2d(hidden_channels, self.target_channels, head_kernel, padding=head_kernel // 2)
             for _ in range(max(0, horizon - 1))
         )
-        if self.residual:  # start at copy-last: the change heads begin at zero and learn what moves
-            for h in [self.head, *self.heads_ahead]:
+        # Warped prediction (â = warp(sg(a(t-1)), d(r)) + head(r)): the state must say where each position's content
+        # comes from, a displacement d of at most warp_max cells (tanh-bounded) read from r by a 1x1 head.
+        self.warp_head = nn.Conv2d(hidden_channels, 2, 1) if (warp and not pixel) else None
+        self.warp_max = warp_max
+        if self.residual or self.warp_head is not None:  # start at copy-last: the heads begin at zero
+            for h in [self.head, *self.heads_ahead, *([self.warp_head] if self.warp_head is not None else [])]:
                 nn.init.zeros_(h.weight)
                 nn.init.zeros_(h.bias)
         self.flow_reads_repr = flow_head_input == "repr"
@@ -181,8 +191,9 @@ class PredictiveUnit(nn.Module):
         inputs = [a_prev, e_prev] if td is None else [a_prev, e_prev, td]
         r, state = self.cell(torch.cat(inputs, dim=1), state)
         a_hat = self.head(r)
-        if self.residual:  # the base is not trained through: the head alone predicts the change
-            a_hat = a_hat + a_prev.detach()
+        base = self._base(a_prev, r, 1)
+        if base is not None:  # the base's values are not trained through: the heads alone predict the change
+            a_hat = a_hat + base
         if self.pixel:
             # Pixels live in [0, 1]; the motion part (if any) is a representation and stays linear.
             px, rest = a_hat.split([self.repr_channels, self.motion_channels], dim=1)
@@ -194,8 +205,19 @@ class PredictiveUnit(nn.Module):
 
         a_prev (B, C_t, H, W) is the base of residual prediction. Returns K-1 tensors (B, C_t, H, W).
         """
-        base = a_prev.detach() if self.residual else None
-        return [h(r) if base is None else h(r) + base for h in self.heads_ahead]
+        bases = [self._base(a_prev, r, k) for k in range(2, len(self.heads_ahead) + 2)]
+        return [h(r) if b is None else h(r) + b for h, b in zip(self.heads_ahead, bases)]
+
+    def displacement(self, r: Tensor) -> Tensor:
+        """The warp head's displacement (B, 2, H, W) in cells (x, y), each within ±warp_max. Needs ``warp``."""
+        return torch.tanh(self.warp_head(r)) * self.warp_max
+
+    def _base(self, a_prev: Tensor, r: Tensor, k: int) -> Tensor | None:
+        """What the head's output adds to for horizon k: None (direct), sg(a(t-1)) (residual) or sg(a(t-1)) sampled
+        at each position plus k times the displacement (warp; bilinear, border values outside)."""
+        if self.warp_head is not None:
+            return warp(a_prev.detach(), k * self.displacement(r))
+        return a_prev.detach() if self.residual else None
 
     def predict_flow(self, r: Tensor, a: Tensor | None = None) -> Tensor:
         """The flow head on the state r (B, C_h, H, W), or on the representation a (B, C_t, H, W) with
@@ -216,6 +238,20 @@ class PredictiveUnit(nn.Module):
         for online, target in ((self.enc, self.enc_target), (self.enc_motion, self.enc_motion_target)):
             for p_o, p_t in zip(_params(online), _params(target)):
                 p_t.lerp_(p_o, 1.0 - momentum)
+
+
+def warp(x: Tensor, d: Tensor) -> Tensor:
+    """x (B, C, H, W) sampled at each position p + d(p): d (B, 2, H, W) in cells, channel 0 along x (width), 1 along y.
+
+    Bilinear, with border values outside the grid; differentiable in d (and in x). d = 0 returns x.
+    """
+    B, _, H, W = x.shape
+    ys = torch.linspace(-1.0, 1.0, H, device=x.device, dtype=x.dtype)
+    xs = torch.linspace(-1.0, 1.0, W, device=x.device, dtype=x.dtype)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    scale = torch.tensor([2.0 / max(W - 1, 1), 2.0 / max(H - 1, 1)], device=x.device, dtype=x.dtype)
+    grid = torch.stack([gx, gy], dim=-1) + d.permute(0, 2, 3, 1) * scale
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
 def _params(m: nn.Module | None):
