@@ -117,7 +117,11 @@ class ModelConfig:
     # "warp" (â = sg(a(t-1)) sampled where a displacement d(r) points, + head(r)): the state must hold where each
     # position's content moves, a velocity field, to predict (heads at zero: starts at copy-last).
     predict: str = _one_of("direct", "residual", "warp")
-    warp_max: float = _r(3.0, gt=0)  # predict=warp: the largest displacement per step, in cells of each unit's grid
+    warp_max: float = _r(3.0, gt=0)  # the largest warp displacement per step, in cells of each unit's grid
+    # An auxiliary warp target beside a direct (or residual) prediction: each unit's state also moves sg(a(t-1)) by a
+    # displacement it reads out (as predict=warp does) to match sg(a(t)), at this weight (squared error; 0: off).
+    # The prediction and the error units are unchanged; the state is asked for a velocity field on the side.
+    warp_weight: float = _r(0.0, ge=0)
     horizon: int = _r(1, ge=1)  # K: the state at t also predicts the targets at t+1 .. t+K-1 (extra heads; summed)
     # Training only: each frame after the first is hidden from the units' memory with this probability (per clip and
     # step): the next step gets each unit's own prediction as a(t) and no error, so the state must carry what moves

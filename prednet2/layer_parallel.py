@@ -255,7 +255,7 @@ class LayerParallelWorker:
             e, per_sample = model._error(s.pred, target)
             valid = t > 0
             terms = {f"err/{l}": per_sample.mean() if valid else 0.0 * per_sample.sum()}
-            terms.update(model._unit_terms(l, a, s.pred, s.a))
+            terms.update(model._unit_terms(l, a, s.pred, s.a, s.r))
             bind = u.bind_projections(a) if u.motion_channels else None
             s.steps.append({"terms": terms, "valid": valid, "bind": bind, "ahead": s.ahead, "target": target})
             s.a, s.e = a, e

@@ -82,6 +82,7 @@ class PredictiveStack(nn.Module):
                 target_grad=cfg.target_grad,
                 residual=cfg.predict == "residual",
                 warp=cfg.predict == "warp",
+                warp_head=cfg.warp_weight > 0,
                 warp_max=cfg.warp_max,
                 horizon=cfg.horizon,
                 flow_head=flow_weights[l] > 0,
@@ -189,7 +190,7 @@ class PredictiveStack(nn.Module):
             frame_errors.append(per_sample.detach() if valid else torch.zeros_like(per_sample.detach()))
             if compute_losses:
                 terms[f"err/{l}"] = per_sample.mean() if valid else 0.0 * per_sample.sum()
-                terms.update(self._unit_terms(l, a, preds[l], state.a[l]))
+                terms.update(self._unit_terms(l, a, preds[l], state.a[l], r_new[l]))
                 if u.flow_head is not None and flow is not None:
                     terms[f"flow/{l}"] = flow_loss(u.predict_flow(r_new[l], a), flow, cfg.stem << l, valid)
                 if u.motion_channels:
@@ -281,10 +282,17 @@ class PredictiveStack(nn.Module):
         m = F.max_pool2d(m, 2**l) if l else m
         return 1.0 + self.cfg.motion_error_weight * m
 
-    def _unit_terms(self, l: int, a: Tensor, a_hat: Tensor, a_prev: Tensor | None = None) -> dict[str, Tensor]:
-        """Unit l's terms at one step besides its error: anti-collapse (with the change hinge) and the time arrow
-        (``model.arrow_weight``). a (online), a_hat (the prediction for this step), a_prev (None at the first step)."""
+    def _unit_terms(
+        self, l: int, a: Tensor, a_hat: Tensor, a_prev: Tensor | None = None, r: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """Unit l's terms at one step besides its error: anti-collapse (with the change hinge), the time arrow
+        (``model.arrow_weight``) and the warp target (``model.warp_weight``). a (online), a_hat (the prediction for
+        this step), a_prev (None at the first step), r (the state that made the prediction)."""
         out = self._anti_collapse(l, a, a_hat, a_prev)
+        u = self.units[l]
+        if self.cfg.warp_weight > 0 and u.warp_head is not None and r is not None:
+            # sg(a(t-1)) moved by the displacement the state reads out, against sg(a(t)); zero at the first step
+            out[f"warp/{l}"] = 0.0 * r.sum() if a_prev is None else (u.warped(a_prev, r) - a.detach()).pow(2).mean()
         if self.cfg.arrow_weight > 0:  # a zero that keeps the graph at the first step (not counted, see window_terms)
             if a_prev is None:
                 out[f"arrow/{l}"] = 0.0 * a.sum()
@@ -360,6 +368,8 @@ class PredictiveStack(nn.Module):
                 loss = loss + cfg.bind_weight * terms["bind"]
             if f"flow/{l}" in terms:
                 loss = loss + self.flow_weights[l] * terms[f"flow/{l}"]
+            if f"warp/{l}" in terms:
+                loss = loss + cfg.warp_weight * terms[f"warp/{l}"]
             losses.append(loss)
         return losses
 

@@ -50,6 +50,15 @@ def validate_model_config(cfg: ModelConfig) -> None:
     if cfg.blind_prob > 0 and (cfg.change_weight > 0 or cfg.arrow_weight > 0):  # both read a(t-1) as seen
         raise ValueError("model.blind_prob hides frames from a(t-1), which model.change_weight and model.arrow_weight "
                          "compare with a(t); drop one of them")  # fmt: skip
+    if cfg.warp_weight > 0 and cfg.predict == "warp":
+        raise ValueError("model.warp_weight asks a direct or residual prediction's state for a displacement on "
+                         "the side; model.predict=warp already trains it through the prediction: drop one")  # fmt: skip
+    if cfg.blind_prob > 0 and cfg.warp_weight > 0:  # the warp target reads a(t-1) as seen
+        raise ValueError("model.blind_prob hides frames from a(t-1), which model.warp_weight moves to match a(t); "
+                         "drop one of them")  # fmt: skip
+    if cfg.warp_max != 3.0 and cfg.predict != "warp" and cfg.warp_weight == 0:
+        raise ValueError("model.warp_max bounds the warp displacement, but this model has none (model.predict is not "
+                         "warp and model.warp_weight is 0); set one of them or drop model.warp_max")  # fmt: skip
     if not any(flow_weights_of(cfg)):  # a flow-head key set on a model with no flow head would do nothing
         for key, off, does in (
             ("flow_head_hidden", 0, "shapes the flow heads"),

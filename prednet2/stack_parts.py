@@ -45,7 +45,7 @@ def window_terms(
     for key in step_terms[0]:
         if key == "bind":
             continue
-        needs_prev = key.startswith(("err/", "chg/", "arrow/", "flow/"))
+        needs_prev = key.startswith(("err/", "chg/", "arrow/", "flow/", "warp/"))
         vals = [t[key] for t, v in zip(step_terms, valid) if v or not needs_prev]
         terms[key] = torch.stack(vals).mean() if (n_valid or not needs_prev) else step_terms[0][key]
     if bind_pairs[0] is not None:

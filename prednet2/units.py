@@ -71,6 +71,7 @@ class PredictiveUnit(nn.Module):
         flow_head_input: "state" (the head reads r) or "repr" (it reads a, the representation of frame t).
         residual: â = sg(a(t-1)) + head(r) (``model.predict=residual``).
         warp: â = sg(a(t-1)) warped by a displacement read from r, + head(r) (``model.predict=warp``).
+        warp_head: a displacement head without the warped prediction, for the warp target (``model.warp_weight``).
         warp_max: the largest displacement, in cells of this unit's grid (``model.warp_max``).
     """
 
@@ -95,6 +96,7 @@ class PredictiveUnit(nn.Module):
         bind_dim: int = 32,
         residual: bool = False,
         warp: bool = False,
+        warp_head: bool = False,
         warp_max: float = 3.0,
         horizon: int = 1,
         flow_head: bool = False,
@@ -135,10 +137,16 @@ class PredictiveUnit(nn.Module):
         )
         # Warped prediction (â = warp(sg(a(t-1)), d(r)) + head(r)): the state must say where each position's content
         # comes from, a displacement d of at most warp_max cells (tanh-bounded) read from r by a 1x1 head.
-        self.warp_head = nn.Conv2d(hidden_channels, 2, 1) if (warp and not pixel) else None
+        # warp_head alone (``model.warp_weight``): the same displacement head for an auxiliary warp target; the
+        # prediction stays as it is.
+        self.warp = warp and not pixel
+        self.warp_head = nn.Conv2d(hidden_channels, 2, 1) if ((warp or warp_head) and not pixel) else None
         self.warp_max = warp_max
-        if self.residual or self.warp_head is not None:  # start at copy-last: the heads begin at zero
-            for h in [self.head, *self.heads_ahead, *([self.warp_head] if self.warp_head is not None else [])]:
+        if self.warp_head is not None:  # no displacement at first
+            nn.init.zeros_(self.warp_head.weight)
+            nn.init.zeros_(self.warp_head.bias)
+        if self.residual or self.warp:  # start at copy-last: the heads begin at zero
+            for h in [self.head, *self.heads_ahead]:
                 nn.init.zeros_(h.weight)
                 nn.init.zeros_(h.bias)
         self.flow_reads_repr = flow_head_input == "repr"
@@ -212,11 +220,15 @@ class PredictiveUnit(nn.Module):
         """The warp head's displacement (B, 2, H, W) in cells (x, y), each within ±warp_max. Needs ``warp``."""
         return torch.tanh(self.warp_head(r)) * self.warp_max
 
+    def warped(self, a_prev: Tensor, r: Tensor, k: int = 1) -> Tensor:
+        """sg(a(t-1)) sampled at each position plus k times the displacement read from r (bilinear, border values
+        outside): the warp's prediction of the target k steps on. Needs a warp head."""
+        return warp(a_prev.detach(), k * self.displacement(r))
+
     def _base(self, a_prev: Tensor, r: Tensor, k: int) -> Tensor | None:
-        """What the head's output adds to for horizon k: None (direct), sg(a(t-1)) (residual) or sg(a(t-1)) sampled
-        at each position plus k times the displacement (warp; bilinear, border values outside)."""
-        if self.warp_head is not None:
-            return warp(a_prev.detach(), k * self.displacement(r))
+        """What the head's output adds to for horizon k: None (direct), sg(a(t-1)) (residual) or ``warped`` (warp)."""
+        if self.warp:
+            return self.warped(a_prev, r, k)
         return a_prev.detach() if self.residual else None
 
     def predict_flow(self, r: Tensor, a: Tensor | None = None) -> Tensor:

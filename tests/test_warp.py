@@ -66,3 +66,33 @@ def test_warp_with_horizon_moves_k_steps():
 def test_warp_max_must_be_positive(bad):
     with pytest.raises(ConfigError, match=r"^model\.warp_max=.* is out of range; expected > 0$"):
         Config.from_yaml(None, ["model.predict=warp", f"model.warp_max={bad}"])
+
+
+def test_warp_weight_adds_a_term_trains_the_displacement_and_keeps_the_prediction():
+    """model.warp_weight: a warp term per unit beside the error; the prediction is the direct one, unchanged."""
+    x = torch.rand(2, 5, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    plain, aux = make(), make(warp_weight=1.0)
+    assert all(u.warp_head is not None for u in aux.units)
+    out_p, out_a = plain(x), aux(x)
+    assert {"warp/0", "warp/1"} <= set(out_a.stats) and "warp/0" not in out_p.stats
+    # the warp head starts at zero: its term is copy-last's squared error; the prediction is not a warp
+    for l in range(2):
+        copy = (out_a.targets[l][:, :-1] - out_a.targets[l][:, 1:]).pow(2).mean()
+        assert torch.allclose(out_a.stats[f"warp/{l}"], copy, rtol=1e-4)
+        assert not torch.allclose(out_a.preds[l][:, 1:], out_a.targets[l][:, :-1], atol=1e-3)
+    assert out_a.losses[0] > out_p.losses[0] - 1e-6  # one more non-negative term
+    sum(out_a.losses).backward()
+    assert all(u.warp_head.weight.grad.abs().sum() > 0 for u in aux.units)
+
+
+@pytest.mark.parametrize(
+    "over,key",
+    [
+        (["model.predict=warp", "model.warp_weight=1"], "model.warp_weight"),
+        (["model.blind_prob=0.2", "model.warp_weight=1"], "model.blind_prob"),
+        (["model.warp_max=2"], "model.warp_max"),
+    ],
+)
+def test_warp_options_that_do_nothing_or_clash_are_refused(over, key):
+    with pytest.raises(ValueError, match=key):
+        build_model(Config.from_yaml(None, over).model)
