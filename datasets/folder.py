@@ -244,8 +244,10 @@ class VideoFolder(Dataset):
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < len(self.clips):
             raise IndexError(f"clip index {index} out of range for {len(self.clips)} clips")
-        # (T, H, W, C) -> (T, C, H, W) in numpy: one copy out of the memmap, ~10x faster than torch's permute copy
-        clip = torch.from_numpy(np.ascontiguousarray(self.clip_frames(index).transpose(0, 3, 1, 2)))
+        # (T, H, W, C) -> (T, C, H, W) in numpy: one copy out of the memmap, ~10x faster than torch's permute copy.
+        # Always a copy: with one channel (grayscale) the transpose is already contiguous, and ascontiguousarray
+        # handed torch the read-only memmap itself (a UserWarning in every run, and a tensor aliasing the cache).
+        clip = torch.from_numpy(np.array(self.clip_frames(index).transpose(0, 3, 1, 2), order="C", copy=True))
         v = self.clips[index][0]
         return {"video": clip, "label": torch.tensor(self.label_of(v), dtype=torch.int64), "index": index}
 

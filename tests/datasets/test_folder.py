@@ -74,6 +74,16 @@ def test_short_videos_skipped_or_padded(vt, three_videos, tmp_path):
     assert ds.clips[centre][1] == 3  # (14 - 8) // 2
 
 
+def test_grayscale_items_are_writable_copies_not_the_cache(three_videos, tmp_path, recwarn):
+    # One channel made the (T, H, W, 1) -> (T, 1, H, W) transpose contiguous, so the item was the read-only memmap
+    # itself: torch warned "The given NumPy array is not writable" in every grayscale run and probe.
+    ds = VideoFolder(three_videos, clip_len=4, size=(8, 8), grayscale=True, cache_dir=tmp_path / "c", progress=False)
+    item = ds[0]["video"]
+    assert item.shape == (4, 1, 8, 8) and not [w for w in recwarn if "not writable" in str(w.message)]
+    item.fill_(7)  # a copy: the cached frames are untouched
+    assert not (ds.frames(0)[:4] == 7).all()
+
+
 def test_all_too_short_names_the_clip_len_that_fits(three_videos, tmp_path):
     kw = dict(size=(8, 8), cache_dir=tmp_path / "c", progress=False)
     with pytest.raises(DataError, match=r"all 3 .* the longest of them has 14 frames: give data.clip_len=14 or less"):
