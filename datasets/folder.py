@@ -186,6 +186,13 @@ class VideoFolder(Dataset):
         if not longest:
             return ""
         fits = self._clip_len_within(longest)
+        if fits < 2 and longest >= 2:  # the stride is what does not fit: 2 frames at it span more than the video
+            s = (longest - 1) // (self.clip_len - 1)  # the largest stride at which this clip_len still fits
+            hint = f"data.stride={s} or less" if s >= 1 else f"data.stride=1 and data.clip_len={longest} or less"
+            return (
+                f"; the longest of them has {longest} frames, too few for 2 frames {self.stride} apart "
+                f"(data.stride={self.stride}): give {hint}"
+            )
         if fits < 2:
             return f"; the longest of them has {longest} frame(s), too few for a clip of 2 (data.clip_len >= 2)"
         hint = f"data.clip_len={fits} or less (train: --set data.clip_len={fits}; eval commands: --clip-len {fits})"

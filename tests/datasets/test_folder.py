@@ -92,6 +92,14 @@ def test_all_too_short_names_the_clip_len_that_fits(three_videos, tmp_path):
     with pytest.raises(DataError, match=r"has 14 frames: " + hint):
         VideoFolder(three_videos, clip_len=20, stride=2, **kw)  # 7 frames two apart span 13 of the 14
     VideoFolder(three_videos, clip_len=7, stride=2, **kw)  # the hint's value works: the 14-frame video is used
+    # A stride wider than every video: the hint was "too few for a clip of 2 (data.clip_len >= 2)" for 14 frames
+    with pytest.raises(
+        DataError, match=r"has 14 frames, too few for 2 frames 30 apart \(data.stride=30\): give data.stride=4 or less$"
+    ):
+        VideoFolder(three_videos, clip_len=4, stride=30, **kw)
+    VideoFolder(three_videos, clip_len=4, stride=4, **kw)  # 4 frames four apart span 13 of the 14
+    with pytest.raises(DataError, match=r"give data.stride=1 and data.clip_len=14 or less$"):
+        VideoFolder(three_videos, clip_len=20, stride=30, **kw)
 
 
 def test_many_skipped_files_warn_in_a_few_lines(vt, tmp_path, caplog):
