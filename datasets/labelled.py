@@ -122,7 +122,7 @@ class LabelledVideoFolder(VideoFolder):
         self._by_class = by_class
         chosen = self._select(by_class)
         if not chosen:
-            raise DataError(f"split {self.split!r} of {self.root} holds no video")
+            raise DataError(f"split {self.split!r} of {self.root} holds no video{self._why_empty(by_class)}")
         self._rel_labels = [self.classes.index(r.split("/", 1)[0]) for r in chosen]
         return [self.root / r for r in chosen]
 
@@ -145,6 +145,19 @@ class LabelledVideoFolder(VideoFolder):
                 f"e.g. {missing[0]!r}"
             )
         return sorted(set(listed))
+
+    def _why_empty(self, by_class: dict[str, list[str]]) -> str:
+        """Why a split came out empty, and what to do (appended to the error)."""
+        if self.splits_dir is not None:
+            name = split_file_paths(self.splits_dir, self.fold)[0 if self.split == "train" else 1].name
+            return f": {self.splits_dir / name} lists none"
+        if self.split == "test" and all(len(f) < 2 for f in by_class.values()):
+            return (
+                f": each of its {len(by_class)} class folder(s) holds a single video, and the stratified split keeps "
+                "a class's only video for train; put 2 or more videos in each class, or give split lists "
+                "(--splits DIR --fold K)"
+            )
+        return f" (test_fraction={self.test_fraction})"
 
     def test_paths(self, seed: int) -> set[str]:
         """The relative paths (``class/video``) the stratified split sends to test with salt ``seed``.

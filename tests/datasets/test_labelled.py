@@ -92,6 +92,22 @@ def test_not_a_labelled_layout(vt, tmp_path):
         LabelledVideoFolder(tmp_path / "flat", cache_dir=tmp_path / "c")
 
 
+def test_an_empty_test_split_says_why(vt, tmp_path):
+    # One video per class: the stratified split keeps each for train, and the error said only "holds no video".
+    for name in ("a", "b"):
+        vt.write_video(tmp_path / "one_each" / name / "v.mkv", vt.coded_frames(4, 8, 8))
+    kw = dict(clip_len=4, size=(8, 8), cache_dir=tmp_path / "c", progress=False)
+    with pytest.raises(
+        DataError, match=r"holds no video: each of its 2 class folder\(s\) holds a single video.*--splits"
+    ):
+        LabelledVideoFolder(tmp_path / "one_each", split="test", **kw)
+    assert len(LabelledVideoFolder(tmp_path / "one_each", split="train", **kw)) == 2
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "trainlist01.txt").write_text("# nothing listed yet\n")
+    with pytest.raises(DataError, match=r"holds no video: .*trainlist01.txt lists none$"):
+        LabelledVideoFolder(tmp_path / "one_each", split="train", splits_dir=tmp_path / "lists", **kw)
+
+
 @pytest.mark.skipif(not BASKETBALL.is_dir(), reason="../shared/data/basketball_actions not present")
 def test_basketball_actions_loads(tmp_path):
     kw = dict(clip_len=6, size=(32, 32), cache_dir=tmp_path / "c", progress=False)
