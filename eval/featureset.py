@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import os
 from pathlib import Path
 
@@ -192,6 +193,14 @@ class FeatureSource:
             parts["generator_version"] = version
         if a.clips_per_video != 1:  # only then, so one-centre-clip caches written before this option still hit
             parts["clips_per_video"] = a.clips_per_video
+        ds = self.dataset(split)
+        if hasattr(ds, "videos") and hasattr(ds, "cache_key"):  # a folder: the key holds what is in it now
+            # Each usable video's decode key (its real path, size and mtime), and whether it is read with labels: a
+            # video added, removed or edited since, or the same folder read by embed --no-labels, gave the old
+            # listing's features (a traceback when the count changed, stale rows under new paths when it did not).
+            keys = "\n".join(ds.cache_key(v) for v in range(len(ds.videos)))
+            parts["videos"] = hashlib.sha1(keys.encode()).hexdigest()
+            parts["labelled"] = hasattr(ds, "video_labels")
         return parts
 
     # ---- features ----------------------------------------------------------------------------------------

@@ -56,6 +56,31 @@ def test_a_corrupt_file_is_skipped_and_counted(tiny_run, videos_and_a_corrupt_fi
     assert "12 videos (12 clips)" in capsys.readouterr().out.replace("; 1 unusable file(s) skipped", "")
 
 
+def test_an_added_or_edited_video_is_read_again_not_served_from_the_feature_cache(tiny_run, labelled_videos, tmp_path):
+    # The feature cache was keyed on the folder's path: a video added since gave a traceback (12 cached rows for 13
+    # videos), one replaced under another name gave the old video's features under the new path.
+    import shutil
+
+    root = tmp_path / "videos"
+    shutil.copytree(labelled_videos, root, ignore=shutil.ignore_patterns(".prednet2_cache"))
+    argv = ["--checkpoint", str(tiny_run), "--data", str(root), "--cache-dir", str(tmp_path / "c"), "--no-progress"]
+
+    def embed(name: str):
+        assert main([*argv, "--out", str(tmp_path / name)]) == 0
+        return load_embeddings(tmp_path / name)
+
+    before = embed("a.npz")
+    red = sorted((root / "red").glob("*.mkv"))
+    shutil.copy(red[0], root / "red" / "added.mkv")
+    assert len(embed("b.npz").paths) == 13
+    (root / "red" / "added.mkv").unlink()
+    shutil.copy(root / "blue" / sorted(p.name for p in (root / "blue").glob("*.mkv"))[0], red[0])  # same name
+    after = embed("c.npz")
+    i = list(after.paths).index(str(red[0]))
+    assert list(after.paths) == list(before.paths) and not np.allclose(after.embedding[i], before.embedding[i])
+    assert after.meta["cache_hits"] == 0 and embed("d.npz").meta["cache_hits"] == 1
+
+
 def test_out_not_named_npz_is_one_line(tiny_run, tmp_path, capsys):
     """--out e.json would hold an npz archive under a JSON name: refused before any work."""
     with pytest.raises(SystemExit) as e:
