@@ -120,6 +120,13 @@ def is_labelled_folder(path: str | os.PathLike) -> bool:
     )
 
 
+def loose_videos(path: str | os.PathLike) -> list[Path]:
+    """The video files directly in ``path`` (not in a sub-folder): no class of a labelled folder holds them."""
+    from prednet2.datasets.decode import VIDEO_EXTENSIONS
+
+    return sorted(f for f in Path(path).iterdir() if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS)
+
+
 def npz_out(text: str) -> str:
     """An argparse ``type``: ``out_file``, named ``*.npz`` (search and cluster read it by that name)."""
     if Path(text).suffix.lower() != ".npz":
@@ -146,6 +153,13 @@ def main(argv: list[str] | None = None) -> int:
     labelled = (synthetic and args.data.count(":") >= 2) or (
         not synthetic and not args.no_labels and is_labelled_folder(args.data)
     )
+    loose = loose_videos(args.data) if labelled and not synthetic else []
+    if loose:  # a labelled folder is root/<class>/<video>: these have no class, and were dropped without a word
+        print(
+            f"warning: --data {args.data}: {len(loose)} video(s) directly in the folder (e.g. {loose[0].name}) are in "
+            "no class folder and are left out; --no-labels embeds every video",
+            file=sys.stderr,
+        )
     split = args.split or ("test" if synthetic else "all")
     if not synthetic and split != "all" and not labelled:
         fail(f"--split {split}: an unlabelled folder has no splits; leave --split out")

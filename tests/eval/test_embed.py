@@ -81,6 +81,23 @@ def test_an_added_or_edited_video_is_read_again_not_served_from_the_feature_cach
     assert after.meta["cache_hits"] == 0 and embed("d.npz").meta["cache_hits"] == 1
 
 
+def test_videos_beside_the_class_folders_are_named_not_dropped_silently(tiny_run, labelled_videos, tmp_path, capsys):
+    # A folder with class sub-folders reads as labelled: videos directly in it have no class and were left out of
+    # emb.npz without a word (eval.search then never found them).
+    import shutil
+
+    root = tmp_path / "videos"
+    shutil.copytree(labelled_videos, root, ignore=shutil.ignore_patterns(".prednet2_cache"))
+    shutil.copy(next((root / "red").glob("*.mkv")), root / "loose.mkv")
+    argv = ["--checkpoint", str(tiny_run), "--data", str(root), "--baseline", "pixels", "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path / "e.npz")]) == 0
+    err = capsys.readouterr().err
+    assert "1 video(s) directly in the folder (e.g. loose.mkv) are in no class folder and are left out" in err
+    assert "--no-labels embeds every video" in err and len(load_embeddings(tmp_path / "e.npz").paths) == 12
+    assert main([*argv, "--no-labels", "--out", str(tmp_path / "all.npz")]) == 0
+    assert len(load_embeddings(tmp_path / "all.npz").paths) == 13 and "left out" not in capsys.readouterr().err
+
+
 def test_out_not_named_npz_is_one_line(tiny_run, tmp_path, capsys):
     """--out e.json would hold an npz archive under a JSON name: refused before any work."""
     with pytest.raises(SystemExit) as e:
