@@ -148,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     synthetic = args.data.startswith("synthetic:")
+    if not synthetic and Path(args.data).is_file():  # it said "no such folder" of a video that is there
+        fail(f"--data {args.data}: a file; give the folder of videos to embed (eval.search --query takes one video)")
     if not synthetic and not Path(args.data).is_dir():
         fail(f"--data {args.data}: no such folder (expected a folder of videos or synthetic:NAME)")
     labelled = (synthetic and args.data.count(":") >= 2) or (

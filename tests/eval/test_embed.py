@@ -47,6 +47,14 @@ def test_bad_folder_exits_2(tiny_run, tmp_path, capsys):
     assert e.value.code == 2 and "nope" in capsys.readouterr().err
 
 
+def test_a_video_file_as_the_folder_is_named_as_a_file(tiny_run, labelled_videos, tmp_path, capsys):
+    video = next((labelled_videos / "red").glob("*.mkv"))
+    with pytest.raises(SystemExit) as e:
+        main(["--checkpoint", str(tiny_run), "--data", str(video), "--out", str(tmp_path / "e.npz")])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and f"--data {video}: a file; give the folder of videos" in err and "no such" not in err
+
+
 def test_a_corrupt_file_is_skipped_and_counted(tiny_run, videos_and_a_corrupt_file, tmp_path, capsys):
     out = tmp_path / "e.npz"
     argv = ["--checkpoint", str(tiny_run), "--data", str(videos_and_a_corrupt_file), "--baseline", "pixels"]
