@@ -76,8 +76,12 @@ def run_seeds(args, src: FeatureSource, shots: int | None, **layer_kw) -> dict:
     empty = classes_without_videos(train, y_train, y_test)
     if empty:  # class folders whose every video was skipped: no class of this probe, nor of its chance level
         n_classes -= len(empty)
-        print(f"warning: {args.data}: class folder(s) {', '.join(empty)} hold no usable video (all skipped); "
-              f"the probe has {n_classes} classes", file=sys.stderr)  # fmt: skip
+        why = (  # a synthetic task draws its clips at random: a small draw can miss a class (no file was skipped)
+            f"class folder(s) {', '.join(empty)} hold no usable video (all skipped)" if folder_labels is not None
+            else f"class(es) {', '.join(empty)} drawn in none of the {len(y_train)} train and {len(y_test)} test "
+            "clips (a larger --n-train / --n-test draws every class)"
+        )  # fmt: skip
+        print(f"warning: {args.data}: {why}; the probe has {n_classes} classes", file=sys.stderr)
     out = {
         "dataset": args.data,
         **summary.to_dict(),

@@ -300,3 +300,15 @@ def test_a_synthetic_generators_version_bump_misses_the_cache(tiny_run, tmp_path
     assert (hits("a.json"), hits("b.json")) == (0, 2)
     monkeypatch.setattr(ShapesDataset, "version", ShapesDataset.version + 1)
     assert (hits("c.json"), hits("d.json")) == (0, 2)
+
+
+def test_a_class_missed_by_a_small_synthetic_draw_is_not_called_a_skipped_folder(tiny_run, tmp_path, capsys):
+    # 8 directions, 10 train and 6 test clips: a class drawn in neither was reported as "class folder(s) X hold no
+    # usable video (all skipped)", of a synthetic set that has no folder and skipped nothing.
+    ckpt = str(tiny_run / "checkpoints" / "last.pt")
+    argv = ["--data", "synthetic:shapes:direction", "--n-train", "10", "--n-test", "6", "--seeds", "1"]
+    assert main(["--checkpoint", ckpt, *argv, "--device", "cpu", "--out", str(tmp_path / "p.json")]) == 0
+    r = json.loads((tmp_path / "p.json").read_text())
+    err = capsys.readouterr().err
+    assert r["classes_without_videos"] and "folder" not in err and "skipped" not in err
+    assert "drawn in none of the 10 train and 6 test clips (a larger --n-train / --n-test" in err
