@@ -168,7 +168,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
     Raises CheckpointError with one line saying what was found instead.
     """
-    p = Path(path)
+    p = Path(path).expanduser()  # --checkpoint=~/runs/x: the shell leaves a ~ after = alone
     if p.is_dir():
         for c in (p / "checkpoints" / "last.pt", p / "last.pt"):
             if c.is_file():

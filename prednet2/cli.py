@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -66,9 +67,16 @@ def int_at_least(lo: int):
     return parse
 
 
+def user_path(text: str) -> str:
+    """An argparse ``type``: a path with a leading ``~`` expanded. The shell leaves ``--out=~/runs/x`` alone (only a
+    word that starts with ``~`` is expanded), which made a folder named ``~`` in the working folder."""
+    return os.path.expanduser(text)
+
+
 def out_file(text: str) -> str:
-    """An argparse ``type``: a file to write. A folder, or a path inside a file, is the parser's one-line error (exit
-    2) before any work is done, not a traceback when the result is written."""
+    """An argparse ``type``: a file to write (``~`` expanded). A folder, or a path inside a file, is the parser's
+    one-line error (exit 2) before any work is done, not a traceback when the result is written."""
+    text = user_path(text)
     if Path(text).is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a folder; give the path of a file to write")
     _not_inside_a_file(text)
@@ -76,8 +84,9 @@ def out_file(text: str) -> str:
 
 
 def out_folder(text: str) -> str:
-    """An argparse ``type``: a folder to write into, created when missing. A file, or a path inside a file, is the
-    parser's one-line error (exit 2) before any work is done, not a traceback when the folder is made."""
+    """An argparse ``type``: a folder to write into, created when missing (``~`` expanded). A file, or a path inside a
+    file, is the parser's one-line error (exit 2) before any work is done, not a traceback when the folder is made."""
+    text = user_path(text)
     if Path(text).exists() and not Path(text).is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a file, not a folder; give a folder (it is created when missing)")
     _not_inside_a_file(text)

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from prednet2.cli import OneLineParser, int_at_least, prog_name
+from prednet2.cli import OneLineParser, int_at_least, prog_name, user_path
 
 PROG = "train.py"
 
@@ -36,8 +36,12 @@ def parse_args(argv: list[str] | None, prog: str = PROG) -> argparse.Namespace:
                    help="folder of videos, or synthetic:shapes / synthetic:moving_mnist; join several with + "
                    "(synthetic:shapes+videos/) to train on an equal share of each, or N shares with SPEC*N "
                    "(synthetic:shapes*3+videos/)")  # fmt: skip
-    p.add_argument("--out", required=True, help="run folder: config.yaml, checkpoints/, tb/, summary.json")
-    p.add_argument("--config", help="YAML config (sections model, data, motion, train); configs/tiny.yaml is one")
+    p.add_argument(
+        "--out", required=True, type=user_path, help="run folder: config.yaml, checkpoints/, tb/, summary.json"
+    )
+    p.add_argument(
+        "--config", type=user_path, help="YAML config (sections model, data, motion, train); configs/tiny.yaml is one"
+    )
     p.add_argument(
         "--set",
         action="append",

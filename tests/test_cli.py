@@ -131,3 +131,20 @@ def test_a_value_starting_with_a_dash_gets_the_equals_form_hint(capsys):
         with pytest.raises(SystemExit):
             p.parse_args(argv)
         assert "written" not in capsys.readouterr().err
+
+
+def test_a_tilde_after_equals_is_the_home_folder_not_a_folder_named_tilde(tmp_path, monkeypatch):
+    # The shell expands only a word that starts with ~: --out=~/runs/x reached prednet2 as written, and training
+    # made ./~/runs/x in the working folder.
+    from prednet2.checkpoint import resolve_checkpoint
+    from prednet2.train_cli import parse_args
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    args = parse_args(["--data", "synthetic:shapes", "--out=~/runs/x", "--config=~/c.yaml"])
+    assert (args.out, args.config) == (str(tmp_path / "runs/x"), str(tmp_path / "c.yaml"))
+    assert cli.out_file("~/p.json") == str(tmp_path / "p.json") and cli.out_folder("~/d") == str(tmp_path / "d")
+    (tmp_path / "r/checkpoints").mkdir(parents=True)
+    (tmp_path / "r/checkpoints/last.pt").write_bytes(b"")
+    assert resolve_checkpoint("~/r") == tmp_path / "r/checkpoints/last.pt"
+    assert not (tmp_path / "~").exists()
