@@ -293,7 +293,7 @@ class Config:
             if not p.is_file():
                 raise ConfigError(f"config file not found: {p}")
             try:
-                d = yaml.safe_load(p.read_text()) or {}
+                d = yaml.load(p.read_text(), Loader=_UniqueKeyLoader) or {}
             except yaml.YAMLError as e:
                 raise ConfigError(f"{p}: not valid YAML ({_yaml_problem(e)})") from None
             except UnicodeDecodeError:  # e.g. a checkpoint passed as --config
@@ -348,6 +348,22 @@ def _set_list(sets: Any, where: str) -> list[str]:
             f"{where}: sets must be a list of 'key=value' strings, got the string {sets!r}; pass [{sets!r}]"
         )
     return list(sets or [])
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (YAML says keys are unique; PyYAML kept the last, so
+    a pasted second ``train:`` section silently replaced the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key!r} given twice (first on line {seen[key]})", key_node.start_mark
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
 
 
 def _yaml_problem(e: yaml.YAMLError) -> str:

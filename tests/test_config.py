@@ -100,6 +100,21 @@ def test_yaml_unknown_key_names_it(tmp_path):
         Config.from_yaml(p)
 
 
+def test_a_key_given_twice_in_the_yaml_names_it_and_both_lines(tmp_path):
+    # PyYAML kept the last of two: a second train: section pasted below the first replaced it without a word.
+    p = tmp_path / "c.yaml"
+    p.write_text("train:\n  lr: 1.0e-3\nmodel:\n  cell: gru\ntrain:\n  steps: 5\n")
+    with pytest.raises(
+        ConfigError, match=r"c.yaml: not valid YAML \(line 5, column 1: 'train' given twice \(first on line 1\)\)"
+    ):
+        Config.from_yaml(p)
+    p.write_text("train:\n  lr: 1.0e-3\n  lr: 2.0e-3\n")
+    with pytest.raises(ConfigError, match=r"line 3, column 3: 'lr' given twice \(first on line 2\)"):
+        Config.from_yaml(p)
+    p.write_text("train:\n  lr: 1.0e-3\nmodel:\n  channels: [4, 8]\n")  # the same key in two sections is fine
+    assert Config.from_yaml(p).train.lr == 1e-3
+
+
 def test_missing_yaml_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         Config.from_yaml(tmp_path / "nope.yaml")
