@@ -230,4 +230,6 @@ def parse_layers(text: str) -> list[int] | None:
         raise ValueError(f"--layers {text!r}: expected 'all' or comma-separated layer numbers like 0,1") from None
     if not layers or any(x < 0 for x in layers):
         raise ValueError(f"--layers {text!r}: expected 'all' or comma-separated layer numbers like 0,1")
+    if len(set(layers)) < len(layers):  # 0,0 read as one layer: a typo for 0,1 most likely
+        raise ValueError(f"--layers {text!r}: a layer is named twice; name each layer once, like 0,1")
     return layers

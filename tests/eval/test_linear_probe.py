@@ -57,6 +57,7 @@ def test_random_init_and_pixels(tiny_run, tmp_path):
         (["--layers", "7"], "--layers"),
         (["--layers", "x"], "--layers"),
         (["--layers", "0,,1"], "--layers '0,,1'"),
+        (["--layers", "0,0"], "named twice"),
         (["--fold", "2"], "--fold 2 picks a fold of --splits DIR"),
         (["--random-init", "--baseline", "pixels"], "--random-init"),
     ],
