@@ -14,6 +14,7 @@ from prednet2.train_state import say
 
 # Channels of the motion stream's encoder when motion is on and the config leaves model.motion_channels at 0.
 DEFAULT_MOTION_CHANNELS = 8
+DEFAULT_IN_CHANNELS = 3  # model.in_channels' default, which follows the data
 
 
 def resolve_config(cfg: Config, sample: dict[str, Tensor] | None = None) -> Config:
@@ -21,7 +22,8 @@ def resolve_config(cfg: Config, sample: dict[str, Tensor] | None = None) -> Conf
 
     - motion on and ``model.motion_channels == 0`` -> DEFAULT_MOTION_CHANNELS; motion off -> 0 (no mask arrives);
     - motion on but the dataset yields no ``"mask"`` -> motion turned off, with a warning;
-    - ``model.in_channels`` follows the data's channel count (1 for grayscale/MNIST, 3 for RGB);
+    - ``model.in_channels`` follows the data's channel count (1 for grayscale/MNIST, 3 for RGB) from its default;
+      another value the data contradicts is a ConfigError (it would be silently ignored);
     - ``model.arch == "prednet"`` (the baseline) -> ``train.mode=end_to_end`` and motion off;
     - ``motion.flow`` follows the flow heads (``model.flow_weight`` with the motion stream): the data computes the
       target; a flow weight set away from its default where no head can be built is a ConfigError.
@@ -39,6 +41,13 @@ def resolve_config(cfg: Config, sample: dict[str, Tensor] | None = None) -> Conf
             over["motion"]["enabled"] = False
     if sample is not None:
         channels = int(sample["video"].shape[1])
+        if channels != cfg.model.in_channels and cfg.model.in_channels != DEFAULT_IN_CHANNELS:
+            # a value set away from the default that the data contradicts: following the data would ignore it
+            hint = "set data.grayscale=true to read it as 1 channel, or " if cfg.model.in_channels == 1 else ""
+            raise ConfigError(
+                f"model.in_channels={cfg.model.in_channels} but the data has {channels} channel(s) per frame; "
+                f"{hint}leave model.in_channels out (it follows the data)"
+            )
         if channels != cfg.model.in_channels:
             over["model"]["in_channels"] = channels
         if motion_on and "mask" not in sample:
