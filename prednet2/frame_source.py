@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -74,19 +75,36 @@ class FrameSource:
         import av
 
         try:
+            nbytes = os.path.getsize(path)  # worded as the training data's scan words them (datasets.decode)
+        except OSError as e:
+            why = (
+                "a broken link (its target is missing)"
+                if Path(path).is_symlink()
+                else f"cannot read file ({e.strerror})"
+            )
+            return self._refuse(path, SourceError(why), strict)
+        if nbytes == 0:
+            return self._refuse(path, SourceError("empty file (0 bytes)"), strict)
+        try:
             c = av.open(str(path), metadata_errors="ignore")
             if not c.streams.video:
                 c.close()
                 raise SourceError(f"{path}: no video stream")
             return c
         except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError, SourceError) as e:  # no stream: skipped too
-            if strict and len(self.paths) == 1:
-                raise SourceError(f"SOURCE {path}: not a readable video ({e})") from None
-            reason = str(e)
-            if isinstance(e, av.FFmpegError):  # as datasets.decode words it, not FFmpeg's "[Errno 1094995529] ..."
-                reason = f"not a readable video container (corrupt, truncated or not a video): {e.strerror}"
-            self._skip(path, reason)
-            return None
+            return self._refuse(path, e, strict)
+
+    def _refuse(self, path: Path, e: Exception, strict: bool) -> None:
+        """A file that cannot play: SourceError when it is the only one (strict), else skipped and counted."""
+        if strict and len(self.paths) == 1:
+            raise SourceError(f"SOURCE {path}: not a readable video ({e})") from None
+        import av
+
+        reason = str(e)
+        if isinstance(e, av.FFmpegError):  # as datasets.decode words it, not FFmpeg's "[Errno 1094995529] ..."
+            reason = f"not a readable video container (corrupt, truncated or not a video): {e.strerror}"
+        self._skip(path, reason)
+        return None
 
     def _skip(self, path, reason: str) -> None:
         """Count a skipped file and say so on stderr (one line each; ``stream.json`` lists them)."""

@@ -114,6 +114,13 @@ def test_frame_source_errors(tmp_path):
     reasons = {Path(p).name: r for p, r in src.skipped}
     assert set(reasons) == {"b.mp4", "c.mp4"} and all("Errno" not in r for r in reasons.values()), reasons
     assert "before any frame" in reasons["b.mp4"] and "not a readable video container" in reasons["c.mp4"], reasons
+    # An empty file and a broken link say so, as the training data's scan does (not "not a readable container")
+    (tmp_path / "e" / "d.mp4").write_bytes(b"")
+    (tmp_path / "e" / "f.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    src = FrameSource(str(tmp_path / "e"), size=(16, 16))
+    list(src)
+    reasons = {Path(p).name: r for p, r in src.skipped}
+    assert reasons["d.mp4"] == "empty file (0 bytes)" and "broken link" in reasons["f.mp4"], reasons
     # No camera on this machine: the v4l2 path must fail with a clear message, not a traceback.
     with pytest.raises(SourceError, match="cannot open camera /dev/video57"):
         FrameSource("57", size=(16, 16))
