@@ -70,7 +70,12 @@ def run_seeds(args, src: FeatureSource, shots: int | None, **layer_kw) -> dict:
     try:
         summary = run_probe(with_shots(src.train_test, shots), seeds, val_frac=val_frac or 0.2, **layer_kw)
     except (ProbeError, ShotsError) as e:
-        fail(f"--data {args.data}: {e}")
+        empty = []
+        if folder_labels is not None:  # say which classes lost every video: often why a split holds one class
+            test_labels = getattr(src.dataset("test"), "video_labels", [])
+            empty = classes_without_videos(train, np.asarray(folder_labels), np.asarray(test_labels))
+        why = f" (class folder(s) {', '.join(empty)} hold no usable video: all skipped)" if empty else ""
+        fail(f"--data {args.data}: {e}{why}")
     _, y_train, _, y_test = src.train_test(seeds[-1])
     n_classes = src.num_classes(y_train, y_test)
     empty = classes_without_videos(train, y_train, y_test)

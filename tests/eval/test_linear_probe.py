@@ -176,6 +176,26 @@ def test_a_class_folder_without_a_usable_video_is_no_class(tiny_run, labelled_vi
     )
 
 
+def test_a_probe_left_with_one_class_names_the_classes_that_lost_every_video(
+    tiny_run, labelled_videos, tmp_path, capsys
+):
+    """Two classes, one of them all corrupt files: the one-line error says the split holds a single class and why."""
+    import shutil
+
+    root = tmp_path / "videos"
+    keep = sorted(p.name for p in labelled_videos.iterdir() if p.is_dir() and not p.name.startswith("."))[0]
+    shutil.copytree(labelled_videos / keep, root / keep, ignore=shutil.ignore_patterns(".prednet2_cache"))
+    (root / "broken").mkdir()
+    for i in range(3):
+        (root / "broken" / f"v{i}.mkv").write_text("a text file, not a video\n")
+    argv = ["--checkpoint", str(tiny_run), "--data", str(root), "--baseline", "pixels", "--seeds", "1"]
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--device", "cpu", "--no-progress", "--out", str(tmp_path / "p.json")])
+    assert e.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "single class" in last and "class folder(s) broken hold no usable video: all skipped" in last
+
+
 def test_padded_videos_are_counted_in_the_json(tiny_run, labelled_videos, tmp_path):
     """Videos shorter than a clip are padded with their last frame: said on stderr, and now in probe.json too."""
     argv = ["--checkpoint", str(tiny_run), "--data", str(labelled_videos), "--baseline", "pixels", "--seeds", "1"]
