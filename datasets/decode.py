@@ -85,6 +85,21 @@ def _native_rate(stream) -> float:
     return 25.0  # no rate in the container at all: FFmpeg's own default guess
 
 
+def file_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be a video before any container is opened (a broken link, an unreadable or empty file), as
+    a short reason; None when it has bytes to read. Shared by the decoder and ``prednet2.stream``'s frame source."""
+    try:
+        nbytes = os.path.getsize(path)
+    except OSError as e:
+        return "a broken link (its target is missing)" if os.path.islink(path) else f"cannot read file ({e.strerror})"
+    return "empty file (0 bytes)" if nbytes == 0 else None
+
+
+def container_problem(e: av.FFmpegError) -> str:
+    """FFmpeg's failure to open a container as a short reason (not its "[Errno 1094995529] ..." text)."""
+    return f"not a readable video container (corrupt, truncated or not a video): {e.strerror}"
+
+
 def decode_video(
     path: str | os.PathLike,
     *,
@@ -108,17 +123,13 @@ def decode_video(
         DecodeError: with a short ``reason`` (empty file, not a video container, no video stream, no frames).
     """
     path = str(path)
-    try:
-        nbytes = os.path.getsize(path)
-    except OSError as e:
-        raise DecodeError(path, f"cannot read file ({e.strerror})") from None
-    if nbytes == 0:
-        raise DecodeError(path, "empty file (0 bytes)")
+    problem = file_problem(path)
+    if problem:
+        raise DecodeError(path, problem)
     try:
         container = av.open(path, metadata_errors="ignore")
     except av.FFmpegError as e:
-        reason = f"not a readable video container (corrupt, truncated or not a video): {e.strerror}"
-        raise DecodeError(path, reason) from None
+        raise DecodeError(path, container_problem(e)) from None
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise DecodeError(path, f"cannot open: {e}") from None
     with container:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from collections.abc import Iterator
@@ -74,17 +73,11 @@ class FrameSource:
     def _open(self, path: Path, *, strict: bool):
         import av
 
-        try:
-            nbytes = os.path.getsize(path)  # worded as the training data's scan words them (datasets.decode)
-        except OSError as e:
-            why = (
-                "a broken link (its target is missing)"
-                if Path(path).is_symlink()
-                else f"cannot read file ({e.strerror})"
-            )
-            return self._refuse(path, SourceError(why), strict)
-        if nbytes == 0:
-            return self._refuse(path, SourceError("empty file (0 bytes)"), strict)
+        from prednet2.datasets.decode import file_problem
+
+        problem = file_problem(path)  # worded as the training data's decoder words it
+        if problem:
+            return self._refuse(path, SourceError(problem), strict)
         try:
             c = av.open(str(path), metadata_errors="ignore")
             if not c.streams.video:
@@ -100,10 +93,9 @@ class FrameSource:
             raise SourceError(f"SOURCE {path}: not a readable video ({e})") from None
         import av
 
-        reason = str(e)
-        if isinstance(e, av.FFmpegError):  # as datasets.decode words it, not FFmpeg's "[Errno 1094995529] ..."
-            reason = f"not a readable video container (corrupt, truncated or not a video): {e.strerror}"
-        self._skip(path, reason)
+        from prednet2.datasets.decode import container_problem
+
+        self._skip(path, container_problem(e) if isinstance(e, av.FFmpegError) else str(e))
         return None
 
     def _skip(self, path, reason: str) -> None:
