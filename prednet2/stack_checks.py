@@ -3,8 +3,6 @@ its inputs (clip, frame, mask and state: what a call refuses, with the shape it 
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
 from . import readout
@@ -19,11 +17,6 @@ def flow_weights_of(cfg: ModelConfig) -> tuple[float, ...]:
     if cfg.motion_channels == 0:
         return (0.0,) * L
     return tuple(cfg.flow_weights) or (cfg.flow_weight,) * L
-
-
-def _default(key: str):
-    """A ``ModelConfig`` field's default."""
-    return {f.name: f.default for f in dataclasses.fields(ModelConfig)}[key]
 
 
 def validate_model_config(cfg: ModelConfig) -> None:
@@ -63,7 +56,7 @@ def validate_model_config(cfg: ModelConfig) -> None:
     if cfg.blind_prob > 0 and cfg.warp_weight > 0:  # the warp target reads a(t-1) as seen
         raise ValueError("model.blind_prob hides frames from a(t-1), which model.warp_weight moves to match a(t); "
                          "drop one of them")  # fmt: skip
-    if cfg.warp_max != _default("warp_max") and cfg.predict != "warp" and cfg.warp_weight == 0:
+    if cfg.warp_max != ModelConfig.warp_max and cfg.predict != "warp" and cfg.warp_weight == 0:
         raise ValueError("model.warp_max bounds the warp displacement, but this model has none (model.predict is not "
                          "warp and model.warp_weight is 0); set one of them or drop model.warp_max")  # fmt: skip
     if not any(flow_weights_of(cfg)):  # a flow-head key set on a model with no flow head would do nothing

@@ -8,13 +8,12 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from prednet2.config import Config, ConfigError
+from prednet2.config import Config, ConfigError, ModelConfig
 from prednet2.distributed import get_local_rank, get_world_size, is_distributed
 from prednet2.train_state import say
 
 # Channels of the motion stream's encoder when motion is on and the config leaves model.motion_channels at 0.
 DEFAULT_MOTION_CHANNELS = 8
-DEFAULT_IN_CHANNELS = 3  # model.in_channels' default, which follows the data
 
 
 def resolve_config(cfg: Config, sample: dict[str, Tensor] | None = None) -> Config:
@@ -41,8 +40,9 @@ def resolve_config(cfg: Config, sample: dict[str, Tensor] | None = None) -> Conf
             over["motion"]["enabled"] = False
     if sample is not None:
         channels = int(sample["video"].shape[1])
-        if channels != cfg.model.in_channels and cfg.model.in_channels != DEFAULT_IN_CHANNELS:
-            # a value set away from the default that the data contradicts: following the data would ignore it
+        if channels != cfg.model.in_channels and cfg.model.in_channels != ModelConfig.in_channels:
+            # a value set away from the default (which follows the data) that the data contradicts: following the
+            # data would ignore it
             hint = "set data.grayscale=true to read it as 1 channel, or " if cfg.model.in_channels == 1 else ""
             raise ConfigError(
                 f"model.in_channels={cfg.model.in_channels} but the data has {channels} channel(s) per frame; "
