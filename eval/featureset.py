@@ -188,12 +188,12 @@ class FeatureSource:
             "layers": "all",  # every layer is cached; --layers selects after loading
             "split": split,
         }
-        version = getattr(self.dataset(split), "version", None)  # a synthetic generator's, bumped when its clips change
+        ds = self.dataset(split)
+        version = getattr(ds, "version", None)  # a synthetic generator's, bumped when its clips change
         if version is not None:  # (caches of synthetic sets written before the key held it are computed once more)
             parts["generator_version"] = version
         if a.clips_per_video != 1:  # only then, so one-centre-clip caches written before this option still hit
             parts["clips_per_video"] = a.clips_per_video
-        ds = self.dataset(split)
         if hasattr(ds, "videos") and hasattr(ds, "cache_key"):  # a folder: the key holds what is in it now
             # Each usable video's decode key (its real path, size and mtime), and whether it is read with labels: a
             # video added, removed or edited since, or the same folder read by embed --no-labels, gave the old
