@@ -257,7 +257,7 @@ def warp(x: Tensor, d: Tensor) -> Tensor:
 
     Bilinear, with border values outside the grid; differentiable in d (and in x). d = 0 returns x.
     """
-    B, _, H, W = x.shape
+    H, W = x.shape[-2:]
     ys = torch.linspace(-1.0, 1.0, H, device=x.device, dtype=x.dtype)
     xs = torch.linspace(-1.0, 1.0, W, device=x.device, dtype=x.dtype)
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
