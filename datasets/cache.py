@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from . import decode as _decode  # called through the module so tests can monkeypatch decode_video
 from .errors import DataError, DecodeError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: frames turned upright by the container's display rotation
 log = logging.getLogger("prednet2.datasets")
 
 

@@ -1,4 +1,5 @@
-"""Find and decode video files with PyAV: resize (shorter side, then centre crop), RGB or gray, fps resampling.
+"""Find and decode video files with PyAV: resize (shorter side, then centre crop), RGB or gray, fps resampling,
+and frames turned upright where the container says so (a phone's portrait video is stored sideways).
 
 Decoding is the slow, once-per-video step; ``cache.py`` stores what ``decode_video`` returns so epochs after the
 first never decode again.
@@ -78,6 +79,28 @@ def resize_plan(h: int, w: int, size: tuple[int, int]) -> tuple[int, int, int, i
     return sh, sw, (sh - H) // 2, (sw - W) // 2
 
 
+def frame_rotation(frame) -> int:
+    """Quarter turns counter-clockwise that show ``frame`` upright (0-3): the display matrix its container carries,
+    as a phone filming upright writes it (the pixels are stored sideways). Angles between quarter turns round to
+    the nearest; flips in the matrix are ignored; 0 where PyAV cannot read one."""
+    return round((getattr(frame, "rotation", 0) or 0) / 90.0) % 4
+
+
+def upright_plan(frame, size: tuple[int, int]) -> tuple[int, int, int, int, int]:
+    """``(width, height, quarter_turns, crop_top, crop_left)`` for one video's frames: scale a stored frame to
+    ``width x height``, turn it upright (``upright``), then crop ``size`` at the offsets (``resize_plan`` on the
+    upright frame)."""
+    k = frame_rotation(frame)
+    h, w = (frame.width, frame.height) if k % 2 else (frame.height, frame.width)  # as shown, not as stored
+    sh, sw, top, left = resize_plan(h, w, size)
+    return (sh, sw, k, top, left) if k % 2 else (sw, sh, k, top, left)
+
+
+def upright(a: np.ndarray, quarter_turns: int) -> np.ndarray:
+    """An (H, W, ...) frame turned counter-clockwise by ``quarter_turns`` (a view; ``np.rot90``)."""
+    return np.rot90(a, quarter_turns, axes=(0, 1)) if quarter_turns else a
+
+
 def _native_rate(stream) -> float:
     for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
         if rate is not None and float(rate) > 0:
@@ -152,10 +175,10 @@ def decode_video(
         def convert(frame) -> np.ndarray:
             nonlocal plan
             if plan is None:
-                plan = resize_plan(frame.height, frame.width, size)
-            sh, sw, top, left = plan
+                plan = upright_plan(frame, size)
+            sw, sh, k, top, left = plan
             a = reformatter.reformat(frame, width=sw, height=sh, format=fmt, interpolation=INTERPOLATION).to_ndarray()
-            a = a[top : top + size[0], left : left + size[1]]
+            a = upright(a, k)[top : top + size[0], left : left + size[1]]
             return a[..., None] if a.ndim == 2 else a
 
         if start > 0 and stream.time_base is not None:

@@ -106,7 +106,7 @@ class FrameSource:
     def _frames(self, container) -> Iterator[np.ndarray]:
         import av
 
-        from prednet2.datasets.decode import resize_plan
+        from prednet2.datasets.decode import upright, upright_plan
 
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -117,10 +117,10 @@ class FrameSource:
         try:
             for frame in container.decode(stream):
                 if plan is None:
-                    plan = resize_plan(frame.height, frame.width, self.size)
-                sh, sw, top, left = plan
+                    plan = upright_plan(frame, self.size)
+                sw, sh, k, top, left = plan
                 a = frame.to_ndarray(width=sw, height=sh, format=self.fmt, interpolation="BILINEAR")
-                a = a[top : top + H, left : left + W]
+                a = upright(a, k)[top : top + H, left : left + W]
                 n += 1
                 yield np.ascontiguousarray(a[..., None] if a.ndim == 2 else a)
             if n == 0:  # a container that opens and holds no frame (e.g. cut before its first one)

@@ -18,9 +18,11 @@ from prednet2.config import Config
 from prednet2.stream import FrameSource, SourceError, StreamOptionError, SurpriseGate, main, run_stream
 
 
-def write_video(path, n: int, *, h: int = 48, w: int = 80, seed: int = 0, faststart: bool = False) -> np.ndarray:
+def write_video(
+    path, n: int, *, h: int = 48, w: int = 80, seed: int = 0, faststart: bool = False, rotation: int = 0
+) -> np.ndarray:
     """A square moving right over noise, encoded with PyAV; returns the (n, h, w, 3) frames written. ``faststart``
-    puts the mp4 index before the frame data."""
+    puts the mp4 index before the frame data; ``rotation`` writes a display matrix (degrees counter-clockwise)."""
     rng = np.random.default_rng(seed)
     frames = rng.integers(0, 40, (n, h, w, 3), dtype=np.uint8)
     for t in range(n):
@@ -29,6 +31,8 @@ def write_video(path, n: int, *, h: int = 48, w: int = 80, seed: int = 0, fastst
     with av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {}) as c:
         s = c.add_stream("mpeg4", rate=10)
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        if rotation:
+            s.set_display_rotation(rotation)
         for f in frames:
             for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
                 c.mux(p)
@@ -79,6 +83,27 @@ def test_frame_source_file_and_folder(tmp_path):
     np.testing.assert_array_equal(folder[7][..., 0], list(FrameSource(str(tmp_path / "b.mp4"), size=(16, 24),
                                                                         grayscale=True))[0][..., 0])  # fmt: skip
     assert a.shape[0] == 5
+
+
+def test_frame_source_turns_a_phone_video_upright(tmp_path):
+    # Stored landscape with a display matrix (a phone held upright): streamed frames are portrait, as the training
+    # data's decoder reads them, with the square (stored rows 10:26, moving right) right of centre, moving down.
+    if not hasattr(av.video.stream.VideoStream, "set_display_rotation"):
+        pytest.skip("this PyAV cannot write a display matrix")
+    from prednet2.datasets.decode import decode_video
+
+    write_video(tmp_path / "phone.mp4", 5, rotation=-90)
+    frames = np.stack(list(FrameSource(str(tmp_path / "phone.mp4"), size=(40, 24))))
+    assert frames.shape == (5, 40, 24, 3)
+    rows = frames[..., 1].max(axis=2) > 150  # (T, H): which rows the square covers in each frame
+    cols = frames[..., 1].max(axis=1) > 150  # (T, W)
+    # stored rows 10:26 of 48 become columns 22:38 of 48 counted from the left (the stored top is on the right),
+    # 11:19 of 24 here; turned the other way they would be 5:13
+    assert cols[:, 12:18].all() and not cols[:, :10].any()
+    first_row = [int(np.argmax(r)) for r in rows]
+    assert first_row == sorted(first_row) and first_row[-1] > first_row[0]  # moving right stored, down as shown
+    decoded = decode_video(tmp_path / "phone.mp4", size=(40, 24)).frames
+    assert np.abs(decoded.astype(int) - frames.astype(int)).mean() < 8  # the two readers agree (scalers differ)
 
 
 def test_frame_source_errors(tmp_path):

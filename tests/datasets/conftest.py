@@ -34,15 +34,25 @@ def decode_id(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_video(
-    path: str | os.PathLike, frames: np.ndarray, *, fps: float = 10, codec: str = "ffv1", audio: bool = False
+    path: str | os.PathLike,
+    frames: np.ndarray,
+    *,
+    fps: float = 10,
+    codec: str = "ffv1",
+    audio: bool = False,
+    rotation: int = 0,
 ) -> Path:
-    """Write ``(N, H, W, 3)`` uint8 frames. ``ffv1`` (in .mkv) and ``libx264rgb`` are lossless; ``mpeg4`` is lossy."""
+    """Write ``(N, H, W, 3)`` uint8 frames. ``ffv1`` (in .mkv) and ``libx264rgb`` are lossless; ``mpeg4`` is lossy.
+    ``rotation``: a display matrix turning the stored frames that many degrees counter-clockwise (as a phone
+    writes one), where this PyAV can write it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rate = Fraction(fps).limit_denominator(1001)
     with av.open(str(path), "w") as c:
         s = c.add_stream(codec, rate=rate)
         s.height, s.width = frames.shape[1:3]
+        if rotation:
+            s.set_display_rotation(rotation)
         s.pix_fmt = {"ffv1": "bgr0", "libx264rgb": "rgb24"}.get(codec, "yuv420p")
         if codec == "libx264rgb":
             s.options = {"qp": "0"}

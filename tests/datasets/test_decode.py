@@ -102,3 +102,23 @@ def test_scan_recursive_sorted_case_insensitive(vt, tmp_path):
         (tmp_path / rel).write_bytes(b"x")
     got = [p.relative_to(tmp_path).as_posix() for p in scan_videos(tmp_path)]
     assert got == ["a/ü y.webm", "b/x.MP4", "c.Avi", "m.mov", "n.m4v"]
+
+
+@pytest.mark.parametrize("rotation,white", [(-90, "top"), (90, "bottom"), (180, "right"), (0, "left")])
+def test_display_rotation_turns_frames_upright(vt, tmp_path, rotation, white):
+    # A phone filming upright stores landscape pixels and a display matrix; the frames must come back as shown.
+    if not hasattr(av.video.stream.VideoStream, "set_display_rotation"):
+        pytest.skip("this PyAV cannot write a display matrix")
+    f = np.zeros((3, 16, 32, 3), np.uint8)
+    f[:, :, :8] = 255  # the stored frame's left quarter is white
+    p = vt.write_video(tmp_path / "phone.mp4", f, codec="mpeg4", rotation=rotation)
+    shown = (32, 16) if rotation in (90, -90) else (16, 32)
+    d = decode_video(p, size=shown)
+    assert d.frames.shape == (3, *shown, 3)
+    g = d.frames[0, ..., 1].astype(float)
+    part = {"top": g[:8], "bottom": g[-8:], "left": g[:, :8], "right": g[:, -8:]}[white]
+    assert part.mean() > 200 and (g.sum() - part.sum()) / (g.size - part.size) < 40
+    # a wide target scales the upright frame by its width: a portrait video fills 16 wide by 32 tall, then the
+    # centre 8 rows are kept (dark for -90 and 90, whose white quarter is at the top or bottom)
+    wide = decode_video(p, size=(8, 16)).frames[0, ..., 1].astype(float)
+    assert wide.shape == (8, 16) and (wide.mean() < 40) == (rotation in (90, -90))
