@@ -54,7 +54,9 @@ def parse_probes(text: str) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="benchmarks/few_label_probes.py", description=__doc__.split("\n\n")[0])
-    add_feature_args(p, data_help="synthetic:shapes:direction, ... or a class folder")
+    add_feature_args(
+        p, data_help="synthetic:shapes:direction, ..., a class folder or a labels file (FOLDER/labels.csv)"
+    )
     add_seed_args(p, shots_help="K >= 5 labelled videos per class drawn from train per seed (required)", val_frac=False)
     p.add_argument("--probes", type=parse_probes, default=parse_probes(DEFAULT_PROBES),
                    help=f"comma-separated probes (default {DEFAULT_PROBES})")  # fmt: skip

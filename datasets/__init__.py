@@ -178,7 +178,8 @@ def build_dataset(
         split: "train" | "val" | "test". Synthetic splits never share seeds.
         seed: synthetic sets are a pure function of (spec, split, seed, index).
         motion: when given and enabled, items also carry ``"mask"`` float32 (T, 1, H, W) from datasets.motion.
-        labelled: a folder is read as a labelled (class per subfolder) set; a synthetic spec must then name a task.
+        labelled: a folder is read as a labelled (class per subfolder) set, a ``.csv``/``.tsv`` file as a labels
+            table (path,class per video, paths relative to its folder); a synthetic spec must then name a task.
         splits_dir, fold: UCF101-style split lists (``trainlist01.txt``/``testlist01.txt`` for fold 1) for a
             labelled folder; without them the folder reader makes a deterministic stratified split.
         progress: tqdm bars while a folder's uncached videos decode and their motion masks are made.
@@ -299,7 +300,12 @@ def _build_folder(
     progress: bool = True,
 ) -> Dataset:
     path = os.path.expanduser(spec)
-    if not os.path.isdir(path):
+    from .labelled import is_labels_file
+
+    table = is_labels_file(path) and os.path.isfile(path)
+    if table and not labelled:
+        raise DataError(f"{spec}: a labels file names a labelled set for probes; to train, give its folder of videos")
+    if not os.path.isdir(path) and not table:
         what = "file, not a folder" if os.path.exists(path) else "no such folder"
         raise DataError(f"{spec}: {what}; --data takes a folder of videos or one of: {', '.join(SYNTHETIC_SPECS)}")
     # Imported here so the synthetic sets work without PyAV or the folder code.

@@ -12,6 +12,12 @@
   and one train video when the class has two or more). It depends only on file names, so it is the same on every
   machine, in any scan order, and does not shift when a file fails to decode. With the default 0.2 it gives the
   226/57 split that ``basketball_actions`` quotes.
+- **Labels file** (``root`` is a ``.csv`` or ``.tsv`` file, e.g. ``labels.csv`` beside the videos): one row per
+  video, its path relative to the file's folder and its class name; the videos may lie anywhere under that folder
+  (a flat folder is fine). A header row names the columns (path: ``video``, ``path``, ``file``, ``filename`` or
+  ``clip``; class: ``label``, ``class``, ``category`` or ``action``; other columns are ignored); without one, the
+  first two columns are path and class. A listed file that is missing, an empty class, or one video given two
+  classes is an error naming the row.
 - **Clips**: by default one clip per video from its centre (``clips_per_video="centre"``, the probe's norm), and
   videos shorter than a clip are padded by repeating their last frame (``pad_short=True``), so every labelled
   video counts once. ``clips_per_video="all"`` gives every clip.
@@ -19,6 +25,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import os
 from pathlib import Path
@@ -30,6 +37,50 @@ from .errors import DataError
 from .folder import VideoFolder
 
 SPLITS = ("train", "test", "all")
+LABEL_FILE_EXTENSIONS = (".csv", ".tsv")
+_PATH_COLUMNS = ("video", "path", "file", "filename", "clip")
+_LABEL_COLUMNS = ("label", "class", "category", "action")
+
+
+def is_labels_file(path: str | os.PathLike) -> bool:
+    """True when ``path`` names a labels table (``.csv``/``.tsv``) rather than a class-folder root."""
+    return str(path).lower().endswith(LABEL_FILE_EXTENSIONS)
+
+
+def read_labels_file(path: str | os.PathLike) -> dict[str, str]:
+    """``{relative video path: class name}`` from a labels table (see the module docstring); DataError naming the
+    file and row on anything it cannot use."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # a BOM from a spreadsheet export is not part of the header
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"labels file {path}: cannot read it ({e})") from None
+    rows = [r for r in csv.reader(text.splitlines(), delimiter="\t" if path.suffix.lower() == ".tsv" else ",")]
+    rows = [(i + 1, [c.strip() for c in r]) for i, r in enumerate(rows) if any(c.strip() for c in r)]
+    if not rows:
+        raise DataError(f"labels file {path} is empty; give one row per video: path,class")
+    head = [c.lower() for c in rows[0][1]]
+    p_col = next((head.index(c) for c in _PATH_COLUMNS if c in head), None)
+    l_col = next((head.index(c) for c in _LABEL_COLUMNS if c in head), None)
+    if p_col is not None and l_col is not None:
+        rows = rows[1:]
+    elif p_col is not None or l_col is not None:
+        raise DataError(
+            f"labels file {path}: its header {rows[0][1]} names a {'path' if l_col is None else 'class'} column but "
+            f"no {'class' if l_col is None else 'path'} column; name them {'/'.join(_PATH_COLUMNS)} and "
+            f"{'/'.join(_LABEL_COLUMNS)}"
+        )
+    else:
+        p_col, l_col = 0, 1
+    labels: dict[str, str] = {}
+    for line, r in rows:
+        if len(r) <= max(p_col, l_col) or not r[p_col] or not r[l_col]:
+            raise DataError(f"labels file {path} line {line}: need a video path and a class, got {r}")
+        rel = r[p_col].replace("\\", "/")
+        rel = rel[2:] if rel.startswith("./") else rel
+        if labels.setdefault(rel, r[l_col]) != r[l_col]:
+            raise DataError(f"labels file {path} line {line}: {rel} is listed as {labels[rel]!r} and {r[l_col]!r}")
+    return labels
 
 
 def split_file_paths(splits_dir: str | os.PathLike, fold: int) -> tuple[Path, Path]:
@@ -73,6 +124,7 @@ class LabelledVideoFolder(VideoFolder):
 
     Args:
         split: ``"train"``, ``"test"`` or ``"all"``.
+        root: the class-folder root, or a labels file (``.csv``/``.tsv``) whose folder is the root.
         splits_dir, fold: read ``trainlistKK.txt``/``testlistKK.txt`` from ``splits_dir`` instead of the
             stratified split.
         test_fraction, seed: the stratified split (used without ``splits_dir``).
@@ -102,11 +154,30 @@ class LabelledVideoFolder(VideoFolder):
         self.fold = int(fold)
         self.test_fraction = float(test_fraction)
         self.seed = int(seed)
+        self.labels_file = Path(root).expanduser() if is_labels_file(root) and Path(root).is_file() else None
+        if self.labels_file is not None:
+            root = self.labels_file.parent
         super().__init__(root, cfg, clips_per_video=clips_per_video, pad_short=pad_short, **kwargs)
 
     def _find_files(self) -> list[Path]:
+        by_class = self._classes_from_file() if self.labels_file else self._classes_from_folders()
+        self.classes: list[str] = sorted(by_class)
+        self._by_class = by_class
+        class_of = {r: c for c, files in by_class.items() for r in files}
+        chosen = self._select(by_class)
+        if not chosen:
+            raise DataError(f"split {self.split!r} of {self._where()} holds no video{self._why_empty(by_class)}")
+        self._rel_labels = [self.classes.index(class_of[r]) for r in chosen]
+        return [self.root / r for r in chosen]
+
+    def _where(self) -> Path:
+        return self.labels_file or self.root
+
+    def _classes_from_folders(self) -> dict[str, list[str]]:
         if not self.root.is_dir():
-            raise DataError(f"a labelled dataset must be a folder root/<class>/<video>, got {self.root}")
+            raise DataError(
+                f"a labelled dataset must be a folder root/<class>/<video> or a labels file (.csv), got {self.root}"
+            )
         by_class: dict[str, list[str]] = {}
         for d in sorted(p for p in self.root.iterdir() if p.is_dir()):
             if d.name in _SKIP_DIRS or d.name.startswith("."):
@@ -116,15 +187,23 @@ class LabelledVideoFolder(VideoFolder):
                 by_class[d.name] = files
         if not by_class:
             raise DataError(
-                f"no class folders with videos in {self.root}; expected the layout root/<class>/<video> (UCF101)"
+                f"no class folders with videos in {self.root}; expected the layout root/<class>/<video> (UCF101), "
+                "or give a labels file (--data FOLDER/labels.csv: path,class per video)"
             )
-        self.classes: list[str] = sorted(by_class)
-        self._by_class = by_class
-        chosen = self._select(by_class)
-        if not chosen:
-            raise DataError(f"split {self.split!r} of {self.root} holds no video{self._why_empty(by_class)}")
-        self._rel_labels = [self.classes.index(r.split("/", 1)[0]) for r in chosen]
-        return [self.root / r for r in chosen]
+        return by_class
+
+    def _classes_from_file(self) -> dict[str, list[str]]:
+        labels = read_labels_file(self.labels_file)
+        missing = [r for r in labels if not (self.root / r).is_file()]
+        if missing:
+            raise DataError(
+                f"labels file {self.labels_file}: {len(missing)} listed video(s) not found (paths are relative to "
+                f"{self.root}), e.g. {missing[0]!r}"
+            )
+        by_class: dict[str, list[str]] = {}
+        for rel in sorted(labels):
+            by_class.setdefault(labels[rel], []).append(rel)
+        return by_class
 
     def _select(self, by_class: dict[str, list[str]]) -> list[str]:
         everything = sorted(r for files in by_class.values() for r in files)
@@ -140,9 +219,9 @@ class LabelledVideoFolder(VideoFolder):
         known = set(everything)
         missing = [r for r in listed if r not in known]
         if missing:
+            what = "in the labels file" if self.labels_file else "as a class-folder video"
             raise DataError(
-                f"{path}: {len(missing)} listed video(s) not found under {self.root} as a class-folder video, "
-                f"e.g. {missing[0]!r}"
+                f"{path}: {len(missing)} listed video(s) not found under {self.root} {what}, e.g. {missing[0]!r}"
             )
         return sorted(set(listed))
 

@@ -136,7 +136,11 @@ def npz_out(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog=prog_name("python -m eval.embed"), description=__doc__.splitlines()[0])
-    add_feature_args(p, data_help="a folder of videos (labelled when it has class sub-folders) or a synthetic spec")
+    add_feature_args(
+        p,
+        data_help="a folder of videos (labelled when it has class sub-folders), a labels file (FOLDER/labels.csv: "
+        "path,class per video) or a synthetic spec",
+    )
     p.add_argument("--out", required=True, type=npz_out, help="emb.npz to write")
     p.add_argument("--per-clip", action="store_true", help="also store every clip's embedding")
     p.add_argument("--split", help="which split (default: all of a folder; test of a synthetic set)")
@@ -147,15 +151,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from prednet2.datasets.labelled import is_labels_file
+
     synthetic = args.data.startswith("synthetic:")
-    if not synthetic and Path(args.data).is_file():  # it said "no such folder" of a video that is there
+    table = not synthetic and is_labels_file(args.data) and Path(args.data).is_file()
+    if table and args.no_labels:
+        fail(f"--data {args.data} is a labels file; with --no-labels give its folder ({Path(args.data).parent})")
+    if not synthetic and not table and Path(args.data).is_file():  # it said "no such folder" of a video that is there
         fail(f"--data {args.data}: a file; give the folder of videos to embed (eval.search --query takes one video)")
-    if not synthetic and not Path(args.data).is_dir():
+    if not synthetic and not table and not Path(args.data).is_dir():
         fail(f"--data {args.data}: no such folder (expected a folder of videos or synthetic:NAME)")
-    labelled = (synthetic and args.data.count(":") >= 2) or (
+    labelled = (synthetic and args.data.count(":") >= 2) or table or (
         not synthetic and not args.no_labels and is_labelled_folder(args.data)
-    )
-    loose = loose_videos(args.data) if labelled and not synthetic else []
+    )  # fmt: skip
+    loose = loose_videos(args.data) if labelled and not synthetic and not table else []
     if loose:  # a labelled folder is root/<class>/<video>: these have no class, and were dropped without a word
         print(
             f"warning: --data {args.data}: {len(loose)} video(s) directly in the folder (e.g. {loose[0].name}) are in "

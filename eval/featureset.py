@@ -201,6 +201,8 @@ class FeatureSource:
             keys = "\n".join(ds.cache_key(v) for v in range(len(ds.videos)))
             parts["videos"] = hashlib.sha1(keys.encode()).hexdigest()
             parts["labelled"] = hasattr(ds, "video_labels")
+            if getattr(ds, "labels_file", None) is not None:  # classes from a table: an edited row relabels videos
+                parts["labels_file"] = hashlib.sha1(ds.labels_file.read_bytes()).hexdigest()
         return parts
 
     # ---- features ----------------------------------------------------------------------------------------

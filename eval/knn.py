@@ -130,7 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Cosine k-NN top-1 on standardised frozen features: train is the memory bank, test the "
         "queries, k picked by leave-one-out on train; mean ± std over seeds.",
     )
-    add_feature_args(p, data_help="synthetic:shapes:{shape,direction,speed}, ... or a class folder")
+    add_feature_args(
+        p,
+        data_help="synthetic:shapes:{shape,direction,speed}, ..., a class folder (root/<class>/<video>) or a "
+        "labels file (FOLDER/labels.csv: path,class per video)",
+    )
     p.add_argument("--out", required=True, type=out_file, help="knn.json to write")
     p.add_argument("--k", default=",".join(map(str, DEFAULT_KS)), help="neighbour counts to try (default 1,5,20)")
     add_seed_args(

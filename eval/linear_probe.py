@@ -35,7 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Linear probe (standardised L2 logistic regression, C picked on a validation split of train) "
         "on frozen per-layer features; top-1 on test as mean ± std over seeds.",
     )
-    add_feature_args(p, data_help="synthetic:shapes:{shape,direction,speed}, ... or a class folder")
+    add_feature_args(
+        p,
+        data_help="synthetic:shapes:{shape,direction,speed}, ..., a class folder (root/<class>/<video>) or a "
+        "labels file (FOLDER/labels.csv: path,class per video)",
+    )
     p.add_argument("--out", required=True, type=out_file, help="probe.json to write")
     add_seed_args(p, shots_help="K labelled videos per class drawn from train per seed, or 'all' (default: all)")
     return p

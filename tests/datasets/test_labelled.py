@@ -123,3 +123,76 @@ def test_basketball_actions_loads(tmp_path):
     assert ds[0]["video"].shape == (6, 3, 32, 32)
     test = LabelledVideoFolder(BASKETBALL, split="test", **kw)
     assert len(test) == 57  # the 226/57 split the source quotes
+
+
+@pytest.fixture
+def flat(vt, tmp_path):
+    """A flat folder of videos (15, ids 0-2 coding the class) and a labels table beside them."""
+    root = tmp_path / "flat"
+    rows = []
+    for c, (name, n) in enumerate(CLASSES.items()):
+        for i in range(n):
+            f = f"clip_{c}{i}.avi" if i % 2 else f"sub/clip_{c}{i}.avi"  # some in a sub-folder: any layout works
+            vt.write_video(root / f, vt.coded_frames(5, 8, 8, video_id=c), codec="mpeg4")
+            rows.append((f, name))
+    return root, rows
+
+
+def _table(path: Path, rows, header="video,label,frames", sep=","):
+    lines = ([header] if header else []) + [sep.join((f, c, "5")) for f, c in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("header,name", [("video,label,frames", "labels.csv"), ("Path,Class,n", "l.csv"),
+                                         (None, "nohead.csv"), ("file\tcategory\tn", "t.tsv")])  # fmt: skip
+def test_labels_file_gives_the_classes(vt, flat, tmp_path, header, name):
+    root, rows = flat
+    table = _table(root / name, rows, header, "\t" if name.endswith(".tsv") else ",")
+    kw = dict(clip_len=4, size=(8, 8), cache_dir=tmp_path / "c", progress=False)
+    ds = LabelledVideoFolder(table, split="all", **kw)
+    assert ds.classes == sorted(CLASSES) and len(ds) == 15 and ds.root == root and ds.labels_file == table
+    for i in range(len(ds)):
+        vid, _ = vt.decode_id(ds[i]["video"].permute(0, 2, 3, 1).numpy())
+        assert ds.classes[ds[i]["label"].item()] == list(CLASSES)[vid[0]]
+    train, test = (LabelledVideoFolder(table, split=s, **kw) for s in ("train", "test"))
+    assert set(train.videos).isdisjoint(test.videos) and len(train.videos) + len(test.videos) == 15
+    assert collections.Counter(test.classes[lab] for lab in test.video_labels) == {
+        c: max(1, round(0.2 * n)) for c, n in CLASSES.items()
+    }
+
+
+def test_labels_file_problems_name_the_row(flat, tmp_path):
+    root, rows = flat
+    kw = dict(split="all", clip_len=4, size=(8, 8), cache_dir=tmp_path / "c", progress=False)
+    cases = [
+        (rows + [("gone.avi", "Walk")], "1 listed video(s) not found", "'gone.avi'"),
+        (rows + [(rows[0][0], "Walk")], f"line {len(rows) + 2}", "listed as 'Archery' and 'Walk'"),
+        (rows + [("", "Walk")], f"line {len(rows) + 2}", "need a video path and a class"),
+    ]
+    for bad, *said in cases:
+        with pytest.raises(DataError) as e:
+            LabelledVideoFolder(_table(root / "bad.csv", bad), **kw)
+        assert all(s in str(e.value) for s in said) and "bad.csv" in str(e.value), e.value
+    (root / "half.csv").write_text("video,frames\na.avi,5\n")
+    with pytest.raises(DataError, match="names a path column but no class column"):
+        LabelledVideoFolder(root / "half.csv", **kw)
+    (root / "empty.csv").write_text("\n")
+    with pytest.raises(DataError, match="is empty"):
+        LabelledVideoFolder(root / "empty.csv", **kw)
+
+
+def test_labels_file_through_build_dataset(vt, flat, tmp_path):
+    from prednet2.datasets import build_dataset
+
+    from prednet2.config import DataConfig
+
+    root, rows = flat
+    table = _table(root / "labels.csv", rows)
+    cfg = DataConfig(clip_len=4, size=(8, 8), cache_dir=str(tmp_path / "c"))
+    assert build_dataset(table, cfg=cfg, split="test", labelled=True, progress=False).num_classes == 3
+    with pytest.raises(DataError, match="labels file names a labelled set for probes"):
+        build_dataset(table, cfg=cfg, labelled=False, progress=False)
+    vt.write_video(tmp_path / "loose" / "a.avi", vt.coded_frames(5, 8, 8), codec="mpeg4")
+    with pytest.raises(DataError, match="or give a labels file"):  # a flat folder has no class folders
+        build_dataset(tmp_path / "loose", cfg=cfg, split="test", labelled=True, progress=False)

@@ -125,3 +125,28 @@ def test_no_progress_silences_the_decode_bar(tiny_run, labelled_videos, tmp_path
     assert main([*argv, "--device", "cpu", "--no-progress"]) == 0
     err = capsys.readouterr().err
     assert "decoding videos" not in err and "it/s" not in err and "video/s" not in err, err
+
+
+def test_a_labels_file_labels_the_rows_and_a_renamed_class_is_not_served_stale(tiny_run, labelled_videos, tmp_path):
+    # labels.csv over the class folders' videos (its names, not the folders', are the classes). Renaming a class
+    # reorders the sorted classes with the same videos and split: cached rows must not keep the old indices.
+    vids = sorted(p.relative_to(labelled_videos).as_posix() for p in labelled_videos.rglob("*.mkv"))
+    table = labelled_videos / "labels_test.csv"
+    argv = ["--checkpoint", str(tiny_run), "--data", str(table), "--baseline", "pixels",
+            "--cache-dir", str(tmp_path / "c"), "--no-progress"]  # fmt: skip
+
+    def embed(rename: dict, name: str):
+        cls = {v: v.split("/")[0] for v in vids}
+        table.write_text("path,class\n" + "".join(f"{v},{rename.get(cls[v], cls[v])}\n" for v in vids))
+        assert main([*argv, "--out", str(tmp_path / name)]) == 0
+        e = load_embeddings(tmp_path / name)
+        return e, {str(p).split("/")[-1]: e.classes[lab] for p, lab in zip(e.paths, e.labels, strict=True)}
+
+    a, named = embed({}, "a.npz")
+    assert a.classes == ["blue", "green", "red"] and all(n.startswith(c) for n, c in named.items())
+    b, named = embed({"red": "amber"}, "b.npz")  # amber sorts first: every index moves
+    assert b.classes == ["amber", "blue", "green"] and b.meta["cache_hits"] == 0
+    assert all(c == ("amber" if n.startswith("red") else n[: len(c)]) for n, c in named.items())
+    table.unlink()
+    with pytest.raises(SystemExit):  # the table is gone: one line, exit 2
+        main([*argv, "--out", str(tmp_path / "c.npz")])

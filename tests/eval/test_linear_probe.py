@@ -150,6 +150,25 @@ def test_ucf101_folder_with_and_without_split_lists(tiny_run, tmp_path):
     assert (b["n_train"], b["n_test"]) == (4, 2)
 
 
+def test_a_labels_file_names_the_classes_and_keys_the_cache(tiny_run, tmp_path):
+    """A flat folder with labels.csv: the table gives the classes; editing a row relabels, not a stale cache hit."""
+    root = tmp_path / "flat"
+    for i in range(10):
+        _write_clip(root / f"v{i}.mkv", 40 if i < 5 else 200)
+    table = root / "labels.csv"
+    table.write_text("video,label\n" + "".join(f"v{i}.mkv,{'dark' if i < 5 else 'bright'}\n" for i in range(10)))
+    ckpt = str(tiny_run / "checkpoints" / "last.pt")
+    common = ["--checkpoint", ckpt, "--data", str(table), "--baseline", "pixels", "--seeds", "1", "--device", "cpu"]
+    assert main([*common, "--out", str(tmp_path / "a.json")]) == 0
+    a = json.loads((tmp_path / "a.json").read_text())
+    assert a["n_classes"] == 2 and (a["n_train"], a["n_test"]) == (8, 2) and a["top1"] == 1.0
+    # the same videos, labels that brightness cannot tell apart: the cached features must not carry old labels
+    table.write_text("video,label\n" + "".join(f"v{i}.mkv,{'odd' if i % 2 else 'even'}\n" for i in range(10)))
+    assert main([*common, "--out", str(tmp_path / "b.json")]) == 0
+    b = json.loads((tmp_path / "b.json").read_text())
+    assert b["cache_hits"] == 0 and b["n_classes"] == 2 and b["top1"] < 1.0
+
+
 def test_a_corrupt_file_is_skipped_and_counted(tiny_run, videos_and_a_corrupt_file, tmp_path, capsys):
     """One unreadable file does not stop the probe: it is left out, and probe.json and the summary line count it."""
     argv = ["--checkpoint", str(tiny_run), "--data", str(videos_and_a_corrupt_file), "--baseline", "pixels"]
