@@ -6,7 +6,9 @@ Both passes run in this one process, side by side, so their ratio holds even on 
 - **cold**: a fresh, empty cache folder; build the VideoFolder (decodes every video) and read every clip once;
 - **cached**: a new VideoFolder on the same cache (a second run: re-scan + every clip read from the memmaps),
   best of ``--repeats``; also through a ``DataLoader`` (batch 8, main process) as training reads it.
-``--resize`` adds a table of resize methods on one video (why decode.py scales inside FFmpeg).
+``--resize`` adds a table of resize methods on one video (why decode.py scales inside FFmpeg); ``--prep`` times a
+folder's first read (decode every video, then its motion masks) on one thread against ``data.prep_workers`` threads,
+each on a fresh cache, alternated, best of ``--repeats``.
 Frames/s counts frames delivered in clips (n_clips x T). Figures go to docs/results/data.md.
 """
 
@@ -70,6 +72,33 @@ def measure(data: Path, size: tuple[int, int], clip_len: int, repeats: int) -> d
     }
 
 
+def measure_prep(data: Path, size: tuple[int, int], clip_len: int, workers: int, repeats: int) -> dict:
+    """Seconds of a cold first read (decode + motion masks) with 1 and ``workers`` threads, and their ratio."""
+    from prednet2.datasets.motion import with_motion
+
+    from prednet2.config import DataConfig, MotionConfig
+
+    best: dict[int, dict] = {}
+    for _ in range(repeats):
+        for n in (1, workers):
+            with tempfile.TemporaryDirectory(prefix="prednet2-bench-prep-") as cache:
+                cfg = DataConfig(size=size, clip_len=clip_len, cache_dir=cache, prep_workers=n)
+                t0 = time.perf_counter()
+                ds = VideoFolder(data, cfg=cfg, progress=False)
+                t_decode = time.perf_counter() - t0
+                with_motion(ds, MotionConfig(), cfg, progress=False)
+                total = time.perf_counter() - t0
+            if n not in best or total < best[n]["seconds"]:
+                best[n] = {
+                    "workers": n,
+                    "seconds": total,
+                    "decode_seconds": t_decode,
+                    "masks_seconds": total - t_decode,
+                }
+    return {"n_videos": len(ds.videos), "by_workers": list(best.values()),
+            "speedup": best[1]["seconds"] / best[workers]["seconds"]}  # fmt: skip
+
+
 def measure_resize(video: Path, size: tuple[int, int], n: int = 60) -> list[dict]:
     """ms per frame to turn decoded frames into (H, W) RGB uint8, for three methods."""
     import av
@@ -121,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clip-len", type=int_at_least(2), default=10)
     p.add_argument("--repeats", type=int_at_least(1), default=3)
     p.add_argument("--resize", action="store_true", help="also compare resize methods on the largest video")
+    p.add_argument("--prep", action="store_true", help="also time a cold first read on 1 thread and on N threads")
+    p.add_argument("--prep-workers", type=int_at_least(2), metavar="N",
+                   help="N for --prep (default: data.prep_workers' auto, the usable cores up to 8)")  # fmt: skip
     p.add_argument("--json", type=out_file, metavar="OUT", help="write the figures as JSON")
     p.add_argument(
         "--threads",
@@ -154,6 +186,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nresize to {size[0]}x{size[1]} on {biggest.name} (from {'x'.join(map(str, r['resize'][0]['from']))}):")
         for x in r["resize"]:
             print(f"  {x['method']:<46}{x['ms_per_frame']:>8.3f} ms/frame")
+    if a.prep:
+        from prednet2.datasets.pool import prep_workers
+
+        n = a.prep_workers or max(2, prep_workers(0))
+        r["prep"] = pr = measure_prep(data, size, a.clip_len, n, a.repeats)
+        print(f"\nfirst read of {pr['n_videos']} videos (decode + motion masks), best of {a.repeats}:")
+        print(f"{'threads':<10}{'seconds':>10}{'decode':>10}{'masks':>10}")
+        for x in pr["by_workers"]:
+            print(f"{x['workers']:<10}{x['seconds']:>10.2f}{x['decode_seconds']:>10.2f}{x['masks_seconds']:>10.2f}")
+        print(f"speed-up with {n} threads: {pr['speedup']:.2f}x")
     if a.json:
         write_json(a.json, r)
     return 0

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from . import decode as _decode  # called through the module so tests can monkeypatch decode_video
 from .errors import DataError, DecodeError
+from .pool import ordered_map, prep_workers
 
 CACHE_VERSION = 2  # 2: frames turned upright by the container's display rotation
 log = logging.getLogger("prednet2.datasets")
@@ -97,12 +97,16 @@ def _atomic_write(dest: Path, write) -> None:
 class FrameCache:
     """The decode-once store for one set of decode options (size, fps, grayscale) in one folder."""
 
-    def __init__(self, cache_dir: str | os.PathLike, *, size: tuple[int, int], fps: float, grayscale: bool):
+    def __init__(
+        self, cache_dir: str | os.PathLike, *, size: tuple[int, int], fps: float, grayscale: bool, workers: int = 0
+    ):
+        """``workers``: threads that decode cache misses (``data.prep_workers``; 0: ``pool.prep_workers``'s auto)."""
         self.dir = Path(cache_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.size = (int(size[0]), int(size[1]))
         self.fps = float(fps)
         self.grayscale = bool(grayscale)
+        self.workers = int(workers)
 
     # ---- keys and files ---------------------------------------------------------------------------------
     def key(self, path: str, stat: tuple[int, int]) -> str:
@@ -150,7 +154,7 @@ class FrameCache:
     def build(self, root: str | os.PathLike, paths: list[Path], *, progress: bool = True) -> list[CacheEntry]:
         """Make sure every file in ``paths`` is cached (decoding only the misses); one ``CacheEntry`` per path.
 
-        ``root`` only names the scan index. A tqdm bar shows the decoding of cache misses.
+        ``root`` only names the scan index. A tqdm bar shows the decoding of cache misses, ``workers`` at a time.
         """
         root = str(root)
         old = self._read_index(root)
@@ -173,11 +177,15 @@ class FrameCache:
                 continue
             entries.append(None)
             misses.append((len(entries) - 1, path, st, k))
-        bar = tqdm(
-            misses, desc="decoding videos (once; cached after)", unit="video", disable=not progress or not misses
+        decoded = ordered_map(
+            lambda m: self._decode_one(m[1], m[3]),
+            misses,
+            workers=prep_workers(self.workers),
+            desc="decoding videos (once; cached after)",
+            progress=progress,
         )
-        for i, path, _st, k in bar:
-            entries[i] = self._decode_one(path, k)
+        for (i, *_), e in zip(misses, decoded, strict=True):
+            entries[i] = e
         done: list[CacheEntry] = entries  # type: ignore[assignment]
         scanned = {
             e.path: {"key": e.key, "n_frames": e.n_frames, "reason": e.reason, "truncated": e.truncated}

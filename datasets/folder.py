@@ -42,7 +42,7 @@ class VideoFolder(Dataset):
         clips_per_video: ``"all"`` (every ``clip_step``) or ``"centre"`` (one clip from the middle of each video).
         pad_short: use videos shorter than a clip by repeating their last frame (one clip each); if False they are
             skipped as too short.
-        progress: show a tqdm bar while uncached videos decode.
+        progress: show a tqdm bar while uncached videos decode (``cfg.prep_workers`` threads at a time).
 
     Clips never cross video boundaries: clip ``i`` is ``(video_idx, start)`` and reads frames
     ``start, start + stride, ..., start + (clip_len - 1) * stride`` of that one video.
@@ -70,6 +70,7 @@ class VideoFolder(Dataset):
         self.size = tuple(int(x) for x in (cfg.size if size is None else size))
         self.fps = float(cfg.fps if fps is None else fps)
         self.grayscale = bool(cfg.grayscale if grayscale is None else grayscale)
+        self.prep_workers = int(cfg.prep_workers)
         step = int(cfg.clip_step if clip_step is None else clip_step)
         self.span = (self.clip_len - 1) * self.stride + 1  # source frames one clip covers
         self.clip_step = step if step > 0 else self.span
@@ -104,7 +105,9 @@ class VideoFolder(Dataset):
     def _load(self, files: list[Path]) -> None:
         """Scan ``files`` through the cache (decoding misses), drop unusable ones, and index the clips."""
         self.cache_dir = resolve_cache_dir(self.root, self._cache_dir_opt)
-        self._cache = FrameCache(self.cache_dir, size=self.size, fps=self.fps, grayscale=self.grayscale)
+        self._cache = FrameCache(
+            self.cache_dir, size=self.size, fps=self.fps, grayscale=self.grayscale, workers=self.prep_workers
+        )
         entries = self._cache.build(self.root, files, progress=self.progress)
         self.videos: list[str] = []
         self.skipped: list[SkippedFile] = []

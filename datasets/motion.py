@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import re
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
 from prednet2.config import DataConfig, MotionConfig
 from prednet2.interrupt import run_cli
@@ -45,6 +45,7 @@ from prednet2.interrupt import run_cli
 from .cache import resolve_cache_dir
 from .flow import BACKENDS, FlowError, compute_flow, make_flow
 from .masks import CAMERA_MODELS, dequantize_vectors, motion_masks, motion_vectors, quantize_vectors
+from .pool import ordered_map, prep_workers
 
 MASK_VERSION = 1  # bump when the mask algorithm changes: old cache files are then ignored
 log = logging.getLogger("prednet2.datasets")
@@ -125,12 +126,13 @@ class MotionDataset(Dataset):
         check_motion_config(motion_cfg)
         self.ds = ds
         self.motion_cfg = motion_cfg
+        self.prep_workers = int(data_cfg.prep_workers)
         self.options = mask_options(motion_cfg)
         self.per_video = all(hasattr(ds, a) for a in ("frames", "cache_key", "clips"))
         base = Path(getattr(ds, "cache_dir", None) or _default_cache_dir(data_cfg))
         self.cache_dir = base / "motion"
-        self._flow_fn = None
-        self._flow_pid = -1
+        self._flow_fns: dict[tuple[int, int], object] = {}  # (process, thread) -> flow backend
+        self._lock = threading.Lock()
         self.n_computed = 0  # masks computed by this process (videos or clips): what the cache saved shows here
         self.want_flow = bool(motion_cfg.flow)
         if motion_cfg.backend == "raft":
@@ -140,15 +142,21 @@ class MotionDataset(Dataset):
 
     # ---- the flow backend, one per process (OpenCV objects do not pickle) ----------------------------------
     def _get_flow_fn(self):
-        if self._flow_fn is None or self._flow_pid != os.getpid():
-            self._flow_fn = make_flow(self.motion_cfg.backend, raft_weights=self.motion_cfg.raft_weights)
-            self._flow_pid = os.getpid()
-        return self._flow_fn
+        """This thread's flow backend (an OpenCV flow object keeps buffers between calls: one per thread)."""
+        me = (os.getpid(), threading.get_ident())
+        if me not in self._flow_fns:
+            with self._lock:
+                self._flow_fns[me] = make_flow(self.motion_cfg.backend, raft_weights=self.motion_cfg.raft_weights)
+        return self._flow_fns[me]
 
     def __getstate__(self) -> dict:
         d = self.__dict__.copy()
-        d["_flow_fn"] = None
+        d["_flow_fns"], d["_lock"] = {}, None
         return d
+
+    def __setstate__(self, d: dict) -> None:
+        self.__dict__.update(d)
+        self._lock = threading.Lock()
 
     def compute(self, frames: np.ndarray) -> np.ndarray:
         """uint8 (N, H, W, C) frames -> uint8 (N, H, W) masks in {0, 1} (no cache)."""
@@ -168,7 +176,8 @@ class MotionDataset(Dataset):
             min_component=m.min_component,
             photo_margin=m.photo_margin,
         )
-        self.n_computed += 1
+        with self._lock:
+            self.n_computed += 1
         return masks.astype(np.uint8), vectors
 
     # ---- per-video cache (video folders) -----------------------------------------------------------------
@@ -279,9 +288,12 @@ def precompute_video_masks(mds: MotionDataset, *, progress: bool = True) -> int:
     todo = [v for v in range(n_videos) if not mds.video_cached(v)]
     if not todo:
         return 0
-    log.info("motion masks: computing %d of %d videos into %s", len(todo), n_videos, mds.cache_dir)
-    for v in tqdm(todo, desc="motion masks", unit="video", disable=not progress):
-        mds.video_masks(v)
+    # RAFT is a torch model that uses the cores itself: one video at a time
+    workers = 1 if mds.motion_cfg.backend == "raft" else prep_workers(mds.prep_workers)
+    log.info(
+        "motion masks: computing %d of %d videos into %s (%d threads)", len(todo), n_videos, mds.cache_dir, workers
+    )
+    ordered_map(lambda v: mds.video_masks(v) is None, todo, workers=workers, desc="motion masks", progress=progress)
     return len(todo)
 
 

@@ -96,6 +96,13 @@ def add_feature_args(p: argparse.ArgumentParser, *, data_help: str) -> argparse.
     return p
 
 
+def _data_options(dcfg) -> dict:
+    """The data options that change features (not how many threads or workers prepare or load them)."""
+    d = dataclasses.asdict(dcfg)
+    d.pop("prep_workers", None)  # added after caches were keyed; left out so theirs still hit
+    return d | {"batch_size": None, "num_workers": None}
+
+
 def variant_of(args) -> str:
     return "pixels" if args.baseline else ("random_init" if args.random_init else "trained")
 
@@ -181,7 +188,7 @@ class FeatureSource:
         parts = {
             **source,
             "data": a.data,
-            "data_options": dataclasses.asdict(self.dcfg) | {"batch_size": None, "num_workers": None},
+            "data_options": _data_options(self.dcfg),
             "data_seed": a.data_seed,
             "motion": dataclasses.asdict(self.motion) if self.motion is not None else None,
             "splits": [str(Path(a.splits).resolve()), a.fold] if a.splits else None,

@@ -77,3 +77,27 @@ def test_error_unit_writes_its_json(tmp_path, monkeypatch, capsys):
     out = tmp_path / "e.json"
     assert mod.main(["--channels", "4", "--sizes", "8x8", "--reps", "1", "--warmup", "1", "--json", str(out)]) == 0
     assert json.loads(out.read_text())["cpu"] == [row]
+
+
+def test_data_throughput_prep_times_one_and_n_threads(tmp_path, capsys):
+    import av
+    import numpy as np
+
+    for i in range(3):
+        with av.open(str(tmp_path / f"v{i}.mkv"), "w") as c:
+            s = c.add_stream("ffv1", rate=10)
+            s.width, s.height, s.pix_fmt = 32, 32, "bgr0"
+            for t in range(12):
+                f = np.zeros((32, 32, 3), np.uint8)
+                f[8:16, 2 * t : 2 * t + 8] = 255  # a square moving right
+                for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                    c.mux(p)
+            for p in s.encode():
+                c.mux(p)
+    main = importlib.import_module("data_throughput").main
+    out = tmp_path / "r.json"
+    argv = ["--data", str(tmp_path), "--size", "32", "32", "--clip-len", "4", "--repeats", "1", "--prep"]
+    assert main([*argv, "--prep-workers", "2", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())["prep"]
+    assert r["n_videos"] == 3 and [x["workers"] for x in r["by_workers"]] == [1, 2] and r["speedup"] > 0
+    assert "speed-up with 2 threads" in capsys.readouterr().out

@@ -1,0 +1,58 @@
+"""Per-video preparation in threads: the first read of a folder decodes every video and makes its motion masks.
+
+FFmpeg's decoder and scaler and OpenCV's optical flow release the GIL, so threads run them on several cores
+without copying frames between processes. Each video is independent and its result goes to its own cache file
+(written atomically), so the output is the same with any number of threads; only the time changes
+(``benchmarks/data_throughput.py --prep``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import TypeVar
+
+from tqdm.auto import tqdm
+
+T = TypeVar("T")
+R = TypeVar("R")
+AUTO_MAX = 8  # beyond this the disk and the memory of the videos in flight matter more than cores
+
+
+def prep_workers(requested: int = 0) -> int:
+    """Threads for per-video preparation: ``requested`` when > 0 (``data.prep_workers``), else the cores this
+    process may use, at most ``AUTO_MAX``."""
+    if requested > 0:
+        return int(requested)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(AUTO_MAX, cores))
+
+
+def ordered_map(
+    fn: Callable[[T], R], items: Sequence[T], *, workers: int, desc: str, unit: str = "video", progress: bool = True
+) -> list[R]:
+    """``[fn(x) for x in items]``, run on ``workers`` threads (1: in this thread), with one tqdm bar. An exception
+    from ``fn`` is raised here, as the loop would raise it."""
+    bar = tqdm(total=len(items), desc=desc, unit=unit, disable=not progress or not items)
+    try:
+        if workers <= 1 or len(items) <= 1:
+            out = []
+            for x in items:
+                out.append(fn(x))
+                bar.update()
+            return out
+        with ThreadPoolExecutor(max_workers=min(workers, len(items))) as ex:
+            futures = [ex.submit(fn, x) for x in items]
+            for f in as_completed(futures):
+                if f.exception() is not None:
+                    for g in futures:
+                        g.cancel()  # the ones not started; those running finish, then the error is raised
+                    raise f.exception()
+                bar.update()
+            return [f.result() for f in futures]
+    finally:
+        bar.close()
