@@ -34,7 +34,7 @@ from torch import Tensor
 if TYPE_CHECKING:
     from .stack import PredictiveStack
 
-PARTS = ("a", "r", "e", "da", "dr", "rw", "aw", "am", "rm")
+PARTS = ("a", "r", "e", "da", "dr", "rw", "aw", "am", "rm", "av", "rv")
 
 
 def parse_parts(spec: str) -> list[str]:
@@ -144,6 +144,14 @@ def _part(name: str, a: Tensor, a_before: Tensor | None, r: Tensor, r_before: Te
         gx = torch.linspace(-1.0, 1.0, w, device=x.device, dtype=x.dtype).view(1, 1, 1, w)
         gy = torch.linspace(-1.0, 1.0, h, device=x.device, dtype=x.dtype).view(1, 1, h, 1)
         return torch.cat([x * gx, x * gy], dim=1)
+    if name in ("av", "rv"):  # (x(t) - x(t-1)) * d/dx and d/dy of their mean: (B, 2C, H, W); zero at the first step
+        x, before = (a, a_before) if name == "av" else (r, r_before)
+        if before is None:
+            return torch.zeros_like(torch.cat([x, x], dim=1))
+        mid, dt = (x + before) / 2, x - before
+        gx = (mid.roll(-1, 3) - mid.roll(1, 3)) / 2  # central differences (wrapping at the edges)
+        gy = (mid.roll(-1, 2) - mid.roll(1, 2)) / 2
+        return torch.cat([dt * gx, dt * gy], dim=1)
     w = e.abs().mean(dim=1, keepdim=True)  # (B, 1, H, W): where the unit was surprised
     w = w / w.mean(dim=(2, 3), keepdim=True).clamp_min(1e-8)
     return (r if name == "rw" else a) * w

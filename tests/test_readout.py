@@ -44,3 +44,19 @@ def test_end_to_end_reaches_the_bottom_unit_local_does_not():
     # the top unit's features depend on unit 0 only through what unit 0 passes up: cut in local mode
     assert _grad_reaching_unit0(detach_between=False) > 0
     assert _grad_reaching_unit0(detach_between=True) == 0
+
+
+def test_motion_energy_parts_hold_the_sign_of_the_motion():
+    from prednet2.readout import _part
+
+    x = torch.arange(32.0).view(1, 1, 1, 32).expand(1, 3, 8, 32)
+    bump = lambda c: torch.exp(-((x - c) ** 2) / 8)  # noqa: E731
+    pooled = {v: _part("av", bump(10 + v), bump(10), None, None, None).mean(dim=(2, 3)) for v in (-1, 1)}
+    assert pooled[1].shape == (1, 6)  # x and y per channel
+    assert (pooled[1][:, :3] < 0).all() and (pooled[-1][:, :3] > 0).all()  # about -v |grad|^2 per channel
+    assert pooled[1][:, 3:].abs().max() < 1e-6  # nothing moved vertically
+    assert _part("rv", None, None, bump(10), None, None).abs().max() == 0  # the first step: nothing came before
+    m = make(readout="a,r,av,rv").eval()
+    f = m.extract_features(clip())
+    base = make(readout="a,r").eval().extract_features(clip())
+    assert all(f[l].shape[1] == 3 * base[l].shape[1] for l in f)  # av and rv: 2C each beside a and r's C
