@@ -2,7 +2,8 @@
 
 Scans (and caches) every video under DATA the way training will, then prints the number of usable videos, the
 number of clips, and each skipped file with its reason. ``--json`` prints
-``{"n_videos", "n_clips", "n_skipped", "skipped": [{"path", "reason"}]}``. Exit status: 0 when at least one video
+``{"n_videos", "n_clips", "n_skipped", "skipped": [{"path", "reason"}]}``, plus ``"classes"`` (usable videos per class)
+when DATA is a labels file (``FOLDER/labels.csv``, as the probes read it). Exit status: 0 when at least one video
 is usable, 2 when none is (or DATA/an option is bad).
 """
 
@@ -20,12 +21,15 @@ from prednet2.interrupt import run_cli
 
 from .errors import DataError
 from .folder import VideoFolder
+from .labelled import LabelledVideoFolder, is_labels_file
 
 
 def main(argv: list[str] | None = None) -> int:
     d = DataConfig()
     p = OneLineParser(prog=prog_name("python -m datasets.inspect"), description=__doc__.split("\n\n")[0])
-    p.add_argument("data", metavar="DATA", help="a folder of videos (searched recursively) or one video file")
+    p.add_argument(
+        "data", metavar="DATA", help="a folder of videos (searched recursively), one video, or a labels file (.csv)"
+    )
     p.add_argument("--clip-len", type=int, default=d.clip_len, help=f"frames per clip (default {d.clip_len})")
     p.add_argument("--stride", type=int, default=d.stride, help=f"frame step inside a clip (default {d.stride})")
     p.add_argument("--size", type=int, nargs=2, default=list(d.size), metavar=("H", "W"), help="frame size")
@@ -46,9 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"DATA not found: {a.data}")
     # Skip warnings go to the report below; keep stderr for real errors.
     logging.getLogger("prednet2.datasets").setLevel(logging.ERROR)
+    table = is_labels_file(a.data) and Path(a.data).is_file()
     try:
-        ds = VideoFolder(
+        ds = (LabelledVideoFolder if table else VideoFolder)(
             a.data,
+            **({"split": "all"} if table else {}),  # as the probes read it: a centre clip, short videos padded
             clip_len=a.clip_len,
             stride=a.stride,
             size=tuple(a.size),
@@ -70,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         "n_skipped": len(skipped),
         "skipped": [{"path": s.path, "reason": s.reason} for s in skipped],
     }
+    if table and error is None:  # the probes' view: how many usable videos each class keeps
+        per_class = Counter(ds.classes[lab] for lab in ds.video_labels)
+        report["classes"] = {c: per_class.get(c, 0) for c in ds.classes}
     if a.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:
@@ -87,6 +96,11 @@ def _print_table(data: str, per_video: list[tuple[str, int, int]], report: dict)
         print(f"\n{'video':<{w}}  {'frames':>7}  {'clips':>6}")
         for v, n, c in per_video:
             print(f"{v:<{w}}  {n:>7}  {c:>6}")
+    if report.get("classes"):
+        w = max(len(c) for c in report["classes"])
+        print(f"\n{'class':<{w}}  {'videos':>6}")
+        for c, n in report["classes"].items():
+            print(f"{c:<{w}}  {n:>6}")
     if report["skipped"]:
         w = max(len(s["path"]) for s in report["skipped"])
         print(f"\n{'skipped':<{w}}  reason")

@@ -61,3 +61,15 @@ def test_cache_dir_that_is_a_file_exits_2(mixed_folder, tmp_path, capsys):
     assert main([str(mixed_folder), "--clip-len", "4", "--cache-dir", str(tmp_path / "a_file")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "a_file (data.cache_dir) is a file, not a folder" in err, err
+
+
+def test_a_labels_file_reports_videos_per_class(mixed_folder, tmp_path, capsys):
+    # the table names the good clip and the corrupt one under two classes: one class keeps a video, one keeps none
+    table = mixed_folder / "labels.csv"
+    table.write_text("video,label\ngood sub ü/good clip.mp4,walk\ncut.mp4,run\n")
+    rc = main([str(table), "--clip-len", "4", "--json", "--cache-dir", str(tmp_path / "c")])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["classes"] == {"run": 0, "walk": 1}
+    assert (out["n_videos"], out["n_skipped"]) == (1, 1) and out["skipped"][0]["path"].endswith("cut.mp4")
+    assert main([str(table), "--clip-len", "4", "--cache-dir", str(tmp_path / "c")]) == 0
+    assert "walk" in capsys.readouterr().out
