@@ -21,7 +21,9 @@ from prednet2.config import Config, ConfigError, DataConfig, check_ranges
 
 def fail(msg: str) -> NoReturn:
     """One clear line on stderr, exit status 2 (the CLI contract for a bad option or path)."""
-    print(f"error: {msg}", file=sys.stderr)
+    from prednet2.cli import error_prefix
+
+    print(f"{error_prefix()}{msg}", file=sys.stderr)
     raise SystemExit(2)
 
 

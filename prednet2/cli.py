@@ -32,6 +32,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 _running: str | None = None  # "prednet2 NAME" while a subcommand runs through main()
 
 
+_last_prog = ""  # prog of the last OneLineParser that parsed: the tool running in this process
+
+
+def error_prefix() -> str:
+    """``"PROG: error: "`` for the tool whose options were parsed last (``"error: "`` before any): how a tool's
+    later one-line errors start, as its parser's own do."""
+    return f"{_last_prog}: error: " if _last_prog else "error: "
+
+
 class OneLineParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line, ``PROG: error: MSG (see PROG --help)``, exit 2 (argparse alone
     prints its usage block first). Every prednet2 tool's parser is one."""
@@ -39,7 +48,9 @@ class OneLineParser(argparse.ArgumentParser):
     _argv: list[str] = []
 
     def parse_known_args(self, args=None, namespace=None):
+        global _last_prog
         self._argv = list(sys.argv[1:] if args is None else args)
+        _last_prog = self.prog  # the tool now running: its later one-line errors (eval.common.fail) start with it
         return super().parse_known_args(args, namespace)
 
     def error(self, message: str):
