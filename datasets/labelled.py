@@ -231,8 +231,9 @@ class LabelledVideoFolder(VideoFolder):
             name = split_file_paths(self.splits_dir, self.fold)[0 if self.split == "train" else 1].name
             return f": {self.splits_dir / name} lists none"
         if self.split == "test" and all(len(f) < 2 for f in by_class.values()):
+            what = "class(es)" if self.labels_file else "class folder(s)"
             return (
-                f": each of its {len(by_class)} class folder(s) holds a single video, and the stratified split keeps "
+                f": each of its {len(by_class)} {what} holds a single video, and the stratified split keeps "
                 "a class's only video for train; put 2 or more videos in each class, or give split lists "
                 "(--splits DIR --fold K)"
             )
