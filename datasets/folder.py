@@ -232,7 +232,10 @@ class VideoFolder(Dataset):
             if len(self._mm) > _MAX_OPEN:
                 self._mm.popitem(last=False)
         else:
-            self._mm.move_to_end(video_idx)
+            try:
+                self._mm.move_to_end(video_idx)
+            except KeyError:  # evicted by another thread between the two calls (data.prep_workers): nothing to do
+                pass
         return mm
 
     # ---- Dataset ----------------------------------------------------------------------------------------
