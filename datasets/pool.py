@@ -36,7 +36,7 @@ def ordered_map(
     fn: Callable[[T], R], items: Sequence[T], *, workers: int, desc: str, unit: str = "video", progress: bool = True
 ) -> list[R]:
     """``[fn(x) for x in items]``, run on ``workers`` threads (1: in this thread), with one tqdm bar. An exception
-    from ``fn`` is raised here, as the loop would raise it."""
+    from ``fn``, or Ctrl-C, is raised here as the loop would raise it, without starting the items still waiting."""
     bar = tqdm(total=len(items), desc=desc, unit=unit, disable=not progress or not items)
     try:
         if workers <= 1 or len(items) <= 1:
@@ -45,14 +45,14 @@ def ordered_map(
                 out.append(fn(x))
                 bar.update()
             return out
-        with ThreadPoolExecutor(max_workers=min(workers, len(items))) as ex:
+        ex = ThreadPoolExecutor(max_workers=min(workers, len(items)))
+        try:
             futures = [ex.submit(fn, x) for x in items]
             for f in as_completed(futures):
-                if f.exception() is not None:
-                    for g in futures:
-                        g.cancel()  # the ones not started; those running finish, then the error is raised
-                    raise f.exception()
+                f.result()  # fn's exception, raised here as the loop would raise it
                 bar.update()
             return [f.result() for f in futures]
+        finally:  # an error or Ctrl-C: the videos not started are dropped, the few running finish
+            ex.shutdown(wait=True, cancel_futures=True)
     finally:
         bar.close()

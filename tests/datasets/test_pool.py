@@ -42,6 +42,27 @@ def test_ordered_map_raises_what_fn_raised(workers):
         ordered_map(boom, range(5), workers=workers, desc="t", progress=False)
 
 
+@pytest.mark.parametrize("how", ["raised", "ctrl-c"])
+def test_an_error_or_ctrl_c_starts_no_more_items(how):
+    import _thread
+
+    started = []
+
+    def fn(x):
+        started.append(x)
+        if x == 0 and how == "raised":
+            raise ValueError("video 0 is bad")
+        if x == 0:
+            time.sleep(0.2)  # every item is queued by now
+            _thread.interrupt_main()  # Ctrl-C arrives in the main thread, waiting for the pool
+        time.sleep(0.05)
+        return x
+
+    with pytest.raises(ValueError if how == "raised" else KeyboardInterrupt):
+        ordered_map(fn, range(40), workers=2, desc="t", progress=False)
+    assert len(started) < 10  # not the 40: the waiting ones were dropped
+
+
 def test_prep_workers_auto_and_given():
     assert prep_workers(3) == 3
     assert 1 <= prep_workers(0) <= AUTO_MAX
