@@ -17,7 +17,8 @@
   (a flat folder is fine). A header row names the columns (path: ``video``, ``path``, ``file``, ``filename`` or
   ``clip``; class: ``label``, ``class``, ``category`` or ``action``; other columns are ignored); without one, the
   first two columns are path and class. A listed file that is missing, an empty class, or one video given two
-  classes is an error naming the row.
+  classes is an error naming the row. A folder with no class folders and a ``labels.csv`` (or ``labels.tsv``) in it
+  reads that file, with one warning line.
 - **Clips**: by default one clip per video from its centre (``clips_per_video="centre"``, the probe's norm), and
   videos shorter than a clip are padded by repeating their last frame (``pad_short=True``), so every labelled
   video counts once. ``clips_per_video="all"`` gives every clip.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import logging
 import os
 from pathlib import Path
 
@@ -38,6 +40,8 @@ from .folder import VideoFolder
 
 SPLITS = ("train", "test", "all")
 LABEL_FILE_EXTENSIONS = (".csv", ".tsv")
+DEFAULT_LABEL_FILES = ("labels.csv", "labels.tsv")  # read from a flat folder (no class folders) given as --data
+log = logging.getLogger("prednet2.datasets")
 _PATH_COLUMNS = ("video", "path", "file", "filename", "clip")
 _LABEL_COLUMNS = ("label", "class", "category", "action")
 
@@ -160,6 +164,10 @@ class LabelledVideoFolder(VideoFolder):
         super().__init__(root, cfg, clips_per_video=clips_per_video, pad_short=pad_short, **kwargs)
 
     def _find_files(self) -> list[Path]:
+        beside = [self.root / n for n in DEFAULT_LABEL_FILES if (self.root / n).is_file()]
+        if not self.labels_file and beside and self.root.is_dir() and not self._class_dirs():
+            self.labels_file = beside[0]  # a flat folder with its labels beside the videos: read them
+            log.warning("%s has no class folders: reading the classes from %s", self.root, self.labels_file.name)
         by_class = self._classes_from_file() if self.labels_file else self._classes_from_folders()
         self.classes: list[str] = sorted(by_class)
         self._by_class = by_class
@@ -178,19 +186,25 @@ class LabelledVideoFolder(VideoFolder):
             raise DataError(
                 f"a labelled dataset must be a folder root/<class>/<video> or a labels file (.csv), got {self.root}"
             )
-        by_class: dict[str, list[str]] = {}
-        for d in sorted(p for p in self.root.iterdir() if p.is_dir()):
-            if d.name in _SKIP_DIRS or d.name.startswith("."):
-                continue
-            files = [f"{d.name}/{f.relative_to(d).as_posix()}" for f in scan_videos(d)]
-            if files:
-                by_class[d.name] = files
+        by_class = self._class_dirs()
         if not by_class:
             raise DataError(
                 f"no class folders with videos in {self.root}; expected the layout root/<class>/<video> (UCF101), "
                 "or give a labels file (--data FOLDER/labels.csv: path,class per video)"
             )
         return by_class
+
+    def _class_dirs(self) -> dict[str, list[str]]:
+        """``{class: [class/video, ...]}`` for the sub-folders of root that hold a video (scanned once)."""
+        if getattr(self, "_dirs", None) is None:
+            self._dirs: dict[str, list[str]] = {}
+            for d in sorted(p for p in self.root.iterdir() if p.is_dir()):
+                if d.name in _SKIP_DIRS or d.name.startswith("."):
+                    continue
+                files = [f"{d.name}/{f.relative_to(d).as_posix()}" for f in scan_videos(d)]
+                if files:
+                    self._dirs[d.name] = files
+        return self._dirs
 
     def _classes_from_file(self) -> dict[str, list[str]]:
         labels = read_labels_file(self.labels_file)

@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from prednet2.datasets.labelled import is_labels_file
+    from prednet2.datasets.labelled import DEFAULT_LABEL_FILES, is_labels_file
 
     synthetic = args.data.startswith("synthetic:")
     table = not synthetic and is_labels_file(args.data) and Path(args.data).is_file()
@@ -161,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"--data {args.data}: a file; give the folder of videos to embed (eval.search --query takes one video)")
     if not synthetic and not table and not Path(args.data).is_dir():
         fail(f"--data {args.data}: no such folder (expected a folder of videos or synthetic:NAME)")
+    if not synthetic and not table and not args.no_labels and not is_labelled_folder(args.data):
+        table = any((Path(args.data) / n).is_file() for n in DEFAULT_LABEL_FILES)  # flat, labels beside: read them
     labelled = (synthetic and args.data.count(":") >= 2) or table or (
         not synthetic and not args.no_labels and is_labelled_folder(args.data)
     )  # fmt: skip

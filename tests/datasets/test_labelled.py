@@ -196,3 +196,18 @@ def test_labels_file_through_build_dataset(vt, flat, tmp_path):
     vt.write_video(tmp_path / "loose" / "a.avi", vt.coded_frames(5, 8, 8), codec="mpeg4")
     with pytest.raises(DataError, match="or give a labels file"):  # a flat folder has no class folders
         build_dataset(tmp_path / "loose", cfg=cfg, split="test", labelled=True, progress=False)
+
+
+def test_a_flat_folder_reads_the_labels_file_beside_its_videos(flat, tmp_path, caplog):
+    root, rows = flat
+    kw = dict(split="all", clip_len=4, size=(8, 8), cache_dir=tmp_path / "c", progress=False)
+    loose = [(f, c) for f, c in rows if "/" not in f]  # only the loose videos: no class folder at all
+    for f, _ in rows:
+        if "/" in f:
+            (root / f).unlink()
+    (root / "sub").rmdir()
+    _table(root / "labels.csv", loose)
+    with caplog.at_level("WARNING", logger="prednet2.datasets"):
+        ds = LabelledVideoFolder(root, **kw)
+    assert ds.labels_file == root / "labels.csv" and len(ds) == len(loose) and ds.num_classes == 3
+    assert "has no class folders: reading the classes from labels.csv" in caplog.text

@@ -162,6 +162,11 @@ def test_a_labels_file_names_the_classes_and_keys_the_cache(tiny_run, tmp_path):
     assert main([*common, "--out", str(tmp_path / "a.json")]) == 0
     a = json.loads((tmp_path / "a.json").read_text())
     assert a["n_classes"] == 2 and (a["n_train"], a["n_test"]) == (8, 2) and a["top1"] == 1.0
+    # the flat folder itself (no class folders) reads the labels.csv beside its videos: the same probe
+    folder = [*common[:3], str(root), *common[4:]]
+    assert main([*folder, "--out", str(tmp_path / "f.json")]) == 0
+    f = json.loads((tmp_path / "f.json").read_text())
+    assert (f["n_classes"], f["n_train"], f["n_test"], f["top1"]) == (2, 8, 2, 1.0)
     # the same videos, labels that brightness cannot tell apart: the cached features must not carry old labels
     table.write_text("video,label\n" + "".join(f"v{i}.mkv,{'odd' if i % 2 else 'even'}\n" for i in range(10)))
     assert main([*common, "--out", str(tmp_path / "b.json")]) == 0
