@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         for x in r["resize"]:
             print(f"  {x['method']:<46}{x['ms_per_frame']:>8.3f} ms/frame")
     if a.prep:
-        from prednet2.datasets.pool import prep_workers
+        from prednet2.datasets.prep import prep_workers
 
         n = a.prep_workers or max(2, prep_workers(0))
         r["prep"] = pr = measure_prep(data, size, a.clip_len, n, a.repeats)

@@ -27,7 +27,7 @@ import numpy as np
 
 from . import decode as _decode  # called through the module so tests can monkeypatch decode_video
 from .errors import DataError, DecodeError
-from .pool import ordered_map, prep_workers
+from .prep import ordered_map, prep_workers
 
 CACHE_VERSION = 2  # 2: frames turned upright by the container's display rotation
 log = logging.getLogger("prednet2.datasets")
@@ -100,7 +100,7 @@ class FrameCache:
     def __init__(
         self, cache_dir: str | os.PathLike, *, size: tuple[int, int], fps: float, grayscale: bool, workers: int = 0
     ):
-        """``workers``: threads that decode cache misses (``data.prep_workers``; 0: ``pool.prep_workers``'s auto)."""
+        """``workers``: threads that decode cache misses (``data.prep_workers``; 0: ``prep.prep_workers``'s auto)."""
         self.dir = Path(cache_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.size = (int(size[0]), int(size[1]))

@@ -45,7 +45,7 @@ from prednet2.interrupt import run_cli
 from .cache import resolve_cache_dir
 from .flow import BACKENDS, FlowError, compute_flow, make_flow
 from .masks import CAMERA_MODELS, dequantize_vectors, motion_masks, motion_vectors, quantize_vectors
-from .pool import ordered_map, prep_workers
+from .prep import ordered_map, prep_workers
 
 MASK_VERSION = 1  # bump when the mask algorithm changes: old cache files are then ignored
 log = logging.getLogger("prednet2.datasets")

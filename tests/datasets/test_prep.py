@@ -1,4 +1,4 @@
-"""datasets.pool: per-video preparation on threads gives what one thread gives, in order, and fails as a loop."""
+"""datasets.prep: per-video preparation on threads gives what one thread gives, in order, and fails as a loop."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from prednet2.datasets import motion as M
 from prednet2.datasets.folder import VideoFolder
-from prednet2.datasets.pool import AUTO_MAX, ordered_map, prep_workers
+from prednet2.datasets.prep import AUTO_MAX, ordered_map, prep_workers
 from prednet2.datasets.shapes import render_shapes_clip
 
 from prednet2.config import DataConfig, MotionConfig
