@@ -16,9 +16,9 @@
   video, its path relative to the file's folder and its class name; the videos may lie anywhere under that folder
   (a flat folder is fine). A header row names the columns (path: ``video``, ``path``, ``file``, ``filename`` or
   ``clip``; class: ``label``, ``class``, ``category`` or ``action``; other columns are ignored); without one, the
-  first two columns are path and class. A listed file that is missing, an empty class, or one video given two
-  classes is an error naming the row. A folder with no class folders and a ``labels.csv`` (or ``labels.tsv``) in it
-  reads that file, with one warning line.
+  first two columns are path and class (a ``;``-separated export is read as such). A listed file that is missing,
+  an empty class, or one video given two classes is an error naming the row. A folder with no class folders and a
+  ``labels.csv`` (or ``labels.tsv``) in it reads that file, with one warning line.
 - **Clips**: by default one clip per video from its centre (``clips_per_video="centre"``, the probe's norm), and
   videos shorter than a clip are padded by repeating their last frame (``pad_short=True``), so every labelled
   video counts once. ``clips_per_video="all"`` gives every clip.
@@ -59,7 +59,9 @@ def read_labels_file(path: str | os.PathLike) -> dict[str, str]:
         text = path.read_text(encoding="utf-8-sig")  # a BOM from a spreadsheet export is not part of the header
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"labels file {path}: cannot read it ({e})") from None
-    rows = [r for r in csv.reader(text.splitlines(), delimiter="\t" if path.suffix.lower() == ".tsv" else ",")]
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    sep = "\t" if path.suffix.lower() == ".tsv" else ";" if ";" in first and "," not in first else ","  # a ;-export
+    rows = list(csv.reader(text.splitlines(), delimiter=sep))
     rows = [(i + 1, [c.strip() for c in r]) for i, r in enumerate(rows) if any(c.strip() for c in r)]
     if not rows:
         raise DataError(f"labels file {path} is empty; give one row per video: path,class")

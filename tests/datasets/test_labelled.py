@@ -145,10 +145,11 @@ def _table(path: Path, rows, header="video,label,frames", sep=","):
 
 
 @pytest.mark.parametrize("header,name", [("video,label,frames", "labels.csv"), ("Path,Class,n", "l.csv"),
-                                         (None, "nohead.csv"), ("file\tcategory\tn", "t.tsv")])  # fmt: skip
+                                         (None, "nohead.csv"), ("file\tcategory\tn", "t.tsv"),
+                                         ("video;label;n", "semi.csv")])  # fmt: skip
 def test_labels_file_gives_the_classes(vt, flat, tmp_path, header, name):
     root, rows = flat
-    table = _table(root / name, rows, header, "\t" if name.endswith(".tsv") else ",")
+    table = _table(root / name, rows, header, "\t" if name.endswith(".tsv") else ";" if "semi" in name else ",")
     kw = dict(clip_len=4, size=(8, 8), cache_dir=tmp_path / "c", progress=False)
     ds = LabelledVideoFolder(table, split="all", **kw)
     assert ds.classes == sorted(CLASSES) and len(ds) == 15 and ds.root == root and ds.labels_file == table
