@@ -22,14 +22,17 @@ AUTO_MAX = 8  # beyond this the disk and the memory of the videos in flight matt
 
 def prep_workers(requested: int = 0) -> int:
     """Threads for per-video preparation: ``requested`` when > 0 (``data.prep_workers``), else the cores this
-    process may use, at most ``AUTO_MAX``."""
+    process may use, at most ``AUTO_MAX`` and at most torch's thread count, so a run held to one thread
+    (``--threads 1``, ``train.threads=1``, ``OMP_NUM_THREADS=1``) prepares on one too."""
     if requested > 0:
         return int(requested)
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    return max(1, min(AUTO_MAX, cores))
+    import torch
+
+    return max(1, min(AUTO_MAX, cores, torch.get_num_threads()))
 
 
 def ordered_map(

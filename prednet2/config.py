@@ -166,7 +166,7 @@ class DataConfig:
     batch_size: int = _r(4, ge=1)
     num_workers: int = _r(0, ge=0)
     # Threads that decode a folder's uncached videos and make their motion masks on its first read (each video is
-    # independent: the same cache with any number); 0 = the cores this process may use, at most 8.
+    # independent: the same cache with any number); 0 = the usable cores, at most 8 and at most torch's threads.
     prep_workers: int = _r(0, ge=0)
     cache_dir: str = ""  # decode-once cache; "" means <data>/.prednet2_cache or ~/.cache/prednet2
     clip_step: int = _r(0, ge=0)  # frames between the starts of consecutive clips of a video; 0 = the clip span

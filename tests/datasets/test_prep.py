@@ -64,8 +64,16 @@ def test_an_error_or_ctrl_c_starts_no_more_items(how):
 
 
 def test_prep_workers_auto_and_given():
+    import torch
+
     assert prep_workers(3) == 3
     assert 1 <= prep_workers(0) <= AUTO_MAX
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # a run held to one thread prepares on one
+        assert prep_workers(0) == 1 and prep_workers(2) == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.fixture
