@@ -79,14 +79,21 @@ def read_labels_file(path: str | os.PathLike) -> dict[str, str]:
     else:
         p_col, l_col = 0, 1
     labels: dict[str, str] = {}
+    base = os.path.abspath(path.parent)
     for line, r in rows:
         if len(r) <= max(p_col, l_col) or not r[p_col] or not r[l_col]:
             raise DataError(f"labels file {path} line {line}: need a video path and a class, got {r}")
-        rel = r[p_col].replace("\\", "/")
-        rel = rel[2:] if rel.startswith("./") else rel
+        rel = _table_path(r[p_col], base)
         if labels.setdefault(rel, r[l_col]) != r[l_col]:
             raise DataError(f"labels file {path} line {line}: {rel} is listed as {labels[rel]!r} and {r[l_col]!r}")
     return labels
+
+
+def _table_path(cell: str, base: str) -> str:
+    """A table's path cell as one spelling per file: relative to ``base`` (the table's folder) when under it, so
+    ``./a.mp4``, ``x/../a.mp4`` and ``BASE/a.mp4`` are the same row key; a file outside it keeps its absolute path."""
+    full = os.path.normpath(os.path.join(base, cell.replace("\\", "/")))
+    return Path(os.path.relpath(full, base)).as_posix() if full.startswith(base.rstrip(os.sep) + os.sep) else full
 
 
 def split_file_paths(splits_dir: str | os.PathLike, fold: int) -> tuple[Path, Path]:

@@ -1,0 +1,27 @@
+"""Labels tables (``--data FOLDER/labels.csv``): rows that name the same video twice, separators, encodings."""
+
+import pytest
+from prednet2.datasets.errors import DataError
+from prednet2.datasets.labelled import LabelledVideoFolder, read_labels_file
+
+
+@pytest.fixture
+def clips(vt, tmp_path):
+    root = tmp_path / "flat"
+    for name in ("a.avi", "b.avi", "c.avi", "d.avi"):
+        vt.write_video(root / "clips" / name, vt.coded_frames(4, 8, 8), codec="mpeg4")
+    return root
+
+
+def test_one_video_under_two_spellings_is_one_video(clips):
+    # an absolute path or a ../ detour names the same file as its relative path: it must not count twice
+    table = clips / "labels.csv"
+    table.write_text(f"clips/a.avi,jump\n{clips}/clips/b.avi,run\n../flat/clips/c.avi,run\nclips/x/../d.avi,jump\n")
+    assert read_labels_file(table) == {"clips/a.avi": "jump", "clips/b.avi": "run", "clips/c.avi": "run",
+                                       "clips/d.avi": "jump"}  # fmt: skip
+    table.write_text(f"clips/a.avi,jump\n{clips}/clips/a.avi,run\nclips/b.avi,run\n")
+    with pytest.raises(DataError, match="line 2: clips/a.avi is listed as 'jump' and 'run'"):
+        read_labels_file(table)
+    table.write_text("clips/a.avi,jump\n../flat/clips/./a.avi,run\nclips/b.avi,run\n")
+    with pytest.raises(DataError, match="line 2: clips/a.avi is listed as 'jump' and 'run'"):
+        LabelledVideoFolder(table, split="all", clip_len=4, size=(8, 8), progress=False)
