@@ -59,8 +59,9 @@ def read_labels_file(path: str | os.PathLike) -> dict[str, str]:
         text = path.read_text(encoding="utf-8-sig")  # a BOM from a spreadsheet export is not part of the header
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"labels file {path}: cannot read it ({e})") from None
-    first = next((line for line in text.splitlines() if line.strip()), "")
-    sep = "\t" if path.suffix.lower() == ".tsv" else ";" if ";" in first and "," not in first else ","  # a ;-export
+    lines = [line for line in text.splitlines() if line.strip()]
+    semi = lines and all(";" in line for line in lines) and not all("," in line for line in lines)  # a ;-export
+    sep = "\t" if path.suffix.lower() == ".tsv" else ";" if semi else ","  # (all rows: a path may hold a comma)
     rows = list(csv.reader(text.splitlines(), delimiter=sep))
     rows = [(i + 1, [c.strip() for c in r]) for i, r in enumerate(rows) if any(c.strip() for c in r)]
     if not rows:

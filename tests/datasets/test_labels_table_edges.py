@@ -25,3 +25,14 @@ def test_one_video_under_two_spellings_is_one_video(clips):
     table.write_text("clips/a.avi,jump\n../flat/clips/./a.avi,run\nclips/b.avi,run\n")
     with pytest.raises(DataError, match="line 2: clips/a.avi is listed as 'jump' and 'run'"):
         LabelledVideoFolder(table, split="all", clip_len=4, size=(8, 8), progress=False)
+
+
+def test_a_semicolon_export_whose_paths_hold_commas(clips):
+    # a path with a comma in the first row of a headerless ;-export: the rows together tell the separator
+    (clips / "clips" / "a.avi").rename(clips / "clips" / "a, take 2.avi")
+    table = clips / "labels.csv"
+    for text in ("clips/a, take 2.avi;jump\nclips/b.avi;run\n", "clips/b.avi;run\nclips/a, take 2.avi;jump\n"):
+        table.write_text(text)
+        assert read_labels_file(table) == {"clips/a, take 2.avi": "jump", "clips/b.avi": "run"}
+    table.write_text("video,label\nclips/b;1.avi,run\n")  # a ;-free header: a comma table, whatever the paths hold
+    assert read_labels_file(table) == {"clips/b;1.avi": "run"}
