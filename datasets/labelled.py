@@ -57,7 +57,12 @@ def read_labels_file(path: str | os.PathLike) -> dict[str, str]:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")  # a BOM from a spreadsheet export is not part of the header
-    except (OSError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"labels file {path} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); save it as "
+            "UTF-8 (a spreadsheet's 'CSV UTF-8' export)"
+        ) from None
+    except OSError as e:
         raise DataError(f"labels file {path}: cannot read it ({e})") from None
     lines = [line for line in text.splitlines() if line.strip()]
     semi = lines and all(";" in line for line in lines) and not all("," in line for line in lines)  # a ;-export
@@ -71,6 +76,8 @@ def read_labels_file(path: str | os.PathLike) -> dict[str, str]:
     l_col = next((head.index(c) for c in _LABEL_COLUMNS if c in head), None)
     if p_col is not None and l_col is not None:
         rows = rows[1:]
+        if not rows:
+            raise DataError(f"labels file {path} lists no video under its header; give one row per video: path,class")
     elif p_col is not None or l_col is not None:
         raise DataError(
             f"labels file {path}: its header {rows[0][1]} names a {'path' if l_col is None else 'class'} column but "

@@ -36,3 +36,13 @@ def test_a_semicolon_export_whose_paths_hold_commas(clips):
         assert read_labels_file(table) == {"clips/a, take 2.avi": "jump", "clips/b.avi": "run"}
     table.write_text("video,label\nclips/b;1.avi,run\n")  # a ;-free header: a comma table, whatever the paths hold
     assert read_labels_file(table) == {"clips/b;1.avi": "run"}
+
+
+def test_a_table_that_is_not_utf8_or_lists_nothing_says_what_to_do(clips):
+    table = clips / "labels.csv"
+    table.write_bytes("video,label\nclips/a.avi,saut\u00e9\n".encode("cp1252"))  # a spreadsheet's legacy export
+    with pytest.raises(DataError, match=r"labels.csv is not UTF-8 text .*save it as UTF-8"):
+        read_labels_file(table)
+    table.write_text("video,label\n\n")
+    with pytest.raises(DataError, match=r"labels file .*labels.csv lists no video under its header"):
+        LabelledVideoFolder(table, split="all", clip_len=4, size=(8, 8), progress=False)
