@@ -18,7 +18,8 @@
   ``clip``; class: ``label``, ``class``, ``category`` or ``action``; other columns are ignored); without one, the
   first two columns are path and class (a ``;``-separated export is read as such). A listed file that is missing,
   an empty class, or one video given two classes is an error naming the row. A folder with no class folders and a
-  ``labels.csv`` (or ``labels.tsv``) in it reads that file, with one warning line.
+  ``labels.csv`` (or ``labels.tsv``) in it reads that file, with one warning line; one beside class folders that
+  groups the videos otherwise is an error.
 - **Clips**: by default one clip per video from its centre (``clips_per_video="centre"``, the probe's norm), and
   videos shorter than a clip are padded by repeating their last frame (``pad_short=True``), so every labelled
   video counts once. ``clips_per_video="all"`` gives every clip.
@@ -182,9 +183,12 @@ class LabelledVideoFolder(VideoFolder):
 
     def _find_files(self) -> list[Path]:
         beside = [self.root / n for n in DEFAULT_LABEL_FILES if (self.root / n).is_file()]
-        if not self.labels_file and beside and self.root.is_dir() and not self._class_dirs():
-            self.labels_file = beside[0]  # a flat folder with its labels beside the videos: read them
-            log.warning("%s has no class folders: reading the classes from %s", self.root, self.labels_file.name)
+        if not self.labels_file and beside and self.root.is_dir():
+            if not self._class_dirs():
+                self.labels_file = beside[0]  # a flat folder with its labels beside the videos: read them
+                log.warning("%s has no class folders: reading the classes from %s", self.root, self.labels_file.name)
+            else:
+                self._check_table_agrees(beside[0])
         by_class = self._classes_from_file() if self.labels_file else self._classes_from_folders()
         self.classes: list[str] = sorted(by_class)
         self._by_class = by_class
@@ -222,6 +226,26 @@ class LabelledVideoFolder(VideoFolder):
                 if files:
                     self._dirs[d.name] = files
         return self._dirs
+
+    def _check_table_agrees(self, table: Path) -> None:
+        """Class folders with a labels table beside them (as ``basketball_actions`` ships) are read as folders; a
+        table that groups the videos otherwise (e.g. all of them in one ``clips/`` folder) is an error, not ignored."""
+        try:
+            labels = read_labels_file(table)
+        except DataError:
+            return  # not a table this reader can use: the folders are the layout, as before
+        folder_of = {r: c for c, files in self._class_dirs().items() for r in files}
+        by_folder: dict[str, str] = {}
+        by_class: dict[str, str | None] = {}
+        for r, c in labels.items():
+            f = folder_of.get(r)
+            if f is None and not (self.root / r).is_file():
+                continue  # a row for a missing video: the folders are read, not the table
+            if f is None or by_folder.setdefault(f, c) != c or by_class.setdefault(c, f) != f:
+                raise DataError(
+                    f"{table} gives other classes than the class folders beside it ({r} is {c!r} in it, in "
+                    f"folder {f or '(none)'!r}); give --data {table} to read the table, or move it out"
+                )
 
     def _classes_from_file(self) -> dict[str, list[str]]:
         labels = read_labels_file(self.labels_file)

@@ -46,3 +46,20 @@ def test_a_table_that_is_not_utf8_or_lists_nothing_says_what_to_do(clips):
     table.write_text("video,label\n\n")
     with pytest.raises(DataError, match=r"labels file .*labels.csv lists no video under its header"):
         LabelledVideoFolder(table, split="all", clip_len=4, size=(8, 8), progress=False)
+
+
+def test_a_folder_whose_labels_csv_disagrees_with_its_sub_folders(vt, clips, tmp_path):
+    # videos in one sub-folder (clips/) and their classes in labels.csv: the sub-folder is not a class
+    kw = dict(split="all", clip_len=4, size=(8, 8), cache_dir=tmp_path / "c", progress=False)
+    (clips / "labels.csv").write_text("video,label\nclips/a.avi,jump\nclips/b.avi,run\nclips/c.avi,jump\n")
+    with pytest.raises(DataError, match=r"labels.csv gives other classes than the class folders beside it .*--data "):
+        LabelledVideoFolder(clips, **kw)
+    assert LabelledVideoFolder(clips / "labels.csv", **kw).classes == ["jump", "run"]
+    # a table that agrees with the class folders (as basketball_actions ships), names or numbers: the folders
+    for name in ("a", "b"):
+        vt.write_video(tmp_path / "ucf" / "jump" / f"{name}.avi", vt.coded_frames(4, 8, 8), codec="mpeg4")
+        vt.write_video(tmp_path / "ucf" / "run" / f"{name}.avi", vt.coded_frames(4, 8, 8), codec="mpeg4")
+    for table in ("jump/a.avi,jump\nrun/a.avi,run\n", "jump/a.avi,0\njump/b.avi,0\nrun/b.avi,1\n"):
+        (tmp_path / "ucf" / "labels.csv").write_text(table)
+        ds = LabelledVideoFolder(tmp_path / "ucf", **kw)
+        assert ds.classes == ["jump", "run"] and len(ds) == 4 and ds.labels_file is None
