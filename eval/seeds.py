@@ -74,7 +74,7 @@ def run_seeds(args, src: FeatureSource, shots: int | None, **layer_kw) -> dict:
         if folder_labels is not None:  # say which classes lost every video: often why a split holds one class
             test_labels = getattr(src.dataset("test"), "video_labels", [])
             empty = classes_without_videos(train, np.asarray(folder_labels), np.asarray(test_labels))
-        why = f" ({_no_usable_video(empty)}: all skipped)" if empty else ""
+        why = f" ({_no_usable_video(empty, train)}: all skipped)" if empty else ""
         fail(f"--data {args.data}: {e}{why}")
     _, y_train, _, y_test = src.train_test(seeds[-1])
     n_classes = src.num_classes(y_train, y_test)
@@ -82,7 +82,7 @@ def run_seeds(args, src: FeatureSource, shots: int | None, **layer_kw) -> dict:
     if empty:  # class folders whose every video was skipped: no class of this probe, nor of its chance level
         n_classes -= len(empty)
         why = (  # a synthetic task draws its clips at random: a small draw can miss a class (no file was skipped)
-            f"{_no_usable_video(empty)} (all skipped)" if folder_labels is not None
+            f"{_no_usable_video(empty, train)} (all skipped)" if folder_labels is not None
             else f"class(es) {', '.join(empty)} drawn in none of the {len(y_train)} train and {len(y_test)} test "
             "clips (a larger --n-train / --n-test draws every class)"
         )  # fmt: skip
@@ -105,8 +105,9 @@ def run_seeds(args, src: FeatureSource, shots: int | None, **layer_kw) -> dict:
     return out
 
 
-def _no_usable_video(classes: list[str]) -> str:
-    return f"class folder(s) {', '.join(classes)} hold no usable video"
+def _no_usable_video(classes: list[str], ds) -> str:
+    what = "class(es)" if getattr(ds, "labels_file", None) is not None else "class folder(s)"  # a table's: no folder
+    return f"{what} {', '.join(classes)} hold no usable video"
 
 
 def classes_without_videos(ds, *ys: np.ndarray) -> list[str]:
