@@ -270,7 +270,8 @@ class LabelledVideoFolder(VideoFolder):
         path = split_file_paths(self.splits_dir, self.fold)[0 if self.split == "train" else 1]
         if not path.is_file():
             raise DataError(f"split file not found: {path} (expected trainlist{self.fold:02d}.txt/testlist..)")
-        listed = read_split_file(path)
+        base = os.path.abspath(self.root)
+        listed = [_table_path(r, base) for r in read_split_file(path)]  # spelled as the table's rows are
         known = set(everything)
         missing = [r for r in listed if r not in known]
         if missing:

@@ -1,5 +1,7 @@
 """Labels tables (``--data FOLDER/labels.csv``): rows that name the same video twice, separators, encodings."""
 
+from pathlib import Path
+
 import pytest
 from prednet2.datasets.errors import DataError
 from prednet2.datasets.labelled import LabelledVideoFolder, read_labels_file
@@ -63,3 +65,16 @@ def test_a_folder_whose_labels_csv_disagrees_with_its_sub_folders(vt, clips, tmp
         (tmp_path / "ucf" / "labels.csv").write_text(table)
         ds = LabelledVideoFolder(tmp_path / "ucf", **kw)
         assert ds.classes == ["jump", "run"] and len(ds) == 4 and ds.labels_file is None
+
+
+def test_split_lists_spell_paths_as_the_table_does(clips, tmp_path):
+    # a table of absolute paths and split lists copied from it: both name the same videos
+    table = clips / "labels.csv"
+    table.write_text("".join(f"{clips}/clips/{n}.avi,{c}\n" for n, c in zip("abcd", ["jump", "run"] * 2)))
+    (tmp_path / "sp").mkdir()
+    (tmp_path / "sp" / "trainlist01.txt").write_text(f"{clips}/clips/a.avi\n./clips/b.avi\n")
+    (tmp_path / "sp" / "testlist01.txt").write_text(f"{clips}/clips/c.avi\nclips/x/../d.avi\n")
+    kw = dict(splits_dir=tmp_path / "sp", clip_len=4, size=(8, 8), cache_dir=tmp_path / "c", progress=False)
+    train, test = (LabelledVideoFolder(table, split=s, **kw) for s in ("train", "test"))
+    assert [Path(p).name for p in train.videos] == ["a.avi", "b.avi"]
+    assert [Path(p).name for p in test.videos] == ["c.avi", "d.avi"]
