@@ -99,10 +99,14 @@ def read_labels_file(path: str | os.PathLike) -> dict[str, str]:
 
 
 def _table_path(cell: str, base: str) -> str:
-    """A table's path cell as one spelling per file: relative to ``base`` (the table's folder) when under it, so
-    ``./a.mp4``, ``x/../a.mp4`` and ``BASE/a.mp4`` are the same row key; a file outside it keeps its absolute path."""
+    """A table's path cell as one spelling per file, relative to ``base`` (the table's folder): ``./a.mp4``,
+    ``x/../a.mp4`` and ``BASE/a.mp4`` are the same row key, and a file beside ``base`` stays ``../videos/a.mp4`` (the
+    stratified split hashes the key: it must not depend on where the data lies)."""
     full = os.path.normpath(os.path.join(base, cell.replace("\\", "/")))
-    return Path(os.path.relpath(full, base)).as_posix() if full.startswith(base.rstrip(os.sep) + os.sep) else full
+    try:
+        return Path(os.path.relpath(full, base)).as_posix()
+    except ValueError:  # another drive (Windows): no relative path
+        return full
 
 
 def split_file_paths(splits_dir: str | os.PathLike, fold: int) -> tuple[Path, Path]:

@@ -78,3 +78,19 @@ def test_split_lists_spell_paths_as_the_table_does(clips, tmp_path):
     train, test = (LabelledVideoFolder(table, split=s, **kw) for s in ("train", "test"))
     assert [Path(p).name for p in train.videos] == ["a.avi", "b.avi"]
     assert [Path(p).name for p in test.videos] == ["c.avi", "d.avi"]
+
+
+def test_videos_beside_the_tables_folder_split_alike_wherever_the_data_lies(vt, tmp_path):
+    # the stratified split hashes the row keys: ../videos/x.avi must stay relative, not become /somewhere/videos/x.avi
+    splits = []
+    for where in ("one", "two/deeper"):
+        base = tmp_path / where
+        for i in range(6):
+            vt.write_video(base / "videos" / f"v{i}.avi", vt.coded_frames(4, 8, 8), codec="mpeg4")
+        (base / "tables").mkdir()
+        table = base / "tables" / "labels.csv"
+        table.write_text("".join(f"../videos/v{i}.avi,{'ab'[i % 2]}\n" for i in range(6)))
+        assert sorted(read_labels_file(table)) == [f"../videos/v{i}.avi" for i in range(6)]
+        ds = LabelledVideoFolder(table, split="test", clip_len=4, size=(8, 8), cache_dir=tmp_path / "c", progress=False)
+        splits.append(sorted(Path(p).name for p in ds.videos))
+    assert splits[0] == splits[1]
