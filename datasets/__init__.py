@@ -305,6 +305,8 @@ def _build_folder(
     table = is_labels_file(path) and os.path.isfile(path)
     if table and not labelled:
         raise DataError(f"{spec}: a labels file names a labelled set for probes; to train, give its folder of videos")
+    if labelled and is_labels_file(path) and not os.path.exists(path):
+        raise DataError(f"{spec}: no such labels file; give a .csv/.tsv table (path,class per video) or a folder")
     if not os.path.isdir(path) and not table:
         what = "file, not a folder" if os.path.exists(path) else "no such folder"
         raise DataError(f"{spec}: {what}; --data takes a folder of videos or one of: {', '.join(SYNTHETIC_SPECS)}")

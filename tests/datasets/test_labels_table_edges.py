@@ -94,3 +94,13 @@ def test_videos_beside_the_tables_folder_split_alike_wherever_the_data_lies(vt, 
         ds = LabelledVideoFolder(table, split="test", clip_len=4, size=(8, 8), cache_dir=tmp_path / "c", progress=False)
         splits.append(sorted(Path(p).name for p in ds.videos))
     assert splits[0] == splits[1]
+
+
+def test_a_missing_labels_file_is_not_called_a_folder(tmp_path):
+    from prednet2.datasets import build_dataset
+
+    from prednet2.config import DataConfig
+
+    with pytest.raises(DataError) as e:
+        build_dataset(tmp_path / "labels.csv", cfg=DataConfig(), split="test", labelled=True, progress=False)
+    assert "labels.csv: no such labels file" in str(e.value) and "folder" not in str(e.value).split(";")[0], e.value
