@@ -180,7 +180,8 @@ class LabelledVideoFolder(VideoFolder):
         self.fold = int(fold)
         self.test_fraction = float(test_fraction)
         self.seed = int(seed)
-        self.labels_file = Path(root).expanduser() if is_labels_file(root) and Path(root).is_file() else None
+        table = Path(root).expanduser()  # (~ expanded before the test: ~/x/labels.csv is a table too)
+        self.labels_file = table if is_labels_file(table) and table.is_file() else None
         if self.labels_file is not None:
             root = self.labels_file.parent
         super().__init__(root, cfg, clips_per_video=clips_per_video, pad_short=pad_short, **kwargs)

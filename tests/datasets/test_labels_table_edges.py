@@ -104,3 +104,10 @@ def test_a_missing_labels_file_is_not_called_a_folder(tmp_path):
     with pytest.raises(DataError) as e:
         build_dataset(tmp_path / "labels.csv", cfg=DataConfig(), split="test", labelled=True, progress=False)
     assert "labels.csv: no such labels file" in str(e.value) and "folder" not in str(e.value).split(";")[0], e.value
+
+
+def test_a_labels_file_under_home_given_with_a_tilde(clips, monkeypatch):
+    monkeypatch.setenv("HOME", str(clips.parent))
+    (clips / "labels.csv").write_text("clips/a.avi,jump\nclips/b.avi,run\n")
+    ds = LabelledVideoFolder("~/flat/labels.csv", split="all", clip_len=4, size=(8, 8), progress=False)
+    assert ds.classes == ["jump", "run"] and ds.labels_file == clips / "labels.csv"
