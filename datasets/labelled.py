@@ -68,7 +68,15 @@ def read_labels_file(path: str | os.PathLike) -> dict[str, str]:
     lines = [line for line in text.splitlines() if line.strip()]
     semi = lines and all(";" in line for line in lines) and not all("," in line for line in lines)  # a ;-export
     sep = "\t" if path.suffix.lower() == ".tsv" else ";" if semi else ","  # (all rows: a path may hold a comma)
-    rows = list(csv.reader(text.splitlines(), delimiter=sep))
+    reader, rows = csv.reader(text.splitlines(), delimiter=sep), []
+    while True:
+        start = reader.line_num + 1  # where the row begins (a quoted field may run over many lines)
+        try:
+            rows.append(next(reader))
+        except StopIteration:
+            break
+        except csv.Error as e:  # e.g. an unclosed quote that runs to the end of a long file
+            raise DataError(f"labels file {path} line {start}: {e} (an unclosed quote?)") from None
     rows = [(i + 1, [c.strip() for c in r]) for i, r in enumerate(rows) if any(c.strip() for c in r)]
     if not rows:
         raise DataError(f"labels file {path} is empty; give one row per video: path,class")

@@ -111,3 +111,11 @@ def test_a_labels_file_under_home_given_with_a_tilde(clips, monkeypatch):
     (clips / "labels.csv").write_text("clips/a.avi,jump\nclips/b.avi,run\n")
     ds = LabelledVideoFolder("~/flat/labels.csv", split="all", clip_len=4, size=(8, 8), progress=False)
     assert ds.classes == ["jump", "run"] and ds.labels_file == clips / "labels.csv"
+
+
+def test_a_stray_quote_in_a_long_table_is_one_line(clips):
+    # an unclosed quote makes the rest of the file one field; past csv's field limit that raised csv.Error
+    table = clips / "labels.csv"
+    table.write_text('video,label\n"clips/a.avi,jump\n' + "".join(f"clips/b{i}.avi,run\n" for i in range(12000)))
+    with pytest.raises(DataError, match=r"labels file .*labels.csv line 2: .*field larger than field limit"):
+        read_labels_file(table)
