@@ -117,6 +117,15 @@ def _table_path(cell: str, base: str) -> str:
         return full
 
 
+def _is_file(p: Path) -> bool:
+    """``p.is_file()``, False for a name the file system cannot hold (too long: a row run together) rather than
+    OSError."""
+    try:
+        return p.is_file()
+    except OSError:
+        return False
+
+
 def split_file_paths(splits_dir: str | os.PathLike, fold: int) -> tuple[Path, Path]:
     """``(DIR/trainlistKK.txt, DIR/testlistKK.txt)`` for fold ``K``."""
     d = Path(splits_dir)
@@ -252,7 +261,7 @@ class LabelledVideoFolder(VideoFolder):
         by_class: dict[str, str | None] = {}
         for r, c in labels.items():
             f = folder_of.get(r)
-            if f is None and not (self.root / r).is_file():
+            if f is None and not _is_file(self.root / r):
                 continue  # a row for a missing video: the folders are read, not the table
             if f is None or by_folder.setdefault(f, c) != c or by_class.setdefault(c, f) != f:
                 raise DataError(
@@ -262,7 +271,7 @@ class LabelledVideoFolder(VideoFolder):
 
     def _classes_from_file(self) -> dict[str, list[str]]:
         labels = read_labels_file(self.labels_file)
-        missing = [r for r in labels if not (self.root / r).is_file()]
+        missing = [r for r in labels if not _is_file(self.root / r)]
         if missing:
             raise DataError(
                 f"labels file {self.labels_file}: {len(missing)} listed video(s) not found (paths are relative to "

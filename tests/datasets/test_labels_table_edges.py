@@ -119,3 +119,12 @@ def test_a_stray_quote_in_a_long_table_is_one_line(clips):
     table.write_text('video,label\n"clips/a.avi,jump\n' + "".join(f"clips/b{i}.avi,run\n" for i in range(12000)))
     with pytest.raises(DataError, match=r"labels file .*labels.csv line 2: .*field larger than field limit"):
         read_labels_file(table)
+
+
+def test_a_path_too_long_for_the_file_system_is_a_missing_video(clips):
+    table = clips / "labels.csv"
+    table.write_text(f"clips/{'x' * 300}.avi,jump\nclips/b.avi,run\n")  # (a row run together: one long "path")
+    with pytest.raises(DataError, match=r"labels.csv: 1 listed video\(s\) not found .*xxx"):
+        LabelledVideoFolder(table, split="all", clip_len=4, size=(8, 8), progress=False)
+    ds = LabelledVideoFolder(clips, split="all", clip_len=4, size=(8, 8), progress=False)  # beside class folders
+    assert ds.classes == ["clips"]  # the one readable row agrees with the folder: the folders are read
