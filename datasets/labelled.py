@@ -135,7 +135,11 @@ def split_file_paths(splits_dir: str | os.PathLike, fold: int) -> tuple[Path, Pa
 def read_split_file(path: str | os.PathLike) -> list[str]:
     """Relative video paths listed in a UCF101-style split file (``class/video.avi [label]`` per line)."""
     out = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"split file {path} is not UTF-8 text (byte offset {e.start}); save it as UTF-8") from None
+    for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue

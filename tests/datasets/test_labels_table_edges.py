@@ -128,3 +128,11 @@ def test_a_path_too_long_for_the_file_system_is_a_missing_video(clips):
         LabelledVideoFolder(table, split="all", clip_len=4, size=(8, 8), progress=False)
     ds = LabelledVideoFolder(clips, split="all", clip_len=4, size=(8, 8), progress=False)  # beside class folders
     assert ds.classes == ["clips"]  # the one readable row agrees with the folder: the folders are read
+
+
+def test_a_split_list_that_is_not_utf8_names_itself(tmp_path):
+    from prednet2.datasets.labelled import read_split_file
+
+    (tmp_path / "trainlist01.txt").write_bytes("clips/caf\u00e9.avi\n".encode("cp1252"))
+    with pytest.raises(DataError, match=r"trainlist01.txt is not UTF-8 text .*save it as UTF-8"):
+        read_split_file(tmp_path / "trainlist01.txt")
