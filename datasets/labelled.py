@@ -19,7 +19,8 @@
   first two columns are path and class (a ``;``-separated export is read as such). A listed file that is missing,
   an empty class, or one video given two classes is an error naming the row. A folder with no class folders and a
   ``labels.csv`` (or ``labels.tsv``) in it reads that file, with one warning line; one beside class folders that
-  groups the videos otherwise is an error.
+  groups the videos otherwise is read when the videos all lie in one sub-folder, and otherwise ignored with a
+  warning that names it (the folders are the classes).
 - **Clips**: by default one clip per video from its centre (``clips_per_video="centre"``, the probe's norm), and
   videos shorter than a clip are padded by repeating their last frame (``pad_short=True``), so every labelled
   video counts once. ``clips_per_video="all"`` gives every clip.
@@ -214,7 +215,7 @@ class LabelledVideoFolder(VideoFolder):
                 self.labels_file = beside[0]  # a flat folder with its labels beside the videos: read them
                 log.warning("%s has no class folders: reading the classes from %s", self.root, self.labels_file.name)
             else:
-                self._check_table_agrees(beside[0])
+                self._table_beside_folders(beside[0])
         by_class = self._classes_from_file() if self.labels_file else self._classes_from_folders()
         self.classes: list[str] = sorted(by_class)
         self._by_class = by_class
@@ -253,9 +254,10 @@ class LabelledVideoFolder(VideoFolder):
                     self._dirs[d.name] = files
         return self._dirs
 
-    def _check_table_agrees(self, table: Path) -> None:
-        """Class folders with a labels table beside them (as ``basketball_actions`` ships) are read as folders; a
-        table that groups the videos otherwise (e.g. all of them in one ``clips/`` folder) is an error, not ignored."""
+    def _table_beside_folders(self, table: Path) -> None:
+        """Class folders with a labels table beside them (as ``basketball_actions`` ships): the folders, unless the
+        table groups their videos otherwise. Then, with all the videos in one sub-folder (``clips/``), the table
+        is read; with several class folders, the folders are (as the documented layout), one warning line each."""
         try:
             labels = read_labels_file(table)
         except DataError:
@@ -268,10 +270,15 @@ class LabelledVideoFolder(VideoFolder):
             if f is None and not _is_file(self.root / r):
                 continue  # a row for a missing video: the folders are read, not the table
             if f is None or by_folder.setdefault(f, c) != c or by_class.setdefault(c, f) != f:
-                raise DataError(
-                    f"{table} gives other classes than the class folders beside it ({r} is {c!r} in it, in "
-                    f"folder {f or '(none)'!r}); give --data {table} to read the table, or move it out"
-                )
+                if len(self._class_dirs()) == 1:  # one folder of videos is no set of classes: the table is
+                    self.labels_file = table
+                    log.warning("%s: its one sub-folder holds the videos that %s classes: reading the table",
+                                self.root, table.name)  # fmt: skip
+                else:
+                    log.warning("%s groups the videos otherwise than the class folders beside it (%s is %r in it, in "
+                                "folder %r): reading the folders; give --data %s to read the table",
+                                table, r, c, f or "(none)", table)  # fmt: skip
+                return
 
     def _classes_from_file(self) -> dict[str, list[str]]:
         labels = read_labels_file(self.labels_file)

@@ -50,13 +50,24 @@ def test_a_table_that_is_not_utf8_or_lists_nothing_says_what_to_do(clips):
         LabelledVideoFolder(table, split="all", clip_len=4, size=(8, 8), progress=False)
 
 
-def test_a_folder_whose_labels_csv_disagrees_with_its_sub_folders(vt, clips, tmp_path):
-    # videos in one sub-folder (clips/) and their classes in labels.csv: the sub-folder is not a class
+def test_a_folder_whose_labels_csv_disagrees_with_its_sub_folders(vt, clips, tmp_path, caplog):
+    # videos in one sub-folder (clips/) and their classes in labels.csv: the sub-folder is not a class, the table is
     kw = dict(split="all", clip_len=4, size=(8, 8), cache_dir=tmp_path / "c", progress=False)
     (clips / "labels.csv").write_text("video,label\nclips/a.avi,jump\nclips/b.avi,run\nclips/c.avi,jump\n")
-    with pytest.raises(DataError, match=r"labels.csv gives other classes than the class folders beside it .*--data "):
-        LabelledVideoFolder(clips, **kw)
+    with caplog.at_level("WARNING", logger="prednet2.datasets"):
+        ds = LabelledVideoFolder(clips, **kw)
+    assert ds.classes == ["jump", "run"] and ds.labels_file == clips / "labels.csv"
+    assert "reading the table" in caplog.text
     assert LabelledVideoFolder(clips / "labels.csv", **kw).classes == ["jump", "run"]
+    # several class folders and a table that groups their videos otherwise: the folders, and a warning naming it
+    for name in ("a", "b"):
+        vt.write_video(tmp_path / "two" / "x" / f"{name}.avi", vt.coded_frames(4, 8, 8), codec="mpeg4")
+        vt.write_video(tmp_path / "two" / "y" / f"{name}.avi", vt.coded_frames(4, 8, 8), codec="mpeg4")
+    (tmp_path / "two" / "labels.csv").write_text("x/a.avi,coarse\nx/b.avi,coarse\ny/a.avi,coarse\n")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="prednet2.datasets"):
+        ds = LabelledVideoFolder(tmp_path / "two", **kw)
+    assert ds.classes == ["x", "y"] and ds.labels_file is None and "give --data" in caplog.text
     # a table that agrees with the class folders (as basketball_actions ships), names or numbers: the folders
     for name in ("a", "b"):
         vt.write_video(tmp_path / "ucf" / "jump" / f"{name}.avi", vt.coded_frames(4, 8, 8), codec="mpeg4")
