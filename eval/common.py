@@ -125,7 +125,7 @@ def run_dir_of(checkpoint: str | os.PathLike) -> Path:
 
 
 def data_config(cfg: Config, **overrides: Any) -> DataConfig:
-    """The checkpoint's data config with the CLI's overrides (None values are ignored).
+    """The checkpoint's data config with the CLI's overrides (None values are ignored), ``prep_workers`` at auto.
 
     An override out of its config range (``--clip-len 0``, ``--batch-size 0``) exits 2 with one line naming the
     option, as ``train.py --set`` would for the config key."""
@@ -134,7 +134,8 @@ def data_config(cfg: Config, **overrides: Any) -> DataConfig:
     bad = sorted(set(over) - known)
     if bad:
         raise ValueError(f"unknown data options {bad}")
-    out = dataclasses.replace(cfg.data, **over)
+    # How many threads prepare a folder is this machine's business, not the checkpoint's: auto unless overridden.
+    out = dataclasses.replace(cfg.data, **{"prep_workers": 0, **over})
     try:
         check_ranges(out, "data.")
     except ConfigError as e:

@@ -111,3 +111,13 @@ def test_prep_workers_is_a_range_checked_key_left_out_of_feature_keys():
     with pytest.raises(ConfigError, match="data.prep_workers"):
         Config.from_dict({"data": {"prep_workers": -1}})
     assert _data_options(replace(DataConfig(), prep_workers=4)) == _data_options(DataConfig())
+
+
+def test_eval_reads_with_this_machines_threads_not_the_checkpoints():
+    from prednet2.eval.common import data_config
+
+    from prednet2.config import Config
+
+    cfg = Config.from_dict({"data": {"prep_workers": 64}})  # trained on a big machine
+    assert data_config(cfg).prep_workers == 0  # auto here
+    assert data_config(cfg, prep_workers=2).prep_workers == 2
