@@ -2,9 +2,9 @@
 
 Scans (and caches) every video under DATA the way training will, then prints the number of usable videos, the
 number of clips, and each skipped file with its reason. ``--json`` prints
-``{"n_videos", "n_clips", "n_skipped", "skipped": [{"path", "reason"}]}``, plus ``"classes"`` (usable videos per class)
-when DATA is a labels file (``FOLDER/labels.csv``, as the probes read it). Exit status: 0 when at least one video
-is usable, 2 when none is (or DATA/an option is bad).
+``{"n_videos", "n_clips", "n_skipped", "skipped": [{"path", "reason"}]}``, plus ``"classes"`` (usable videos per
+class) when DATA is a labels file (``FOLDER/labels.csv``) or with ``--labelled`` (read as the probes read it: class
+folders or a table). Exit status: 0 when at least one video is usable, 2 when none is (or DATA/an option is bad).
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fps", type=float, default=d.fps, help="resample to this frame rate (0 = native)")
     p.add_argument("--grayscale", action="store_true")
     p.add_argument("--cache-dir", default=d.cache_dir or None, help="decode cache (default: see docs/data.md)")
+    p.add_argument("--labelled", action="store_true",
+                   help="read DATA as the probes do (class folders root/<class>/<video>, or a labels file) and report "
+                   "usable videos per class")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     a = p.parse_args(argv)
     if a.clip_len < 2:  # as training's data.clip_len: a prediction needs two frames
@@ -50,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"DATA not found: {a.data}")
     # Skip warnings go to the report below; keep stderr for real errors.
     logging.getLogger("prednet2.datasets").setLevel(logging.ERROR)
-    table = is_labels_file(a.data) and Path(a.data).is_file()
+    table = a.labelled or (is_labels_file(a.data) and Path(a.data).is_file())  # the probes' reading
     try:
         ds = (LabelledVideoFolder if table else VideoFolder)(
             a.data,

@@ -73,3 +73,14 @@ def test_a_labels_file_reports_videos_per_class(mixed_folder, tmp_path, capsys):
     assert (out["n_videos"], out["n_skipped"]) == (1, 1) and out["skipped"][0]["path"].endswith("cut.mp4")
     assert main([str(table), "--clip-len", "4", "--cache-dir", str(tmp_path / "c")]) == 0
     assert "walk" in capsys.readouterr().out
+
+
+def test_labelled_reads_class_folders_as_the_probes_do(vt, tmp_path, capsys):
+    for c in ("run", "walk"):
+        for i in range(2):
+            vt.write_video(tmp_path / "ucf" / c / f"{c}{i}.avi", vt.coded_frames(5, 8, 8), codec="mpeg4")
+    rc = main([str(tmp_path / "ucf"), "--clip-len", "4", "--json", "--labelled", "--cache-dir", str(tmp_path / "c")])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["classes"] == {"run": 2, "walk": 2} and out["n_videos"] == 4
+    assert main([str(tmp_path / "ucf"), "--clip-len", "4", "--json", "--cache-dir", str(tmp_path / "c")]) == 0
+    assert "classes" not in json.loads(capsys.readouterr().out)  # without --labelled: a training folder's view
