@@ -78,6 +78,10 @@ class ModelConfig:
     # unit's grid, so moving positions count more; 0 = the plain mean. Needs the motion stream.
     motion_error_weight: float = _r(0.0, ge=0)
     bind_weight: float = _r(0.1, ge=0)  # weight of the RGB<->motion InfoNCE binding loss
+    # Unit 0's prediction of its motion part is a loss (true), or the motion part is input only (false): it still
+    # enters the state (a(t-1), and E, whose motion half stays in the error units) but the error's loss reads the
+    # appearance channels alone (round 147). Needs the motion stream.
+    motion_loss: bool = True
     # Flow target: each unit's state r(t), made before frame t, also predicts the signed motion that frame t brings
     # (classical optical flow, camera removed, averaged onto the unit's grid; squared error in px per frame), through
     # a 1x1 head of its own. Masks say that something moves; this asks the states which way. A part of the motion

@@ -30,6 +30,20 @@ def error_loss(pred: Tensor, target: Tensor, weight: Tensor | None = None) -> tu
     return error_unit(pred, target, weight)
 
 
+def repr_part(E: Tensor, keep: int) -> Tensor:
+    """The error units of the first ``keep`` channels of the target: E (B, 2C, H, W) -> (B, 2 keep, H, W). Unit 0's
+    target is cat(a, m); with ``model.motion_loss=false`` only a's part is a loss, m stays input."""
+    C = E.shape[1] // 2
+    return torch.cat([E[:, :keep], E[:, C : C + keep]], dim=1)
+
+
+def mean_error(E: Tensor, weight: Tensor | None = None) -> Tensor:
+    """The per-sample weighted mean of the error units (``model.error_loss=l1``, as the op computes it): (B,)."""
+    if weight is None:
+        return E.mean(dim=(1, 2, 3))
+    return (E * weight).sum(dim=(1, 2, 3)) / (E.shape[1] * weight.sum(dim=(1, 2, 3))).clamp_min(1e-12)
+
+
 def squared_error(E: Tensor, weight: Tensor | None = None) -> Tensor:
     """The per-sample mean squared error from the error units (``model.error_loss=l2``): (B,).
 

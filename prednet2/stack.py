@@ -29,6 +29,8 @@ from .losses import (
     error_loss,
     flow_loss,
     info_nce,
+    mean_error,
+    repr_part,
     squared_error,
     variance_hinge,
 )
@@ -183,7 +185,7 @@ class PredictiveStack(nn.Module):
         for l in range(L):
             u = self.units[l]
             a, target = u.encode(x, mask if l == 0 else None)
-            e, per_sample = self._error(preds[l], target, self._error_weight(m, l))
+            e, per_sample = self._error(preds[l], target, self._error_weight(m, l), u)
             a_new.append(a)
             targets.append(target)
             errors.append(e)
@@ -268,12 +270,14 @@ class PredictiveStack(nn.Module):
             u.update_ema(self.cfg.ema_momentum)
 
     # ---- helpers --------------------------------------------------------------------------------------------
-    def _error(self, pred: Tensor, target: Tensor, weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """(E, per-sample loss): E from the fused op (or the reference), the loss per ``model.error_loss``."""
+    def _error(self, pred: Tensor, target: Tensor, weight: Tensor | None = None, u=None) -> tuple[Tensor, Tensor]:
+        """(E, per-sample loss): E from the fused op (or the reference), the loss per ``model.error_loss``; with
+        ``model.motion_loss=false`` the loss reads unit ``u``'s representation channels only (E keeps them all)."""
         E, l1 = error_loss(pred, target, weight) if self.cfg.use_ext_op else reference_error_unit(pred, target, weight)
+        part = repr_part(E, u.repr_channels) if u is not None and u.motion_channels and not self.cfg.motion_loss else E
         if self.cfg.error_loss == "l1":
-            return E, l1
-        return E, squared_error(E, weight)
+            return E, (l1 if part is E else mean_error(part, weight))
+        return E, squared_error(part, weight)
 
     def _error_weight(self, m: Tensor | None, l: int) -> Tensor | None:
         """1 + lambda * (the motion mask on unit l's grid); None: the plain mean (``model.motion_error_weight``)."""

@@ -56,6 +56,9 @@ def validate_model_config(cfg: ModelConfig) -> None:
     if cfg.blind_prob > 0 and cfg.warp_weight > 0:  # the warp target reads a(t-1) as seen
         raise ValueError("model.blind_prob hides frames from a(t-1), which model.warp_weight moves to match a(t); "
                          "drop one of them")  # fmt: skip
+    if not cfg.motion_loss and not cfg.motion_channels:
+        raise ValueError("model.motion_loss=false leaves the motion stream out of the loss, but this model has none "
+                         "(model.motion_channels=0, or motion off); drop model.motion_loss")  # fmt: skip
     if cfg.warp_max != ModelConfig.warp_max and cfg.predict != "warp" and cfg.warp_weight == 0:
         raise ValueError("model.warp_max bounds the warp displacement, but this model has none (model.predict is not "
                          "warp and model.warp_weight is 0); set one of them or drop model.warp_max")  # fmt: skip
