@@ -147,7 +147,7 @@ def _part(name: str, a: Tensor, a_before: Tensor | None, r: Tensor, r_before: Te
     if name in ("av", "rv"):  # (x(t) - x(t-1)) * d/dx and d/dy of their mean: (B, 2C, H, W); zero at the first step
         x, before = (a, a_before) if name == "av" else (r, r_before)
         if before is None:
-            return torch.zeros_like(torch.cat([x, x], dim=1))
+            return x.new_zeros(x.shape[0], 2 * x.shape[1], *x.shape[2:])
         mid, dt = (x + before) / 2, x - before
         gx = (mid.roll(-1, 3) - mid.roll(1, 3)) / 2  # central differences (wrapping at the edges)
         gy = (mid.roll(-1, 2) - mid.roll(1, 2)) / 2
