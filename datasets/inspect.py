@@ -53,11 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"DATA not found: {a.data}")
     # Skip warnings go to the report below; keep stderr for real errors.
     logging.getLogger("prednet2.datasets").setLevel(logging.ERROR)
-    table = a.labelled or (is_labels_file(a.data) and Path(a.data).is_file())  # the probes' reading
+    labelled = a.labelled or (is_labels_file(a.data) and Path(a.data).is_file())  # the probes' reading
     try:
-        ds = (LabelledVideoFolder if table else VideoFolder)(
+        ds = (LabelledVideoFolder if labelled else VideoFolder)(
             a.data,
-            **({"split": "all"} if table else {}),  # as the probes read it: a centre clip, short videos padded
+            **({"split": "all"} if labelled else {}),  # as the probes read it: a centre clip, short videos padded
             clip_len=a.clip_len,
             stride=a.stride,
             size=tuple(a.size),
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         "n_skipped": len(skipped),
         "skipped": [{"path": s.path, "reason": s.reason} for s in skipped],
     }
-    if table and error is None:  # the probes' view: how many usable videos each class keeps
+    if labelled and error is None:  # the probes' view: how many usable videos each class keeps
         per_class = Counter(ds.classes[lab] for lab in ds.video_labels)
         report["classes"] = {c: per_class.get(c, 0) for c in ds.classes}
     if a.json:
