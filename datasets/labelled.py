@@ -209,8 +209,8 @@ class LabelledVideoFolder(VideoFolder):
         super().__init__(root, cfg, clips_per_video=clips_per_video, pad_short=pad_short, **kwargs)
 
     def _find_files(self) -> list[Path]:
-        beside = [self.root / n for n in DEFAULT_LABEL_FILES if (self.root / n).is_file()]
-        if not self.labels_file and beside and self.root.is_dir():
+        beside = [] if self.labels_file else [self.root / n for n in DEFAULT_LABEL_FILES if (self.root / n).is_file()]
+        if beside and self.root.is_dir():
             if not self._class_dirs():
                 self.labels_file = beside[0]  # a flat folder with its labels beside the videos: read them
                 log.warning("%s has no class folders: reading the classes from %s", self.root, self.labels_file.name)
