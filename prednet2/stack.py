@@ -270,11 +270,11 @@ class PredictiveStack(nn.Module):
             u.update_ema(self.cfg.ema_momentum)
 
     # ---- helpers --------------------------------------------------------------------------------------------
-    def _error(self, pred: Tensor, target: Tensor, weight: Tensor | None, u: PredictiveUnit) -> tuple[Tensor, Tensor]:
+    def _error(self, pred: Tensor, target: Tensor, weight: Tensor | None = None, u=None) -> tuple[Tensor, Tensor]:
         """(E, per-sample loss): E from the fused op (or the reference), the loss per ``model.error_loss``; with
         ``model.motion_loss=false`` the loss reads unit ``u``'s representation channels only (E keeps them all)."""
         E, l1 = error_loss(pred, target, weight) if self.cfg.use_ext_op else reference_error_unit(pred, target, weight)
-        part = repr_part(E, u.repr_channels) if u.motion_channels and not self.cfg.motion_loss else E
+        part = repr_part(E, u.repr_channels) if u is not None and u.motion_channels and not self.cfg.motion_loss else E
         if self.cfg.error_loss == "l1":
             return E, (l1 if part is E else mean_error(part, weight))
         return E, squared_error(part, weight)
