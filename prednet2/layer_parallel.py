@@ -252,7 +252,7 @@ class LayerParallelWorker:
             else:
                 x = self._recv(self._x_shape(l), self.owner[l - 1], _TAG_X)
             a, target = u.encode(x, mask[:, t] if (l == 0 and mask is not None) else None)
-            e, per_sample = model._error(s.pred, target)
+            e, per_sample = model._error(s.pred, target, None, u)  # u: model.motion_loss reads its channels
             valid = t > 0
             terms = {f"err/{l}": per_sample.mean() if valid else 0.0 * per_sample.sum()}
             terms.update(model._unit_terms(l, a, s.pred, s.a, s.r))

@@ -46,8 +46,8 @@ def _data():
     return clips, masks
 
 
-def _model():
-    cfg = Config.from_dict(CFG)
+def _model(over: dict | None = None):
+    cfg = Config.from_dict({**CFG, "model": {**CFG["model"], **(over or {})}})
     torch.manual_seed(0)
     return prednet2.build_model(cfg.model), cfg
 
@@ -88,7 +88,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, world: int, port: int, out: str, blocks) -> None:
+def _worker(rank: int, world: int, port: int, out: str, blocks, over: dict | None = None) -> None:
     import torch.distributed as dist
 
     from prednet2.layer_parallel import LayerParallelWorker
@@ -96,7 +96,7 @@ def _worker(rank: int, world: int, port: int, out: str, blocks) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
-    model, cfg = _model()
+    model, cfg = _model(over)
     tc = cfg.train
     w = LayerParallelWorker(
         model, lr=tc.lr, weight_decay=tc.weight_decay, warmup_steps=tc.warmup_steps, grad_clip=tc.grad_clip,
@@ -117,7 +117,7 @@ def _worker(rank: int, world: int, port: int, out: str, blocks) -> None:
     dist.destroy_process_group()
 
 
-def _sequential():
+def _sequential(over: dict | None = None):
     """The sequential local mode on one thread, as the workers run: the same kernels, so only the op order could
     differ. (With residual heads, which start at zero, AdamW turns thread-count rounding in the first tiny gradients
     into lr-sized parameter differences: 4e-4 here with 2 threads.)"""
@@ -126,7 +126,7 @@ def _sequential():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        model, cfg = _model()
+        model, cfg = _model(over)
         model.train()
         opt, sched = build_optimizer(model, cfg)
         clips, masks = _data()
@@ -143,15 +143,19 @@ def _sequential():
 
 
 @pytest.mark.parametrize(
-    "blocks",
-    [[[0], [1, 2]], pytest.param([[0, 1], [2]], marks=pytest.mark.slow)],  # the second split: same path, ~30 s more
-    ids=["0|12", "01|2"],
+    "blocks, over",
+    [
+        ([[0], [1, 2]], None),
+        pytest.param([[0, 1], [2]], None, marks=pytest.mark.slow),  # the second split: same path, ~30 s more
+        ([[0], [1, 2]], {"motion_loss": False}),  # unit 0's loss on its appearance channels, on both paths
+    ],
+    ids=["0|12", "01|2", "0|12-motion_loss_off"],
 )
-def test_two_processes_match_sequential_local(tmp_path, blocks):
+def test_two_processes_match_sequential_local(tmp_path, blocks, over):
     out = str(tmp_path / "lp.pt")
-    mp.start_processes(_worker, args=(2, _free_port(), out, blocks), nprocs=2, join=True, start_method="spawn")
+    mp.start_processes(_worker, args=(2, _free_port(), out, blocks, over), nprocs=2, join=True, start_method="spawn")
     got = torch.load(out, weights_only=True)
-    ref_losses, ref_model = _sequential()
+    ref_losses, ref_model = _sequential(over)
     for i in range(N_BATCHES):
         for l, ref in enumerate(ref_losses[i]):
             # Stated tolerance: 1e-5 relative (the same ops on the same values; only float rounding may differ).
@@ -161,7 +165,7 @@ def test_two_processes_match_sequential_local(tmp_path, blocks):
         # near-zero gradient can show as ~1e-6 in a near-zero parameter (seen once in CI: 1.04e-6).
         torch.testing.assert_close(got["model"][k], v, rtol=1e-5, atol=1e-5, msg=lambda m, k=k: f"{k}: {m}")
     # The weights moved (a test that trains nothing would pass the comparison trivially).
-    init, _ = _model()
+    init, _ = _model(over)
     assert any(not torch.allclose(init.state_dict()[k], v) for k, v in ref_model.items())
 
 
