@@ -107,6 +107,9 @@ class ModelConfig:
     # its mask, no heading), the heads above read a (round 131: with flow_weight=1 the better of [1,0,1] and [0,1,1]
     # on each measure, not their sum, and both costs)
     flow_head_input: str = _one_of("state", "repr", "mixed")
+    # true: the flow heads learn from detached states and representations, so the flow target trains the heads alone
+    # and the stack learns as without it; the heads' prediction is then read by the readout part ``f`` (round 148)
+    flow_detach: bool = False
     bind_temperature: float = _r(0.1, gt=0)
     use_ext_op: bool = True  # use the fused error-unit op when built (falls back to the torch reference)
     # "stack" (PredictiveStack) | "prednet" (faithful PredNet baseline, end-to-end only)

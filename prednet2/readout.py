@@ -12,6 +12,11 @@
 - ``am`` / ``rm``: a / r times the horizontal and the vertical coordinate (-1 to 1 across the map; 2C channels):
   mean-pooled, each channel's first spatial moments, where its mass lies. Read in time bins, their change is where
   each channel's mass went: heading as a few linear coordinates (round 127).
+- ``av`` / ``rv``: ``(x(t) - x(t-1))`` times x's spatial gradient (2C channels): motion energy, whose sign says which
+  way the pattern moved, so mean pooling keeps it (round 144).
+- ``f``: the flow heads' prediction of the motion frame t brings, as ``[relu(u), relu(-u), relu(v), relu(-v)]`` (4
+  channels; ``model.flow_weight``, best with ``model.flow_detach``): which way things will move, learned from the
+  video's optical flow. A unit without a flow head reads nothing for it (round 148).
 
 Each part is pooled over a ``grid x grid`` spatial grid (``model.readout_pool``: mean, max or both) and averaged
 over each of the ``readout_bins`` equal time segments; the parts and segments are concatenated. With
@@ -34,7 +39,7 @@ from torch import Tensor
 if TYPE_CHECKING:
     from .stack import PredictiveStack
 
-PARTS = ("a", "r", "e", "da", "dr", "rw", "aw", "am", "rm", "av", "rv")
+PARTS = ("a", "r", "e", "da", "dr", "rw", "aw", "am", "rm", "av", "rv", "f")
 
 
 def parse_parts(spec: str) -> list[str]:
@@ -46,6 +51,15 @@ def parse_parts(spec: str) -> list[str]:
     twice = sorted({p for p in parts if parts.count(p) > 1})
     if twice:  # a part twice would read the same channels twice: a wider feature, nothing new
         raise ValueError(f"model.readout: {spec!r} names {', '.join(twice)} twice; name each part once")
+    return parts
+
+
+def check_parts(spec: str, has_flow_heads: bool) -> list[str]:
+    """``parse_parts``, and a ValueError when the part ``f`` is asked of a model without flow heads."""
+    parts = parse_parts(spec)
+    if "f" in parts and not has_flow_heads:
+        raise ValueError(f"model.readout: {spec!r} reads the flow heads' prediction (f), but this model has none; "
+                         "train with model.flow_weight (and model.flow_detach=true) or drop f")  # fmt: skip
     return parts
 
 
@@ -86,7 +100,7 @@ def _read(
 ) -> dict[int, Tensor]:
     """One reading of the clip in the order given (checked by the caller): the ``model.readout`` parts pooled over
     space and time bins."""
-    parts = parse_parts(model.cfg.readout)
+    parts = check_parts(model.cfg.readout, any(u.flow_head is not None for u in model.units))
     L, T = model.num_layers, clip.shape[1]
     bins = max(1, min(model.cfg.readout_bins, T))
     bin_of = [min(t * bins // T, bins - 1) for t in range(T)]
@@ -103,7 +117,7 @@ def _read(
         out, state = model.step(clip[:, t], state, m, compute_losses=False, detach_between=detach_between)
         for l in range(L):
             step = (state.a[l], a_before[l], out.states[l], r_before[l], out.errors[l])
-            f = torch.cat([_part(p, *step) for p in parts], dim=1)
+            f = torch.cat([_flow_part(model.units[l], *step) if p == "f" else _part(p, *step) for p in parts], dim=1)
             f = _pool(f, grid, model.cfg.readout_pool)  # (B, C*grid*grid), twice that for "meanmax"
             b = bin_of[t]
             sums[l][b] = f if sums[l][b] is None else sums[l][b] + f
@@ -125,6 +139,15 @@ def _pool(f: Tensor, grid: int, how: str) -> Tensor:
     if how == "max":
         return F.adaptive_max_pool2d(f, grid).flatten(1)
     return torch.cat([F.adaptive_avg_pool2d(f, grid).flatten(1), F.adaptive_max_pool2d(f, grid).flatten(1)], dim=1)
+
+
+def _flow_part(unit, a: Tensor, a_before: Tensor | None, r: Tensor, r_before: Tensor | None, e: Tensor) -> Tensor:
+    """The part ``f``: the unit's flow head on its state (made before frame t) or representation, split by sign into
+    (B, 4, H, W); (B, 0, H, W) for a unit without a flow head."""
+    if unit.flow_head is None:
+        return a.new_zeros(a.shape[0], 0, *a.shape[2:])
+    flow = unit.predict_flow(r, a)
+    return torch.cat([flow.relu(), (-flow).relu()], dim=1)
 
 
 def _part(name: str, a: Tensor, a_before: Tensor | None, r: Tensor, r_before: Tensor | None, e: Tensor) -> Tensor:

@@ -194,7 +194,8 @@ class PredictiveStack(nn.Module):
                 terms[f"err/{l}"] = per_sample.mean() if valid else 0.0 * per_sample.sum()
                 terms.update(self._unit_terms(l, a, preds[l], state.a[l], r_new[l]))
                 if u.flow_head is not None and flow is not None:
-                    terms[f"flow/{l}"] = flow_loss(u.predict_flow(r_new[l], a), flow, cfg.stem << l, valid)
+                    r_in, a_in = (r_new[l].detach(), a.detach()) if cfg.flow_detach else (r_new[l], a)
+                    terms[f"flow/{l}"] = flow_loss(u.predict_flow(r_in, a_in), flow, cfg.stem << l, valid)
                 if u.motion_channels:
                     bind_pair = u.bind_projections(a)
             if l + 1 < L:

@@ -67,13 +67,14 @@ def validate_model_config(cfg: ModelConfig) -> None:
             ("flow_head_hidden", 0, "shapes the flow heads"),
             ("flow_head_share", 1.0, "says what the flow heads read"),
             ("flow_head_input", "state", "says what the flow heads read"),
+            ("flow_detach", False, "says what the flow heads train"),
         ):
             if getattr(cfg, key) != off:
                 raise ValueError(
                     f"model.{key} {does}, but this model has none (model.flow_weight and model.flow_weights are 0, "
                     f"or the motion stream is off); set a flow weight or drop model.{key}"
                 )
-    readout.parse_parts(cfg.readout)
+    readout.check_parts(cfg.readout, any(flow_weights_of(cfg)))
 
 
 # ---- inputs ---------------------------------------------------------------------------------------------------

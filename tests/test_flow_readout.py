@@ -1,0 +1,85 @@
+"""model.flow_detach (the flow target trains the heads alone) and the readout part ``f`` (the heads' prediction)."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from prednet2 import ModelConfig, build_model
+from prednet2.readout import check_parts, extract_features
+
+SMALL = dict(channels=(4, 6, 8), stem=2, motion_channels=2)
+
+
+def make(**over):
+    torch.manual_seed(0)
+    return build_model(dataclasses.replace(ModelConfig(), **{**SMALL, "flow_weight": 1.0, **over}))
+
+
+def inputs(b=2, t=4, h=16, w=16):
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(b, t, 3, h, w, generator=g)
+    mask = (torch.rand(b, t, 1, h, w, generator=g) > 0.5).float()
+    flow = torch.randn(b, t, 2, h, w, generator=g)
+    return x, mask, flow
+
+
+def grads(module):
+    return [p.grad for p in module.parameters() if p.requires_grad]
+
+
+def test_detached_heads_learn_and_the_stack_learns_as_without_the_flow_target():
+    x, mask, flow = inputs()
+    attached, detached = make(), make(flow_detach=True)
+    detached.load_state_dict(attached.state_dict())  # the same weights: only what the flow term trains differs
+    plain = make(flow_weight=0.0)
+    plain.load_state_dict({k: v for k, v in attached.state_dict().items() if "flow_head" not in k})
+    out_d, out_a, out_p = detached(x, mask, flow=flow), attached(x, mask, flow=flow), plain(x, mask)
+    for l in range(3):  # the term is the same number either way; detaching changes where its gradient goes
+        torch.testing.assert_close(out_d.stats[f"flow/{l}"], out_a.stats[f"flow/{l}"])
+    sum(out_d.losses).backward()
+    sum(out_a.losses).backward()
+    sum(out_p.losses).backward()
+    for ud, ua, up in zip(detached.units, attached.units, plain.units):
+        assert ud.flow_head.weight.grad.abs().sum() > 0
+        body_d = [p.grad for n, p in ud.named_parameters() if "flow_head" not in n]
+        body_a = [p.grad for n, p in ua.named_parameters() if "flow_head" not in n]
+        body_p = [p.grad for n, p in up.named_parameters()]
+        for gd, gp in zip(body_d, body_p):  # detached: the body's gradient is the plain stack's, exactly
+            assert (gd is None) == (gp is None)
+            if gd is not None:
+                torch.testing.assert_close(gd, gp)
+        assert any(  # attached: the flow term reaches the body
+            gd is not None and not torch.allclose(gd, ga) for gd, ga in zip(body_d, body_a)
+        )
+
+
+def test_part_f_is_the_heads_prediction_split_by_sign_and_empty_for_units_without_a_head():
+    m = make(flow_weights=(1.0, 0.0, 1.0), flow_detach=True, readout="a,f", readout_bins=1)
+    x, mask, _ = inputs(t=3)
+    feats = extract_features(m, x, mask)
+    m.cfg = dataclasses.replace(m.cfg, readout="a")
+    only_a = extract_features(m, x, mask)
+    c = [only_a[l].shape[1] for l in range(3)]
+    for l, extra in zip(range(3), (4, 0, 4)):
+        assert feats[l].shape == (2, c[l] + extra)
+        torch.testing.assert_close(feats[l][:, : c[l]], only_a[l])
+    m.eval()
+    state, want = None, torch.zeros(2, 4)
+    with torch.no_grad():
+        for t in range(3):
+            out, state = m.step(x[:, t], state, mask[:, t], compute_losses=False)
+            f = m.units[0].predict_flow(out.states[0], state.a[0])
+            want += torch.cat([f.relu(), (-f).relu()], dim=1).mean(dim=(2, 3)) / 3
+    torch.testing.assert_close(feats[0][:, c[0] :], want)
+    assert (feats[0][:, c[0] :] >= 0).all()
+
+
+def test_part_f_and_flow_detach_are_refused_without_flow_heads():
+    with pytest.raises(ValueError, match=r"model.readout: 'a,f' reads the flow heads' prediction \(f\), but this"):
+        make(flow_weight=0.0, readout="a,f")
+    with pytest.raises(ValueError, match="model.flow_detach says what the flow heads train, but this model has none"):
+        make(flow_weight=0.0, flow_detach=True)
+    assert check_parts("a,r,f", True) == ["a", "r", "f"]
+    with pytest.raises(ValueError, match="names f twice"):
+        check_parts("f,a,f", True)
