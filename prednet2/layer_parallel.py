@@ -156,7 +156,11 @@ class LayerParallelWorker:
         if cfg.motion_error_weight > 0:  # the masks live on unit 0's process only
             raise ValueError("layer-parallel: model.motion_error_weight is not supported; train without it")
         # The flow target (model.flow_weight) is not computed here: the batches carry no flow, so the units train
-        # without that term (the stack leaves it out when no flow is given).
+        # without that term (the stack leaves it out when no flow is given). Heads kept only to be read (readout part
+        # f, model.flow_detach) would stay at their random init: refused.
+        if cfg.flow_detach or "f" in [p.strip() for p in cfg.readout.split(",")]:
+            raise ValueError("layer-parallel: model.flow_detach and the readout part f need trained flow heads, and "
+                             "this mode has no flow target; train with the sequential trainer (train.py)")  # fmt: skip
         if cfg.blind_prob > 0:  # hiding a frame is decided per clip across every unit's process
             raise ValueError("layer-parallel: model.blind_prob is not supported; train without it")
         self.feedback = bool(cfg.feedback)

@@ -169,8 +169,16 @@ def test_two_processes_match_sequential_local(tmp_path, blocks, over):
     assert any(not torch.allclose(init.state_dict()[k], v) for k, v in ref_model.items())
 
 
-@pytest.mark.parametrize("key", ["motion_error_weight", "blind_prob"])
-def test_options_it_cannot_split_across_processes_are_refused(key):
+@pytest.mark.parametrize(
+    "key, value, match",
+    [
+        ("motion_error_weight", 0.5, "layer-parallel: model.motion_error_weight is not supported"),
+        ("blind_prob", 0.5, "layer-parallel: model.blind_prob is not supported"),
+        ("flow_detach", True, "layer-parallel: model.flow_detach and the readout part f need trained flow heads"),
+        ("readout", "a,r,f", "layer-parallel: model.flow_detach and the readout part f need trained flow heads"),
+    ],
+)
+def test_options_it_cannot_split_across_processes_are_refused(key, value, match):
     import dataclasses
 
     import torch.distributed as dist
@@ -178,10 +186,10 @@ def test_options_it_cannot_split_across_processes_are_refused(key):
     from prednet2.layer_parallel import LayerParallelWorker
 
     model, _ = _model()
-    model.cfg = dataclasses.replace(model.cfg, **{key: 0.5})
+    model.cfg = dataclasses.replace(model.cfg, **{key: value})
     dist.init_process_group("gloo", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{_free_port()}")
     try:
-        with pytest.raises(ValueError, match=f"layer-parallel: model.{key} is not supported"):
+        with pytest.raises(ValueError, match=match):
             LayerParallelWorker(model, lr=1e-3, batch_size=B, clip_len=T, size=(H, W))
     finally:
         dist.destroy_process_group()
