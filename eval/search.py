@@ -82,12 +82,24 @@ def embed_file(path: str, meta: dict) -> np.ndarray:
             argv += ["--random-init", "--seed", str(meta.get("init_seed") or 0)]
         elif meta.get("variant") == "pixels":
             argv += ["--baseline", "pixels"]
-        args = build_parser().parse_args(argv)
+        args = _parse_quietly(build_parser(), argv)
         src = FeatureSource(args, labelled=False)
         _check_decodes(path, tmp, src.dcfg)
         feats, labels = src.clip_features("all", args.seed)
         pooled, _, _ = pool_by_video({"0": concat_layers(src.select(feats))}, labels, video_ids(src.dataset("all")))
     return pooled["0"][0]
+
+
+def _parse_quietly(parser, argv: list[str]):
+    """Parse eval.embed's options for the query without making eval.embed the tool that later errors name (a
+    parser that parses records its prog for ``fail``'s prefix; this process is still eval.search)."""
+    from prednet2 import cli
+
+    running = cli._last_prog
+    try:
+        return parser.parse_args(argv)
+    finally:
+        cli._last_prog = running
 
 
 def _check_video(path: str) -> None:

@@ -103,6 +103,7 @@ def test_query_too_short_for_a_clip_names_the_query(pixel_emb, tmp_path, capsys)
     errors = [line for line in err.splitlines() if "error" in line or "skipping" in line]
     assert e.value.code == 2 and "Traceback" not in err and len(errors) == 1, err
     assert f"--query {short}: too short: 3 frames, a clip needs 6" in errors[0]
+    assert errors[0].startswith("python -m eval.search: error:"), errors[0]  # not eval.embed's, parsed inside
 
 
 @pytest.mark.parametrize("kind", ["npy", "text", "truncated"])
