@@ -8,6 +8,9 @@ The command lives in ``prednet2/train_cli.py`` (so the installed ``prednet2`` co
 import sys
 
 try:
+    from prednet2.envcheck import require_installed
+
+    require_installed()  # a python outside .venv: one line saying which to use, not a ModuleNotFoundError
     from prednet2.interrupt import run_cli
     from prednet2.train_cli import main
 except KeyboardInterrupt:  # Ctrl-C while torch loads: nothing has started, so no traceback

@@ -12,6 +12,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+if sys.argv[:1] == ["-m"]:
+    from prednet2.envcheck import require_installed
+
+    require_installed()
 try:  # `python -m datasets.inspect` loads torch and av here: a Ctrl-C then is one line, not a traceback
     if sys.argv[:1] == ["-m"]:
         import av  # noqa: F401

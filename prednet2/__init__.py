@@ -9,6 +9,9 @@ import sys
 from typing import TYPE_CHECKING
 
 if sys.argv[:1] == ["-m"]:  # `python -m prednet2.stream`: load torch here, where a Ctrl-C can end quietly
+    from .envcheck import require_installed
+
+    require_installed()
     try:
         import torch  # noqa: F401
     except KeyboardInterrupt:
