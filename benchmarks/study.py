@@ -285,6 +285,10 @@ class Runner:
             raise KeyboardInterrupt
         if not summary.is_file():
             log = self.out / "logs" / f"train_{name}.log"
+            if budget_s and rc == -signal.SIGTERM:  # stopped before train.py could catch it: nothing saved, nothing to
+                shutil.rmtree(run, ignore_errors=True)  # resume, and a left folder would block the rerun
+                raise StudyError(f"--budget-s {budget_s:g}: training {name} was stopped before train.py had started "
+                                 "(starting takes a few CPU seconds); give a larger budget, or --steps")  # fmt: skip
             raise StudyFailure(f"training {name} failed (exit {rc}): {last_line(log)} (log: {log})")
         s = json.loads(summary.read_text())
         self.say(f"{name}: {s['steps']} steps in {time.time() - t0:.0f} s ({s['frames_per_s']:.0f} frames/s)")

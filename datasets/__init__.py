@@ -7,22 +7,35 @@ dict items out (``"video"`` uint8 (T, C, H, W), ``"label"`` int64, ``"index"``; 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-import torch
-from torch.utils.data import Dataset
+if sys.argv[:1] == ["-m"]:
+    from prednet2.envcheck import require_installed
 
-from .anomaly import AnomalyDataset, make_anomaly_set, render_anomaly_clip
-from .errors import DataError
-from .heldout import TASKS as HELDOUT_TASKS
-from .heldout import HeldoutDataset
-from .moving_mnist import MovingMNIST, load_mnist
-from .shapes import SHAPES, ShapesDataset, render_shapes_clip
-from .synthetic import InterleavedDataset, SyntheticVideoDataset
-from .textures import TexturesDataset, render_textures_clip
-from .trajectories import KINDS, TrajectoriesDataset
+    require_installed()
+try:  # `python -m datasets.inspect` loads torch and av here: a Ctrl-C then is one line, not a traceback
+    if sys.argv[:1] == ["-m"]:
+        import av  # noqa: F401
+    import torch
+    from torch.utils.data import Dataset
+
+    from .anomaly import AnomalyDataset, make_anomaly_set, render_anomaly_clip
+    from .errors import DataError
+    from .heldout import TASKS as HELDOUT_TASKS
+    from .heldout import HeldoutDataset
+    from .moving_mnist import MovingMNIST, load_mnist
+    from .shapes import SHAPES, ShapesDataset, render_shapes_clip
+    from .synthetic import InterleavedDataset, SyntheticVideoDataset
+    from .textures import TexturesDataset, render_textures_clip
+    from .trajectories import KINDS, TrajectoriesDataset
+except KeyboardInterrupt:
+    if sys.argv[:1] != ["-m"]:  # a library import: the caller's guard decides
+        raise
+    print("interrupted (Ctrl-C) while loading", file=sys.stderr)
+    raise SystemExit(130) from None
 
 if TYPE_CHECKING:
     from prednet2.config import DataConfig, MotionConfig

@@ -92,7 +92,7 @@ class FarnebackFlow(_PairFlow):
 RAFT_HELP = (
     "motion.backend=raft needs torchvision RAFT weights, and this machine cannot download them. On a machine with "
     'network access run `python -c "import torch, torchvision; torch.save(torchvision.models.optical_flow.'
-    'Raft_Small_Weights.DEFAULT.get_state_dict(), "raft_small.pth")"` (or Raft_Large_Weights / raft_large), copy '
+    "Raft_Small_Weights.DEFAULT.get_state_dict(), 'raft_small.pth')\"` (or Raft_Large_Weights / raft_large), copy "
     "the file here and pass --set motion.raft_weights=/path/to/raft_small.pth; or use motion.backend=dis"
 )
 
@@ -109,6 +109,13 @@ class RAFTFlow:
         path = Path(weights).expanduser()
         if not path.is_file():
             raise FlowError(f"motion.raft_weights: file not found: {path}. {RAFT_HELP}")
+        with open(path, "rb") as f:
+            head = f.read(2)
+        if head != b"PK" and head[:1] != b"\x80":  # torch's message would advise weights_only=False: not the fix
+            raise FlowError(
+                f"motion.raft_weights: {path} is not a torch file (torch.save writes a zip archive; this file starts "
+                f"{head!r}); give the .pth the command in the docs saves (docs/motion.md)"
+            )
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear message

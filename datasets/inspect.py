@@ -16,15 +16,17 @@ from collections import Counter
 from pathlib import Path
 
 from prednet2.cli import OneLineParser, prog_name
-from prednet2.config import DataConfig
 from prednet2.interrupt import run_cli
-
-from .errors import DataError
-from .folder import VideoFolder
-from .labelled import LabelledVideoFolder, is_labels_file
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Imported here, inside run_cli's guard: a Ctrl-C while yaml, av or numpy load is one line, not a traceback.
+    from prednet2.config import DataConfig
+
+    from .errors import DataError
+    from .folder import VideoFolder
+    from .labelled import LabelledVideoFolder, is_labels_file
+
     d = DataConfig()
     p = OneLineParser(prog=prog_name("python -m datasets.inspect"), description=__doc__.split("\n\n")[0])
     p.add_argument(

@@ -3,6 +3,9 @@
 import sys
 
 if sys.argv[:1] == ["-m"]:  # `python -m eval.TOOL`: load the heavy libraries here, where a Ctrl-C can end quietly
+    from prednet2.envcheck import require_installed
+
+    require_installed()
     try:
         import sklearn.linear_model  # noqa: F401
         import torch  # noqa: F401

@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prednet2.cli import OneLineParser, json_files, out_file, prog_name
+from prednet2.cli import OneLineParser, error_prefix, json_files, out_file, prog_name
 from prednet2.interrupt import run_cli
 
 from . import report_fewlabels as fl
@@ -350,10 +350,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         c = collect(args.inputs)
         if not c.sources:
-            raise ReportError(f"no result JSON found in {', '.join(args.inputs)}")
+            raise ReportError(
+                f"no result JSON found in {', '.join(args.inputs)}: eval.report reads RUN folders and the --out "
+                "files of the eval tools (probe, knn, next-step, surprise, cluster); a benchmarks/ --json file is "
+                "read by benchmarks/study_table.py"
+            )
         md = render(c, args.title)
     except ReportError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"{error_prefix()}{e}", file=sys.stderr)
         return 2
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -59,7 +59,7 @@ def find_query(paths: np.ndarray, query: str) -> int | None:
     return hits[0] if hits else None
 
 
-def embed_file(path: str, meta: dict) -> np.ndarray:
+def embed_file(path: str, meta: dict, emb_name: str = "the embeddings file", dim: int | None = None) -> np.ndarray:
     """Embed one video file as ``eval.embed`` embedded the file's rows (checkpoint, variant, layers, clips): (F,).
 
     The file is linked into a temporary folder so the ordinary folder pipeline (decode cache, motion masks,
@@ -71,6 +71,10 @@ def embed_file(path: str, meta: dict) -> np.ndarray:
     from .featureset import FeatureSource
     from .video_level import pool_by_video, video_ids
 
+    ckpt, trained = meta["checkpoint"], meta.get("variant") == "trained"
+    stale = f"re-run eval.embed to embed the folder and the query alike, or give a video of {emb_name}"
+    if not Path(ckpt).is_file():
+        fail(f"--query {path}: a new video is embedded with {emb_name}'s checkpoint, {ckpt}, which is gone; {stale}")
     with tempfile.TemporaryDirectory() as tmp:
         link = Path(tmp) / Path(path).name
         link.symlink_to(Path(path).resolve())
@@ -82,12 +86,30 @@ def embed_file(path: str, meta: dict) -> np.ndarray:
             argv += ["--random-init", "--seed", str(meta.get("init_seed") or 0)]
         elif meta.get("variant") == "pixels":
             argv += ["--baseline", "pixels"]
-        args = build_parser().parse_args(argv)
+        args = _parse_quietly(build_parser(), argv)
         src = FeatureSource(args, labelled=False)
+        if trained and meta.get("checkpoint_step") not in (None, src.loaded.step):  # resumed or retrained since
+            fail(f"--query {path}: {ckpt} is at step {src.loaded.step} now, but {emb_name} was embedded from step "
+                 f"{meta['checkpoint_step']}: the query would be read by other weights; {stale}")  # fmt: skip
         _check_decodes(path, tmp, src.dcfg)
         feats, labels = src.clip_features("all", args.seed)
         pooled, _, _ = pool_by_video({"0": concat_layers(src.select(feats))}, labels, video_ids(src.dataset("all")))
+    if dim is not None and pooled["0"].shape[1] != dim:  # another architecture or readout in the same place
+        fail(f"--query {path}: {ckpt} now gives {pooled['0'].shape[1]} features a video, {emb_name} holds {dim}: "
+             f"the checkpoint changed since the folder was embedded; {stale}")  # fmt: skip
     return pooled["0"][0]
+
+
+def _parse_quietly(parser, argv: list[str]):
+    """Parse eval.embed's options for the query without making eval.embed the tool that later errors name (a
+    parser that parses records its prog for ``fail``'s prefix; this process is still eval.search)."""
+    from prednet2 import cli
+
+    running = cli._last_prog
+    try:
+        return parser.parse_args(argv)
+    finally:
+        cli._last_prog = running
 
 
 def _check_video(path: str) -> None:
@@ -155,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         q, name = bank[qi], _caption(e, qi)
     elif Path(args.query).is_file():
         _check_video(args.query)
-        q = standardise_rows(embed_file(args.query, e.meta)[None], ref=e.embedding)[0]
+        emb = embed_file(args.query, e.meta, Path(args.embeddings).name, e.embedding.shape[1])
+        q = standardise_rows(emb[None], ref=e.embedding)[0]
         name = f"{short_name(args.query)} (not in {Path(args.embeddings).name}; embedded now)"
     elif Path(args.query).is_dir():
         fail(f"--query {args.query}: a folder; give one video file, or the path of one of {args.embeddings}'s rows")

@@ -299,7 +299,9 @@ class Config:
         if path is not None:
             p = Path(path)
             if p.is_dir():
-                raise ConfigError(f"config {p} is a folder; give a YAML file (a run's own is {p / 'config.yaml'})")
+                ys = [p / "config.yaml"] if (p / "config.yaml").is_file() else sorted(p.glob("*.y*ml"))  # configs/
+                hint = f", e.g. {' or '.join(map(str, ys[:3]))}" if ys else " (a run folder's own is RUN/config.yaml)"
+                raise ConfigError(f"config {p} is a folder; give a YAML file{hint}")
             if not p.is_file():
                 raise ConfigError(f"config file not found: {p}")
             try:

@@ -123,6 +123,12 @@ def test_missing_yaml_file(tmp_path):
 def test_a_folder_or_binary_file_as_the_yaml_names_it(tmp_path):
     with pytest.raises(ConfigError, match=f"config {tmp_path} is a folder; give a YAML file"):
         Config.from_yaml(tmp_path)
+    (tmp_path / "tiny.yaml").write_text("model: {preset: tiny}\n")  # a folder of configs (configs/) names them
+    with pytest.raises(ConfigError, match=f"is a folder; give a YAML file, e.g. {tmp_path / 'tiny.yaml'}$"):
+        Config.from_yaml(tmp_path)
+    (tmp_path / "config.yaml").write_text("model: {preset: tiny}\n")  # a run folder names its own config
+    with pytest.raises(ConfigError, match=f"is a folder; give a YAML file, e.g. {tmp_path / 'config.yaml'}$"):
+        Config.from_yaml(tmp_path)
     (tmp_path / "last.pt").write_bytes(b"PK\x03\x04\x80\xff\x00binary")  # a checkpoint given as --config
     with pytest.raises(ConfigError, match="last.pt: a binary file, not a YAML config"):  # was UnicodeDecodeError
         Config.from_yaml(tmp_path / "last.pt")

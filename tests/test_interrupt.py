@@ -99,3 +99,28 @@ def test_main_guard_says_a_rerun_resumes_only_where_it_does(capsys):
     assert main_guard(interrupted, resumes=False) == 130
     err = capsys.readouterr().err.strip()
     assert err.endswith("interrupted (Ctrl-C)") and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "argv, prog",
+    [
+        (["train.py", "--data", "synthetic:shapes", "--out", "OUT"], "train.py: "),
+        (["-m", "datasets.inspect", "synthetic:shapes"], ""),
+        (["-m", "prednet2.stream", "x.mp4", "--checkpoint", "x.pt"], ""),
+        (["-m", "eval.linear_probe", "--checkpoint", "x.pt", "--data", "synthetic:shapes:direction"], ""),
+    ],
+)
+def test_ctrl_c_while_torch_loads_is_one_line(tmp_path, argv, prog):
+    """A Ctrl-C in the first seconds, while torch loads (here: a torch whose import is interrupted), is one line and
+    130 for the documented commands, not a traceback (train.py loads torch while checking --data, outside any guard;
+    `-m datasets.inspect` and `-m prednet2.stream` at import)."""
+    import subprocess
+
+    fake = tmp_path / "fake"
+    (fake / "torch").mkdir(parents=True)
+    (fake / "torch" / "__init__.py").write_text("raise KeyboardInterrupt\n")
+    env = {**os.environ, "PYTHONPATH": str(fake)}
+    argv = [a.replace("OUT", str(tmp_path / "run")) for a in argv]
+    p = subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 130 and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr.strip().splitlines() == [f"{prog}interrupted (Ctrl-C)" + ("" if prog else " while loading")]

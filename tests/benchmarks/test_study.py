@@ -334,3 +334,18 @@ def test_ctrl_c_stops_the_child_and_waits_for_it(tmp_path):
     finally:
         signal.signal(signal.SIGINT, old)
     assert time.time() - t0 < 50 and (tmp_path / "saved").read_text() == "ok"
+
+
+def test_a_budget_too_small_to_start_train_is_a_clear_error(tmp_path, monkeypatch):
+    """SIGTERM before train.py installs its handler leaves no summary (exit -15): that is the budget's fault, said so;
+    the folder holding only the request is removed, so a rerun with a larger budget is not refused as unfinished."""
+
+    def fake_run(self, args, log, budget_s=None):
+        (self.out / "logs" / f"{log}.log").write_text("")
+        return -signal.SIGTERM
+
+    monkeypatch.setattr(Runner, "run", fake_run)
+    r = Runner(tmp_path, verbose=False)
+    with pytest.raises(StudyError, match=r"--budget-s 2: training v_s0 was stopped before train.py had started"):
+        r.train("v_s0", [], data="synthetic:shapes", steps=None, budget_s=2.0, seed=0)
+    assert not (tmp_path / "v_s0").exists()

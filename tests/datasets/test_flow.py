@@ -68,8 +68,22 @@ def test_raft_without_weights_says_how(tmp_path):
         make_flow("raft", raft_weights=str(tmp_path / "nope.pth"))
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(FlowError, match="cannot read"):
+    with pytest.raises(FlowError, match="bad.pth is not a torch file") as e:
         make_flow("raft", raft_weights=str(bad))
+    assert "weights_only" not in str(e.value)  # torch's advice to load unsafely is not the fix here
+
+
+def test_raft_help_command_runs_as_pasted():
+    """The command the RAFT error prints is pasted into a shell: its quotes must give valid Python to `python -c`."""
+    import shlex
+
+    from prednet2.datasets.flow import RAFT_HELP
+
+    cmd = RAFT_HELP.split("`")[1]
+    argv = shlex.split(cmd)
+    assert argv[:2] == ["python", "-c"] and len(argv) == 3
+    compile(argv[2], "<python -c>", "exec")  # nested double quotes used to end the shell string early
+    assert "'raft_small.pth'" in argv[2]
 
 
 def test_raft_with_local_weights_runs(tmp_path):

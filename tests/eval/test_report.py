@@ -55,6 +55,11 @@ def test_cli_writes_markdown_and_png(tmp_path):
 def test_cli_bad_inputs_exit_2(tmp_path, capsys):
     assert main([str(tmp_path / "missing")]) == 2
     assert "missing" in capsys.readouterr().err
+    other = tmp_path / "peers.json"  # a benchmarks/ --json file: not one of the eval tools' results
+    other.write_text('{"budget_s": 300, "rows": []}')
+    assert main([str(other)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m eval.report: error: no result JSON found") and "study_table.py" in err, err
     run = make_run(tmp_path)
     write(run / "probe_again.json", probe(run, "trained", 0.5))  # two trained probes for one (run, task)
     assert main([str(run)]) == 2

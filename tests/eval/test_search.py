@@ -103,6 +103,7 @@ def test_query_too_short_for_a_clip_names_the_query(pixel_emb, tmp_path, capsys)
     errors = [line for line in err.splitlines() if "error" in line or "skipping" in line]
     assert e.value.code == 2 and "Traceback" not in err and len(errors) == 1, err
     assert f"--query {short}: too short: 3 frames, a clip needs 6" in errors[0]
+    assert errors[0].startswith("python -m eval.search: error:"), errors[0]  # not eval.embed's, parsed inside
 
 
 @pytest.mark.parametrize("kind", ["npy", "text", "truncated"])
@@ -118,3 +119,39 @@ def test_an_embeddings_file_that_is_not_one_names_it(pixel_emb, tmp_path, capsys
         main([str(bad), "--query", "green/green0.mkv"])
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1 and f"{bad}: " in err[0] and "emb.npz" in err[0], err
+
+
+def test_a_new_query_needs_the_weights_the_file_was_embedded_with(tiny_run, labelled_videos, tmp_path, capsys):
+    """A video outside the file is embedded with the file's checkpoint: resumed since (another step), replaced by
+    another architecture, or gone, it would be read by other weights (or fail to broadcast): one line, exit 2."""
+    import shutil
+
+    import torch
+
+    from prednet2 import build_model
+    from prednet2.checkpoint import save_checkpoint
+    from prednet2.config import Config
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    ckpt, emb = run / "checkpoints" / "last.pt", tmp_path / "emb.npz"
+    assert embed_main(["--checkpoint", str(ckpt), "--data", str(labelled_videos), "--out", str(emb)]) == 0
+    query = tmp_path / "new.mkv"
+    shutil.copy(labelled_videos / "red" / "red1.mkv", query)
+    cfg = Config.from_dict({"model": {"channels": [4, 8]}, "data": {"size": [32, 32], "clip_len": 6},
+                            "motion": {"enabled": False}})  # fmt: skip
+    other = Config.from_dict({**cfg.to_dict(), "model": {"channels": [6, 8]}})
+    torch.manual_seed(0)
+    for c, step, said in [(cfg, 9, "is at step 9 now, but emb.npz was embedded from step 3"),
+                          (other, 3, "now gives 126 features a video, emb.npz holds 108"),
+                          (None, 3, "which is gone")]:  # fmt: skip
+        if c is None:
+            ckpt.unlink()
+        else:
+            save_checkpoint(ckpt, model=build_model(c.model), optimizer=None, config=c, step=step)
+        with pytest.raises(SystemExit) as e:
+            main([str(emb), "--query", str(query)])
+        err = capsys.readouterr().err
+        line = err.strip().replace("\r", "\n").split("\n")[-1]  # after the progress bars
+        assert e.value.code == 2 and "Traceback" not in err and said in line, err
+        assert line.startswith("python -m eval.search: error: --query") and "re-run eval.embed" in line
