@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "search": ("prednet2.eval.search", "nearest videos to a query video in an embeddings file"),
     "cluster": ("prednet2.eval.cluster", "k-means on embeddings; NMI/ARI against labels when present"),
     "next-step": ("prednet2.eval.next_step", "next-step prediction error against copy-last and the mean"),
+    "flow-probe": ("prednet2.eval.flow_probe", "how much of the coming optical flow each unit's state holds"),
     "surprise": ("prednet2.eval.surprise", "per-frame surprise and its AUROC on the anomaly set"),
     "stream": ("prednet2.stream", "run a checkpoint on a video, folder or camera, optionally learning online"),
     "report": ("prednet2.eval.report", "Markdown tables and a chart from runs and result JSON files"),
