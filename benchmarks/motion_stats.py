@@ -53,7 +53,8 @@ def source_stats(spec: str, cfg, *, clips: int, threshold: float, flow_fn) -> di
 
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(prog="benchmarks/motion_stats.py", description=__doc__.splitlines()[0])
-    p.add_argument("data", nargs="*", default=["synthetic:shapes"], help="synthetic specs or video folders")
+    p.add_argument("data", nargs="*", default=["synthetic:shapes"], metavar="SOURCE",
+                   help="synthetic specs or video folders (default synthetic:shapes)")  # fmt: skip
     p.add_argument("--clips", type=int, default=60, help="clips per source, spread over the set (default 60)")
     p.add_argument("--size", type=int, default=64, help="frame side in pixels (default 64)")
     p.add_argument("--clip-len", type=int, default=10, help="frames per clip (default 10)")
@@ -76,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.data:
         try:
             rows.append(source_stats(spec, cfg, clips=args.clips, threshold=args.threshold, flow_fn=flow_fn))
-        except DataError as e:
-            print(f"motion_stats.py: error: {e if spec in str(e) else f'{spec}: {e}'}", file=sys.stderr)
+        except DataError as e:  # the readers' messages name train.py's --data; here a source is a positional SOURCE
+            msg = str(e).replace("--data", "SOURCE")
+            print(f"motion_stats.py: error: {msg if spec in msg else f'{spec}: {msg}'}", file=sys.stderr)
             return 2
     head = "".join(f"{'p' + str(k):>7s}" for k in QUANTILES)
     print(f"px/frame at {args.size} px over {args.clip_len}-frame clips; moving: > {args.threshold} px/frame")
