@@ -17,13 +17,15 @@ from __future__ import annotations
 import json
 import sys
 
-import numpy as np
-from prednet2.datasets import DataError, build_dataset
-from prednet2.datasets.flow import compute_flow, make_flow
+from prednet2.interrupt import quiet_loading, run_cli
 
-from prednet2.cli import OneLineParser
-from prednet2.config import Config, ConfigError
-from prednet2.interrupt import run_cli
+with quiet_loading(__name__):  # a Ctrl-C while these load: one line and exit 130, no traceback
+    import numpy as np
+    from prednet2.datasets import DataError, build_dataset
+    from prednet2.datasets.flow import compute_flow, make_flow
+
+    from prednet2.cli import OneLineParser
+    from prednet2.config import Config, ConfigError
 
 QUANTILES = (25, 50, 75, 90)
 
