@@ -24,18 +24,19 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from prednet2.eval.common import progress, set_threads, write_json  # noqa: E402
-from study import TASKS, StudyError, main_guard  # noqa: E402
-from tables import markdown_table  # noqa: E402
+from prednet2.interrupt import quiet_loading, run_cli
 
-from prednet2.cli import OneLineParser, int_at_least, out_file  # noqa: E402
-from prednet2.interrupt import run_cli  # noqa: E402
+with quiet_loading(__name__):  # a Ctrl-C while these load: one line and exit 130, no traceback
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from prednet2.eval.common import progress, set_threads, write_json
+    from study import TASKS, StudyError, main_guard
+    from tables import markdown_table
+    from torch import nn
+
+    from prednet2.cli import OneLineParser, int_at_least, out_file
 
 HEAD_LR = 10.0  # the head's rate as a multiple of --lr: a linear layer on standardised features takes larger steps
 RECALIBRATE = 256  # train clips whose features set the BatchNorm statistics before each evaluation

@@ -19,17 +19,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a clone without installing
+from prednet2.interrupt import quiet_loading, run_cli  # noqa: E402
 
-from prednet2.datasets.decode import INTERPOLATION, resize_plan, scan_videos  # noqa: E402
-from prednet2.datasets.folder import VideoFolder  # noqa: E402
-from prednet2.eval.common import write_json  # noqa: E402
+with quiet_loading(__name__):  # a Ctrl-C while these load: one line and exit 130, no traceback
+    import torch
+    from prednet2.datasets.decode import INTERPOLATION, resize_plan, scan_videos
+    from prednet2.datasets.folder import VideoFolder
+    from prednet2.eval.common import write_json
 
-from prednet2.cli import OneLineParser, int_at_least, out_file  # noqa: E402
-from prednet2.interrupt import run_cli  # noqa: E402
+    from prednet2.cli import OneLineParser, int_at_least, out_file
 
 
 def _read_all(ds: VideoFolder) -> int:

@@ -21,11 +21,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
+from prednet2.interrupt import quiet_loading, run_cli
 
-from prednet2.cli import OneLineParser, out_file
-from prednet2.interrupt import run_cli
-from prednet2.ops import error_unit, extension_available, reference_error_unit
+with quiet_loading(__name__):  # a Ctrl-C while these load: one line and exit 130, no traceback
+    import torch
+
+    from prednet2.cli import OneLineParser, out_file
+    from prednet2.ops import error_unit, extension_available, reference_error_unit
 
 DEFAULT_CHANNELS = (48, 96, 192)
 DEFAULT_SIZES = ("64x80", "32x40", "16x20")

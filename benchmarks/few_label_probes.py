@@ -24,19 +24,20 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from prednet2.eval.common import fail, write_json  # noqa: E402
-from prednet2.eval.featureset import FeatureSource, add_feature_args  # noqa: E402
-from prednet2.eval.pool import PoolTransform, ncm_one_set  # noqa: E402
-from prednet2.eval.probe import probe_one_set_cv  # noqa: E402
-from prednet2.eval.seeds import add_seed_args, parse_seed_args  # noqa: E402
-from prednet2.eval.shots import CV_FOLDS, MIN_SHOTS_FOR_VAL, ShotsError, draw_shots  # noqa: E402
+from prednet2.interrupt import quiet_loading, run_cli
 
-from prednet2.cli import OneLineParser, out_file  # noqa: E402
-from prednet2.interrupt import run_cli  # noqa: E402
+with quiet_loading(__name__):  # a Ctrl-C while these load: one line and exit 130, no traceback
+    import numpy as np
+    import torch
+    from prednet2.eval.common import fail, write_json
+    from prednet2.eval.featureset import FeatureSource, add_feature_args
+    from prednet2.eval.pool import PoolTransform, ncm_one_set
+    from prednet2.eval.probe import probe_one_set_cv
+    from prednet2.eval.seeds import add_seed_args, parse_seed_args
+    from prednet2.eval.shots import CV_FOLDS, MIN_SHOTS_FOR_VAL, ShotsError, draw_shots
+
+    from prednet2.cli import OneLineParser, out_file
 
 DEFAULT_PROBES = "base,pool,pca64,ncm"
 

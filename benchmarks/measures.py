@@ -35,13 +35,16 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from prednet2.eval.common import run_dir_of, write_json  # noqa: E402
-from study import BASKETBALL, Runner, StudyError, StudyFailure, last_line, main_guard  # noqa: E402
-from tables import markdown_table, paired  # noqa: E402
 
-from prednet2.checkpoint import CheckpointError, resolve_checkpoint  # noqa: E402
-from prednet2.cli import OneLineParser, int_at_least, out_file, out_folder  # noqa: E402
-from prednet2.interrupt import run_cli  # noqa: E402
+from prednet2.interrupt import quiet_loading, run_cli
+
+with quiet_loading(__name__):  # a Ctrl-C while these load: one line and exit 130, no traceback
+    from prednet2.eval.common import run_dir_of, write_json
+    from study import BASKETBALL, Runner, StudyError, StudyFailure, last_line, main_guard
+    from tables import markdown_table, paired
+
+    from prednet2.checkpoint import CheckpointError, resolve_checkpoint
+    from prednet2.cli import OneLineParser, int_at_least, out_file, out_folder
 
 _SYN = ["--n-train", "1024", "--n-test", "512", "--clip-len", "20", "--seeds", "3"]
 _FEW = ["--n-train", "512", "--n-test", "256", "--clip-len", "20", "--seeds", "3"]

@@ -17,13 +17,15 @@ from __future__ import annotations
 import json
 import sys
 
-import numpy as np
-from prednet2.datasets import DataError, build_dataset
-from prednet2.datasets.flow import compute_flow, make_flow
+from prednet2.interrupt import quiet_loading, run_cli
 
-from prednet2.cli import OneLineParser
-from prednet2.config import Config, ConfigError
-from prednet2.interrupt import run_cli
+with quiet_loading(__name__):  # a Ctrl-C while these load: one line and exit 130, no traceback
+    import numpy as np
+    from prednet2.datasets import DataError, build_dataset
+    from prednet2.datasets.flow import compute_flow, make_flow
+
+    from prednet2.cli import OneLineParser
+    from prednet2.config import Config, ConfigError
 
 QUANTILES = (25, 50, 75, 90)
 
@@ -53,7 +55,8 @@ def source_stats(spec: str, cfg, *, clips: int, threshold: float, flow_fn) -> di
 
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(prog="benchmarks/motion_stats.py", description=__doc__.splitlines()[0])
-    p.add_argument("data", nargs="*", default=["synthetic:shapes"], help="synthetic specs or video folders")
+    p.add_argument("data", nargs="*", default=["synthetic:shapes"], metavar="SOURCE",
+                   help="synthetic specs or video folders (default synthetic:shapes)")  # fmt: skip
     p.add_argument("--clips", type=int, default=60, help="clips per source, spread over the set (default 60)")
     p.add_argument("--size", type=int, default=64, help="frame side in pixels (default 64)")
     p.add_argument("--clip-len", type=int, default=10, help="frames per clip (default 10)")
@@ -76,8 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.data:
         try:
             rows.append(source_stats(spec, cfg, clips=args.clips, threshold=args.threshold, flow_fn=flow_fn))
-        except DataError as e:
-            print(f"motion_stats.py: error: {e if spec in str(e) else f'{spec}: {e}'}", file=sys.stderr)
+        except DataError as e:  # the readers' messages name train.py's --data; here a source is a positional SOURCE
+            msg = str(e).replace("--data", "SOURCE")
+            print(f"motion_stats.py: error: {msg if spec in msg else f'{spec}: {msg}'}", file=sys.stderr)
             return 2
     head = "".join(f"{'p' + str(k):>7s}" for k in QUANTILES)
     print(f"px/frame at {args.size} px over {args.clip_len}-frame clips; moving: > {args.threshold} px/frame")

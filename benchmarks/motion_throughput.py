@@ -19,23 +19,23 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
-import torch
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a clone without installing
+from prednet2.interrupt import quiet_loading, run_cli  # noqa: E402
 
-from prednet2.datasets.flow import compute_flow, make_flow  # noqa: E402
-from prednet2.datasets.folder import VideoFolder  # noqa: E402
-from prednet2.datasets.masks import motion_masks  # noqa: E402
-from prednet2.datasets.motion import with_motion  # noqa: E402
-from prednet2.datasets.shapes import SHAPES, ShapesDataset, render_shapes_clip  # noqa: E402
-from prednet2.eval.common import write_json  # noqa: E402
+with quiet_loading(__name__):  # a Ctrl-C while these load: one line and exit 130, no traceback
+    import cv2
+    import numpy as np
+    import torch
+    from prednet2.datasets.flow import compute_flow, make_flow
+    from prednet2.datasets.folder import VideoFolder
+    from prednet2.datasets.masks import motion_masks
+    from prednet2.datasets.motion import with_motion
+    from prednet2.datasets.shapes import SHAPES, ShapesDataset, render_shapes_clip
+    from prednet2.eval.common import write_json
 
-from prednet2.cli import OneLineParser, int_at_least, out_file  # noqa: E402
-from prednet2.config import DataConfig, MotionConfig  # noqa: E402
-from prednet2.interrupt import run_cli  # noqa: E402
+    from prednet2.cli import OneLineParser, int_at_least, out_file
+    from prednet2.config import DataConfig, MotionConfig
 
 
 def real_footage(data: Path, size: int, backends: list[str], max_frames: int, cache: str) -> list[dict]:

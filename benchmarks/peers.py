@@ -21,24 +21,27 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from prednet2.eval.common import write_json  # noqa: E402
-from study import (  # noqa: E402
-    PEERS,
-    TASKS,
-    Probe,
-    Runner,
-    StudyError,
-    add_study_args,
-    main_guard,
-    parse_probe,
-    parse_tasks,
-    parse_variants,
-    readout_note,
-)
-from tables import cell, markdown_table, mean_std  # noqa: E402
 
-from prednet2.cli import OneLineParser  # noqa: E402
-from prednet2.interrupt import run_cli  # noqa: E402
+from prednet2.interrupt import quiet_loading, run_cli
+
+with quiet_loading(__name__):  # a Ctrl-C while these load: one line and exit 130, no traceback
+    from prednet2.eval.common import write_json
+    from study import (
+        PEERS,
+        TASKS,
+        Probe,
+        Runner,
+        StudyError,
+        add_study_args,
+        main_guard,
+        parse_probe,
+        parse_tasks,
+        parse_variants,
+        readout_note,
+    )
+    from tables import cell, markdown_table, mean_std
+
+    from prednet2.cli import OneLineParser
 
 
 def build_parser() -> argparse.ArgumentParser:

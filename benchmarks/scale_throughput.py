@@ -25,10 +25,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-import torch.multiprocessing as mp
+from prednet2.interrupt import quiet_loading, run_cli
 
-from prednet2.interrupt import run_cli
+with quiet_loading(__name__):  # a Ctrl-C while these load: one line and exit 130, no traceback
+    import torch
+    import torch.multiprocessing as mp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 

@@ -29,12 +29,15 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from prednet2.eval.common import write_json  # noqa: E402
-from study import StudyError, main_guard  # noqa: E402
-from tables import markdown_table, paired  # noqa: E402
 
-from prednet2.cli import OneLineParser, json_files, out_file  # noqa: E402
-from prednet2.interrupt import run_cli  # noqa: E402
+from prednet2.interrupt import quiet_loading, run_cli
+
+with quiet_loading(__name__):  # a Ctrl-C while these load: one line and exit 130, no traceback
+    from prednet2.eval.common import write_json
+    from study import StudyError, main_guard
+    from tables import markdown_table, paired
+
+    from prednet2.cli import OneLineParser, json_files, out_file
 
 
 def _protocol(res: dict) -> tuple:

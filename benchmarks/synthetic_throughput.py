@@ -10,13 +10,15 @@ from __future__ import annotations
 import sys
 import time
 
-import torch
-from prednet2.datasets import DataError, build_dataset
-from prednet2.eval.common import write_json
+from prednet2.interrupt import quiet_loading, run_cli
 
-from prednet2.cli import OneLineParser, out_file
-from prednet2.config import DataConfig
-from prednet2.interrupt import run_cli
+with quiet_loading(__name__):  # a Ctrl-C while these load: one line and exit 130, no traceback
+    import torch
+    from prednet2.datasets import DataError, build_dataset
+    from prednet2.eval.common import write_json
+
+    from prednet2.cli import OneLineParser, out_file
+    from prednet2.config import DataConfig
 
 SPECS = [
     ("synthetic:shapes", 10),

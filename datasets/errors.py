@@ -16,6 +16,13 @@ class SkippedFile(NamedTuple):
     reason: str
 
 
+class CutVideo(NamedTuple):
+    """A video used although decoding stopped at an error partway: only its first ``frames`` frames are read."""
+
+    path: str
+    frames: int
+
+
 class DecodeError(DataError):
     """One file could not be decoded. ``reason`` is the short text that ends up in ``SkippedFile.reason``."""
 

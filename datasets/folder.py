@@ -5,6 +5,7 @@ Usage::
     ds = VideoFolder("videos/", cfg.data)             # or VideoFolder("videos/", clip_len=10, size=(64, 64))
     item = ds[0]   # {"video": uint8 (T, C, H, W), "label": int64 -1, "index": 0}
     ds.n_skipped, ds.skipped                          # files that could not be used, and why
+    ds.truncated                                      # videos cut short by a decode error: (path, frames used)
     ds.frames(v)                                      # all cached frames of video v: uint8 memmap (N, H, W, C)
 """
 
@@ -23,7 +24,7 @@ from prednet2.config import DataConfig
 
 from .cache import FrameCache, resolve_cache_dir
 from .decode import VIDEO_EXTENSIONS, scan_videos
-from .errors import DataError, SkippedFile
+from .errors import CutVideo, DataError, SkippedFile
 
 log = logging.getLogger("prednet2.datasets")
 CLIPS_PER_VIDEO = ("all", "centre")
@@ -111,6 +112,7 @@ class VideoFolder(Dataset):
         entries = self._cache.build(self.root, files, progress=self.progress)
         self.videos: list[str] = []
         self.skipped: list[SkippedFile] = []
+        self.truncated: list[CutVideo] = []  # used, but decoding stopped at an error: the frames before it
         self._keys: list[str] = []
         self._n_frames: list[int] = []
         self._file_index: list[int] = []  # position of each usable video in `files` (subclasses map labels)
@@ -129,7 +131,9 @@ class VideoFolder(Dataset):
                     log.warning("skipping %s: %s", e.path, reason)
                 continue
             if e.truncated:
-                log.warning("%s: truncated or damaged; using its %d decodable frames", e.path, e.n_frames)
+                self.truncated.append(CutVideo(e.path, e.n_frames))
+                if len(self.truncated) <= _MAX_SKIP_LINES:
+                    log.warning("%s: truncated or damaged; using its %d decodable frames", e.path, e.n_frames)
             self.videos.append(e.path)
             self._keys.append(e.key)
             self._n_frames.append(e.n_frames)
@@ -138,6 +142,13 @@ class VideoFolder(Dataset):
             log.warning(
                 "... and %d more skipped (`prednet2 inspect %s` lists every file and why)",
                 len(self.skipped) - _MAX_SKIP_LINES,
+                self.root,
+            )
+        if len(self.truncated) > _MAX_SKIP_LINES:
+            log.warning(
+                "... and %d more truncated or damaged, each read up to its decode error (`prednet2 inspect %s` "
+                "lists them)",
+                len(self.truncated) - _MAX_SKIP_LINES,
                 self.root,
             )
         if not self.videos:

@@ -2,7 +2,9 @@
 
 Scans (and caches) every video under DATA the way training will, then prints the number of usable videos, the
 number of clips, and each skipped file with its reason. ``--json`` prints
-``{"n_videos", "n_clips", "n_skipped", "skipped": [{"path", "reason"}]}``, plus ``"classes"`` (usable videos per
+``{"n_videos", "n_clips", "n_skipped", "skipped": [{"path", "reason"}], "n_truncated", "truncated": [{"path",
+"frames"}]}`` (``truncated``: usable videos whose decoding stopped at an error partway, read up to it), plus
+``"classes"`` (usable videos per
 class) when DATA is a labels file (``FOLDER/labels.csv``) or with ``--labelled`` (read as the probes read it: class
 folders or a table). Exit status: 0 when at least one video is usable, 2 when none is (or DATA/an option is bad).
 """
@@ -68,18 +70,20 @@ def main(argv: list[str] | None = None) -> int:
             cache_dir=a.cache_dir,
             progress=not a.json and sys.stderr.isatty(),
         )
-        n_videos, n_clips, skipped = len(ds.videos), len(ds), ds.skipped
+        n_videos, n_clips, skipped, cut = len(ds.videos), len(ds), ds.skipped, ds.truncated
         clips_of = Counter(v for v, _ in ds.clips)
         per_video = [(v, ds.num_frames(i), clips_of[i]) for i, v in enumerate(ds.videos)]
         error = None
     except DataError as e:  # no usable video: still report what was skipped and why
         skipped = getattr(e, "skipped", [])
-        n_videos, n_clips, per_video, error = 0, 0, [], str(e)
+        n_videos, n_clips, per_video, cut, error = 0, 0, [], [], str(e)
     report = {
         "n_videos": n_videos,
         "n_clips": n_clips,
         "n_skipped": len(skipped),
         "skipped": [{"path": s.path, "reason": s.reason} for s in skipped],
+        "n_truncated": len(cut),
+        "truncated": [{"path": c.path, "frames": c.frames} for c in cut],
     }
     if labelled and error is None:  # the probes' view: how many usable videos each class keeps
         per_class = Counter(ds.classes[lab] for lab in ds.video_labels)
@@ -95,7 +99,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _print_table(data: str, per_video: list[tuple[str, int, int]], report: dict) -> None:
-    print(f"{data}: {report['n_videos']} usable video(s), {report['n_clips']} clip(s), {report['n_skipped']} skipped")
+    cut = f", {report['n_truncated']} cut short by a decode error" if report["n_truncated"] else ""
+    print(
+        f"{data}: {report['n_videos']} usable video(s), {report['n_clips']} clip(s), {report['n_skipped']} skipped"
+        + cut
+    )
     if per_video:
         w = max(len(v) for v, _, _ in per_video)
         print(f"\n{'video':<{w}}  {'frames':>7}  {'clips':>6}")
@@ -111,6 +119,15 @@ def _print_table(data: str, per_video: list[tuple[str, int, int]], report: dict)
         print(f"\n{'skipped':<{w}}  reason")
         for s in report["skipped"]:
             print(f"{s['path']:<{w}}  {s['reason']}")
+    if report["truncated"]:  # named up to the loaders' cap on warning lines; --json lists them all
+        from .folder import _MAX_SKIP_LINES  # loaded already: the report comes from a VideoFolder
+
+        shown = report["truncated"][:_MAX_SKIP_LINES]
+        print("\ntruncated or damaged (decoding stopped at an error; the frames before it are used):")
+        for t in shown:
+            print(f"{t['path']}  {t['frames']} frames")
+        if len(report["truncated"]) > len(shown):
+            print(f"... and {len(report['truncated']) - len(shown)} more (--json lists every one)")
 
 
 if __name__ == "__main__":

@@ -99,6 +99,7 @@ class SyntheticVideoDataset(Dataset):
         # The same attributes as the video folders, so the training summary reads them without special cases.
         self.n_skipped = 0
         self.skipped: list = []
+        self.truncated: list = []
 
     @property
     def num_classes(self) -> int:
@@ -151,6 +152,7 @@ class InterleavedDataset(Dataset):
         self.classes: list[str] = []
         self.n_skipped = sum(getattr(p, "n_skipped", 0) for p in parts)
         self.skipped = [s for p in parts for s in getattr(p, "skipped", [])]
+        self.truncated = [t for p in parts for t in getattr(p, "truncated", [])]
 
     @property
     def num_classes(self) -> int:

@@ -191,6 +191,16 @@ def skipped_files(*datasets: Any) -> list[dict]:
     return [{"path": p, "reason": r} for p, r in seen.items()]
 
 
+def truncated_files(*datasets: Any) -> dict:
+    """How many distinct videos the datasets read only up to a decode error partway (``VideoFolder.truncated``),
+    and which: ``{"n_truncated", "truncated": [{"path", "frames"}]}`` (the warnings went to stderr)."""
+    seen: dict[str, int] = {}
+    for ds in datasets:
+        for t in getattr(ds, "truncated", None) or []:
+            seen.setdefault(str(t.path), int(t.frames))
+    return {"n_truncated": len(seen), "truncated": [{"path": p, "frames": n} for p, n in seen.items()]}
+
+
 def padded_files(*datasets: Any) -> dict:
     """How many distinct videos the datasets padded to a clip (shorter than one), and the shortest: the probe JSON
     records it, since a probe of padded clips reads repeated frames (the warning went to stderr)."""

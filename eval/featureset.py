@@ -35,6 +35,7 @@ from .common import (
     resolve_device,
     run_dir_of,
     skipped_files,
+    truncated_files,
 )
 from .features import Features, cached_features, checkpoint_id, extract_model_features, extract_pixel_features
 from .features import select_layers as _select
@@ -292,6 +293,7 @@ class FeatureSource:
             "cache_hits": sum(self.cache_hits),
             "n_skipped": len(skipped),
             "skipped": skipped,
+            **truncated_files(*self._datasets.values()),  # videos read up to a decode error partway
             **padded_files(*self._datasets.values()),  # videos shorter than a clip, read with their last frame repeated
         }
 

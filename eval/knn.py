@@ -10,6 +10,7 @@ Protocol per feature set (each layer, and all layers concatenated):
    cosine-similar *other* train videos (ties go to the class with the larger summed similarity). The k with the
    best leave-one-out top-1 wins (ties: the smaller k). No validation carve, so every label counts, and it works
    the same with ``--shots`` (one shot per class: no other video of its class, every k scores 0, k = the smallest).
+   A k past the bank (``n_train - 1`` other videos) runs as ``n_train - 1``, with one warning line naming it.
 3. The whole train split is the memory bank, and test videos are the queries.
 
 Seeds only matter with ``--shots`` (which videos each seed draws); the leave-one-out top-1 picks the best layer.
@@ -124,6 +125,16 @@ def parse_ks(text: str) -> list[int]:
     return ks
 
 
+def warn_capped_ks(ks: Sequence[int], n_bank: int) -> None:
+    """One stderr line when some of ``--k`` exceed what a bank of ``n_bank`` train videos can vote with (leave-one-out
+    leaves ``n_bank - 1`` neighbours): those k run as ``n_bank - 1``, as ``knn_one_set`` counts them."""
+    capped = [k for k in ks if k > n_bank - 1]
+    if capped:
+        print(f"warning: --k {','.join(map(str, capped))}: the memory bank holds {n_bank} train videos, so "
+              f"leave-one-out votes among at most {n_bank - 1} others; k = {max(1, n_bank - 1)} was used instead "
+              "(chosen_k holds the k used; more train videos or a smaller --k)", file=sys.stderr)  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog=prog_name("python -m eval.knn"),
@@ -154,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     src = FeatureSource(args)
     result = {"method": "knn", **run_seeds(args, src, shots, one_set=partial(knn_one_set, ks=ks))}
     chosen = {k: [int(c) for c in v] for k, v in result.pop("chosen_c").items()}  # SetResult.c holds k
+    warn_capped_ks(ks, result["n_train"])
     result |= {"ks": ks, "chosen_k": chosen, "wall_s": round(time.time() - t0, 2)}
     write_json(args.out, result)
     print(

@@ -4,6 +4,7 @@
   (reading videos, extracting features, fitting) ends the tool with one line on stderr and exit status 130 (128 +
   SIGINT, the shell's convention). JSON results, feature caches and embeddings are written whole (temporary file
   and rename), so an interrupt leaves each either complete or absent; cached features are reused by the next call.
+- ``quiet_loading(__name__)``: the same for a script's imports (``benchmarks/*.py`` load torch before ``main``).
 - ``stop_on_sigint()``: for a loop that should end cleanly (``prednet2.stream``, where Ctrl-C is how a camera stream
   ends): the first Ctrl-C sets ``flag.stop`` and the loop finishes its frame, then saves; a second one aborts at once.
   ``train.py`` has its own handler (``prednet2.train_state``), which saves a checkpoint.
@@ -30,6 +31,20 @@ def run_cli(main: Callable[[], int | None], prog: str | None = None) -> int:
         name = prog or _tool_name()
         print(f"{name}: interrupted (Ctrl-C)", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+@contextmanager
+def quiet_loading(module: str) -> Iterator[None]:
+    """Around a script's imports: ``with quiet_loading(__name__): import torch ...``. Run as a script (``module`` is
+    ``"__main__"``), a Ctrl-C while they load is one line and exit 130, as ``run_cli`` makes it once ``main`` runs;
+    imported by another module (a test, another script), the interrupt goes on to the importer's own guard."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if module != "__main__":
+            raise
+        print(f"{_tool_name()}: interrupted (Ctrl-C) while loading", file=sys.stderr)
+        raise SystemExit(EXIT_INTERRUPTED) from None
 
 
 def _tool_name() -> str:

@@ -173,6 +173,11 @@ def train(
     if n_skipped and main:
         reasons = "; ".join(f"{Path(s['path']).name}: {s['reason']}" for s in skipped[:3])
         say(f"warning: skipped {n_skipped} file(s) of {data_spec}: {reasons}{' ...' if n_skipped > 3 else ''}")
+    cut = [{"path": str(t.path), "frames": int(t.frames)} for t in getattr(dataset, "truncated", [])]
+    if cut and main:  # used up to a decode error partway: fewer frames than the file holds
+        names = ", ".join(Path(t["path"]).name for t in cut[:3]) + (" ..." if len(cut) > 3 else "")
+        say(f"warning: {len(cut)} video(s) of {data_spec} cut short by a decode error, read up to it: {names}")
+    skipped_report = {"n_skipped": n_skipped, "skipped": skipped[:20], "n_truncated": len(cut), "truncated": cut[:20]}
 
     # Step 4. The model from the resolved config, and its optimiser.
     _seed_everything(cfg.train.seed)
@@ -238,7 +243,7 @@ def train(
         if ts.pbar is not None:
             ts.pbar.close()
         ts.logger.close()
-        summary = _summary(ts, status, data_spec, resume, start_step, n_skipped, skipped, t_start)
+        summary = _summary(ts, status, data_spec, resume, start_step, skipped_report, t_start)
         if main:
             paths.root.mkdir(parents=True, exist_ok=True)
             paths.summary.write_text(json.dumps(summary, indent=2) + "\n")
@@ -291,8 +296,7 @@ def _summary(
     data_spec: str,
     resume: bool,
     start_step: int,
-    n_skipped: int,
-    skipped: list[dict[str, str]],
+    skipped_report: dict[str, Any],
     t_start: float,
 ) -> dict[str, Any]:
     """RUN/summary.json (DESIGN §7): steps, final per-layer losses, throughput, what was skipped, the setup."""
@@ -300,8 +304,7 @@ def _summary(
     return {
         "steps": ts.step,
         "final_loss": {str(l): v for l, v in enumerate(ts.last_losses)},
-        "n_skipped": n_skipped,
-        "skipped": skipped[:20],
+        **skipped_report,  # n_skipped, skipped, n_truncated, truncated (the first 20 of each)
         "wall_s": time.perf_counter() - t_start,
         "train_s": ts.train_s,
         "train_s_total": ts.train_s_before + ts.train_s,  # every session's, when resumed (train_s: this one's)

@@ -124,3 +124,31 @@ def test_ctrl_c_while_torch_loads_is_one_line(tmp_path, argv, prog):
     p = subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 130 and "Traceback" not in p.stderr, p.stderr
     assert p.stderr.strip().splitlines() == [f"{prog}interrupted (Ctrl-C)" + ("" if prog else " while loading")]
+
+
+BENCHMARK_SCRIPTS = sorted(
+    f.name for f in (ROOT / "benchmarks").glob("*.py") if 'if __name__ == "__main__":' in f.read_text()
+)
+
+
+@pytest.mark.parametrize("script", BENCHMARK_SCRIPTS)
+def test_ctrl_c_while_a_benchmark_loads_is_one_line(tmp_path, script):
+    """`python benchmarks/X.py` loads torch, numpy or cv2 at import, before main's run_cli guard: a Ctrl-C then (here:
+    each of them interrupted as it is imported) is one line and 130 (prednet2.interrupt.quiet_loading), not a
+    traceback. A script that loads none of them before parsing answers --help."""
+    import subprocess
+
+    fake = tmp_path / "fake"
+    for name in ("torch", "numpy", "cv2"):
+        (fake / name).mkdir(parents=True)
+        (fake / name / "__init__.py").write_text("raise KeyboardInterrupt\n")
+    env = {**os.environ, "PYTHONPATH": str(fake)}
+    cmd = [sys.executable, str(ROOT / "benchmarks" / script), "--help"]
+    p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in p.stderr, p.stderr
+    if p.returncode == 0:  # nothing heavy before the parser
+        assert "usage:" in p.stdout
+    else:
+        assert p.returncode == 130
+        lines = p.stderr.strip().splitlines()  # "while loading" before main, run_cli's line inside it
+        assert len(lines) == 1 and lines[0] in (f"{script}: interrupted (Ctrl-C){s}" for s in (" while loading", ""))

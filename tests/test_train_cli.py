@@ -179,8 +179,16 @@ def test_no_progress_hides_the_decoding_bar_of_a_video_folder(capsys, tmp_path):
     videos.mkdir()
     write_video(videos / "a.mp4", 12, h=32, w=32)
     (videos / "bad.mp4").write_bytes(b"not a video")
+    spec = importlib.util.spec_from_file_location("video_helpers", REPO / "tests" / "datasets" / "conftest.py")
+    helpers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helpers)
+    helpers.write_broken_mp4(videos / "broken.mp4")  # decodes about half its frames, then FFmpeg raises
     argv = ["--data", str(videos), "--out", str(tmp_path / "run"), "--steps", "1", *_args()]
     code, _, err = _run([*argv, "--set", f"data.cache_dir={tmp_path / 'cache'}"], capsys)
     assert code == 0
     assert "decoding videos" not in err and "%|" not in err, err
     assert "bad.mp4" in err  # the skip is still reported
+    assert "1 video(s) of" in err and "cut short by a decode error, read up to it: broken.mp4" in err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["n_skipped"] == 1 and summary["n_truncated"] == 1
+    assert Path(summary["truncated"][0]["path"]).name == "broken.mp4" and 4 <= summary["truncated"][0]["frames"] < 24

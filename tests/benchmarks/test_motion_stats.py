@@ -44,7 +44,8 @@ def test_table_keys_and_the_speed_key_reaching_the_source(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, expect",
     [
-        (["/no/such/folder"], "no such folder"),
+        (["/no/such/folder"], "no such folder; SOURCE takes a folder"),  # a positional: not train.py's --data
+        ([__file__], "file, not a folder; SOURCE takes a folder"),
         (["--set", "model.cell=lstm"], "data keys only"),
         (["--set", "data.synthetic_speed=[2,1]"], "not a [low, high] range"),
         (["--clips", "0"], "--clips >= 1"),
@@ -56,4 +57,5 @@ def test_bad_input_is_one_line_and_exit_2(argv, expect, capsys):
     except SystemExit as e:  # argparse's own errors
         rc = e.code
     assert rc == 2
-    assert expect in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert expect in err and "--data" not in err

@@ -92,6 +92,18 @@ def write_truncated_mp4(path: str | os.PathLike, n: int = 12) -> Path:
     return path
 
 
+def write_broken_mp4(path: str | os.PathLike, n: int = 24) -> Path:
+    """A valid mp4 (its index at the end, intact) with a tenth of its bytes zeroed at 60 %: the first frames decode,
+    then FFmpeg raises (about half of the ``n`` frames decode)."""
+    frames = np.random.default_rng(0).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)  # noise: every frame is big
+    path = write_video(path, frames, codec="mpeg4")
+    data = bytearray(path.read_bytes())
+    at, span = len(data) * 6 // 10, len(data) // 10
+    data[at : at + span] = bytes(span)
+    path.write_bytes(bytes(data))
+    return path
+
+
 @pytest.fixture
 def mixed_folder(tmp_path) -> Path:
     """One good clip in a sub-folder with a space (and non-ASCII) in its name, plus 3 bad files."""
@@ -112,4 +124,5 @@ def vt():
         write_video=write_video,
         write_audio_only=write_audio_only,
         write_truncated_mp4=write_truncated_mp4,
+        write_broken_mp4=write_broken_mp4,
     )

@@ -195,3 +195,16 @@ def test_truncated_file_keeps_decodable_frames(vt, tmp_path):
     np.testing.assert_array_equal(ds.frames(0), frames[:n])  # the frames before the cut, exactly
     with pytest.raises(DataError, match=rf"too short.*; the longest of them has {n} frames: give data.clip_len={n} or"):
         VideoFolder(p.parent, clip_len=n + 1, size=(16, 16), cache_dir=tmp_path / "c", progress=False)
+
+
+def test_videos_cut_by_a_decode_error_are_listed_and_warned_in_a_few_lines(vt, tmp_path, caplog):
+    root = tmp_path / "broken"
+    for i in range(12):
+        vt.write_broken_mp4(root / f"b{i:02d}.mp4")
+    with caplog.at_level(logging.WARNING, logger="prednet2.datasets"):
+        ds = VideoFolder(root, clip_len=4, size=(16, 16), cache_dir=tmp_path / "c", progress=False)
+    assert len(ds.videos) == 12 and ds.n_skipped == 0  # used, up to the error ...
+    assert [Path(t.path).name for t in ds.truncated] == [f"b{i:02d}.mp4" for i in range(12)]  # ... and listed
+    assert all(t.frames == ds.num_frames(i) < 24 for i, t in enumerate(ds.truncated))
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 11 and warned[-1].startswith("... and 2 more truncated")  # ten named, one line more

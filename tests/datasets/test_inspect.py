@@ -14,7 +14,7 @@ def test_mixed_folder_json(mixed_folder, tmp_path, capsys):
     rc = main([str(mixed_folder), "--clip-len", "4", "--json", "--cache-dir", str(tmp_path / "c")])
     out = json.loads(capsys.readouterr().out)
     assert rc == 0
-    assert set(out) == {"n_videos", "n_clips", "n_skipped", "skipped"}
+    assert set(out) == {"n_videos", "n_clips", "n_skipped", "skipped", "n_truncated", "truncated"}
     assert (out["n_videos"], out["n_clips"], out["n_skipped"]) == (1, 3, 3)
     assert sorted(Path(s["path"]).name for s in out["skipped"]) == ["cut.mp4", "empty.mp4", "notes.mp4"]
     assert all(s["reason"] for s in out["skipped"])
@@ -84,3 +84,29 @@ def test_labelled_reads_class_folders_as_the_probes_do(vt, tmp_path, capsys):
     assert rc == 0 and out["classes"] == {"run": 2, "walk": 2} and out["n_videos"] == 4
     assert main([str(tmp_path / "ucf"), "--clip-len", "4", "--json", "--cache-dir", str(tmp_path / "c")]) == 0
     assert "classes" not in json.loads(capsys.readouterr().out)  # without --labelled: a training folder's view
+
+
+def test_videos_cut_short_by_a_decode_error_are_reported(vt, tmp_path, capsys):
+    """A video whose decoding fails partway is used up to the error: inspect counts and names it (the table names
+    ten, as the loaders' warnings do; --json lists all), not only a log line that inspect silences."""
+    import av
+
+    root = tmp_path / "v"
+    for i in range(12):
+        vt.write_broken_mp4(root / f"broken{i:02d}.mp4")
+    vt.write_video(root / "good.mp4", vt.coded_frames(12, 32, 32), codec="mpeg4")
+    decoded = 0
+    with pytest.raises(av.FFmpegError), av.open(str(root / "broken00.mp4")) as c:  # it really breaks midway
+        for _ in c.decode(c.streams.video[0]):
+            decoded += 1
+    assert 4 <= decoded < 24
+    args = [str(root), "--clip-len", "4", "--size", "16", "16", "--cache-dir", str(tmp_path / "c")]
+    assert main([*args, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["n_videos"], out["n_skipped"], out["n_truncated"]) == (13, 0, 12)
+    assert out["truncated"][0] == {"path": str(root / "broken00.mp4"), "frames": decoded}
+    assert main(args) == 0
+    table = capsys.readouterr().out
+    assert "13 usable video(s)" in table and "12 cut short by a decode error" in table
+    named = [line for line in table.splitlines() if line.startswith(str(root / "broken")) and "frames" in line]
+    assert len(named) == 10 and "... and 2 more (--json lists every one)" in table

@@ -81,6 +81,13 @@ def test_cli_writes_probe_like_json(tiny_run, tmp_path, capsys):
     assert {"dataset", "top1", "top1_std", "per_layer", "n_train", "n_test", "n_classes", "seeds"} <= set(r)
     assert r["method"] == "knn" and r["ks"] == [1, 5] and set(r["chosen_k"]["concat"]) <= {1, 5}
     assert set(r["per_layer"]) == {"0", "1"} and r["n_train"] == 48 and r["variant"] == "trained"
+    capsys.readouterr()
+    # a k past the 48-video bank (47 others to vote) runs as 47: said in one warning line naming --k, not silently
+    assert main([*base, "--out", str(out), "--k", "1,5,100,200"]) == 0
+    warn = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warn) == 1 and warn[0].startswith("warning: --k 100,200: the memory bank holds 48 train videos")
+    assert "k = 47 was used instead" in warn[0]
+    assert set(json.loads(out.read_text())["chosen_k"]["concat"]) <= {1, 5, 47}
     with pytest.raises(SystemExit) as e:
         main([*base, "--out", str(tmp_path / "bad.json"), "--k", "0"])
     assert e.value.code == 2 and "--k" in capsys.readouterr().err
