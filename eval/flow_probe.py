@@ -49,6 +49,7 @@ from .common import (
     resolve_device,
     skipped_files,
     skipped_text,
+    truncated_files,
     uses_motion,
     write_json,
 )
@@ -203,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         "random_init": bool(args.random_init),
         "n_skipped": len(skipped),
         "skipped": skipped,
+        **truncated_files(*(v[0] for v in sets.values())),
         "wall_s": round(time.time() - t0, 2),
     }
     write_json(args.out, result)

@@ -81,5 +81,5 @@ def test_a_folder_fits_its_first_clips_and_scores_the_next_and_counts_a_corrupt_
     assert main(["--checkpoint", str(tiny_run), "--data", str(videos_and_a_corrupt_file), "--out", str(out),
                  "--n-train", "3", "--n-test", "100", "--no-progress"]) == 0  # fmt: skip
     res = json.loads(out.read_text())
-    assert res["n_train"] == 3 and res["n_test"] >= 1 and res["n_skipped"] == 1
+    assert res["n_train"] == 3 and res["n_test"] >= 1 and res["n_skipped"] == 1 and res["n_truncated"] == 0
     assert "skipped" in capsys.readouterr().out
