@@ -8,7 +8,8 @@ unit's state r(t), made *before* frame t, to the optical flow that frame t bring
 flow target uses: classical flow, camera motion removed, px per frame), averaged onto the unit's grid. It is fitted
 on ``--n-train`` clips of a synthetic set's ``train`` split and scored on ``--n-test`` clips of ``test``; a folder of
 videos has no split, so its first ``--n-train`` clips fit and the next ``--n-test`` score (other clips, maybe of the
-same videos; half and half when the folder has fewer). Every frame t >= 2 is scored (the state has then seen two
+same videos; a folder with fewer clips keeps ``--n-test`` of them to score, or half when that is more than half).
+Every frame t >= 2 is scored (the state has then seen two
 frames, so a motion is there to be read). The pooled probes average over space, so they
 cannot see whether a state knows which way each part of the scene is going; this can.
 
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         ds = build_or_exit(args.data, cfg=dcfg, split="test", seed=args.data_seed, motion=motion, labelled=False)
         if len(ds) < 2:
             fail(f"--data {args.data}: {len(ds)} clip(s); the probe needs at least 2 (one to fit, one to score)")
-        n_fit = min(args.n_train, len(ds) // 2) if len(ds) < args.n_train + args.n_test else args.n_train
+        n_fit = args.n_train if len(ds) >= args.n_train + args.n_test else max(len(ds) - args.n_test, len(ds) // 2)
         sets["train"] = (ds, Subset(ds, range(n_fit)))
         sets["test"] = (ds, Subset(ds, range(n_fit, min(len(ds), n_fit + args.n_test))))
     loader = {s: DataLoader(v[1], batch_size=args.batch_size, shuffle=False) for s, v in sets.items()}

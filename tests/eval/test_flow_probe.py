@@ -79,7 +79,16 @@ def test_a_folder_fits_its_first_clips_and_scores_the_next_and_counts_a_corrupt_
 ):
     out = tmp_path / "f.json"
     assert main(["--checkpoint", str(tiny_run), "--data", str(videos_and_a_corrupt_file), "--out", str(out),
-                 "--n-train", "3", "--n-test", "100", "--no-progress"]) == 0  # fmt: skip
+                 "--n-train", "3", "--n-test", "5", "--no-progress"]) == 0  # fmt: skip
     res = json.loads(out.read_text())
-    assert res["n_train"] == 3 and res["n_test"] >= 1 and res["n_skipped"] == 1 and res["n_truncated"] == 0
+    assert res["n_train"] == 3 and res["n_test"] == 5 and res["n_skipped"] == 1 and res["n_truncated"] == 0
+    assert main(["--checkpoint", str(tiny_run), "--data", str(videos_and_a_corrupt_file), "--out", str(out),
+                 "--n-train", "1000", "--n-test", "1000", "--no-progress"]) == 0  # fmt: skip
+    res = json.loads(out.read_text())
+    n = res["n_train"] + res["n_test"]  # every clip the folder gave, fewer than asked: half and half
+    assert res["n_train"] == n // 2 and n > 8
+    assert main(["--checkpoint", str(tiny_run), "--data", str(videos_and_a_corrupt_file), "--out", str(out),
+                 "--n-train", "100", "--n-test", "2", "--no-progress"]) == 0  # fmt: skip
+    res = json.loads(out.read_text())  # too few for both: the score keeps its 2, the fit takes the rest
+    assert (res["n_train"], res["n_test"]) == (n - 2, 2)
     assert "skipped" in capsys.readouterr().out
