@@ -326,7 +326,7 @@ def readout_config(args, loaded) -> tuple[Config, dict]:
     opt = "--" + next(iter(given)).replace("_", "-")
     if args.baseline:
         fail(f"{opt}: the readout is what the model's features pool; --baseline {args.baseline} has none, drop it")
-    from prednet2.readout import check_parts
+    from prednet2.readout import check_parts, heads_of
     from prednet2.stack import PredictiveStack
 
     if not isinstance(loaded.model, PredictiveStack):
@@ -335,7 +335,7 @@ def readout_config(args, loaded) -> tuple[Config, dict]:
     for k, v in given.items():
         try:
             if k == "readout":
-                check_parts(v, any(u.flow_head is not None for u in loaded.model.units))
+                check_parts(v, *heads_of(loaded.model))
             loaded.cfg.replace({"model": {k: v}})  # its range check, naming this option
         except (ValueError, ConfigError) as e:
             fail(f"--{k.replace('_', '-')} {v}: {e}")

@@ -17,6 +17,9 @@
 - ``f``: the flow heads' prediction of the motion frame t brings, as ``[relu(u), relu(-u), relu(v), relu(-v)]`` (4
   channels; ``model.flow_weight``, best with ``model.flow_detach``): which way things will move, learned from the
   video's optical flow. A unit without a flow head reads nothing for it (round 148).
+- ``w``: the warp heads' displacement (``model.warp_weight`` or ``model.predict=warp``), split by sign the same way:
+  the velocity field the state reads out to move its last representation onto the next, learned without any optical
+  flow. Zero at random init (the heads start at zero).
 
 Each part is pooled over a ``grid x grid`` spatial grid (``model.readout_pool``: mean, max or both) and averaged
 over each of the ``readout_bins`` equal time segments; the parts and segments are concatenated. With
@@ -39,7 +42,7 @@ from torch import Tensor
 if TYPE_CHECKING:
     from .stack import PredictiveStack
 
-PARTS = ("a", "r", "e", "da", "dr", "rw", "aw", "am", "rm", "av", "rv", "f")
+PARTS = ("a", "r", "e", "da", "dr", "rw", "aw", "am", "rm", "av", "rv", "f", "w")
 
 
 def parse_parts(spec: str) -> list[str]:
@@ -54,13 +57,22 @@ def parse_parts(spec: str) -> list[str]:
     return parts
 
 
-def check_parts(spec: str, has_flow_heads: bool) -> list[str]:
-    """``parse_parts``, and a ValueError when the part ``f`` is asked of a model without flow heads."""
+def check_parts(spec: str, has_flow_heads: bool, has_warp_heads: bool = False) -> list[str]:
+    """``parse_parts``, and a ValueError when the part ``f`` is asked of a model without flow heads, or ``w`` of one
+    without warp heads."""
     parts = parse_parts(spec)
     if "f" in parts and not has_flow_heads:
         raise ValueError(f"model.readout: {spec!r} reads the flow heads' prediction (f), but this model has none; "
                          "train with model.flow_weight (and model.flow_detach=true) or drop f")  # fmt: skip
+    if "w" in parts and not has_warp_heads:
+        raise ValueError(f"model.readout: {spec!r} reads the warp heads' displacement (w), but this model has none; "
+                         "train with model.warp_weight or model.predict=warp, or drop w")  # fmt: skip
     return parts
+
+
+def heads_of(model: PredictiveStack) -> tuple[bool, bool]:
+    """(any unit has a flow head, any unit has a warp head): what ``check_parts`` needs to know of a built model."""
+    return (any(u.flow_head is not None for u in model.units), any(u.warp_head is not None for u in model.units))
 
 
 @torch.no_grad()
@@ -100,7 +112,7 @@ def _read(
 ) -> dict[int, Tensor]:
     """One reading of the clip in the order given (checked by the caller): the ``model.readout`` parts pooled over
     space and time bins."""
-    parts = check_parts(model.cfg.readout, any(u.flow_head is not None for u in model.units))
+    parts = check_parts(model.cfg.readout, *heads_of(model))
     L, T = model.num_layers, clip.shape[1]
     bins = max(1, min(model.cfg.readout_bins, T))
     bin_of = [min(t * bins // T, bins - 1) for t in range(T)]
@@ -117,7 +129,9 @@ def _read(
         out, state = model.step(clip[:, t], state, m, compute_losses=False, detach_between=detach_between)
         for l in range(L):
             step = (state.a[l], a_before[l], out.states[l], r_before[l], out.errors[l])
-            f = torch.cat([_flow_part(model.units[l], *step) if p == "f" else _part(p, *step) for p in parts], dim=1)
+            f = torch.cat(
+                [_head_part(p, model.units[l], *step) if p in ("f", "w") else _part(p, *step) for p in parts], dim=1
+            )
             f = _pool(f, grid, model.cfg.readout_pool)  # (B, C*grid*grid), twice that for "meanmax"
             b = bin_of[t]
             sums[l][b] = f if sums[l][b] is None else sums[l][b] + f
@@ -141,13 +155,14 @@ def _pool(f: Tensor, grid: int, how: str) -> Tensor:
     return torch.cat([F.adaptive_avg_pool2d(f, grid).flatten(1), F.adaptive_max_pool2d(f, grid).flatten(1)], dim=1)
 
 
-def _flow_part(unit, a: Tensor, a_before: Tensor | None, r: Tensor, r_before: Tensor | None, e: Tensor) -> Tensor:
-    """The part ``f``: the unit's flow head on its state (made before frame t) or representation, split by sign into
-    (B, 4, H, W); (B, 0, H, W) for a unit without a flow head."""
-    if unit.flow_head is None:
+def _head_part(name: str, unit, a: Tensor, a_before: Tensor | None, r: Tensor, r_before, e) -> Tensor:
+    """The part ``f`` (the unit's flow head on its state, made before frame t, or its representation) or ``w`` (its
+    warp head's displacement), split by sign into (B, 4, H, W); (B, 0, H, W) for a unit without that head."""
+    head = unit.flow_head if name == "f" else unit.warp_head
+    if head is None:
         return a.new_zeros(a.shape[0], 0, *a.shape[2:])
-    flow = unit.predict_flow(r, a)
-    return torch.cat([flow.relu(), (-flow).relu()], dim=1)
+    v = unit.predict_flow(r, a) if name == "f" else unit.displacement(r)
+    return torch.cat([v.relu(), (-v).relu()], dim=1)
 
 
 def _part(name: str, a: Tensor, a_before: Tensor | None, r: Tensor, r_before: Tensor | None, e: Tensor) -> Tensor:

@@ -74,7 +74,7 @@ def validate_model_config(cfg: ModelConfig) -> None:
                     f"model.{key} {does}, but this model has none (model.flow_weight and model.flow_weights are 0, "
                     f"or the motion stream is off); set a flow weight or drop model.{key}"
                 )
-    readout.check_parts(cfg.readout, any(flow_weights_of(cfg)))
+    readout.check_parts(cfg.readout, any(flow_weights_of(cfg)), cfg.predict == "warp" or cfg.warp_weight > 0)
 
 
 # ---- inputs ---------------------------------------------------------------------------------------------------

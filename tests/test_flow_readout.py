@@ -83,3 +83,27 @@ def test_part_f_and_flow_detach_are_refused_without_flow_heads():
     assert check_parts("a,r,f", True) == ["a", "r", "f"]
     with pytest.raises(ValueError, match="names f twice"):
         check_parts("f,a,f", True)
+
+
+def test_part_w_is_the_warp_heads_displacement_split_by_sign_and_refused_without_warp_heads():
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(ModelConfig(), **SMALL, warp_weight=1.0, readout="a,w", readout_bins=1)
+    m = build_model(cfg)
+    x, mask, _ = inputs(t=3)
+    assert all(u.warp_head is not None for u in m.units)
+    zero = extract_features(m, x, mask)  # the heads start at zero: w reads zeros at random init
+    assert all(torch.all(zero[l][:, -4:] == 0) for l in range(3))
+    for u in m.units:
+        torch.nn.init.normal_(u.warp_head.weight)
+    feats = extract_features(m, x, mask)
+    m.eval()
+    state, want = None, torch.zeros(2, 4)
+    with torch.no_grad():
+        for t in range(3):
+            out, state = m.step(x[:, t], state, mask[:, t], compute_losses=False)
+            d = m.units[1].displacement(out.states[1])
+            want += torch.cat([d.relu(), (-d).relu()], dim=1).mean(dim=(2, 3)) / 3
+    torch.testing.assert_close(feats[1][:, -4:], want)
+    with pytest.raises(ValueError, match=r"model.readout: 'a,w' reads the warp heads' displacement \(w\), but this"):
+        make(flow_weight=0.0, readout="a,w")
+    assert check_parts("a,w", False, True) == ["a", "w"]
