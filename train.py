@@ -13,7 +13,8 @@ try:
     require_installed()  # a python outside .venv: one line saying which to use, not a ModuleNotFoundError
     from prednet2.interrupt import run_cli
     from prednet2.train_cli import main
-except KeyboardInterrupt:  # Ctrl-C while torch loads: nothing has started, so no traceback
+except KeyboardInterrupt:  # Ctrl-C while torch loads: nothing has started, so no traceback, one line as elsewhere
+    print("train.py: interrupted (Ctrl-C) while loading", file=sys.stderr)
     sys.exit(130)
 
 if __name__ == "__main__":
