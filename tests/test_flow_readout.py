@@ -7,25 +7,7 @@ import torch
 
 from prednet2 import ModelConfig, build_model
 from prednet2.readout import check_parts, extract_features
-
-SMALL = dict(channels=(4, 6, 8), stem=2, motion_channels=2)
-
-
-def make(**over):
-    torch.manual_seed(0)
-    return build_model(dataclasses.replace(ModelConfig(), **{**SMALL, "flow_weight": 1.0, **over}))
-
-
-def inputs(b=2, t=4, h=16, w=16):
-    g = torch.Generator().manual_seed(1)
-    x = torch.rand(b, t, 3, h, w, generator=g)
-    mask = (torch.rand(b, t, 1, h, w, generator=g) > 0.5).float()
-    flow = torch.randn(b, t, 2, h, w, generator=g)
-    return x, mask, flow
-
-
-def grads(module):
-    return [p.grad for p in module.parameters() if p.requires_grad]
+from tests.test_flow_target import SMALL, inputs, make  # the same tiny stack with flow heads, and its inputs
 
 
 def test_detached_heads_learn_and_the_stack_learns_as_without_the_flow_target():
