@@ -52,6 +52,7 @@ from .common import (
     resolve_device,
     skipped_files,
     skipped_text,
+    truncated_files,
     write_json,
 )
 from .features import to_unit_float
@@ -208,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     ds = build_or_exit(args.data, cfg=dcfg, split=args.split, seed=args.data_seed, motion=motion, labelled=False)
     if len(ds) == 0:
         fail(f"--data {args.data}: no clips")
-    skipped = skipped_files(ds)
+    skipped, truncated = skipped_files(ds), truncated_files(ds)
     ds = Subset(ds, range(min(args.n_clips, len(ds))))
     pixel_mode = cfg.model.target == "pixel"
     stem = int(getattr(cfg.model, "stem", 1) or 1)
@@ -251,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         "data_options": dataclasses.asdict(dcfg),
         "n_skipped": len(skipped),
         "skipped": skipped,
+        **truncated,  # videos read only up to a decode error partway
         "wall_s": round(time.time() - t0, 2),
     }
     if pixels is not None:

@@ -124,3 +124,15 @@ def test_a_corrupt_file_is_skipped_and_counted(tiny_run, videos_and_a_corrupt_fi
     r = json.loads(out.read_text())
     assert r["n_skipped"] == 1 and r["skipped"][0]["path"].endswith("notes.mkv") and r["n_clips"] == 2
     assert "; 1 unusable file(s) skipped ->" in capsys.readouterr().out
+
+
+def test_a_video_cut_by_a_decode_error_is_counted(tiny_run, tmp_path):
+    from tests.eval.conftest import _video_helpers
+
+    root = tmp_path / "v"
+    _video_helpers().write_broken_mp4(root / "broken.mp4")  # about half of its 24 frames decode
+    out = tmp_path / "next.json"
+    assert main(["--checkpoint", str(tiny_run), "--data", str(root), "--out", str(out), "--n-clips", "1",
+                 "--device", "cpu", "--no-progress"]) == 0  # fmt: skip
+    r = json.loads(out.read_text())
+    assert r["n_truncated"] == 1 and r["truncated"][0]["path"].endswith("broken.mp4") and r["n_skipped"] == 0
