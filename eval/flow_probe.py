@@ -61,8 +61,8 @@ FIRST = 2  # the first frame scored: the state has seen frames 0 and 1
 
 @torch.no_grad()
 def unit_pairs(model, clip: torch.Tensor, mask: torch.Tensor | None, flow: torch.Tensor):
-    """Yield (l, x, y) for every unit l and frame t >= FIRST: x (N, C_h) the state r(t) made before frame t, one row
-    per grid cell; y (N, 2) the flow frame t brings averaged onto that grid; y_last (N, 2) frame t-1's."""
+    """Yield (l, x, y, y_last) for every unit l and frame t >= FIRST: x (N, C_h) the state r(t) made before frame t,
+    one row per grid cell; y (N, 2) the flow frame t brings averaged onto that grid; y_last (N, 2) frame t-1's."""
     state = None
     for t in range(clip.shape[1]):
         out, state = model.step(clip[:, t], state, None if mask is None else mask[:, t], compute_losses=False)
