@@ -20,6 +20,9 @@ Reported per unit, as mean squared error in px² per frame and as ratios (below 
 - ``ratio_copy_last``: MSE(probe) / MSE(copy-last flow), where copy-last predicts that frame t moves as frame t-1
   did: the state saw t-1, so a state that holds the last motion gets near 1; below 1 it anticipates.
 
+``--target last`` asks instead for the flow frame t-1 brought, which the state has seen: whether it perceives the
+motion at all, before whether it anticipates it (its copy-last ratio then compares with frame t-2's flow).
+
 Always read it beside ``--random-init`` (the same architecture, fresh weights): untrained recurrent states hold some
 motion too. A model trained with the flow target (``model.flow_weight``) was asked for exactly this, so its figure
 is not a held-out measure.
@@ -60,9 +63,10 @@ FIRST = 2  # the first frame scored: the state has seen frames 0 and 1
 
 
 @torch.no_grad()
-def unit_pairs(model, clip: torch.Tensor, mask: torch.Tensor | None, flow: torch.Tensor):
+def unit_pairs(model, clip: torch.Tensor, mask: torch.Tensor | None, flow: torch.Tensor, target: str = "next"):
     """Yield (l, x, y, y_last) for every unit l and frame t >= FIRST: x (N, C_h) the state r(t) made before frame t,
-    one row per grid cell; y (N, 2) the flow frame t brings averaged onto that grid; y_last (N, 2) frame t-1's."""
+    one row per grid cell; y (N, 2) the flow frame t brings averaged onto that grid (``target="last"``: the flow
+    frame t-1 brought, which the state has seen); y_last (N, 2) the flow of the frame before y's."""
     state = None
     for t in range(clip.shape[1]):
         out, state = model.step(clip[:, t], state, None if mask is None else mask[:, t], compute_losses=False)
@@ -70,24 +74,27 @@ def unit_pairs(model, clip: torch.Tensor, mask: torch.Tensor | None, flow: torch
             continue
         for l, r in enumerate(out.states):
             factor = flow.shape[-1] // r.shape[-1]
-            y, y_last = (F.avg_pool2d(f, factor) if factor > 1 else f for f in (flow[:, t], flow[:, t - 1]))
+            k = t if target == "next" else t - 1
+            y, y_last = (F.avg_pool2d(f, factor) if factor > 1 else f for f in (flow[:, k], flow[:, k - 1]))
             rows = lambda z: z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])  # noqa: E731
             yield l, rows(r).double(), rows(y).double(), rows(y_last).double()
 
 
-def batches(model, loader, device, masks: bool, desc: str):
+def batches(model, loader, device, masks: bool, desc: str, target: str = "next"):
     """(l, x, y, y_last) over a loader's clips, for ``unit_pairs``."""
     for batch in progress(loader, desc):
         clip = to_unit_float(batch["video"]).to(device)
         mask = batch["mask"].to(device).float() if masks else None
-        yield from unit_pairs(model, clip, mask, batch["flow"].to(device).float())
+        yield from unit_pairs(model, clip, mask, batch["flow"].to(device).float(), target)
 
 
-def fit(model, loader, device, masks: bool, ridge: float) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+def fit(
+    model, loader, device, masks: bool, ridge: float, target: str = "next"
+) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
     """Per unit (W (C_h + 1, 2), the training mean flow (2,)): ridge scaled to the mean feature power, the bias
     unpenalised."""
     acc: dict[int, list] = {}
-    for l, x, y, _ in batches(model, loader, device, masks, "flow probe: fit"):
+    for l, x, y, _ in batches(model, loader, device, masks, "flow probe: fit", target):
         xb = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)
         a = acc.setdefault(l, [0.0, 0.0, 0.0, 0])
         a[0], a[1], a[2], a[3] = a[0] + xb.T @ xb, a[1] + xb.T @ y, a[2] + y.sum(0), a[3] + len(y)
@@ -101,10 +108,10 @@ def fit(model, loader, device, masks: bool, ridge: float) -> dict[int, tuple[tor
     return out
 
 
-def score(model, loader, device, masks: bool, fits) -> dict[str, dict]:
+def score(model, loader, device, masks: bool, fits, target: str = "next") -> dict[str, dict]:
     """Per unit: MSE of the probe, of the training mean and of copy-last flow, and the ratios."""
     sums: dict[int, list[float]] = {}
-    for l, x, y, y_last in batches(model, loader, device, masks, "flow probe: score"):
+    for l, x, y, y_last in batches(model, loader, device, masks, "flow probe: score", target):
         w, mean = fits[l]
         pred = torch.cat([x, torch.ones_like(x[:, :1])], dim=1) @ w
         s = sums.setdefault(l, [0.0, 0.0, 0.0, 0])
@@ -136,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-train", type=int_at_least(1), default=256, help="clips the probe is fitted on (default 256)")
     p.add_argument("--n-test", type=int_at_least(1), default=128, help="clips it is scored on (default 128)")
     p.add_argument("--ridge", type=float, default=1e-3, help="ridge strength, relative to the mean feature power")
+    p.add_argument("--target", choices=("next", "last"), default="next",
+                   help="next: the flow frame t brings, not yet seen (anticipation, the default); last: the flow "
+                   "frame t-1 brought, seen (perception)")  # fmt: skip
     p.add_argument("--data-seed", type=int_at_least(0), default=0, help="synthetic sets: dataset seed")
     p.add_argument("--random-init", action="store_true", help="probe the same architecture with fresh weights")
     p.add_argument("--seed", type=int_at_least(0), default=0, help="--random-init weight seed")
@@ -186,20 +196,22 @@ def main(argv: list[str] | None = None) -> int:
     loader = {s: DataLoader(v[1], batch_size=args.batch_size, shuffle=False) for s, v in sets.items()}
 
     # Step 2. Fit on train, score on test.
-    fits = fit(model, loader["train"], device, masks, args.ridge)
-    per_unit = score(model, loader["test"], device, masks, fits)
+    fits = fit(model, loader["train"], device, masks, args.ridge, args.target)
+    per_unit = score(model, loader["test"], device, masks, fits, args.target)
     skipped = skipped_files(*(v[0] for v in sets.values()))
     result = {
         "dataset": args.data,
         "per_unit_r2": {l: u["r2"] for l, u in per_unit.items()},
         "per_unit_ratio_copy_last": {l: u["ratio_copy_last"] for l, u in per_unit.items()},
         "per_unit": per_unit,
-        "metric": "ridge from the state r(t) (made before frame t) to frame t's flow on the unit's grid, px² per "
-        f"frame, frames t >= {FIRST}; r2 = 1 - mse / mse(training mean); ratio = mse / mse(copy-last flow)",
+        "metric": f"ridge from the state r(t) (made before frame t) to frame {'t' if args.target == 'next' else 't-1'}"
+        f"'s flow on the unit's grid, px² per frame, frames t >= {FIRST}; r2 = 1 - mse / mse(training mean); ratio = "
+        "mse / mse(copy-last flow: the frame before's)",
         "n_train": len(sets["train"][1]),
         "n_test": len(sets["test"][1]),
         "clip_len": dcfg.clip_len,
         "ridge": args.ridge,
+        "target": args.target,
         "checkpoint": str(loaded.path),
         "steps": 0 if args.random_init else loaded.step,
         "random_init": bool(args.random_init),
@@ -210,7 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     write_json(args.out, result)
     print(
-        "flow probe R² (share of the coming motion the state holds): "
+        (
+            "flow probe R² (share of the coming motion the state holds): "
+            if args.target == "next"
+            else "flow probe R² (share of the last frame's motion the state holds): "
+        )  # fmt: skip
         + ", ".join(f"unit {l}: {r:.3f}" for l, r in result["per_unit_r2"].items())
         + "; MSE / copy-last flow: "
         + ", ".join(f"{r:.3f}" for r in result["per_unit_ratio_copy_last"].values())

@@ -45,6 +45,24 @@ def test_a_state_that_holds_the_coming_flow_reads_r2_1_and_noise_reads_0():
     torch.testing.assert_close(fits[0][0][:2], torch.eye(2, dtype=torch.float64), atol=1e-4, rtol=0)
 
 
+def test_target_last_asks_for_the_flow_the_state_has_seen():
+    train_flow, train = loader(0)
+    test_flow, test = loader(1)
+
+    class Seen(Oracle):  # unit 0's state at step t is the flow frame t-1 brought: seen, not anticipated
+        def step(self, x, state, mask, compute_losses=False):
+            out, t = super().step(x, state, mask)
+            out.states[0] = self.flow[:, max(t - 2, 0)]
+            return out, t
+
+    m = Seen(train_flow)
+    fits = {k: fit(m, train, "cpu", False, 1e-6, target=k) for k in ("next", "last")}
+    m.flow = test_flow
+    last = score(m, test, "cpu", False, fits["last"], target="last")
+    nxt = score(m, test, "cpu", False, fits["next"], target="next")
+    assert last["0"]["r2"] == pytest.approx(1.0, abs=1e-4) and abs(nxt["0"]["r2"]) < 0.1
+
+
 def test_cli_on_a_motion_off_checkpoint_and_at_random_init(tiny_run, tmp_path, capsys):
     ckpt = str(tiny_run / "checkpoints" / "last.pt")
     common = ["--data", "synthetic:shapes", "--n-train", "4", "--n-test", "4", "--batch-size", "4", "--no-progress"]
@@ -54,6 +72,8 @@ def test_cli_on_a_motion_off_checkpoint_and_at_random_init(tiny_run, tmp_path, c
     assert set(res["per_unit_r2"]) == {"0", "1"} and res["n_train"] == 4 and res["n_test"] == 4
     assert all(u["mse_mean"] > 0 and u["mse_copy_last"] > 0 for u in res["per_unit"].values())
     assert "flow probe R²" in capsys.readouterr().out
+    assert main(["--checkpoint", ckpt, "--out", str(out), "--target", "last", *common]) == 0
+    assert json.loads(out.read_text())["target"] == "last" and "the last frame's motion" in capsys.readouterr().out
     ri = tmp_path / "ri.json"
     assert main(["--checkpoint", ckpt, "--out", str(ri), "--random-init", *common]) == 0
     assert json.loads(ri.read_text())["random_init"] is True
