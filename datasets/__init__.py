@@ -7,18 +7,13 @@ dict items out (``"video"`` uint8 (T, C, H, W), ``"label"`` int64, ``"index"``; 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-if sys.argv[:1] == ["-m"]:
-    from prednet2.envcheck import require_installed
+from prednet2.envcheck import tool_loading
 
-    require_installed()
-try:  # `python -m datasets.inspect` loads torch and av here: a Ctrl-C then is one line, not a traceback
-    if sys.argv[:1] == ["-m"]:
-        import av  # noqa: F401
+with tool_loading("av"):  # `python -m datasets.inspect` loads torch and av here: a Ctrl-C then is one line
     import torch
     from torch.utils.data import Dataset
 
@@ -31,11 +26,6 @@ try:  # `python -m datasets.inspect` loads torch and av here: a Ctrl-C then is o
     from .synthetic import InterleavedDataset, SyntheticVideoDataset
     from .textures import TexturesDataset, render_textures_clip
     from .trajectories import KINDS, TrajectoriesDataset
-except KeyboardInterrupt:
-    if sys.argv[:1] != ["-m"]:  # a library import: the caller's guard decides
-        raise
-    print("interrupted (Ctrl-C) while loading", file=sys.stderr)
-    raise SystemExit(130) from None
 
 if TYPE_CHECKING:
     from prednet2.config import DataConfig, MotionConfig

@@ -5,18 +5,12 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 import importlib
-import sys
 from typing import TYPE_CHECKING
 
-if sys.argv[:1] == ["-m"]:  # `python -m prednet2.stream`: load torch here, where a Ctrl-C can end quietly
-    from .envcheck import require_installed
+from .envcheck import tool_loading
 
-    require_installed()
-    try:
-        import torch  # noqa: F401
-    except KeyboardInterrupt:
-        print("interrupted (Ctrl-C) while loading", file=sys.stderr)
-        raise SystemExit(130) from None
+with tool_loading("torch"):  # `python -m prednet2.stream`: torch loads here, where a Ctrl-C can end quietly
+    pass
 
 # Imported on first use (PEP 562), so ``import prednet2.cli`` (the console script) loads neither torch nor yaml and
 # a Ctrl-C while they load falls inside the command's guard (prednet2.interrupt.run_cli), not before it.

@@ -6,7 +6,10 @@ Standard library only, and no prednet2 import: the entry points (``train.py``, `
 
 from __future__ import annotations
 
+import importlib
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -28,3 +31,22 @@ def require_installed() -> None:
             print(f"{tool}: error: {sys.executable} has no {name}: {fix}, or `source .venv/bin/activate` first",
                   file=sys.stderr)  # fmt: skip
             raise SystemExit(2)
+
+
+@contextmanager
+def tool_loading(*preload: str) -> Iterator[None]:
+    """Around a package's imports (``prednet2``, ``eval``, ``datasets``): under ``python -m PACKAGE.TOOL``, check this
+    Python (``require_installed``), import ``preload`` (the heavy libraries) and the block, and turn a Ctrl-C while
+    they load into one line and exit 130. Imported as a library, the block runs as is and an interrupt goes on to the
+    caller's own guard."""
+    if sys.argv[:1] != ["-m"]:
+        yield
+        return
+    require_installed()
+    try:
+        for name in preload:
+            importlib.import_module(name)
+        yield
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C) while loading", file=sys.stderr)
+        raise SystemExit(130) from None  # 128 + SIGINT, as prednet2.interrupt.run_cli
