@@ -49,6 +49,7 @@ from .cells import upsample2
 from .losses import ahead_loss
 from .optim import lr_factor
 from .outputs import detach as _detach
+from .readout import parse_parts
 from .stack_parts import passed_up, up_channels, window_terms
 
 __all__ = ["partition_units", "unit_costs", "LayerParallelWorker", "tick_schedule"]
@@ -158,7 +159,7 @@ class LayerParallelWorker:
         # The flow target (model.flow_weight) is not computed here: the batches carry no flow, so the units train
         # without that term (the stack leaves it out when no flow is given). Heads kept only to be read (readout part
         # f, model.flow_detach) would stay at their random init: refused.
-        if cfg.flow_detach or "f" in [p.strip() for p in cfg.readout.split(",")]:
+        if cfg.flow_detach or "f" in parse_parts(cfg.readout):
             raise ValueError("layer-parallel: model.flow_detach and the readout part f need trained flow heads, and "
                              "this mode has no flow target; train with the sequential trainer (train.py)")  # fmt: skip
         if cfg.blind_prob > 0:  # hiding a frame is decided per clip across every unit's process

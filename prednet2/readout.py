@@ -42,7 +42,8 @@ from torch import Tensor
 if TYPE_CHECKING:
     from .stack import PredictiveStack
 
-PARTS = ("a", "r", "e", "da", "dr", "rw", "aw", "am", "rm", "av", "rv", "f", "w")
+HEAD_PARTS = ("f", "w")  # read through a unit's own heads (flow, warp), not from its tensors alone
+PARTS = ("a", "r", "e", "da", "dr", "rw", "aw", "am", "rm", "av", "rv", *HEAD_PARTS)
 
 
 def parse_parts(spec: str) -> list[str]:
@@ -129,8 +130,10 @@ def _read(
         out, state = model.step(clip[:, t], state, m, compute_losses=False, detach_between=detach_between)
         for l in range(L):
             step = (state.a[l], a_before[l], out.states[l], r_before[l], out.errors[l])
+            u = model.units[l]
             f = torch.cat(
-                [_head_part(p, model.units[l], *step) if p in ("f", "w") else _part(p, *step) for p in parts], dim=1
+                [_head_part(p, u, state.a[l], out.states[l]) if p in HEAD_PARTS else _part(p, *step) for p in parts],
+                dim=1,
             )
             f = _pool(f, grid, model.cfg.readout_pool)  # (B, C*grid*grid), twice that for "meanmax"
             b = bin_of[t]
@@ -155,7 +158,7 @@ def _pool(f: Tensor, grid: int, how: str) -> Tensor:
     return torch.cat([F.adaptive_avg_pool2d(f, grid).flatten(1), F.adaptive_max_pool2d(f, grid).flatten(1)], dim=1)
 
 
-def _head_part(name: str, unit, a: Tensor, a_before: Tensor | None, r: Tensor, r_before, e) -> Tensor:
+def _head_part(name: str, unit, a: Tensor, r: Tensor) -> Tensor:
     """The part ``f`` (the unit's flow head on its state, made before frame t, or its representation) or ``w`` (its
     warp head's displacement), split by sign into (B, 4, H, W); (B, 0, H, W) for a unit without that head."""
     head = unit.flow_head if name == "f" else unit.warp_head
