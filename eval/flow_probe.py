@@ -72,12 +72,21 @@ def unit_pairs(model, clip: torch.Tensor, mask: torch.Tensor | None, flow: torch
         out, state = model.step(clip[:, t], state, None if mask is None else mask[:, t], compute_losses=False)
         if t < FIRST:
             continue
+        k = t if target == "next" else t - 1
         for l, r in enumerate(out.states):
             factor = flow.shape[-1] // r.shape[-1]
-            k = t if target == "next" else t - 1
             y, y_last = (F.avg_pool2d(f, factor) if factor > 1 else f for f in (flow[:, k], flow[:, k - 1]))
-            rows = lambda z: z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])  # noqa: E731
-            yield l, rows(r).double(), rows(y).double(), rows(y_last).double()
+            yield l, _rows(r), _rows(y), _rows(y_last)
+
+
+def _rows(z: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B*H*W, C) in float64: one row per grid cell, as the regression reads them."""
+    return z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]).double()
+
+
+def _with_bias(x: torch.Tensor) -> torch.Tensor:
+    """(N, C) -> (N, C + 1): a constant column last, the regression's bias."""
+    return torch.cat([x, torch.ones_like(x[:, :1])], dim=1)
 
 
 def batches(model, loader, device, masks: bool, desc: str, target: str = "next"):
@@ -95,7 +104,7 @@ def fit(
     unpenalised."""
     acc: dict[int, list] = {}
     for l, x, y, _ in batches(model, loader, device, masks, "flow probe: fit", target):
-        xb = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)
+        xb = _with_bias(x)
         a = acc.setdefault(l, [0.0, 0.0, 0.0, 0])
         a[0], a[1], a[2], a[3] = a[0] + xb.T @ xb, a[1] + xb.T @ y, a[2] + y.sum(0), a[3] + len(y)
     out = {}
@@ -113,7 +122,7 @@ def score(model, loader, device, masks: bool, fits, target: str = "next") -> dic
     sums: dict[int, list[float]] = {}
     for l, x, y, y_last in batches(model, loader, device, masks, "flow probe: score", target):
         w, mean = fits[l]
-        pred = torch.cat([x, torch.ones_like(x[:, :1])], dim=1) @ w
+        pred = _with_bias(x) @ w
         s = sums.setdefault(l, [0.0, 0.0, 0.0, 0])
         s[0] += float(((pred - y) ** 2).sum())
         s[1] += float(((mean - y) ** 2).sum())
