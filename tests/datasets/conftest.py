@@ -104,6 +104,17 @@ def write_broken_mp4(path: str | os.PathLike, n: int = 24) -> Path:
     return path
 
 
+def write_shapes_videos(root: str | os.PathLike, n: int, *, T: int, n_distractors: int) -> Path:
+    """``n`` lossless videos of moving shapes (``synthetic:shapes``' renderer, seeds 0..n-1) as root/v<i>.mkv."""
+    from prednet2.datasets.shapes import render_shapes_clip
+
+    root = Path(root)
+    for i in range(n):
+        clip = render_shapes_clip(np.random.default_rng(i), T=T, n_distractors=n_distractors)
+        write_video(root / f"v{i}.mkv", np.ascontiguousarray(clip["video"].transpose(0, 2, 3, 1)), codec="ffv1")
+    return root
+
+
 @pytest.fixture
 def mixed_folder(tmp_path) -> Path:
     """One good clip in a sub-folder with a space (and non-ASCII) in its name, plus 3 bad files."""
@@ -125,4 +136,5 @@ def vt():
         write_audio_only=write_audio_only,
         write_truncated_mp4=write_truncated_mp4,
         write_broken_mp4=write_broken_mp4,
+        write_shapes_videos=write_shapes_videos,
     )

@@ -11,7 +11,7 @@ import torch
 from prednet2.datasets import motion as M
 from prednet2.datasets.flow import FlowError
 from prednet2.datasets.folder import VideoFolder
-from prednet2.datasets.shapes import ShapesDataset, render_shapes_clip
+from prednet2.datasets.shapes import ShapesDataset
 
 from prednet2.config import DataConfig, MotionConfig
 
@@ -97,10 +97,7 @@ def test_raft_without_weights_fails_at_construction(shapes):
 @pytest.fixture
 def folder(tmp_path, vt):
     """Two lossless 64x64 videos of moving shapes (24 frames each) in a folder."""
-    root = tmp_path / "videos"
-    for i in range(2):
-        clip = render_shapes_clip(np.random.default_rng(i), T=24, n_distractors=0)
-        vt.write_video(root / f"v{i}.mkv", np.ascontiguousarray(clip["video"].transpose(0, 2, 3, 1)), codec="ffv1")
+    root = vt.write_shapes_videos(tmp_path / "videos", 2, T=24, n_distractors=0)
     cfg = DataConfig(clip_len=5, stride=2, size=(64, 64), cache_dir=str(tmp_path / "cache"))
     return VideoFolder(root, cfg=cfg, progress=False), cfg
 

@@ -11,7 +11,6 @@ import pytest
 from prednet2.datasets import motion as M
 from prednet2.datasets.folder import VideoFolder
 from prednet2.datasets.prep import AUTO_MAX, ordered_map, prep_workers
-from prednet2.datasets.shapes import render_shapes_clip
 
 from prednet2.config import DataConfig, MotionConfig
 
@@ -78,11 +77,7 @@ def test_prep_workers_auto_and_given():
 
 @pytest.fixture
 def videos(tmp_path, vt):
-    root = tmp_path / "videos"
-    for i in range(5):
-        clip = render_shapes_clip(np.random.default_rng(i), T=12, n_distractors=1)
-        vt.write_video(root / f"v{i}.mkv", np.ascontiguousarray(clip["video"].transpose(0, 2, 3, 1)), codec="ffv1")
-    return root
+    return vt.write_shapes_videos(tmp_path / "videos", 5, T=12, n_distractors=1)
 
 
 def test_threads_decode_and_make_masks_exactly_as_one(videos, tmp_path):
