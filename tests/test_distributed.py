@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,18 +18,12 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from spawn_helpers import free_port, spawn_workers
 
 from prednet2 import distributed as pd
 from prednet2.losses import covariance_penalty, info_nce, variance_hinge
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---- no process group ----------------------------------------------------------------------------------------
@@ -98,7 +91,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
 
 def test_batch_sync_gradient_equals_global_batch(tmp_path):
     out = str(tmp_path / "grad.pt")
-    mp.start_processes(_worker, args=(2, free_port(), out), nprocs=2, join=True, start_method="spawn")
+    spawn_workers(_worker, out)
     got = torch.load(out, weights_only=True)
 
     g = torch.Generator().manual_seed(0)
@@ -152,7 +145,7 @@ def test_stack_binding_two_processes_equal_one(tmp_path):
     With per-rank negatives the bind loss would be lower (2 candidates per row, not 4) and its gradients differ.
     """
     out = str(tmp_path / "stack.pt")
-    mp.start_processes(_stack_worker, args=(2, free_port(), out), nprocs=2, join=True, start_method="spawn")
+    spawn_workers(_stack_worker, out)
     got = torch.load(out, weights_only=True)
     model, clip, mask = _stack_inputs()
     bind, grads = _stack_grads(model, clip, mask)
@@ -197,7 +190,7 @@ def _data_worker(rank: int, world: int, port: int, log: str) -> None:
 def test_rank0_builds_the_data_first(tmp_path):
     """One node: LOCAL_RANK 0 decodes and computes masks into the cache while the others wait, then they read it."""
     log = tmp_path / "order.txt"
-    mp.start_processes(_data_worker, args=(2, free_port(), str(log)), nprocs=2, join=True, start_method="spawn")
+    spawn_workers(_data_worker, str(log))
     lines = log.read_text().splitlines()
     assert lines[:2] == ["start 0", "end 0"] and lines.index("start 1") > lines.index("end 0"), lines
     # A failure on rank 0 releases rank 1, which stops with a DataError instead of waiting for a timeout (and

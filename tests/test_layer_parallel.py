@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
-import torch.multiprocessing as mp
+from spawn_helpers import free_port, spawn_workers
 
 import prednet2
 from prednet2.config import Config
@@ -82,12 +81,6 @@ def test_schedule_only_uses_values_from_earlier_ticks():
         assert ks == list(range(l, l + 2 * steps))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _worker(rank: int, world: int, port: int, out: str, blocks, over: dict | None = None) -> None:
     import torch.distributed as dist
 
@@ -153,7 +146,7 @@ def _sequential(over: dict | None = None):
 )
 def test_two_processes_match_sequential_local(tmp_path, blocks, over):
     out = str(tmp_path / "lp.pt")
-    mp.start_processes(_worker, args=(2, _free_port(), out, blocks, over), nprocs=2, join=True, start_method="spawn")
+    spawn_workers(_worker, out, blocks, over)
     got = torch.load(out, weights_only=True)
     ref_losses, ref_model = _sequential(over)
     for i in range(N_BATCHES):
@@ -187,7 +180,7 @@ def test_options_it_cannot_split_across_processes_are_refused(key, value, match)
 
     model, _ = _model()
     model.cfg = dataclasses.replace(model.cfg, **{key: value})
-    dist.init_process_group("gloo", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{_free_port()}")
+    dist.init_process_group("gloo", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{free_port()}")
     try:
         with pytest.raises(ValueError, match=match):
             LayerParallelWorker(model, lr=1e-3, batch_size=B, clip_len=T, size=(H, W))
