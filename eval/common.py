@@ -48,6 +48,15 @@ def add_runtime_args(p) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
 
 
+def add_model_run_args(p) -> None:
+    """``--device``, ``--clip-len``, ``--batch-size`` of the CLIs that run a checkpoint over clips, then
+    ``add_runtime_args``'s."""
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    p.add_argument("--clip-len", type=int, help="frames per clip (default: the checkpoint's)")
+    p.add_argument("--batch-size", type=int_at_least(1), default=16)
+    add_runtime_args(p)
+
+
 def apply_runtime(args: Any) -> None:
     """Apply ``add_runtime_args``'s options: torch threads, progress bars."""
     set_threads(args.threads)

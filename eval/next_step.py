@@ -43,7 +43,7 @@ from prednet2.interrupt import run_cli
 from prednet2.losses import arrow_loss
 
 from .common import (
-    add_runtime_args,
+    add_model_run_args,
     apply_runtime,
     build_or_exit,
     fail,
@@ -185,11 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-seed", type=int_at_least(0), default=0, help="synthetic sets: dataset seed")
     p.add_argument("--random-init", action="store_true", help="score the same architecture with fresh weights")
     p.add_argument("--seed", type=int_at_least(0), default=0, help="--random-init weight seed")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
-    p.add_argument("--clip-len", type=int, help="frames per clip (default: the checkpoint's)")
-    p.add_argument("--batch-size", type=int_at_least(1), default=16)
     p.add_argument("--num-workers", type=int_at_least(0), default=0)
-    add_runtime_args(p)
+    add_model_run_args(p)
     return p
 
 

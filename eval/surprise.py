@@ -30,7 +30,7 @@ from prednet2.cli import OneLineParser, int_at_least, out_file, out_folder, prog
 from prednet2.interrupt import run_cli
 
 from .common import (
-    add_runtime_args,
+    add_model_run_args,
     apply_runtime,
     build_or_exit,
     fail,
@@ -176,10 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--png", type=out_file, help="surprise curve PNG (default: next to --out, surprise.png)")
     p.add_argument("--tb", type=out_folder, help="also write TensorBoard scalars to this folder")
     p.add_argument("--random-init", action="store_true", help="the same architecture with fresh weights")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
-    p.add_argument("--clip-len", type=int, help="frames per clip (default: the checkpoint's)")
-    p.add_argument("--batch-size", type=int_at_least(1), default=16)
-    add_runtime_args(p)
+    add_model_run_args(p)
     return p
 
 
