@@ -12,6 +12,7 @@ from __future__ import annotations
 import faulthandler
 import socket
 import warnings
+from pathlib import Path
 
 import torch.multiprocessing as mp
 from torch.multiprocessing import ProcessExitedException
@@ -28,9 +29,14 @@ def _traced(rank: int, worker, *args) -> None:
     worker(rank, *args)
 
 
-def spawn_workers(worker, *args, nprocs: int = 2) -> None:
-    """Run ``worker(rank, nprocs, port, *args)`` on ``nprocs`` spawned processes, a fresh port per try."""
+def spawn_workers(worker, *args, nprocs: int = 2, outputs: tuple[str, ...] = ()) -> None:
+    """Run ``worker(rank, nprocs, port, *args)`` on ``nprocs`` spawned processes, a fresh port per try.
+
+    ``outputs``: files the workers write (or append to), removed before each try, so a retry starts from nothing.
+    """
     for attempt in (1, 2):
+        for path in outputs:
+            Path(path).unlink(missing_ok=True)
         try:
             mp.start_processes(
                 _traced, args=(worker, nprocs, free_port(), *args), nprocs=nprocs, join=True, start_method="spawn"

@@ -91,7 +91,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
 
 def test_batch_sync_gradient_equals_global_batch(tmp_path):
     out = str(tmp_path / "grad.pt")
-    spawn_workers(_worker, out)
+    spawn_workers(_worker, out, outputs=(out,))
     got = torch.load(out, weights_only=True)
 
     g = torch.Generator().manual_seed(0)
@@ -145,7 +145,7 @@ def test_stack_binding_two_processes_equal_one(tmp_path):
     With per-rank negatives the bind loss would be lower (2 candidates per row, not 4) and its gradients differ.
     """
     out = str(tmp_path / "stack.pt")
-    spawn_workers(_stack_worker, out)
+    spawn_workers(_stack_worker, out, outputs=(out,))
     got = torch.load(out, weights_only=True)
     model, clip, mask = _stack_inputs()
     bind, grads = _stack_grads(model, clip, mask)
@@ -190,7 +190,7 @@ def _data_worker(rank: int, world: int, port: int, log: str) -> None:
 def test_rank0_builds_the_data_first(tmp_path):
     """One node: LOCAL_RANK 0 decodes and computes masks into the cache while the others wait, then they read it."""
     log = tmp_path / "order.txt"
-    spawn_workers(_data_worker, str(log))
+    spawn_workers(_data_worker, str(log), outputs=(str(log),))
     lines = log.read_text().splitlines()
     assert lines[:2] == ["start 0", "end 0"] and lines.index("start 1") > lines.index("end 0"), lines
     # A failure on rank 0 releases rank 1, which stops with a DataError instead of waiting for a timeout (and

@@ -146,7 +146,7 @@ def _sequential(over: dict | None = None):
 )
 def test_two_processes_match_sequential_local(tmp_path, blocks, over):
     out = str(tmp_path / "lp.pt")
-    spawn_workers(_worker, out, blocks, over)
+    spawn_workers(_worker, out, blocks, over, outputs=(out,))
     got = torch.load(out, weights_only=True)
     ref_losses, ref_model = _sequential(over)
     for i in range(N_BATCHES):

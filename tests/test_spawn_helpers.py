@@ -18,6 +18,12 @@ def _abort_first_try(rank: int, world: int, port: int, marker: str) -> None:
         os.kill(os.getpid(), signal.SIGABRT)
 
 
+def _abort_first_try_logged(rank: int, world: int, port: int, marker: str, log: str) -> None:
+    with open(log, "a") as f:
+        f.write(f"{rank}\n")
+    _abort_first_try(rank, world, port, marker)
+
+
 def _always_abort(rank: int, world: int, port: int, log: str) -> None:
     with open(log, "a") as f:
         f.write(f"{rank}\n")
@@ -44,6 +50,14 @@ def test_a_second_signal_death_fails(tmp_path):
     with pytest.warns(UserWarning), pytest.raises(ProcessExitedException, match="SIGABRT"):
         spawn_workers(_always_abort, str(log))
     assert log.read_text().split().count("1") == 2  # tried twice, no more
+
+
+def test_outputs_are_removed_before_each_try(tmp_path):
+    """A retry starts from an empty log: the first try's lines are gone."""
+    log, marker = tmp_path / "log", str(tmp_path / "marker")
+    with pytest.warns(UserWarning):
+        spawn_workers(_abort_first_try_logged, marker, str(log), outputs=(str(log),))
+    assert sorted(log.read_text().split()) == ["0", "1"]
 
 
 def test_a_python_error_is_never_retried(tmp_path):
