@@ -40,7 +40,7 @@ class CacheEntry(NamedTuple):
     key: str  # cache key ("" when the file could not be stat'ed)
     n_frames: int  # decoded frames after resize/fps (0 when skipped)
     reason: str  # "" when usable
-    truncated: bool  # decoding stopped at an error; n_frames counts what decoded before it
+    truncated: bool  # cut short or damaged (decode.decode_video); n_frames counts what decoded
 
 
 def resolve_cache_dir(root: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Path:

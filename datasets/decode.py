@@ -30,6 +30,9 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".
 # Never scan our own cache folders (they hold .npy files, but a user may point cache_dir inside the data).
 _SKIP_DIRS = {".prednet2_cache"}
 INTERPOLATION = "AREA"  # swscale filter; see the module docstring
+# Video that ends this far before the container's declared duration counts as cut short (both must hold: a sound
+# track a little longer than the picture, or timestamp rounding, is not a cut).
+SHORT_BY_S, SHORT_BY_FRAC = 0.5, 0.05
 
 
 class Decoded(NamedTuple):
@@ -37,7 +40,7 @@ class Decoded(NamedTuple):
 
     frames: np.ndarray  # (N, H, W, C) uint8, C = 3 (RGB) or 1 (gray)
     fps: float  # frame rate of ``frames``: the requested fps, or the native rate when fps=0
-    truncated: bool  # the stream ended in a decode error; ``frames`` holds what decoded before it
+    truncated: bool  # cut short or damaged (see ``decode_video``); ``frames`` holds what decoded
 
 
 def is_video_file(path: str | os.PathLike) -> bool:
@@ -144,6 +147,11 @@ def decode_video(
 
     Raises:
         DecodeError: with a short ``reason`` (empty file, not a video container, no video stream, no frames).
+
+    ``truncated`` is set when the file was cut short or damaged and ``frames`` holds what decoded: a decode error, a
+    packet the demuxer marks corrupt (a cut mp4, mov or avi: FFmpeg's frame threads swallow the decode error), or,
+    when decoding to the end, video that stops short of the duration the container declares (a cut mkv or webm,
+    whose packets all look whole) by more than ``SHORT_BY_S`` seconds and ``SHORT_BY_FRAC`` of it.
     """
     path = str(path)
     problem = file_problem(path)
@@ -189,8 +197,16 @@ def decode_video(
         prev = None  # (frame, t) not yet emitted: with fps > 0, its repeat count needs the next frame's time
         next_k = 0  # index of the next output time k / fps
         i = 0
+        t = None  # the last source frame's time, from t0
+        corrupt = [False]
+
+        def demuxed():  # container.decode, with each packet's corrupt flag kept
+            for packet in container.demux(stream):
+                corrupt[0] |= bool(packet.is_corrupt)
+                yield from packet.decode()
+
         try:
-            for frame in container.decode(stream):
+            for frame in demuxed():
                 t = frame.time if frame.time is not None else i / native
                 i += 1
                 if t0 is None:
@@ -210,6 +226,9 @@ def decode_video(
                 prev = (frame, t)
         except av.FFmpegError:
             truncated = True  # keep what decoded before the error; the caller decides whether it is enough
+        truncated = (
+            truncated or corrupt[0] or (duration is None and t is not None and _short(stream, container, t, native))
+        )
         if fps > 0 and prev is not None:
             # The last frame lasts one native frame; the quarter-output-frame margin absorbs timestamp rounding
             # (e.g. mkv's 1 ms time base), so 1 s at 30 fps gives exactly 10 frames at fps=10, not 11.
@@ -220,6 +239,20 @@ def decode_video(
             path, "no decodable video frames" + (" (decode error at the first frame)" if truncated else "")
         )
     return Decoded(np.stack(out), float(fps) if fps > 0 else native, truncated)
+
+
+def _short(stream, container, last_t: float, native: float) -> bool:
+    """Whether the video, decoded to its end, stops well before the duration its container declares (the video
+    stream's own, else the container's): the last frame shown from ``last_t`` for one native frame."""
+    declared = None
+    if stream.duration and stream.time_base:
+        declared = float(stream.duration * stream.time_base)
+    elif container.duration:
+        declared = container.duration / av.time_base
+    if not declared or declared <= 0:
+        return False
+    missing = declared - (last_t + 1.0 / native)
+    return missing > max(SHORT_BY_S, SHORT_BY_FRAC * declared)
 
 
 def _emit(out, prev, t_next, fps, start, next_k, convert) -> int:

@@ -17,7 +17,7 @@ class SkippedFile(NamedTuple):
 
 
 class CutVideo(NamedTuple):
-    """A video used although decoding stopped at an error partway: only its first ``frames`` frames are read."""
+    """A video used although it is cut short or damaged partway: only its first ``frames`` frames are read."""
 
     path: str
     frames: int

@@ -5,7 +5,7 @@ Usage::
     ds = VideoFolder("videos/", cfg.data)             # or VideoFolder("videos/", clip_len=10, size=(64, 64))
     item = ds[0]   # {"video": uint8 (T, C, H, W), "label": int64 -1, "index": 0}
     ds.n_skipped, ds.skipped                          # files that could not be used, and why
-    ds.truncated                                      # videos cut short by a decode error: (path, frames used)
+    ds.truncated                                      # videos cut short or damaged: (path, frames used)
     ds.frames(v)                                      # all cached frames of video v: uint8 memmap (N, H, W, C)
 """
 
@@ -112,7 +112,7 @@ class VideoFolder(Dataset):
         entries = self._cache.build(self.root, files, progress=self.progress)
         self.videos: list[str] = []
         self.skipped: list[SkippedFile] = []
-        self.truncated: list[CutVideo] = []  # used, but decoding stopped at an error: the frames before it
+        self.truncated: list[CutVideo] = []  # used, but cut short or damaged: the frames before it
         self._keys: list[str] = []
         self._n_frames: list[int] = []
         self._file_index: list[int] = []  # position of each usable video in `files` (subclasses map labels)
@@ -146,8 +146,7 @@ class VideoFolder(Dataset):
             )
         if len(self.truncated) > _MAX_SKIP_LINES:
             log.warning(
-                "... and %d more truncated or damaged, each read up to its decode error (`prednet2 inspect %s` "
-                "lists them)",
+                "... and %d more truncated or damaged, each read up to the damage (`prednet2 inspect %s` lists them)",
                 len(self.truncated) - _MAX_SKIP_LINES,
                 self.root,
             )

@@ -3,7 +3,7 @@
 Scans (and caches) every video under DATA the way training will, then prints the number of usable videos, the
 number of clips, and each skipped file with its reason. ``--json`` prints
 ``{"n_videos", "n_clips", "n_skipped", "skipped": [{"path", "reason"}], "n_truncated", "truncated": [{"path",
-"frames"}]}`` (``truncated``: usable videos whose decoding stopped at an error partway, read up to it), plus
+"frames"}]}`` (``truncated``: usable videos cut short or damaged partway, read up to it), plus
 ``"classes"`` (usable videos per
 class) when DATA is a labels file (``FOLDER/labels.csv``) or with ``--labelled`` (read as the probes read it: class
 folders or a table). Exit status: 0 when at least one video is usable, 2 when none is (or DATA/an option is bad).
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _print_table(data: str, per_video: list[tuple[str, int, int]], report: dict) -> None:
-    cut = f", {report['n_truncated']} cut short by a decode error" if report["n_truncated"] else ""
+    cut = f", {report['n_truncated']} cut short or damaged" if report["n_truncated"] else ""
     print(
         f"{data}: {report['n_videos']} usable video(s), {report['n_clips']} clip(s), {report['n_skipped']} skipped"
         + cut
@@ -123,7 +123,7 @@ def _print_table(data: str, per_video: list[tuple[str, int, int]], report: dict)
         from .folder import _MAX_SKIP_LINES  # loaded already: the report comes from a VideoFolder
 
         shown = report["truncated"][:_MAX_SKIP_LINES]
-        print("\ntruncated or damaged (decoding stopped at an error; the frames before it are used):")
+        print("\ntruncated or damaged (cut short or a decode error partway; the frames before it are used):")
         for t in shown:
             print(f"{t['path']}  {t['frames']} frames")
         if len(report["truncated"]) > len(shown):

@@ -201,7 +201,7 @@ def skipped_files(*datasets: Any) -> list[dict]:
 
 
 def truncated_files(*datasets: Any) -> dict:
-    """How many distinct videos the datasets read only up to a decode error partway (``VideoFolder.truncated``),
+    """How many distinct videos the datasets read only up to damage partway (``VideoFolder.truncated``),
     and which: ``{"n_truncated", "truncated": [{"path", "frames"}]}`` (the warnings went to stderr)."""
     seen: dict[str, int] = {}
     for ds in datasets:

@@ -293,7 +293,7 @@ class FeatureSource:
             "cache_hits": sum(self.cache_hits),
             "n_skipped": len(skipped),
             "skipped": skipped,
-            **truncated_files(*self._datasets.values()),  # videos read up to a decode error partway
+            **truncated_files(*self._datasets.values()),  # videos read up to damage partway (cut or broken)
             **padded_files(*self._datasets.values()),  # videos shorter than a clip, read with their last frame repeated
         }
 

@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         "data_options": dataclasses.asdict(dcfg),
         "n_skipped": len(skipped),
         "skipped": skipped,
-        **truncated,  # videos read only up to a decode error partway
+        **truncated,  # videos read only up to damage partway
         "wall_s": round(time.time() - t0, 2),
     }
     if pixels is not None:

@@ -176,7 +176,7 @@ def train(
     cut = [{"path": str(t.path), "frames": int(t.frames)} for t in getattr(dataset, "truncated", [])]
     if cut and main:  # used up to a decode error partway: fewer frames than the file holds
         names = ", ".join(Path(t["path"]).name for t in cut[:3]) + (" ..." if len(cut) > 3 else "")
-        say(f"warning: {len(cut)} video(s) of {data_spec} cut short by a decode error, read up to it: {names}")
+        say(f"warning: {len(cut)} video(s) of {data_spec} cut short or damaged, read up to the damage: {names}")
     skipped_report = {"n_skipped": n_skipped, "skipped": skipped[:20], "n_truncated": len(cut), "truncated": cut[:20]}
 
     # Step 4. The model from the resolved config, and its optimiser.

@@ -188,7 +188,7 @@ def test_no_progress_hides_the_decoding_bar_of_a_video_folder(capsys, tmp_path):
     assert code == 0
     assert "decoding videos" not in err and "%|" not in err, err
     assert "bad.mp4" in err  # the skip is still reported
-    assert "1 video(s) of" in err and "cut short by a decode error, read up to it: broken.mp4" in err
+    assert "1 video(s) of" in err and "cut short or damaged, read up to the damage: broken.mp4" in err
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["n_skipped"] == 1 and summary["n_truncated"] == 1
     assert Path(summary["truncated"][0]["path"]).name == "broken.mp4" and 4 <= summary["truncated"][0]["frames"] < 24

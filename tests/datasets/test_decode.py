@@ -1,3 +1,5 @@
+from fractions import Fraction
+
 import av
 import numpy as np
 import pytest
@@ -93,7 +95,50 @@ def test_truncated_but_decodable_keeps_frames(vt, tmp_path):
     data = p.read_bytes()
     p.write_bytes(data[: int(len(data) * 0.6)])
     d = decode_video(p, size=(16, 16))
-    assert 5 <= len(d.frames) < 20
+    assert 5 <= len(d.frames) < 20 and d.truncated
+
+
+@pytest.mark.parametrize(
+    "name,codec",
+    [("v.mkv", "ffv1"), ("v.avi", "mpeg4"), ("v.mkv", "mpeg4")],  # cut mkv: short of its duration; avi: a bad packet
+)
+@pytest.mark.parametrize("fps", [0.0, 5.0])
+def test_a_file_cut_short_is_flagged_and_a_whole_one_is_not(vt, tmp_path, name, codec, fps):
+    # FFmpeg's frame threads swallow the decode error of a cut file, and a cut mkv ends with no error at all: each
+    # must still come back flagged, with the frames before the cut; the same file whole must not.
+    frames = np.random.default_rng(2).integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+    p = vt.write_video(tmp_path / name, frames, codec=codec)
+    whole = decode_video(p, size=(32, 32), fps=fps)
+    assert not whole.truncated and len(whole.frames) == (40 if fps == 0 else 20)
+    data = p.read_bytes()
+    p.write_bytes(data[: int(len(data) * 0.6)])
+    cut = decode_video(p, size=(32, 32), fps=fps)
+    assert cut.truncated and 5 <= len(cut.frames) < len(whole.frames)
+
+
+def test_a_window_that_ends_before_the_cut_is_not_flagged(vt, tmp_path):
+    # Decoding [0, 1 s) of a 4-s file cut at 60 %: the window is whole, so nothing is reported (the duration check
+    # applies only when decoding to the end).
+    frames = np.random.default_rng(3).integers(0, 256, (40, 16, 16, 3), dtype=np.uint8)
+    p = vt.write_video(tmp_path / "w.mkv", frames)
+    data = p.read_bytes()
+    p.write_bytes(data[: int(len(data) * 0.6)])
+    d = decode_video(p, size=(16, 16), duration=1.0)
+    assert len(d.frames) == 10 and not d.truncated
+
+
+def test_short_of_the_declared_duration_needs_both_margins():
+    from types import SimpleNamespace as NS
+
+    from prednet2.datasets.decode import _short
+
+    s = NS(duration=100, time_base=Fraction(1, 10))  # a 10-s video stream
+    assert not _short(s, None, last_t=9.4, native=10)  # 0.5 s missing: under 5 % of 10 s
+    assert _short(s, None, last_t=9.3, native=10)  # 0.6 s: over both
+    long = NS(duration=1000, time_base=Fraction(1, 10))  # 100 s: 5 % is 5 s
+    assert not _short(long, None, last_t=96.0, native=10) and _short(long, None, last_t=94.0, native=10)
+    assert not _short(NS(duration=None, time_base=None), NS(duration=None), last_t=1.0, native=10)  # none declared
+    assert _short(NS(duration=None, time_base=None), NS(duration=4_000_000), last_t=1.0, native=10)  # the container's
 
 
 def test_scan_recursive_sorted_case_insensitive(vt, tmp_path):

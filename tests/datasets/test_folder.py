@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from prednet2.datasets.errors import DataError, SkippedFile
+from prednet2.datasets.errors import CutVideo, DataError, SkippedFile
 from prednet2.datasets.folder import VideoFolder
 from torch.utils.data import DataLoader
 
@@ -191,7 +191,7 @@ def test_truncated_file_keeps_decodable_frames(vt, tmp_path):
     p.write_bytes(data[: int(len(data) * 0.6)])
     ds = VideoFolder(p.parent, clip_len=4, size=(16, 16), cache_dir=tmp_path / "c", progress=False)
     n = ds.num_frames(0)
-    assert 4 <= n < 20
+    assert 4 <= n < 20 and ds.truncated == [CutVideo(str(p), n)]  # no decode error, yet listed as cut
     np.testing.assert_array_equal(ds.frames(0), frames[:n])  # the frames before the cut, exactly
     with pytest.raises(DataError, match=rf"too short.*; the longest of them has {n} frames: give data.clip_len={n} or"):
         VideoFolder(p.parent, clip_len=n + 1, size=(16, 16), cache_dir=tmp_path / "c", progress=False)

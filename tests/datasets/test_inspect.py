@@ -107,6 +107,6 @@ def test_videos_cut_short_by_a_decode_error_are_reported(vt, tmp_path, capsys):
     assert out["truncated"][0] == {"path": str(root / "broken00.mp4"), "frames": decoded}
     assert main(args) == 0
     table = capsys.readouterr().out
-    assert "13 usable video(s)" in table and "12 cut short by a decode error" in table
+    assert "13 usable video(s)" in table and "12 cut short or damaged" in table
     named = [line for line in table.splitlines() if line.startswith(str(root / "broken")) and "frames" in line]
     assert len(named) == 10 and "... and 2 more (--json lists every one)" in table
