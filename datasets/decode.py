@@ -198,15 +198,9 @@ def decode_video(
         next_k = 0  # index of the next output time k / fps
         i = 0
         t = None  # the last source frame's time, from t0
-        corrupt = [False]
-
-        def demuxed():  # container.decode, with each packet's corrupt flag kept
-            for packet in container.demux(stream):
-                corrupt[0] |= bool(packet.is_corrupt)
-                yield from packet.decode()
-
+        seen = {"corrupt": False}
         try:
-            for frame in demuxed():
+            for frame in decode_marking_corrupt(container, stream, seen):
                 t = frame.time if frame.time is not None else i / native
                 i += 1
                 if t0 is None:
@@ -226,9 +220,8 @@ def decode_video(
                 prev = (frame, t)
         except av.FFmpegError:
             truncated = True  # keep what decoded before the error; the caller decides whether it is enough
-        truncated = (
-            truncated or corrupt[0] or (duration is None and t is not None and _short(stream, container, t, native))
-        )
+        to_end = duration is None and t is not None  # a cut mkv or webm: no error, no corrupt packet, just short
+        truncated = truncated or seen["corrupt"] or (to_end and ends_short(stream, container, t, native))
         if fps > 0 and prev is not None:
             # The last frame lasts one native frame; the quarter-output-frame margin absorbs timestamp rounding
             # (e.g. mkv's 1 ms time base), so 1 s at 30 fps gives exactly 10 frames at fps=10, not 11.
@@ -241,7 +234,15 @@ def decode_video(
     return Decoded(np.stack(out), float(fps) if fps > 0 else native, truncated)
 
 
-def _short(stream, container, last_t: float, native: float) -> bool:
+def decode_marking_corrupt(container, stream, seen: dict):
+    """``container.decode(stream)`` that sets ``seen["corrupt"]`` when the demuxer marks a packet corrupt (a cut mp4,
+    mov or avi: with FFmpeg's frame threads on, its decode error never reaches Python)."""
+    for packet in container.demux(stream):
+        seen["corrupt"] = seen.get("corrupt", False) or bool(packet.is_corrupt)
+        yield from packet.decode()
+
+
+def ends_short(stream, container, last_t: float, native: float) -> bool:
     """Whether the video, decoded to its end, stops well before the duration its container declares (the video
     stream's own, else the container's): the last frame shown from ``last_t`` for one native frame."""
     declared = None

@@ -23,7 +23,8 @@ class FrameSource:
     ``size=(H, W)``: shorter-side resize inside FFmpeg (``VideoFrame.to_ndarray``), then centre crop, as
     ``datasets.decode`` does for training clips. ``fps`` is the native rate of the first video (for the mp4).
     ``current`` is the path (or camera device) of the video the last frame came from.
-    Raises SourceError on open; a folder's file that fails mid-way is skipped with a warning (``skipped``).
+    Raises SourceError on open; a folder's file that yields no frame is skipped with a warning (``skipped``), and one
+    cut short or damaged partway plays up to the damage and is listed with a warning (``truncated``: path, frames).
     """
 
     def __init__(self, source: str, *, size: tuple[int, int], grayscale: bool = False):
@@ -37,6 +38,7 @@ class FrameSource:
         self.size = (int(size[0]), int(size[1]))
         self.fmt = "gray" if grayscale else "rgb24"
         self.skipped: list[tuple[str, str]] = []
+        self.truncated: list[tuple[str, int]] = []  # played up to damage partway (as datasets.decode flags it)
         self.current: str | None = None
         self.camera = bool(_CAMERA.match(source))
         if self.camera:
@@ -66,9 +68,7 @@ class FrameSource:
                 path, reason = self.skipped[0]
                 raise SourceError(f"SOURCE {source}: none of its {len(self.paths)} video files is readable "
                                   f"(e.g. {path}: {reason})")  # fmt: skip
-        s = self._first.streams.video[0]
-        rate = s.average_rate or s.guessed_rate or s.base_rate
-        self.fps = float(rate) if rate else 25.0
+        self.fps = self._rate(self._first.streams.video[0])
 
     def _open(self, path: Path, *, strict: bool):
         import av
@@ -103,19 +103,36 @@ class FrameSource:
         self.skipped.append((str(path), reason))
         print(f"prednet2.stream: skipping {path}: {reason}", file=sys.stderr)
 
+    def _cut(self, path, n: int, why: str) -> None:
+        """List a video played up to damage partway and say so on stderr (``stream.json``'s ``truncated``)."""
+        self.truncated.append((str(path), n))
+        print(f"prednet2.stream: {path}: {why} after {n} frames; moving on", file=sys.stderr)
+
+    def _short(self, stream, container, last_t: float) -> bool:
+        from prednet2.datasets.decode import ends_short
+
+        t0 = float((stream.start_time or 0) * (stream.time_base or 0))  # frame times count from the stream's start
+        return ends_short(stream, container, last_t - t0, self._rate(stream))
+
+    @staticmethod
+    def _rate(stream) -> float:
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        return float(rate) if rate else 25.0
+
     def _frames(self, container) -> Iterator[np.ndarray]:
         import av
 
-        from prednet2.datasets.decode import upright, upright_plan
+        from prednet2.datasets.decode import decode_marking_corrupt, upright, upright_plan
 
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         plan = None
         H, W = self.size
-        n = 0
+        n, last_t, seen = 0, None, {"corrupt": False}
         self.current = container.name
         try:
-            for frame in container.decode(stream):
+            for frame in decode_marking_corrupt(container, stream, seen):
+                last_t = frame.time if frame.time is not None else last_t
                 if plan is None:
                     plan = upright_plan(frame, self.size)
                 sw, sh, k, top, left = plan
@@ -125,9 +142,13 @@ class FrameSource:
                 yield np.ascontiguousarray(a[..., None] if a.ndim == 2 else a)
             if n == 0:  # a container that opens and holds no frame (e.g. cut before its first one)
                 self._skip(container.name, "no decodable video frames")
+            elif seen["corrupt"] or (not self.camera and last_t is not None and self._short(stream, container, last_t)):
+                self._cut(container.name, n, "cut short or damaged")
         except av.FFmpegError as e:  # a truncated file: keep what decoded, go on with the next
-            when = f"after {n} frames" if n else "before any frame"
-            self._skip(container.name, f"decode error {when}, moving on: {e.strerror or e}")
+            if n:
+                self._cut(container.name, n, f"decode error ({e.strerror or e})")
+            else:
+                self._skip(container.name, f"decode error before any frame, moving on: {e.strerror or e}")
         finally:
             container.close()
 

@@ -322,6 +322,8 @@ def run_stream(
             for v, e in zip(videos, [v["first_frame"] for v in videos[1:]] + [n])
         ],
         "skipped": [{"path": p, "reason": r} for p, r in src.skipped],
+        "n_truncated": len(src.truncated),  # played up to damage partway (cut short or a decode error)
+        "truncated": [{"path": p, "frames": k} for p, k in src.truncated],
         "motion_panel": motion is not None,
         "interrupted": stop.stop,
     }

@@ -99,5 +99,6 @@ def main(argv: list[str] | None = None) -> int:
         + (", stream.mp4" if summary["video"] else "")
         + (f"; the learned weights: {summary['checkpoint_out']}" if summary.get("checkpoint_out") else "")
         + (f"; skipped {len(summary['skipped'])} unreadable file(s) (in stream.json)" if summary["skipped"] else "")
+        + (f"; {summary['n_truncated']} cut short or damaged (in stream.json)" if summary["n_truncated"] else "")
     )
     return EXIT_INTERRUPTED if summary["interrupted"] else 0

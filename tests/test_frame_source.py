@@ -93,3 +93,32 @@ def test_frame_source_errors(tmp_path):
     # No camera on this machine: the v4l2 path must fail with a clear message, not a traceback.
     with pytest.raises(SourceError, match="cannot open camera /dev/video57"):
         FrameSource("57", size=(16, 16))
+
+
+def _noise_video(path, n: int) -> None:
+    """n frames of noise (every frame about as big, so a byte cut lands mid-video), index first in an mp4."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames = np.random.default_rng(4).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    with av.open(str(path), "w", options={"movflags": "faststart"} if path.suffix == ".mp4" else {}) as c:
+        s = c.add_stream("mpeg4", rate=10)
+        s.width, s.height, s.pix_fmt, s.bit_rate = 32, 32, "yuv420p", 4_000_000
+        for f in frames:
+            c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        c.mux(s.encode())
+
+
+@pytest.mark.parametrize("name", ["cut.mp4", "cut.mkv"])
+def test_a_video_cut_short_plays_up_to_the_cut_and_is_listed(tmp_path, capsys, name):
+    # A cut mp4 (index first) ends in a packet marked corrupt, a cut mkv short of its declared duration; neither
+    # raises with FFmpeg's frame threads on. Both play their frames, then are listed as truncated (not skipped).
+    (tmp_path / "d").mkdir()
+    write_video(tmp_path / "d" / "a.mp4", 5)
+    _noise_video(tmp_path / "full" / name, 40)
+    data = (tmp_path / "full" / name).read_bytes()
+    (tmp_path / "d" / name).write_bytes(data[: int(len(data) * 0.6)])
+    src = FrameSource(str(tmp_path / "d"), size=(16, 16))
+    n = len(list(src)) - 5
+    assert 5 <= n < 40 and src.truncated == [(str(tmp_path / "d" / name), n)] and src.skipped == []
+    assert f"{name}: cut short or damaged after {n} frames" in capsys.readouterr().err
+    whole = FrameSource(str(tmp_path / "full"), size=(16, 16))
+    assert len(list(whole)) == 40 and whole.truncated == [] and whole.skipped == []

@@ -130,15 +130,16 @@ def test_a_window_that_ends_before_the_cut_is_not_flagged(vt, tmp_path):
 def test_short_of_the_declared_duration_needs_both_margins():
     from types import SimpleNamespace as NS
 
-    from prednet2.datasets.decode import _short
+    from prednet2.datasets.decode import ends_short
 
     s = NS(duration=100, time_base=Fraction(1, 10))  # a 10-s video stream
-    assert not _short(s, None, last_t=9.4, native=10)  # 0.5 s missing: under 5 % of 10 s
-    assert _short(s, None, last_t=9.3, native=10)  # 0.6 s: over both
+    assert not ends_short(s, None, last_t=9.4, native=10)  # 0.5 s missing: under 5 % of 10 s
+    assert ends_short(s, None, last_t=9.3, native=10)  # 0.6 s: over both
     long = NS(duration=1000, time_base=Fraction(1, 10))  # 100 s: 5 % is 5 s
-    assert not _short(long, None, last_t=96.0, native=10) and _short(long, None, last_t=94.0, native=10)
-    assert not _short(NS(duration=None, time_base=None), NS(duration=None), last_t=1.0, native=10)  # none declared
-    assert _short(NS(duration=None, time_base=None), NS(duration=4_000_000), last_t=1.0, native=10)  # the container's
+    assert not ends_short(long, None, last_t=96.0, native=10) and ends_short(long, None, last_t=94.0, native=10)
+    bare = NS(duration=None, time_base=None)  # a stream that declares no duration of its own
+    assert not ends_short(bare, NS(duration=None), last_t=1.0, native=10)  # none declared anywhere
+    assert ends_short(bare, NS(duration=4_000_000), last_t=1.0, native=10)  # the container's 4 s (in microseconds)
 
 
 def test_scan_recursive_sorted_case_insensitive(vt, tmp_path):
