@@ -50,6 +50,7 @@ from .losses import ahead_loss
 from .optim import lr_factor
 from .outputs import detach as _detach
 from .readout import parse_parts
+from .stack_checks import flow_weights_of
 from .stack_parts import passed_up, up_channels, window_terms
 
 __all__ = ["partition_units", "unit_costs", "LayerParallelWorker", "tick_schedule"]
@@ -156,9 +157,12 @@ class LayerParallelWorker:
         self.grad_clip = grad_clip
         if cfg.motion_error_weight > 0:  # the masks live on unit 0's process only
             raise ValueError("layer-parallel: model.motion_error_weight is not supported; train without it")
-        # The flow target (model.flow_weight) is not computed here: the batches carry no flow, so the units train
-        # without that term (the stack leaves it out when no flow is given). Heads kept only to be read (readout part
-        # f, model.flow_detach) would stay at their random init: refused.
+        # The flow target (model.flow_weight) is not computed here: the batches carry no flow. Training without the
+        # term asked for would be another model than the config names, and heads kept only to be read (readout part
+        # f, model.flow_detach) would stay at their random init: all refused.
+        if any(flow_weights_of(cfg)):
+            raise ValueError("layer-parallel: model.flow_weight / model.flow_weights above 0 are not supported (the "
+                             "batches carry no optical flow); set them to 0 or train with train.py")  # fmt: skip
         if cfg.flow_detach or "f" in parse_parts(cfg.readout):
             raise ValueError("layer-parallel: model.flow_detach and the readout part f need trained flow heads, and "
                              "this mode has no flow target; train with the sequential trainer (train.py)")  # fmt: skip

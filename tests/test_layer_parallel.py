@@ -167,6 +167,8 @@ def test_two_processes_match_sequential_local(tmp_path, blocks, over):
     [
         ("motion_error_weight", 0.5, "layer-parallel: model.motion_error_weight is not supported"),
         ("blind_prob", 0.5, "layer-parallel: model.blind_prob is not supported"),
+        ("flow_weight", 1.0, "layer-parallel: model.flow_weight / model.flow_weights above 0 are not supported"),
+        ("flow_weights", (1.0, 0.0, 1.0), "layer-parallel: model.flow_weight / model.flow_weights above 0"),
         ("flow_detach", True, "layer-parallel: model.flow_detach and the readout part f need trained flow heads"),
         ("readout", "a,r,f", "layer-parallel: model.flow_detach and the readout part f need trained flow heads"),
     ],
