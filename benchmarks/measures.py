@@ -16,7 +16,9 @@ measures:
 
 ``--measures heldout`` reads round 135's held-out battery instead (``spin``, ``accel``, ``loom``, ``count`` from
 ``synthetic:heldout``, 512/256 clips of 20 frames, all labels and ``K5``: 5 per class), tasks no default was
-chosen on: docs/results/heldout_rounds135.md.
+chosen on: docs/results/heldout_rounds135.md. ``--measures heldout2`` reads the second battery (``collide``,
+``occlude``, ``follow`` from ``synthetic:heldout2``, the same sizes, all labels and ``K5``), written in session 39 for
+variants chosen by looking at the first: docs/results/flow_anchor_round150.md.
 
 Probes are ``python -m eval.linear_probe`` subprocesses, one thread each, cached as
 ``RUN/eval/measure_<measure>_<trained|random_init>.json`` (another checkpoint than ``last.pt`` adds its name), so an
@@ -65,7 +67,13 @@ SEVEN = tuple(MEASURES)  # the issue's acceptance measures: the default set
 _HELDOUT = ("spin", "accel", "loom", "count")
 MEASURES |= {t: (f"synthetic:heldout:{t}", _FEW) for t in _HELDOUT}
 MEASURES |= {f"{t}K5": (f"synthetic:heldout:{t}", [*_FEW, "--shots", "5"]) for t in _HELDOUT}
-SETS = {"seven": SEVEN, "heldout": tuple(m for m in MEASURES if m not in SEVEN)}  # names --measures expands
+HELDOUT = tuple(m for m in MEASURES if m not in SEVEN)
+# The second held-out battery (session 39, datasets/heldout2.py): what happens between objects and out of sight.
+_HELDOUT2 = ("collide", "occlude", "follow")
+MEASURES |= {t: (f"synthetic:heldout2:{t}", _FEW) for t in _HELDOUT2}
+MEASURES |= {f"{t}K5": (f"synthetic:heldout2:{t}", [*_FEW, "--shots", "5"]) for t in _HELDOUT2}
+HELDOUT2 = tuple(m for m in MEASURES if m not in SEVEN + HELDOUT)
+SETS = {"seven": SEVEN, "heldout": HELDOUT, "heldout2": HELDOUT2}  # names --measures expands
 
 
 def build_parser() -> argparse.ArgumentParser:

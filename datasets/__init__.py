@@ -21,6 +21,8 @@ with tool_loading("av"):  # `python -m datasets.inspect` loads torch and av here
     from .errors import DataError
     from .heldout import TASKS as HELDOUT_TASKS
     from .heldout import HeldoutDataset
+    from .heldout2 import TASKS as HELDOUT2_TASKS
+    from .heldout2 import Heldout2Dataset
     from .moving_mnist import MovingMNIST, load_mnist
     from .shapes import SHAPES, ShapesDataset, render_shapes_clip
     from .synthetic import InterleavedDataset, SyntheticVideoDataset
@@ -43,6 +45,7 @@ __all__ = [
     "MOTION_SHAPED_SPECS",
     "TrajectoriesDataset",
     "HeldoutDataset",
+    "Heldout2Dataset",
     "build_dataset",
     "load_mnist",
     "make_anomaly_set",
@@ -153,6 +156,7 @@ SYNTHETIC_SPECS: dict[str, tuple[Callable[..., Dataset], bool]] = {
     "synthetic:textures": (_moving_objects(TexturesDataset, None), False),
     "synthetic:anomaly": (_anomaly, True),
     **{f"synthetic:heldout:{t}": (_moving_objects(HeldoutDataset, t), True) for t in HELDOUT_TASKS},
+    **{f"synthetic:heldout2:{t}": (_moving_objects(Heldout2Dataset, t), True) for t in HELDOUT2_TASKS},
 }
 
 

@@ -18,7 +18,7 @@ from .errors import DataError
 SPLITS = {"train": 0, "val": 1, "test": 2}
 # One stream id per generator, so synthetic:shapes and synthetic:anomaly clips with the same (seed, index) are
 # unrelated.
-STREAMS = {"shapes": 1, "moving_mnist": 2, "anomaly": 3, "trajectories": 4, "textures": 5, "heldout": 6}
+STREAMS = {"shapes": 1, "moving_mnist": 2, "anomaly": 3, "trajectories": 4, "textures": 5, "heldout": 6, "heldout2": 7}
 
 
 def check_split(split: str) -> int:

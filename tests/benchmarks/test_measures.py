@@ -159,7 +159,11 @@ def test_measure_sets_expand_and_the_default_is_the_seven():
     assert held == ["spin", "accel", "loom", "count", "spinK5", "accelK5", "loomK5", "countK5"]
     assert measures.MEASURES["loomK5"] == ("synthetic:heldout:loom", [*measures._FEW, "--shots", "5"])
     assert measures.parse_measures("dirK5,heldout")[:2] == ["dirK5", "spin"]
-    with pytest.raises(measures.StudyError, match="or the sets seven, heldout"):
+    held2 = measures.parse_measures("heldout2")
+    assert held2 == ["collide", "occlude", "follow", "collideK5", "occludeK5", "followK5"]
+    assert measures.MEASURES["followK5"] == ("synthetic:heldout2:follow", [*measures._FEW, "--shots", "5"])
+    assert measures.parse_measures("heldout,heldout2") == held + held2
+    with pytest.raises(measures.StudyError, match="or the sets seven, heldout, heldout2"):
         measures.parse_measures("heldot")
     with pytest.raises(measures.StudyError, match="spin given twice"):
         measures.parse_measures("heldout,spin")
