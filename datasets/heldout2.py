@@ -6,9 +6,10 @@ docs/results/flow_anchor_round150.md), before any trained model was read on them
 what happens *between* objects or *out of sight*, which no earlier task asks. Three classes each (chance 33%), the
 cluttered, half-panning backgrounds of ``synthetic:shapes``, no class answerable from one frame:
 
-- ``collide``: two objects of similar size meet head-on near the centre halfway through the clip; they bounce back
-  along their line, pass through each other, or both turn a right angle (one each way). The first half is the same
-  in every class and every object keeps its speed, so only the motion after the contact answers;
+- ``collide``: two objects of similar size approach each other on two parallel lines that graze, and touch side by
+  side halfway through the clip, somewhere in the frame's middle; they bounce back, pass on, or both turn away at
+  a right angle. They never overlap, the first half is the same in every class and every object keeps its speed,
+  so only the motion after the contact answers;
 - ``occlude``: a static vertical band (a pillar drawn over everything) stands in the middle; the object moves
   across toward it and goes behind it, then comes out on the far side, comes back out on the side it entered, or
   never comes out;
@@ -41,6 +42,7 @@ TASKS = tuple(TASK_CLASSES)
 SPEED = (1.5, 2.5)  # px/frame at 64 px, every labelled object
 RADIUS = (0.09, 0.12)  # fraction of min(H, W), the labelled objects
 REACH = 0.3  # the farthest a labelled object travels from where its path is centred, fraction of min(H, W)
+COLLIDE_REACH, COLLIDE_WHERE = 0.22, (0.35, 0.65)  # collide: shorter paths, met anywhere in the frame's middle
 OCCLUDER_WIDTH = 0.3  # the band's width, fraction of W; the object (radius <= 0.12) hides fully behind it
 OCCLUDE_AT = 0.4  # the object reaches the band's centre line at this fraction of the clip
 FOLLOW_TURN_DEG = 35.0  # the winding path's heading turns N(0, this) degrees every frame
@@ -58,19 +60,21 @@ def _speed(rng: np.random.Generator, s: int, span: float) -> float:
     return min(rng.uniform(*SPEED) * s / 64.0, REACH * s / max(span, 1.0))
 
 
-def _collide(rng, label: int, s: int, H: int, W: int, T: int) -> np.ndarray:
-    """(2, T, 2) positions: the pair meets at the clip's middle, then bounces, passes or deflects."""
+def _collide(rng, label: int, s: int, H: int, W: int, T: int) -> tuple[np.ndarray, np.ndarray]:
+    """(2, T, 2) positions and the radii: the pair approaches on two parallel lines that graze (so they touch side
+    by side and never overlap), meets at the clip's middle, then bounces back, passes on, or turns away (a right
+    angle each)."""
     r = rng.uniform(*RADIUS, size=2) * s
     tc = (T - 1) / 2 + rng.uniform(-0.5, 0.5)  # contact time
-    v = _speed(rng, s, max(tc, T - 1 - tc))
+    v = min(rng.uniform(*SPEED) * s / 64.0, COLLIDE_REACH * s / max(tc, T - 1 - tc, 1.0))
     u = direction_vector(rng.uniform(0, 360))
-    p = np.array([-u[1], u[0]])  # a right angle to the line
-    centre = np.array([W / 2, H / 2]) + rng.uniform(-0.08, 0.08, size=2) * s
+    p = np.array([-u[1], u[0]])  # a right angle to the lines
+    centre = rng.uniform(*COLLIDE_WHERE, size=2) * np.array([W, H])
     t = np.arange(T, dtype=np.float64)[:, None]
     before, after = np.clip(tc - t, 0, None) * v, np.clip(t - tc, 0, None) * v  # distance to / since the contact
-    a0, b0 = centre - u * r[0], centre + u * r[1]  # where each is at the contact (touching)
-    out_a, out_b = {0: (-u, u), 1: (u, -u), 2: (p, -p)}[label]  # the way each goes after the contact
-    return np.stack([a0 - u * before + out_a * after, b0 + u * before + out_b * after])
+    a0, b0 = centre - p * r[0], centre + p * r[1]  # where each is at the contact (touching)
+    out_a, out_b = {0: (-u, u), 1: (u, -u), 2: (-p, p)}[label]  # the way each goes after the contact
+    return np.stack([a0 - u * before + out_a * after, b0 + u * before + out_b * after]), r
 
 
 def _occlude(rng, label: int, s: int, H: int, W: int, T: int) -> tuple[np.ndarray, float]:
@@ -136,7 +140,7 @@ def sample_heldout2_scene(
     label = int(rng.integers(3))
     band = None
     if task == "collide":
-        labelled, radii = _collide(rng, label, s, H, W, T), None
+        labelled, radii = _collide(rng, label, s, H, W, T)
     elif task == "occlude":
         pos, r = _occlude(rng, label, s, H, W, T)
         labelled, radii = pos[None], np.array([r])
@@ -144,8 +148,6 @@ def sample_heldout2_scene(
         band = (int(round(W / 2 - half)), int(round(W / 2 + half)))
     else:
         labelled, radii = _follow(rng, label, s, H, W, T)
-    if radii is None:
-        radii = rng.uniform(*RADIUS, size=len(labelled)) * s
     n_lab, n_dis = len(labelled), int(rng.integers(1, 3))
     dr = rng.uniform(*DISTRACTOR_RADIUS, size=n_dis) * s
     dlo = np.stack([dr, dr], axis=1)
@@ -196,7 +198,7 @@ class Heldout2Dataset(SyntheticVideoDataset):
     stream = "heldout2"
     min_clip_len = MIN_CLIP_LEN
     min_side = MIN_SIDE
-    version = 1
+    version = 2  # 2: collide on grazing lines, met anywhere in the frame's middle (before any trained model read it)
 
     def __init__(
         self,
