@@ -1,6 +1,7 @@
 """prednet2.config: frozen dataclasses, presets, YAML and --set overrides with key-naming errors."""
 
 import dataclasses
+import pathlib
 
 import pytest
 
@@ -184,3 +185,15 @@ def test_plausible_api_mistakes_are_named():
     back = ["model.preset=small", "model.channels=[16,32,64]", "model.input_kernel=1"]
     assert prednet2.build_model(Config.from_yaml(None, back).model).cfg.preset == "small"
     assert prednet2.build_model(ModelConfig(preset="tiny")).num_layers == 3
+
+
+def test_the_dynamics_config_is_round_150s_candidate_and_trains_its_flow_heads():
+    from prednet2 import build_model
+    from prednet2.stack_checks import flow_weights_of
+    from prednet2.train_data import resolve_config
+
+    cfg = resolve_config(Config.from_yaml(pathlib.Path(__file__).resolve().parents[1] / "configs" / "dynamics.yaml"))
+    assert flow_weights_of(cfg.model) == (1.0, 0.0, 1.0) and cfg.model.readout == "a,r,da,f" and cfg.motion.flow
+    assert cfg.train.anchor_weight == 1.0 and cfg.motion.enabled and cfg.train.steps == 600
+    model = build_model(cfg.model)
+    assert [u.flow_head is not None for u in model.units] == [True, False, True]
