@@ -141,6 +141,8 @@ class HeldoutDataset(SyntheticVideoDataset):
     min_clip_len = MIN_CLIP_LEN
     min_side = MIN_SIDE
     version = 1
+    task_classes = TASK_CLASSES  # a battery's tasks and their classes (synthetic:heldout2 subclasses this)
+    check_task = staticmethod(check_task)
 
     def __init__(
         self,
@@ -155,12 +157,12 @@ class HeldoutDataset(SyntheticVideoDataset):
         pan_prob: float = 0.5,
         pan_speed: tuple[float, float] = (0.5, 1.5),
     ):
-        check_task(task)
+        self.check_task(task)
         super().__init__(
             n=n,
             seed=seed,
             split=split,
-            classes=list(TASK_CLASSES[task]),
+            classes=list(self.task_classes[task]),
             size=size,
             clip_len=clip_len,
             grayscale=grayscale,

@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 
 from .errors import DataError
+from .heldout import HeldoutDataset
 from .scene import SHAPES, Scene, bright_colours, draw_scene, make_background
 from .shapes import DISTRACTOR_RADIUS, DISTRACTOR_SPEED, direction_vector, random_pan, simulate
-from .synthetic import SyntheticVideoDataset, check_geometry
+from .synthetic import check_geometry
 
 MIN_CLIP_LEN, MIN_SIDE = 4, 16
 TASK_CLASSES = {
@@ -189,42 +190,19 @@ def draw_heldout2(
     return video
 
 
-class Heldout2Dataset(SyntheticVideoDataset):
+class Heldout2Dataset(HeldoutDataset):
     """``synthetic:heldout2:{collide,occlude,follow}``: ``n`` labelled clips, deterministic by (seed, split, index).
 
     Items: ``video`` uint8 (T, C, H, W), ``label`` int64, ``index``. Probe tasks only: there is no unlabelled set.
+    The constructor is ``HeldoutDataset``'s (size, clip_len, grayscale, seed, split, task, pan_prob, pan_speed).
     """
 
     stream = "heldout2"
     min_clip_len = MIN_CLIP_LEN
     min_side = MIN_SIDE
     version = 2  # 2: collide on grazing lines, met anywhere in the frame's middle (before any trained model read it)
-
-    def __init__(
-        self,
-        *,
-        n: int,
-        size: tuple[int, int] = (64, 64),
-        clip_len: int = 10,
-        grayscale: bool = False,
-        seed: int = 0,
-        split: str = "train",
-        task: str | None = None,
-        pan_prob: float = 0.5,
-        pan_speed: tuple[float, float] = (0.5, 1.5),
-    ):
-        check_task(task)
-        super().__init__(
-            n=n,
-            seed=seed,
-            split=split,
-            classes=list(TASK_CLASSES[task]),
-            size=size,
-            clip_len=clip_len,
-            grayscale=grayscale,
-        )
-        self.task = task
-        self.pan_prob, self.pan_speed = float(pan_prob), pan_speed
+    task_classes = TASK_CLASSES
+    check_task = staticmethod(check_task)
 
     def generate(self, rng: np.random.Generator, index: int) -> dict[str, Any]:
         pan = random_pan(rng, self.size, self.pan_prob, self.pan_speed)
