@@ -25,6 +25,8 @@ Probes are ``python -m eval.linear_probe`` subprocesses, one thread each, cached
 interrupted call resumes; a checkpoint written after its file is read again. The table gives each
 variant's mean over its runs, the same minus its random init, and ``variant - REF`` per measure as the mean ± the
 standard error of the paired differences; a measure that falls by more than twice its standard error is marked.
+Below it, each set's mean (seven, heldout, heldout2) paired training seed by training seed: what round 143's rule
+reads ("above on every seed"; also in ``--json`` as ``summary[variant]["vs_ref"]["per_seed"]``).
 Bad input is one line and exit 2; a failed probe one line naming its log and exit 1.
 """
 
@@ -185,7 +187,7 @@ def tabulate(figures: dict, ref: str, measures: list[str]) -> tuple[str, dict]:
     """The markdown table and the summary behind it from ``figures[variant] = {"runs": [{measure: top1}],
     "random_init": {measure: top1}}``."""
     header = ["", *measures, "mean"]
-    rows, summary = [], {}
+    rows, summary, notes = [], {}, []
     mean = statistics.fmean
     for v, f in figures.items():
         avg = {m: mean([r[m] for r in f["runs"]]) for m in measures}
@@ -210,8 +212,16 @@ def tabulate(figures: dict, ref: str, measures: list[str]) -> tuple[str, dict]:
             mark = "**" if m in below else ""
             cells.append(f"{mark}{d:+.2f}{'' if se is None else f' ± {se:.2f}'}{mark}")
         rows.append([f"{v} − {ref}, paired ({len(pairs)})", *cells])
-        summary[v]["vs_ref"] = {"ref": ref, "pairs": len(pairs), "below_by_2se": below}
-    return markdown_table(header, rows), summary
+        # each set's mean, paired seed by seed: what a rule "above on every seed" reads (sets with a chosen measure)
+        groups = {name: [m for m in ms if m in measures] for name, ms in SETS.items()}
+        groups = {name: ms for name, ms in groups.items() if ms}
+        per_seed = {
+            name: [mean([a[x] for x in ms]) - mean([b[x] for x in ms]) for a, b in pairs] for name, ms in groups.items()
+        }
+        summary[v]["vs_ref"] = {"ref": ref, "pairs": len(pairs), "below_by_2se": below, "per_seed": per_seed}
+        sets = "; ".join(f"{name} {' / '.join(f'{d:+.2f}' for d in ds)}" for name, ds in per_seed.items())
+        notes.append(f"{v} − {ref}, each set's mean per training seed: {sets}")
+    return "\n".join([markdown_table(header, rows), *notes]), summary
 
 
 def run(args: argparse.Namespace) -> dict:

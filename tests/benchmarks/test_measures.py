@@ -49,10 +49,13 @@ def test_table_pairs_runs_by_position_and_marks_a_fall_beyond_two_standard_error
     assert s["a"]["mean"] == {"dirK5": pytest.approx(21.0), "bbres": pytest.approx(41.0)}
     assert s["b"]["gain_over_random_init"] == {"dirK5": pytest.approx(13.5), "bbres": pytest.approx(8.75)}
     # b - a per seed: dirK5 +5, +4 (mean +4.5, se 0.5); bbres -2, -2.5 (mean -2.25, se 0.25: beyond 2 se)
-    assert s["b"]["vs_ref"] == {"ref": "a", "pairs": 2, "below_by_2se": ["bbres"]}
+    vs = s["b"]["vs_ref"]
+    assert {k: vs[k] for k in ("ref", "pairs", "below_by_2se")} == {"ref": "a", "pairs": 2, "below_by_2se": ["bbres"]}
+    assert vs["per_seed"] == {"seven": [pytest.approx(1.5), pytest.approx(0.75)]}  # both measures are in seven
     table = capsys.readouterr().out
     assert "+4.50 ± 0.50" in table and "**-2.25 ± 0.25**" in table and "b − its random init" in table
     assert "| +1.12 ± 0.37 |" in table  # the mean over the two measures, paired: +1.5 and +0.75 (se 0.375)
+    assert "b − a, each set's mean per training seed: seven +1.50 / +0.75" in table
 
 
 @pytest.mark.parametrize(
