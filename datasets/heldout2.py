@@ -56,9 +56,9 @@ def check_task(task: str | None) -> None:
         raise DataError(f"synthetic:heldout2 task {task!r}: choose one of {', '.join(TASKS)}")
 
 
-def _speed(rng: np.random.Generator, s: int, span: float) -> float:
-    """A labelled object's speed in px/frame: U(SPEED) at 64 px, capped so ``span`` frames stay within REACH."""
-    return min(rng.uniform(*SPEED) * s / 64.0, REACH * s / max(span, 1.0))
+def _speed(rng: np.random.Generator, s: int, span: float, reach: float = REACH) -> float:
+    """A labelled object's speed in px/frame: U(SPEED) at 64 px, capped so ``span`` frames stay within ``reach``."""
+    return min(rng.uniform(*SPEED) * s / 64.0, reach * s / max(span, 1.0))
 
 
 def _collide(rng, label: int, s: int, H: int, W: int, T: int) -> tuple[np.ndarray, np.ndarray]:
@@ -67,7 +67,7 @@ def _collide(rng, label: int, s: int, H: int, W: int, T: int) -> tuple[np.ndarra
     angle each)."""
     r = rng.uniform(*RADIUS, size=2) * s
     tc = (T - 1) / 2 + rng.uniform(-0.5, 0.5)  # contact time
-    v = min(rng.uniform(*SPEED) * s / 64.0, COLLIDE_REACH * s / max(tc, T - 1 - tc, 1.0))
+    v = _speed(rng, s, max(tc, T - 1 - tc), COLLIDE_REACH)
     u = direction_vector(rng.uniform(0, 360))
     p = np.array([-u[1], u[0]])  # a right angle to the lines
     centre = rng.uniform(*COLLIDE_WHERE, size=2) * np.array([W, H])
