@@ -104,7 +104,8 @@ def upright(a: np.ndarray, quarter_turns: int) -> np.ndarray:
     return np.rot90(a, quarter_turns, axes=(0, 1)) if quarter_turns else a
 
 
-def _native_rate(stream) -> float:
+def native_rate(stream) -> float:
+    """A video stream's frame rate: its average, guessed or base rate, the first above 0 (FFmpeg's 25 without one)."""
     for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
         if rate is not None and float(rate) > 0:
             return float(rate)
@@ -171,7 +172,7 @@ def decode_video(
             raise DecodeError(path, f"no video stream (only {', '.join(kinds)}; audio-only file?)")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"  # frame+slice threads inside FFmpeg; the GIL is released while decoding
-        native = _native_rate(stream)
+        native = native_rate(stream)
         fmt = "gray" if grayscale else "rgb24"
         out: list[np.ndarray] = []
         plan = None
@@ -238,7 +239,8 @@ def decode_marking_corrupt(container, stream, seen: dict):
     """``container.decode(stream)`` that sets ``seen["corrupt"]`` when the demuxer marks a packet corrupt (a cut mp4,
     mov or avi: with FFmpeg's frame threads on, its decode error never reaches Python)."""
     for packet in container.demux(stream):
-        seen["corrupt"] = seen.get("corrupt", False) or bool(packet.is_corrupt)
+        if packet.is_corrupt:
+            seen["corrupt"] = True
         yield from packet.decode()
 
 

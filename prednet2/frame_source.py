@@ -30,7 +30,7 @@ class FrameSource:
     def __init__(self, source: str, *, size: tuple[int, int], grayscale: bool = False):
         import av
 
-        from prednet2.datasets.decode import scan_videos
+        from prednet2.datasets.decode import native_rate, scan_videos
 
         if not source.strip():  # Path("") is the working folder: "SOURCE : folder holds no video files" said nothing
             raise SourceError("SOURCE is empty; give a video file, a folder of videos or a camera (/dev/video0 or 0)")
@@ -68,7 +68,7 @@ class FrameSource:
                 path, reason = self.skipped[0]
                 raise SourceError(f"SOURCE {source}: none of its {len(self.paths)} video files is readable "
                                   f"(e.g. {path}: {reason})")  # fmt: skip
-        self.fps = self._rate(self._first.streams.video[0])
+        self.fps = native_rate(self._first.streams.video[0])
 
     def _open(self, path: Path, *, strict: bool):
         import av
@@ -109,15 +109,10 @@ class FrameSource:
         print(f"prednet2.stream: {path}: {why} after {n} frames; moving on", file=sys.stderr)
 
     def _short(self, stream, container, last_t: float) -> bool:
-        from prednet2.datasets.decode import ends_short
+        from prednet2.datasets.decode import ends_short, native_rate
 
         t0 = float((stream.start_time or 0) * (stream.time_base or 0))  # frame times count from the stream's start
-        return ends_short(stream, container, last_t - t0, self._rate(stream))
-
-    @staticmethod
-    def _rate(stream) -> float:
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        return float(rate) if rate else 25.0
+        return ends_short(stream, container, last_t - t0, native_rate(stream))
 
     def _frames(self, container) -> Iterator[np.ndarray]:
         import av
