@@ -92,8 +92,12 @@ class ModelConfig:
     # [1,0,1] over five seeds (round 117, docs/results/dynamics_rounds115.md): +2.1 on the seven acceptance measures,
     # basketball level, kind at 5 labels -1.28 +- 0.59, 2.17 standard errors: off by the study's rule, by a hair.
     flow_weight: float = _r(0.0, ge=0)
-    # per-unit flow-target weights; () means flow_weight at every unit
+    # per-unit flow-target weights; () means flow_weight at the units flow_units names
     flow_weights: tuple[float, ...] = _r((), ge=0)
+    # where flow_weight goes when flow_weights is not given: "all" units (the default), "ends" (the first and the
+    # last: [1,0,1] on three units, [1,0,0,1] on four; the placement of configs/dynamics.yaml), "first" or "last".
+    # A placement, not a list, so one config fits any number of units (model.channels).
+    flow_units: str = _one_of("all", "ends", "first", "last")
     # the flow heads' hidden width: 0 (the default) is a 1x1 linear head r -> 2; N > 0 puts a 1x1 layer of N channels
     # and a ReLU between, so the states need not hold the motion vectors linearly (round 115)
     flow_head_hidden: int = _r(0, ge=0)

@@ -9,14 +9,21 @@ from . import readout
 from .config import ModelConfig, check_ranges
 from .outputs import StackState
 
+_FLOW_UNITS = {"all": lambda l, L: True, "ends": lambda l, L: l in (0, L - 1), "first": lambda l, L: l == 0,
+               "last": lambda l, L: l == L - 1}  # fmt: skip
+
 
 def flow_weights_of(cfg: ModelConfig) -> tuple[float, ...]:
-    """Each unit's flow-target weight: ``model.flow_weights``, or ``model.flow_weight`` at every unit; all 0 without
-    the motion stream (the flow comes with the motion masks)."""
+    """Each unit's flow-target weight: ``model.flow_weights``, or ``model.flow_weight`` at the units
+    ``model.flow_units`` places it on (every unit by default); all 0 without the motion stream (the flow comes with
+    the motion masks)."""
     L = len(cfg.channels)
     if cfg.motion_channels == 0:
         return (0.0,) * L
-    return tuple(cfg.flow_weights) or (cfg.flow_weight,) * L
+    if cfg.flow_weights:
+        return tuple(cfg.flow_weights)
+    on = _FLOW_UNITS[cfg.flow_units]
+    return tuple(cfg.flow_weight if on(l, L) else 0.0 for l in range(L))
 
 
 def validate_model_config(cfg: ModelConfig) -> None:
@@ -33,6 +40,12 @@ def validate_model_config(cfg: ModelConfig) -> None:
         n = len(getattr(cfg, key))
         if n and n != L:
             raise ValueError(f"model.{key}: {n} entries for {L} units (model.channels); give one per unit or none")
+    if cfg.flow_units != "all" and cfg.flow_weights:  # the list names every unit's weight: the placement goes unread
+        raise ValueError(f"model.flow_units={cfg.flow_units} places model.flow_weight, but model.flow_weights already "
+                         "gives each unit's weight; drop one of them")  # fmt: skip
+    if cfg.flow_units != "all" and cfg.flow_weight == 0:
+        raise ValueError(f"model.flow_units={cfg.flow_units} places model.flow_weight, which is 0 (no flow target); "
+                         "set model.flow_weight (e.g. 1) or drop model.flow_units")  # fmt: skip
     if cfg.target_grad and cfg.target_mode == "ema":
         raise ValueError("model.target_grad=true needs model.target_mode=stopgrad (an EMA target takes no gradient)")
     if cfg.anti_collapse != "vicreg":  # the VICReg-only options would be silently ignored

@@ -192,8 +192,11 @@ def test_the_dynamics_config_is_round_150s_candidate_and_trains_its_flow_heads()
     from prednet2.stack_checks import flow_weights_of
     from prednet2.train_data import resolve_config
 
-    cfg = resolve_config(Config.from_yaml(pathlib.Path(__file__).resolve().parents[1] / "configs" / "dynamics.yaml"))
+    path = pathlib.Path(__file__).resolve().parents[1] / "configs" / "dynamics.yaml"
+    cfg = resolve_config(Config.from_yaml(path))
     assert flow_weights_of(cfg.model) == (1.0, 0.0, 1.0) and cfg.model.readout == "a,r,da,f" and cfg.motion.flow
     assert cfg.train.anchor_weight == 1.0 and cfg.motion.enabled and cfg.train.steps == 600
     model = build_model(cfg.model)
     assert [u.flow_head is not None for u in model.units] == [True, False, True]
+    base = resolve_config(Config.from_yaml(path, ["model.preset=base"]))  # a placement: it fits four units too
+    assert flow_weights_of(base.model) == (1.0, 0.0, 0.0, 1.0) and base.motion.flow

@@ -240,3 +240,30 @@ def test_a_flow_head_on_the_representation_reads_a():
     assert mixed.units[0].flow_head.in_channels == mixed.units[0].hidden_channels
     assert [mixed.units[l].flow_head.in_channels for l in (1, 2)] == [mixed.units[l].target_channels for l in (1, 2)]
     assert not mixed.units[0].flow_reads_repr and mixed.units[1].flow_reads_repr and mixed.units[2].flow_reads_repr
+
+
+@pytest.mark.parametrize(
+    "units, L, want",
+    [("all", 3, (2.0, 2.0, 2.0)), ("ends", 3, (2.0, 0.0, 2.0)), ("ends", 4, (2.0, 0.0, 0.0, 2.0)), ("ends", 1, (2.0,)),
+     ("first", 4, (2.0, 0.0, 0.0, 0.0)), ("last", 2, (0.0, 2.0))],
+)  # fmt: skip
+def test_flow_units_places_flow_weight_on_the_units_it_names(units, L, want):
+    from prednet2.stack_checks import flow_weights_of
+
+    channels = tuple(8 * 2**i for i in range(L))
+    cfg = ModelConfig(preset="tiny", channels=channels, motion_channels=1, flow_weight=2.0, flow_units=units)
+    assert flow_weights_of(cfg) == want
+    model = build_model(cfg)
+    assert [u.flow_head is not None for u in model.units] == [w > 0 for w in want]
+
+
+def test_flow_units_refuses_what_it_would_leave_unread():
+    with pytest.raises(ValueError, match="model.flow_units=ends places model.flow_weight, but model.flow_weights"):
+        make(flow_weights=(1.0, 0.0, 1.0), flow_units="ends")
+    with pytest.raises(ValueError, match="model.flow_units=last places model.flow_weight, which is 0"):
+        make(flow_weight=0.0, flow_units="last")
+    with pytest.raises(ConfigError, match=r"model.flow_units: unknown value 'middle'; choose one of \['all', 'ends'"):
+        Config.from_yaml(None, ["model.flow_units=middle"])
+    cfg = Config.from_yaml(None, ["model.flow_weight=1", "model.flow_units=ends", "motion=off"])
+    with pytest.raises(ConfigError, match=r"model.flow_weight=1.0 needs the stack with motion on"):
+        resolve_config(cfg)
