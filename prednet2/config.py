@@ -91,13 +91,17 @@ class ModelConfig:
     # rule, written before its probes, also asked that no measure fall, and kind at 5 labels fell 2.85 +- 0.25.
     # [1,0,1] over five seeds (round 117, docs/results/dynamics_rounds115.md): +2.1 on the seven acceptance measures,
     # basketball level, kind at 5 labels -1.28 +- 0.59, 2.17 standard errors: off by the study's rule, by a hair.
-    flow_weight: float = _r(0.0, ge=0)
+    # The default since round 152 (session 40): 1 at the first and the last unit (flow_units=ends), read by the probes
+    # with the heads' prediction (readout part f), under train.anchor_weight=1: rounds 150-151
+    # (docs/results/flow_anchor_round150.md, anchor_mid_round151.md). Off by itself where no flow head can be built
+    # (motion off, the PredNet preset): only a weight set away from this default is refused there.
+    flow_weight: float = _r(1.0, ge=0)
     # per-unit flow-target weights; () means flow_weight at the units flow_units names
     flow_weights: tuple[float, ...] = _r((), ge=0)
-    # where flow_weight goes when flow_weights is not given: "all" units (the default), "ends" (the first and the
-    # last: [1,0,1] on three units, [1,0,0,1] on four; the placement of configs/dynamics.yaml), "first" or "last".
-    # A placement, not a list, so one config fits any number of units (model.channels).
-    flow_units: str = _one_of("all", "ends", "first", "last")
+    # where flow_weight goes when flow_weights is not given: "ends" (the default: the first and the last unit,
+    # [1,0,1] on three units, [1,0,0,1] on four), "all" units, "first" or "last". A placement, not a list, so one
+    # config fits any number of units (model.channels).
+    flow_units: str = _one_of("ends", "all", "first", "last")
     # the flow heads' hidden width: 0 (the default) is a 1x1 linear head r -> 2; N > 0 puts a 1x1 layer of N channels
     # and a ReLU between, so the states need not hold the motion vectors linearly (round 115)
     flow_head_hidden: int = _r(0, ge=0)
@@ -142,8 +146,10 @@ class ModelConfig:
     # e (the error units), da (|a(t) - a(t-1)|, what changed), dr (|r(t) - r(t-1)|), rw/aw (r/a pooled where the
     # error units fire), am/rm (a/r times the x and y coordinate: where each channel's mass lies);
     # each mean-pooled over readout_bins time segments.
-    # default a,r,da: measured best on the mean over 4 probe tasks, same weights (docs/results/dynamics.md)
-    readout: str = "a,r,da"
+    # a,r,da: measured best on the mean over 4 probe tasks, same weights (docs/results/dynamics.md); a,r,da,f, the
+    # default since round 152: f (the flow heads' prediction) is left out by itself where the model has no
+    # flow heads; named in another readout there, it is refused
+    readout: str = "a,r,da,f"
     # Two time bins with the whole clip's mean beside them (round 92, docs/results/dynamics_rounds89.md): one mean
     # over 20 frames blurs a heading (direction -9.2), two bins alone cost digit 7.2; both side by side are above
     # either on the mean over five tasks on each of three training seeds
@@ -221,8 +227,9 @@ class TrainConfig:
     lr: float = _r(3e-3, gt=0)
     weight_decay: float = _r(0.0, ge=0)
     # after each optimiser step, pull every weight toward its initial value by lr * anchor_weight of the way
-    # (prednet2.optim.InitAnchor); 0 = off. 0.3 since round 86c: the curve keeps rising past 1000 steps
-    anchor_weight: float = _r(0.3, ge=0)
+    # (prednet2.optim.InitAnchor); 0 = off. 0.3 from round 86c (the curve keeps rising past 1000 steps); 1 since
+    # round 152, with the flow target (model.flow_weight): it keeps what random weights read of looming and counts
+    anchor_weight: float = _r(1.0, ge=0)
     # the target encoders' learning rate as a fraction of train.lr (their AdamW step scaled after each update); 1 = the
     # same rate as the predictors. Stack only (its units' enc and enc_motion).
     encoder_lr_scale: float = _r(1.0, gt=0, le=1)
@@ -255,7 +262,7 @@ class TrainConfig:
                 raise ConfigError(
                     f"train.anchor_weight={a:g} with train.lr={lr:g}: lr x anchor_weight = {a * lr:g} > 1 pulls every "
                     f"weight all the way back to its initial value after each step, so nothing would be learned; keep "
-                    f"anchor_weight well below 1 / lr = {1 / lr:g} (the default is 0.3; 0 turns the anchor off)"
+                    f"anchor_weight well below 1 / lr = {1 / lr:g} (the default is 1; 0 turns the anchor off)"
                 )
 
 
@@ -352,7 +359,7 @@ _PRESETS: dict[str, dict[str, Any]] = {"tiny": {}}
 # defaults until round 33 (docs/results/dynamics_rounds32.md) made the default l2 at weight 2 with a cosine from
 # step 1000; a config stored without them was trained with these values.
 STORED_BEFORE: dict[str, dict[str, Any]] = {
-    "model": {"error_loss": "l1", "error_weight": 1.0, "flow_weight": 0.0},
+    "model": {"error_loss": "l1", "error_weight": 1.0, "flow_weight": 0.0, "flow_units": "all"},
     "train": {"lr_schedule": "constant", "decay_start": 0, "anchor_weight": 0.0},
 }
 

@@ -46,6 +46,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from .cells import upsample2
+from .config import ModelConfig
 from .losses import ahead_loss
 from .optim import lr_factor
 from .outputs import detach as _detach
@@ -162,8 +163,9 @@ class LayerParallelWorker:
         # f, model.flow_detach) would stay at their random init: all refused.
         if any(flow_weights_of(cfg)):
             raise ValueError("layer-parallel: model.flow_weight / model.flow_weights above 0 are not supported (the "
-                             "batches carry no optical flow); set them to 0 or train with train.py")  # fmt: skip
-        if cfg.flow_detach or "f" in parse_parts(cfg.readout):
+                             "batches carry no optical flow; the default puts the flow target on the first and the "
+                             "last unit); build the model with model.flow_weight=0 or train with train.py")  # fmt: skip
+        if cfg.flow_detach or ("f" in parse_parts(cfg.readout) and cfg.readout != ModelConfig.readout):
             raise ValueError("layer-parallel: model.flow_detach and the readout part f need trained flow heads, and "
                              "this mode has no flow target; train with the sequential trainer (train.py)")  # fmt: skip
         if cfg.blind_prob > 0:  # hiding a frame is decided per clip across every unit's process

@@ -97,6 +97,6 @@ class InitAnchor:
 
 
 def build_anchor(optimizer: torch.optim.Optimizer, cfg: Config) -> InitAnchor | None:
-    """An ``InitAnchor`` at ``train.anchor_weight`` (default 0.3), or None when it is 0."""
+    """An ``InitAnchor`` at ``train.anchor_weight`` (default 1), or None when it is 0."""
     w = cfg.train.anchor_weight
     return InitAnchor(optimizer, w) if w > 0 else None

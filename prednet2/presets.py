@@ -32,6 +32,7 @@ PRESETS = {
         "error_loss": "l1",  # PredNet has its own L1 error (prednet2/prednet.py); these keep unused_options quiet
         "error_weight": 1.0,
         "motion_channels": 0,
+        "flow_weight": 0.0,  # no motion stream, so no flow target (the stack's default puts one on its ends)
     },
 }
 

@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .config import ModelConfig
+
 if TYPE_CHECKING:
     from .stack import PredictiveStack
 
@@ -60,8 +62,11 @@ def parse_parts(spec: str) -> list[str]:
 
 def check_parts(spec: str, has_flow_heads: bool, has_warp_heads: bool = False) -> list[str]:
     """``parse_parts``, and a ValueError when the part ``f`` is asked of a model without flow heads, or ``w`` of one
-    without warp heads."""
+    without warp heads. The default readout's ``f`` is left out where there are no flow heads (a model trained
+    without the motion stream reads ``a,r,da``)."""
     parts = parse_parts(spec)
+    if "f" in parts and not has_flow_heads and spec == ModelConfig.readout:
+        parts.remove("f")
     if "f" in parts and not has_flow_heads:
         raise ValueError(f"model.readout: {spec!r} reads the flow heads' prediction (f), but this model has none; "
                          "train with model.flow_weight (and model.flow_detach=true) or drop f")  # fmt: skip

@@ -40,10 +40,11 @@ def validate_model_config(cfg: ModelConfig) -> None:
         n = len(getattr(cfg, key))
         if n and n != L:
             raise ValueError(f"model.{key}: {n} entries for {L} units (model.channels); give one per unit or none")
-    if cfg.flow_units != "all" and cfg.flow_weights:  # the list names every unit's weight: the placement goes unread
+    moved = cfg.flow_units != ModelConfig.flow_units  # a placement set away from the default
+    if moved and cfg.flow_weights:  # the list names every unit's weight: the placement would go unread
         raise ValueError(f"model.flow_units={cfg.flow_units} places model.flow_weight, but model.flow_weights already "
                          "gives each unit's weight; drop one of them")  # fmt: skip
-    if cfg.flow_units != "all" and cfg.flow_weight == 0:
+    if moved and cfg.flow_weight == 0:
         raise ValueError(f"model.flow_units={cfg.flow_units} places model.flow_weight, which is 0 (no flow target); "
                          "set model.flow_weight (e.g. 1) or drop model.flow_units")  # fmt: skip
     if cfg.target_grad and cfg.target_mode == "ema":

@@ -8,7 +8,7 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from prednet2.config import Config, ConfigError, ModelConfig
+from prednet2.config import Config, ConfigError, ModelConfig, preset_overrides
 from prednet2.distributed import get_local_rank, get_world_size, is_distributed
 from prednet2.train_state import say
 
@@ -66,14 +66,28 @@ def resolve_config(cfg: Config, sample: dict[str, Tensor] | None = None) -> Conf
 
 def _resolve_flow(cfg: Config, motion_on: bool, sample: dict[str, Tensor] | None, over: dict) -> None:
     """``motion.flow`` follows whether the model has flow heads (the stack with motion on and a flow weight above
-    0). A flow weight above 0 where no head can be built is a ConfigError, not a silent no-op; so is
-    ``model.flow_weight`` beside ``model.flow_weights``, which replaces it."""
+    0). Where no head can be built (motion off, the PredNet baseline) the default flow weight is set to 0, so
+    config.yaml states what ran; a weight set away from the default there is a ConfigError, not a silent no-op; so
+    is ``model.flow_weight`` set beside ``model.flow_weights``, which replaces it."""
     m = cfg.model
-    if m.flow_weights and m.flow_weight != 0:  # flow_weights sets every unit's weight: flow_weight would go unread
+    preset = preset_overrides(m.preset).get("flow_weight", ModelConfig.flow_weight)  # the PredNet preset's is 0
+    default = not m.flow_weights and m.flow_weight == preset > 0
+    no_flow = sample is not None and "flow" not in sample
+    if default and (not (motion_on and m.arch == "stack") or no_flow):
+        if motion_on and no_flow:  # a dataset of one's own with masks and no flow: train without the target
+            say('note: the dataset yields motion masks but no "flow", so the default flow target '
+                "(model.flow_weight) is off; datasets.motion adds it")  # fmt: skip
+        over["model"]["flow_weight"] = 0.0  # no head can be built: the default target is off, quietly
+        if cfg.motion.flow:
+            over["motion"]["flow"] = False
+        return
+    if m.flow_weights and m.flow_weight not in (0, ModelConfig.flow_weight):  # flow_weight would go unread
         raise ConfigError(
             f"model.flow_weight={m.flow_weight} and model.flow_weights={list(m.flow_weights)}: the list sets each "
             "unit's weight and replaces flow_weight; give one of them (e.g. model.flow_weights alone)"
         )
+    if m.flow_weights and m.flow_weight != 0:  # the default weight beside a list: the list is what the units get
+        over["model"]["flow_weight"] = 0.0
     key = "model.flow_weights" if m.flow_weights else "model.flow_weight"
     value = list(m.flow_weights) if m.flow_weights else m.flow_weight
     asked = any(w > 0 for w in (m.flow_weights or (m.flow_weight,)))  # flow_weights, when given, replaces flow_weight

@@ -187,7 +187,7 @@ def test_plausible_api_mistakes_are_named():
     assert prednet2.build_model(ModelConfig(preset="tiny")).num_layers == 3
 
 
-def test_the_dynamics_config_is_round_150s_candidate_and_trains_its_flow_heads():
+def test_the_dynamics_config_is_the_default_written_out_and_trains_its_flow_heads():
     from prednet2 import build_model
     from prednet2.stack_checks import flow_weights_of
     from prednet2.train_data import resolve_config
@@ -200,3 +200,16 @@ def test_the_dynamics_config_is_round_150s_candidate_and_trains_its_flow_heads()
     assert [u.flow_head is not None for u in model.units] == [True, False, True]
     base = resolve_config(Config.from_yaml(path, ["model.preset=base"]))  # a placement: it fits four units too
     assert flow_weights_of(base.model) == (1.0, 0.0, 0.0, 1.0) and base.motion.flow
+    default = resolve_config(Config.from_yaml(None, ["train.steps=600"]))  # the default since round 152
+    assert default.model == cfg.model and default.train.anchor_weight == cfg.train.anchor_weight
+
+
+def test_the_appearance_config_is_the_default_before_round_152():
+    from prednet2 import build_model
+    from prednet2.train_data import resolve_config
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "configs" / "appearance.yaml"
+    cfg = resolve_config(Config.from_yaml(path))
+    assert cfg.model.flow_weight == 0 and cfg.model.readout == "a,r,da" and not cfg.motion.flow
+    assert cfg.train.anchor_weight == 0.3 and cfg.motion.enabled
+    assert all(u.flow_head is None for u in build_model(cfg.model).units)

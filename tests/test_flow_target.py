@@ -11,6 +11,7 @@ from prednet2.eval.common import input_motion
 
 from prednet2 import Config, ModelConfig, build_model
 from prednet2.config import ConfigError
+from prednet2.stack_checks import flow_weights_of
 from prednet2.train_data import resolve_config
 from prednet2.trainer import train
 from tests.train_helpers import tiny_config
@@ -20,7 +21,10 @@ SMALL = dict(channels=(4, 6, 8), stem=2, motion_channels=2)
 
 def make(**over):
     torch.manual_seed(0)
-    return build_model(dataclasses.replace(ModelConfig(), **{**SMALL, "flow_weight": 1.0, **over}))
+    cfg = {**SMALL, "flow_weight": 1.0, "flow_units": "all", **over}  # a head on every unit unless a test says
+    if "flow_units" not in over and (cfg.get("flow_weights") or cfg["flow_weight"] == 0):
+        del cfg["flow_units"]  # a list, or no target: the placement would go unread
+    return build_model(dataclasses.replace(ModelConfig(), **cfg))
 
 
 def inputs(b=2, t=4, h=16, w=16):
@@ -64,8 +68,8 @@ def test_the_weight_puts_a_head_on_every_unit_of_a_model_with_the_motion_stream(
     assert all(u.flow_head is not None for u in make().units)  # flow_weight=1: every unit
     assert all(u.flow_head is None for u in make(motion_channels=0).units)  # no motion stream, no flow target
     assert all(u.flow_head is None for u in make(flow_weight=0.0).units)
-    default = dataclasses.replace(ModelConfig(), **SMALL)
-    assert default.flow_weight == 0 and all(u.flow_head is None for u in build_model(default).units)  # off by default
+    default = dataclasses.replace(ModelConfig(), **SMALL)  # the default since round 152: 1 at the first and last unit
+    assert default.flow_weight == 1 and [u.flow_head is not None for u in build_model(default).units] == [1, 0, 1]
 
 
 def test_each_units_term_trains_that_unit_only():
@@ -120,15 +124,21 @@ def test_the_state_learns_which_way_a_square_moves():
 
 def test_config_sets_the_data_option_and_refuses_what_cannot_work():
     default = resolve_config(Config.from_yaml(None, []))
-    assert default.model.flow_weight == 0 and default.motion.flow is False  # off by default: the data as before
-    cfg = Config.from_yaml(None, ["model.flow_weight=1"])
+    assert default.model.flow_weight == 1 and default.motion.flow is True  # on by default: the data carries the flow
+    # Where no head can be built the default target is off, and config.yaml says so; the readout then leaves f out.
+    for where in (["motion=off"], ["model.preset=prednet"]):
+        off = resolve_config(Config.from_yaml(None, where))
+        assert off.model.flow_weight == 0 and off.motion.flow is False
+    cfg = Config.from_yaml(None, ["model.flow_weight=2"])  # a weight set away from the default
     on = resolve_config(cfg)
     assert on.motion.flow is True  # heads, so the data carries the flow
-    with pytest.raises(ConfigError, match="model.flow_weight=1.0 needs the stack with motion on.*motion is off"):
+    with pytest.raises(ConfigError, match="model.flow_weight=2.0 needs the stack with motion on.*motion is off"):
         resolve_config(cfg.replace(["motion=off"]))
     with pytest.raises(ConfigError, match="PredNet baseline has no flow head"):
-        resolve_config(Config.from_yaml(None, ["model.preset=prednet", "model.flow_weight=1"]))
+        resolve_config(Config.from_yaml(None, ["model.preset=prednet", "model.flow_weight=1"]))  # the preset's is 0
     sample = {"video": torch.zeros(4, 3, 16, 16, dtype=torch.uint8), "mask": torch.zeros(4, 1, 16, 16)}
+    quiet = resolve_config(default, sample)  # masks and no flow (a dataset of one's own): the default goes off
+    assert quiet.model.flow_weight == 0 and quiet.motion.flow is False
     with pytest.raises(ConfigError, match='yields no "flow" for the flow target; set motion.flow=true'):
         resolve_config(cfg, sample)
     with pytest.raises(ConfigError, match='yields no "flow".*a dataset or wrapper of your own must pass'):
@@ -136,6 +146,10 @@ def test_config_sets_the_data_option_and_refuses_what_cannot_work():
     # Evaluation data never computes the flow target.
     assert input_motion(on).flow is False and input_motion(on).enabled
     assert input_motion(resolve_config(cfg.replace(["model.flow_weight=0", "motion=off"]))) is None
+    with pytest.raises(ConfigError, match=r"model.flow_weight=2.0 and model.flow_weights=\[1.0, 0.0, 0.0\]: the list"):
+        resolve_config(cfg.replace(["model.flow_weights=[1,0,0]"]))  # set beside a list, it would go unread
+    listed = resolve_config(Config.from_yaml(None, ["model.flow_weights=[1,0,0]"]))  # the default beside a list: 0
+    assert listed.model.flow_weight == 0 and flow_weights_of(listed.model) == (1.0, 0.0, 0.0)
 
 
 def test_configs_stored_before_the_key_load_without_the_flow_target():
@@ -258,12 +272,12 @@ def test_flow_units_places_flow_weight_on_the_units_it_names(units, L, want):
 
 
 def test_flow_units_refuses_what_it_would_leave_unread():
-    with pytest.raises(ValueError, match="model.flow_units=ends places model.flow_weight, but model.flow_weights"):
-        make(flow_weights=(1.0, 0.0, 1.0), flow_units="ends")
+    with pytest.raises(ValueError, match="model.flow_units=all places model.flow_weight, but model.flow_weights"):
+        make(flow_weights=(1.0, 0.0, 1.0), flow_units="all")
     with pytest.raises(ValueError, match="model.flow_units=last places model.flow_weight, which is 0"):
         make(flow_weight=0.0, flow_units="last")
-    with pytest.raises(ConfigError, match=r"model.flow_units: unknown value 'middle'; choose one of \['all', 'ends'"):
+    with pytest.raises(ConfigError, match=r"model.flow_units: unknown value 'middle'; choose one of \['ends', 'all'"):
         Config.from_yaml(None, ["model.flow_units=middle"])
-    cfg = Config.from_yaml(None, ["model.flow_weight=1", "model.flow_units=ends", "motion=off"])
-    with pytest.raises(ConfigError, match=r"model.flow_weight=1.0 needs the stack with motion on"):
+    cfg = Config.from_yaml(None, ["model.flow_weight=2", "model.flow_units=last", "motion=off"])
+    with pytest.raises(ConfigError, match=r"model.flow_weight=2.0 needs the stack with motion on"):
         resolve_config(cfg)

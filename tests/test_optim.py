@@ -67,10 +67,10 @@ def test_anchor_resumes_exactly(tmp_path):
 
 def test_anchor_default_off_switch_and_old_runs():
     cfg = Config()
-    assert cfg.train.anchor_weight == 0.3  # the default since round 86c
+    assert cfg.train.anchor_weight == 1.0  # the default since round 152 (0.3 from round 86c)
     model = build_model(cfg.model)
     opt, _ = build_optimizer(model, cfg)
-    assert build_anchor(opt, cfg).weight == 0.3
+    assert build_anchor(opt, cfg).weight == 1.0
     off = cfg.replace(["train.anchor_weight=0"])
     assert build_anchor(opt, off) is None
     # a run stored before the key existed resumes and probes as it was trained: without the anchor

@@ -168,7 +168,7 @@ def test_readout_trend_is_the_whole_clip_then_the_bins_change():
 
 def test_the_default_readout_is_the_whole_clip_and_two_bins():
     cfg = ModelConfig()
-    assert (cfg.readout, cfg.readout_bins, cfg.readout_whole) == ("a,r,da", 2, True)
+    assert (cfg.readout, cfg.readout_bins, cfg.readout_whole) == ("a,r,da,f", 2, True)  # f: where flow heads are
     x = clip(t=4)
     m = make(readout_bins=cfg.readout_bins, readout_whole=cfg.readout_whole)
     one = make()

@@ -178,7 +178,8 @@ def test_motion_stream_shapes_and_errors():
     assert out.preds[0].shape == (2, 3, 7, 16, 16)
     assert out.errors[0].shape == (2, 3, 14, 16, 16)
     assert "bind" in out.stats and out.stats["bind"] > 0
-    assert m.extract_features(x, mask)[0].shape == (2, (7 + 4 + 7) * 3)  # a (rgb + motion), r, da; whole + 2 bins
+    # a (rgb + motion), r, da and f (the default flow heads sit on the first and the last unit); whole + 2 bins
+    assert m.extract_features(x, mask)[0].shape == (2, (7 + 4 + 7 + 4) * 3)
     with pytest.raises(ValueError, match="motion_channels=3 needs motion masks"):
         m(x)
 

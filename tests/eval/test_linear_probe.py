@@ -272,7 +272,7 @@ def test_resplit_draws_the_folder_split_of_each_seed(tiny_run, tmp_path, capsys,
 
 def test_readout_options_change_the_features_and_their_cache(tiny_run, tmp_path):
     base = run_probe_cli(tiny_run, tmp_path / "base.json")  # the checkpoint's readout: the defaults
-    assert base["readout"] == {"readout": "a,r,da", "readout_bins": 2, "readout_whole": True, "readout_trend": False,
+    assert base["readout"] == {"readout": "a,r,da,f", "readout_bins": 2, "readout_whole": True, "readout_trend": False,
                                "readout_pool": "mean", "readout_warmup": 0,
                                "readout_reverse": False}  # fmt: skip
     one = run_probe_cli(tiny_run, tmp_path / "b1.json", "--readout-bins", "1")
