@@ -78,6 +78,8 @@ def _resolve_flow(cfg: Config, motion_on: bool, sample: dict[str, Tensor] | None
             say('note: the dataset yields motion masks but no "flow", so the default flow target '
                 "(model.flow_weight) is off; datasets.motion adds it")  # fmt: skip
         over["model"]["flow_weight"] = 0.0  # no head can be built: the default target is off, quietly
+        if m.readout == ModelConfig.readout:  # and the default readout without the heads' part, as the model reads it
+            over["model"]["readout"] = ",".join(p for p in m.readout.split(",") if p != "f")
         if cfg.motion.flow:
             over["motion"]["flow"] = False
         return

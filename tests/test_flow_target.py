@@ -129,6 +129,7 @@ def test_config_sets_the_data_option_and_refuses_what_cannot_work():
     for where in (["motion=off"], ["model.preset=prednet"]):
         off = resolve_config(Config.from_yaml(None, where))
         assert off.model.flow_weight == 0 and off.motion.flow is False
+    assert resolve_config(Config.from_yaml(None, ["motion=off"])).model.readout == "a,r,da"  # what the stack reads
     cfg = Config.from_yaml(None, ["model.flow_weight=2"])  # a weight set away from the default
     on = resolve_config(cfg)
     assert on.motion.flow is True  # heads, so the data carries the flow
