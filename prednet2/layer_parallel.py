@@ -46,11 +46,10 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from .cells import upsample2
-from .config import ModelConfig
 from .losses import ahead_loss
 from .optim import lr_factor
 from .outputs import detach as _detach
-from .readout import parse_parts
+from .readout import asked_parts
 from .stack_checks import flow_weights_of
 from .stack_parts import passed_up, up_channels, window_terms
 
@@ -165,7 +164,7 @@ class LayerParallelWorker:
             raise ValueError("layer-parallel: model.flow_weight / model.flow_weights above 0 are not supported (the "
                              "batches carry no optical flow; the default puts the flow target on the first and the "
                              "last unit); build the model with model.flow_weight=0 or train with train.py")  # fmt: skip
-        if cfg.flow_detach or ("f" in parse_parts(cfg.readout) and cfg.readout != ModelConfig.readout):
+        if cfg.flow_detach or "f" in asked_parts(cfg.readout, has_flow_heads=False):
             raise ValueError("layer-parallel: model.flow_detach and the readout part f need trained flow heads, and "
                              "this mode has no flow target; train with the sequential trainer (train.py)")  # fmt: skip
         if cfg.blind_prob > 0:  # hiding a frame is decided per clip across every unit's process

@@ -60,13 +60,19 @@ def parse_parts(spec: str) -> list[str]:
     return parts
 
 
-def check_parts(spec: str, has_flow_heads: bool, has_warp_heads: bool = False) -> list[str]:
-    """``parse_parts``, and a ValueError when the part ``f`` is asked of a model without flow heads, or ``w`` of one
-    without warp heads. The default readout's ``f`` is left out where there are no flow heads (a model trained
-    without the motion stream reads ``a,r,da``)."""
+def asked_parts(spec: str, has_flow_heads: bool) -> list[str]:
+    """``parse_parts``, less the default readout's ``f`` where there are no flow heads (a model trained without the
+    motion stream reads ``a,r,da``); an ``f`` named in any other readout stays, for the caller to refuse."""
     parts = parse_parts(spec)
-    if "f" in parts and not has_flow_heads and spec == ModelConfig.readout:
+    if not has_flow_heads and spec == ModelConfig.readout and "f" in parts:
         parts.remove("f")
+    return parts
+
+
+def check_parts(spec: str, has_flow_heads: bool, has_warp_heads: bool = False) -> list[str]:
+    """``asked_parts``, and a ValueError when the part ``f`` is asked of a model without flow heads, or ``w`` of one
+    without warp heads."""
+    parts = asked_parts(spec, has_flow_heads)
     if "f" in parts and not has_flow_heads:
         raise ValueError(f"model.readout: {spec!r} reads the flow heads' prediction (f), but this model has none; "
                          "train with model.flow_weight (and model.flow_detach=true) or drop f")  # fmt: skip

@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 
 from prednet2.config import Config, ConfigError, ModelConfig, preset_overrides
 from prednet2.distributed import get_local_rank, get_world_size, is_distributed
+from prednet2.readout import asked_parts
 from prednet2.train_state import say
 
 # Channels of the motion stream's encoder when motion is on and the config leaves model.motion_channels at 0.
@@ -70,8 +71,8 @@ def _resolve_flow(cfg: Config, motion_on: bool, sample: dict[str, Tensor] | None
     config.yaml states what ran; a weight set away from the default there is a ConfigError, not a silent no-op; so
     is ``model.flow_weight`` set beside ``model.flow_weights``, which replaces it."""
     m = cfg.model
-    preset = preset_overrides(m.preset).get("flow_weight", ModelConfig.flow_weight)  # the PredNet preset's is 0
-    default = not m.flow_weights and m.flow_weight == preset > 0
+    base_weight = preset_overrides(m.preset).get("flow_weight", ModelConfig.flow_weight)  # the PredNet preset's is 0
+    default = not m.flow_weights and m.flow_weight == base_weight > 0
     no_flow = sample is not None and "flow" not in sample
     if default and (not (motion_on and m.arch == "stack") or no_flow):
         if motion_on and no_flow:  # a dataset of one's own with masks and no flow: train without the target
@@ -79,7 +80,7 @@ def _resolve_flow(cfg: Config, motion_on: bool, sample: dict[str, Tensor] | None
                 "(model.flow_weight) is off; datasets.motion adds it")  # fmt: skip
         over["model"]["flow_weight"] = 0.0  # no head can be built: the default target is off, quietly
         if m.readout == ModelConfig.readout:  # and the default readout without the heads' part, as the model reads it
-            over["model"]["readout"] = ",".join(p for p in m.readout.split(",") if p != "f")
+            over["model"]["readout"] = ",".join(asked_parts(m.readout, has_flow_heads=False))
         if cfg.motion.flow:
             over["motion"]["flow"] = False
         return
