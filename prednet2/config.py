@@ -20,7 +20,7 @@ import yaml
 
 # Value ranges are declared at each field (``_r``/``_one_of``) and checked by ``check_ranges``: config_ranges.py.
 # Parsing --set strings and building the dataclasses from dicts: config_parse.py (parse_set is re-exported).
-from .config_parse import build, deep_merge, normalise_shortcuts, parse_set, to_plain  # noqa: F401
+from .config_parse import build, deep_merge, dotted_keys, normalise_shortcuts, parse_set, to_plain  # noqa: F401
 from .config_ranges import ConfigError, _one_of, _r, check_ranges  # noqa: F401  (ConfigError, check_ranges: re-exported)
 
 
@@ -289,7 +289,7 @@ class Config:
             raise ConfigError(f"model: expected a mapping of model keys, got {model!r}{hint}")
         preset = model.get("preset", ModelConfig.preset)
         merged = deep_merge({"model": preset_overrides(preset)}, d)
-        return build(cls, merged, prefix="")
+        return _with_given(build(cls, merged, prefix=""), dotted_keys(d))
 
     @classmethod
     def from_stored(cls, d: dict[str, Any]) -> Config:
@@ -301,7 +301,7 @@ class Config:
             stored = d.get(section)
             if isinstance(stored, dict):
                 d[section] = {**old, **stored}
-        return cls.from_dict(d)
+        return _with_given(cls.from_dict(d), frozenset())  # as trained: nothing in it was asked for by hand
 
     @classmethod
     def from_yaml(cls, path: str | Path | None, sets: list[str] | None = None) -> Config:
@@ -336,7 +336,9 @@ class Config:
         else:
             for s in _set_list(sets, "Config.replace"):
                 over = deep_merge(over, normalise_shortcuts(parse_set(s)))
-        return build(type(self), deep_merge(self.to_dict(), normalise_shortcuts(over)), prefix="")
+        over = normalise_shortcuts(over)
+        new = build(type(self), deep_merge(self.to_dict(), over), prefix="")
+        return _with_given(new, given_keys(self) | dotted_keys(over))
 
     def to_dict(self) -> dict[str, Any]:
         return to_plain(dataclasses.asdict(self))
@@ -362,6 +364,18 @@ STORED_BEFORE: dict[str, dict[str, Any]] = {
     "model": {"error_loss": "l1", "error_weight": 1.0, "flow_weight": 0.0, "flow_units": "all"},
     "train": {"lr_schedule": "constant", "decay_start": 0, "anchor_weight": 0.0},
 }
+
+
+def given_keys(cfg: Config) -> frozenset[str]:
+    """The dotted keys the config's maker set (a YAML file, ``--set``, ``from_dict``'s dict, ``replace``), as opposed
+    to dataclass defaults and presets: where a default follows the data (``model.flow_weight`` is off without flow
+    heads), a value asked for is refused instead. Empty for a stored config (``from_stored``)."""
+    return getattr(cfg, "_given", frozenset())
+
+
+def _with_given(cfg: Config, given: frozenset[str]) -> Config:
+    object.__setattr__(cfg, "_given", given)  # not a field: to_dict, equality and config.yaml leave it out
+    return cfg
 
 
 def _set_list(sets: Any, where: str) -> list[str]:

@@ -48,6 +48,14 @@ def normalise_shortcuts(d: dict[str, Any]) -> dict[str, Any]:
     return d
 
 
+def dotted_keys(d: dict[str, Any], prefix: str = "") -> frozenset[str]:
+    """The dotted names of a nested dict's values: ``{"model": {"flow_weight": 1}}`` -> ``{"model.flow_weight"}``."""
+    out: set[str] = set()
+    for k, v in d.items():
+        out |= dotted_keys(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}"}
+    return frozenset(out)
+
+
 def deep_merge(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """``b`` over ``a``, key by key. A section (a mapping) and a single value under one key is an error naming the key:
     replacing either by the other would silently drop what was given first (``--set train=fast --set train.lr=1``)."""

@@ -8,7 +8,7 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from prednet2.config import Config, ConfigError, ModelConfig, preset_overrides
+from prednet2.config import Config, ConfigError, ModelConfig, given_keys, preset_overrides
 from prednet2.distributed import get_local_rank, get_world_size, is_distributed
 from prednet2.readout import asked_parts
 from prednet2.train_state import say
@@ -68,13 +68,20 @@ def resolve_config(cfg: Config, sample: dict[str, Tensor] | None = None) -> Conf
 def _resolve_flow(cfg: Config, motion_on: bool, sample: dict[str, Tensor] | None, over: dict) -> None:
     """``motion.flow`` follows whether the model has flow heads (the stack with motion on and a flow weight above
     0). Where no head can be built (motion off, the PredNet baseline) the default flow weight is set to 0, so
-    config.yaml states what ran; a weight set away from the default there is a ConfigError, not a silent no-op; so
-    is ``model.flow_weight`` set beside ``model.flow_weights``, which replaces it."""
-    m = cfg.model
+    config.yaml states what ran; a weight asked for there (set away from the default, or given by hand: see
+    ``given_keys``) is a ConfigError, not a silent no-op, and so is a readout with ``f`` given by hand; so is
+    ``model.flow_weight`` set beside ``model.flow_weights``, which replaces it."""
+    m, given = cfg.model, given_keys(cfg)
     base_weight = preset_overrides(m.preset).get("flow_weight", ModelConfig.flow_weight)  # the PredNet preset's is 0
-    default = not m.flow_weights and m.flow_weight == base_weight > 0
+    default = not m.flow_weights and m.flow_weight == base_weight > 0 and "model.flow_weight" not in given
     no_flow = sample is not None and "flow" not in sample
     if default and (not (motion_on and m.arch == "stack") or no_flow):
+        if m.readout == ModelConfig.readout and "model.readout" in given:  # f asked for by hand: it would go unread
+            why = 'the dataset yields no "flow"' if motion_on and m.arch == "stack" else _no_head(m.arch)
+            raise ConfigError(
+                f"model.readout={m.readout} reads the flow heads' prediction (f), but {why}, so no flow head is "
+                "built; drop f (model.readout=a,r,da)"
+            )
         if motion_on and no_flow:  # a dataset of one's own with masks and no flow: train without the target
             say('note: the dataset yields motion masks but no "flow", so the default flow target '
                 "(model.flow_weight) is off; datasets.motion adds it")  # fmt: skip
@@ -96,7 +103,7 @@ def _resolve_flow(cfg: Config, motion_on: bool, sample: dict[str, Tensor] | None
     asked = any(w > 0 for w in (m.flow_weights or (m.flow_weight,)))  # flow_weights, when given, replaces flow_weight
     heads = asked and motion_on and m.arch == "stack"
     if asked and not heads:
-        why = "the PredNet baseline has no flow head" if m.arch != "stack" else "motion is off"
+        why = _no_head(m.arch)
         raise ConfigError(
             f"{key}={value} needs the stack with motion on (the flow target comes with the motion masks), but {why}; "
             f"drop {key} or turn motion on"
@@ -110,6 +117,10 @@ def _resolve_flow(cfg: Config, motion_on: bool, sample: dict[str, Tensor] | None
         raise ConfigError(f'{key}={value}: the dataset yields no "flow" for the flow target; {fix}')
     if heads != cfg.motion.flow:
         over["motion"]["flow"] = heads
+
+
+def _no_head(arch: str) -> str:
+    return "the PredNet baseline has no flow head" if arch != "stack" else "motion is off"
 
 
 def _check_horizon(cfg: Config) -> None:

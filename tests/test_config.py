@@ -5,7 +5,7 @@ import pathlib
 
 import pytest
 
-from prednet2.config import Config, ConfigError, parse_set
+from prednet2.config import Config, ConfigError, given_keys, parse_set
 
 
 def test_defaults_are_frozen():
@@ -213,3 +213,12 @@ def test_the_appearance_config_is_the_default_before_round_152():
     assert cfg.model.flow_weight == 0 and cfg.model.readout == "a,r,da" and not cfg.motion.flow
     assert cfg.train.anchor_weight == 0.3 and cfg.motion.enabled
     assert all(u.flow_head is None for u in build_model(cfg.model).units)
+
+
+def test_given_keys_are_the_dotted_keys_set_by_hand():
+    cfg = Config.from_yaml(None, ["train.lr=1e-3", "motion=off"])
+    assert given_keys(cfg) == {"train.lr", "motion.enabled"}
+    assert given_keys(cfg.replace({"model": {"preset": "small"}})) == {"train.lr", "motion.enabled", "model.preset"}
+    assert given_keys(Config.from_dict({"data": {"clip_len": 8}})) == {"data.clip_len"}
+    assert given_keys(Config()) == frozenset()
+    assert cfg == Config.from_dict(cfg.to_dict())  # not a field: equality and to_dict leave it out

@@ -3,6 +3,7 @@
 import copy
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ import torch.nn.functional as F
 from prednet2.eval.common import input_motion
 
 from prednet2 import Config, ModelConfig, build_model
-from prednet2.config import ConfigError
+from prednet2.config import ConfigError, given_keys
 from prednet2.stack_checks import flow_weights_of
 from prednet2.train_data import resolve_config
 from prednet2.trainer import train
@@ -282,3 +283,26 @@ def test_flow_units_refuses_what_it_would_leave_unread():
     cfg = Config.from_yaml(None, ["model.flow_weight=2", "model.flow_units=last", "motion=off"])
     with pytest.raises(ConfigError, match=r"model.flow_weight=2.0 needs the stack with motion on"):
         resolve_config(cfg)
+
+
+def test_the_default_weight_given_by_hand_is_refused_where_no_head_can_be_built():
+    # Left at its default the target goes off quietly; asked for by hand (a YAML file, --set, replace) it is refused.
+    for where in (["model.flow_weight=1", "motion=off"], ["model.flow_weight=1", "model.preset=prednet"]):
+        with pytest.raises(ConfigError, match=r"model.flow_weight=1.0 needs the stack with motion on"):
+            resolve_config(Config.from_yaml(None, where))
+    with pytest.raises(ConfigError, match=r"model.flow_weight=1.0 needs the stack with motion on.*motion is off"):
+        resolve_config(Config.from_yaml(None, ["model.flow_weight=1"]).replace(["motion=off"]))
+    with pytest.raises(ConfigError, match=r"model.readout=a,r,da,f reads the flow heads' prediction \(f\), but motion"):
+        resolve_config(Config.from_yaml(None, ["model.readout=a,r,da,f", "motion=off"]))
+    sample = {"video": torch.zeros(4, 3, 16, 16, dtype=torch.uint8), "mask": torch.zeros(4, 1, 16, 16)}
+    with pytest.raises(ConfigError, match=r'model.readout=a,r,da,f .*but the dataset yields no "flow"'):
+        resolve_config(Config.from_yaml(None, ["model.readout=a,r,da,f"]), sample)
+    with pytest.raises(ConfigError, match=r'model.flow_weight=1.0: the dataset yields no "flow"'):
+        resolve_config(Config.from_yaml(None, ["model.flow_weight=1"]), sample)
+    # configs/dynamics.yaml gives both by hand: with motion off it says so instead of training something else
+    with pytest.raises(ConfigError, match=r"model.flow_weight=1.0 needs the stack with motion on"):
+        resolve_config(Config.from_yaml(Path(__file__).parents[1] / "configs" / "dynamics.yaml", ["motion=off"]))
+    # a stored config (a checkpoint's) is as trained: nothing in it counts as asked for
+    stored = Config.from_stored(Config.from_yaml(None, ["model.flow_weight=1"]).to_dict())
+    assert given_keys(stored) == frozenset()
+    assert resolve_config(stored.replace(["motion=off"])).model.flow_weight == 0
