@@ -5,7 +5,8 @@
         --variant 'residual=model.predict=residual' --tasks direction,kind --jobs 2 --out runs/study
 
 Each variant trains on ``--data`` (default ``synthetic:shapes``) from a fresh run folder, stopped by SIGTERM at
-``--budget-s`` (the trainer saves a checkpoint and its summary) or after ``--steps``. Every trained run is then
+``--budget-s`` (the trainer saves a checkpoint and its summary; the run's data caches are filled first, outside
+the budget, by ``train.py --prepare``) or after ``--steps``. Every trained run is then
 probed on every task beside the same architecture at random init and pooled raw pixels, with the same probe
 seeds and data (the eval.linear_probe protocol). Prints one table (top-1 ± std, frames/s, steps reached, the mean
 over tasks) and writes ``--json``. With several training seeds the ± is over training seeds (each the mean over

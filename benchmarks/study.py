@@ -266,6 +266,9 @@ class Runner:
             return json.loads(summary.read_text())
         if run.exists() and any(run.iterdir()):
             raise StudyError(f"{run} holds an unfinished run (no summary.json): remove it, or let it finish first")
+        if budget_s:  # fill the data's caches first, untimed: the budget then buys training, whichever run is first
+            self.say(f"prepare {name}: filling the data's caches, outside the budget")
+            self._prepare(name, data, all_sets)
         run.mkdir(parents=True, exist_ok=True)
         (run / REQUEST).write_text(json.dumps(request, indent=1))  # what a later call must ask to reuse the run
         total = steps if steps else 10**7  # a budget run stops on SIGTERM, not on a step count
@@ -293,6 +296,17 @@ class Runner:
         s = json.loads(summary.read_text())
         self.say(f"{name}: {s['steps']} steps in {time.time() - t0:.0f} s ({s['frames_per_s']:.0f} frames/s)")
         return s
+
+    def _prepare(self, name: str, data: str, sets: list[str]) -> None:
+        """``train.py --prepare`` with a budget run's data and settings (its caches: motion masks and flow of every
+        clip), so that no run pays inside its budget for a cache that the runs after it read for free."""
+        args = ["train.py", "--prepare", "--data", data, "--no-progress", *[x for s in sets for x in ("--set", s)]]
+        rc = self.run(args, f"prepare_{name}")
+        if rc in (EXIT_INTERRUPTED, -signal.SIGINT):
+            raise KeyboardInterrupt
+        if rc != 0:
+            log = self.out / "logs" / f"prepare_{name}.log"
+            raise StudyFailure(f"preparing the data of {name} failed (exit {rc}): {last_line(log)} (log: {log})")
 
     # ---- probing ------------------------------------------------------------------------------------------
     def probe(self, ckpt: Path, task: str, variant: str, probe: Probe, tag: str) -> dict:

@@ -191,3 +191,30 @@ def _build(cfg: Config, data_spec: str, progress: bool = True) -> Dataset:
     check_motion_keys(cfg, data_spec)
     motion = cfg.motion if cfg.motion.enabled else None
     return build_dataset(data_spec, cfg=cfg.data, split="train", seed=cfg.train.seed, motion=motion, progress=progress)
+
+
+def prepare_train_data(cfg: Config, data_spec: str, *, progress: bool = True) -> dict[str, Any]:
+    """Build the training data of ``cfg`` and fill its caches without training (``train.py --prepare``): a video
+    folder's frames and motion masks (built with the dataset), and the per-clip motion cache (masks and, with the
+    flow target, the flow) of every clip that is made on the fly, such as a synthetic set's. A run, or a
+    comparison at equal compute (``benchmarks/peers.py --budget-s``), then starts on a warm cache: without this the
+    first run of a fresh machine spends part of its budget filling the cache that later runs read for free.
+    Returns ``{"clips": N, "motion": bool, "computed": M}`` (M: the videos or clips whose motion this call computed;
+    the rest came from the cache)."""
+    from prednet2.datasets.prep import ordered_map, prep_workers
+
+    cfg = resolve_config(cfg)
+    ds = build_train_data(cfg, data_spec, progress=progress)
+    cfg = resolve_config(cfg, ds[0])  # refuses what training would refuse (e.g. the flow target without "flow")
+    motion = cfg.motion.enabled and cfg.motion.cache
+    if motion:
+        workers = 1 if cfg.motion.backend == "raft" else prep_workers(cfg.data.prep_workers)
+        ordered_map(lambda i: ds[i] is None, range(len(ds)), workers=workers, desc="motion cache", unit="clip",
+                    progress=progress)  # fmt: skip
+    return {"clips": len(ds), "motion": motion, "computed": _computed(ds)}
+
+
+def _computed(ds: Dataset) -> int:
+    """Motion computed by this process so far (MotionDataset.n_computed), through a mixture's parts too."""
+    parts = getattr(ds, "datasets", None) or getattr(ds, "parts", None) or [ds]
+    return sum(int(getattr(p, "n_computed", 0)) for p in parts)

@@ -71,6 +71,10 @@ def _one_error_line(err: str) -> str:
         # a file as the cache folder: one line naming it, not a traceback from mkdir in the motion-mask cache
         (["--data", "synthetic:shapes", "--out", "X", "--set", f"data.cache_dir={REPO / 'README.md'}"],
          "README.md (data.cache_dir) is a file, not a folder"),
+        (["--data", "synthetic:shapes"], "the following arguments are required: --out"),
+        (["--data", "synthetic:shapes", "--prepare", "--resume"], "--prepare cannot be combined with --resume"),
+        (["--data", "synthetic:shapes", "--prepare", "--set", "model.flow_weight=2", "--set", "motion=off"],
+         "model.flow_weight=2.0 needs the stack with motion on"),
     ],
 )
 # fmt: on
@@ -192,3 +196,21 @@ def test_no_progress_hides_the_decoding_bar_of_a_video_folder(capsys, tmp_path):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["n_skipped"] == 1 and summary["n_truncated"] == 1
     assert Path(summary["truncated"][0]["path"]).name == "broken.mp4" and 4 <= summary["truncated"][0]["frames"] < 24
+
+
+def test_prepare_fills_the_motion_cache_and_trains_nothing(capsys, tmp_path):
+    """--prepare: every clip's motion (masks and flow) computed into the cache, no run folder; a second call, or the
+    run after it, computes none."""
+    cache = tmp_path / "cache"
+    sets = [s for s in TINY_SETS if s != "motion=off"] + [f"data.cache_dir={cache}", "data.n_synthetic=6"]
+    argv = ["--data", "synthetic:shapes", "--prepare", *[a for s in sets for a in ("--set", s)], "--no-progress"]
+    code, out, _ = _run(argv, capsys)
+    assert code == 0 and "prepared synthetic:shapes: 6 clips (motion: 6 newly computed" in out
+    assert "nothing trained" in out and not (tmp_path / "run").exists()
+    files = sorted((cache / "motion" / "clips").rglob("*.npy"))
+    assert len([f for f in files if f.name.endswith("-flow.npy")]) == 6  # the default flow target's flow, too
+    assert len(files) == 12
+    code, out, _ = _run(argv, capsys)
+    assert code == 0 and "(motion: 0 newly computed" in out
+    code, out, _ = _run([*argv, "--set", "motion=off"], capsys)
+    assert code == 0 and "6 clips (motion off)" in out
