@@ -70,15 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     _check_data(args.data, _fail)
     if args.resume and args.config:
         _fail("--config cannot be combined with --resume: the run continues with its own config (use --set)")
-    if args.prepare:
-        if args.resume:
-            _fail("--prepare cannot be combined with --resume: --prepare trains nothing (give it --data and a config)")
-        return _prepare(args, prog, _fail)
+    if args.prepare and args.resume:
+        _fail("--prepare cannot be combined with --resume: --prepare trains nothing (give it --data and a config)")
 
     # Imported after parsing so --help and bad options answer at once.
     from prednet2.checkpoint import CheckpointError
     from prednet2.config import Config, ConfigError
     from prednet2.datasets import DataError
+    from prednet2.train_data import prepare_train_data
     from prednet2.train_state import SecondInterrupt
     from prednet2.trainer import NonFiniteLossError, RunFolderError, TrainingInterrupted, config_for_resume, train
 
@@ -92,7 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         sets.append(f"train.device={args.device}")
     try:
         cfg = config_for_resume(args.out, sets) if args.resume else Config.from_yaml(args.config, sets)
-        summary = train(cfg, args.data, args.out, resume=args.resume, progress=not args.no_progress)
+        if args.prepare:
+            got = prepare_train_data(cfg, args.data, progress=not args.no_progress)
+        else:
+            summary = train(cfg, args.data, args.out, resume=args.resume, progress=not args.no_progress)
     except (ConfigError, DataError, CheckpointError, RunFolderError) as e:
         _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
     except NonFiniteLossError as e:
@@ -106,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"{prog}: interrupted before training started; nothing to save", file=sys.stderr)
         return 130
+    if args.prepare:
+        motion = f"motion: {got['computed']} newly computed, the rest from the cache" if got["motion"] else "motion off"
+        print(f"{prog}: prepared {args.data}: {got['clips']} clips ({motion}); nothing trained")
+        return 0
     from prednet2.distributed import is_main_process
 
     if not is_main_process():  # torchrun: rank 0 reports for the whole run
@@ -118,22 +124,6 @@ def main(argv: list[str] | None = None) -> int:
         f"checkpoint:  {run / 'checkpoints' / 'last.pt'}\n"
         f"TensorBoard: {tensorboard_command()} --logdir {run / 'tb'}"
     )
-    return 0
-
-
-def _prepare(args: argparse.Namespace, prog: str, fail) -> int:
-    """``--prepare``: fill the training data's caches and say what was done."""
-    from prednet2.config import Config, ConfigError
-    from prednet2.datasets import DataError
-    from prednet2.train_data import prepare_train_data
-
-    try:
-        cfg = Config.from_yaml(args.config, [*args.sets, *([f"train.steps={args.steps}"] if args.steps else [])])
-        got = prepare_train_data(cfg, args.data, progress=not args.no_progress)
-    except (ConfigError, DataError) as e:
-        fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
-    motion = f"motion: {got['computed']} newly computed, the rest from the cache" if got["motion"] else "motion off"
-    print(f"{prog}: prepared {args.data}: {got['clips']} clips ({motion}); nothing trained")
     return 0
 
 

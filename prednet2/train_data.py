@@ -193,6 +193,14 @@ def _build(cfg: Config, data_spec: str, progress: bool = True) -> Dataset:
     return build_dataset(data_spec, cfg=cfg.data, split="train", seed=cfg.train.seed, motion=motion, progress=progress)
 
 
+def resolved_train_data(cfg: Config, data_spec: str, *, progress: bool = True) -> tuple[Config, Dataset]:
+    """The config resolved before the data is built (``motion.flow``: whether it carries the flow), the training data,
+    and the config resolved again by its first item (``in_channels``, masks, ``"flow"``): what training reads."""
+    cfg = resolve_config(cfg)
+    dataset = build_train_data(cfg, data_spec, progress=progress)
+    return resolve_config(cfg, dataset[0]), dataset
+
+
 def prepare_train_data(cfg: Config, data_spec: str, *, progress: bool = True) -> dict[str, Any]:
     """Build the training data of ``cfg`` and fill its caches without training (``train.py --prepare``): a video
     folder's frames and motion masks (built with the dataset), and the per-clip motion cache (masks and, with the
@@ -203,9 +211,7 @@ def prepare_train_data(cfg: Config, data_spec: str, *, progress: bool = True) ->
     the rest came from the cache)."""
     from prednet2.datasets.prep import ordered_map, prep_workers
 
-    cfg = resolve_config(cfg)
-    ds = build_train_data(cfg, data_spec, progress=progress)
-    cfg = resolve_config(cfg, ds[0])  # refuses what training would refuse (e.g. the flow target without "flow")
+    cfg, ds = resolved_train_data(cfg, data_spec, progress=progress)  # refuses what training would refuse
     motion = cfg.motion.enabled and cfg.motion.cache
     if motion:
         workers = 1 if cfg.motion.backend == "raft" else prep_workers(cfg.data.prep_workers)
@@ -216,5 +222,5 @@ def prepare_train_data(cfg: Config, data_spec: str, *, progress: bool = True) ->
 
 def _computed(ds: Dataset) -> int:
     """Motion computed by this process so far (MotionDataset.n_computed), through a mixture's parts too."""
-    parts = getattr(ds, "datasets", None) or getattr(ds, "parts", None) or [ds]
+    parts = getattr(ds, "parts", None) or [ds]
     return sum(int(getattr(p, "n_computed", 0)) for p in parts)

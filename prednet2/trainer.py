@@ -165,9 +165,7 @@ def train(
 
     # Step 3. Data first (it decides in_channels and whether masks exist), then the config it resolves.
     _seed_everything(cfg.train.seed)
-    cfg = resolve_config(cfg)
-    dataset = train_data.build_train_data(cfg, data_spec, progress=progress)
-    cfg = resolve_config(cfg, dataset[0])
+    cfg, dataset = train_data.resolved_train_data(cfg, data_spec, progress=progress)
     skipped = [{"path": str(s.path), "reason": str(s.reason)} for s in getattr(dataset, "skipped", [])]
     n_skipped = int(getattr(dataset, "n_skipped", 0))
     if n_skipped and main:
