@@ -230,6 +230,12 @@ class TrainConfig:
     # (prednet2.optim.InitAnchor); 0 = off. 0.3 from round 86c (the curve keeps rising past 1000 steps); 1 since
     # round 152, with the flow target (model.flow_weight): it keeps what random weights read of looming and counts
     anchor_weight: float = _r(1.0, ge=0)
+    # Late schedules, for long runs (round 154): each is a multiplier held at 1 until the learning rate's decay starts
+    # (train.decay_start) and then falling by half a cosine to this value at train.steps, so a run of decay_start
+    # steps or fewer is the same as without it. flow_end scales the flow target (model.flow_weight), anchor_end the
+    # pull toward the initial weights (train.anchor_weight). 1 (the default): no late change.
+    flow_end: float = _r(1.0, ge=0, le=1)
+    anchor_end: float = _r(1.0, ge=0, le=1)
     # the target encoders' learning rate as a fraction of train.lr (their AdamW step scaled after each update); 1 = the
     # same rate as the predictors. Stack only (its units' enc and enc_motion).
     encoder_lr_scale: float = _r(1.0, gt=0, le=1)
@@ -256,6 +262,22 @@ class TrainConfig:
     def __post_init__(self) -> None:
         # Ranges are checked after construction (check_ranges); this cross-key check needs both keys finite. At
         # lr x anchor_weight = 1 every update is undone (a diagnostic the tests use); above it the pull is capped there.
+        for key in ("flow_end", "anchor_end"):
+            end = getattr(self, key)
+            if not isinstance(end, float) or end == 1.0:
+                continue
+            if key == "anchor_end" and self.anchor_weight == 0:
+                raise ConfigError(
+                    f"train.anchor_end={end:g} scales the pull toward the initial weights, but "
+                    "train.anchor_weight=0 turns it off; drop train.anchor_end or set anchor_weight"
+                )
+            start = max(self.warmup_steps, self.decay_start)
+            if isinstance(self.steps, int) and isinstance(start, int) and start >= self.steps:
+                raise ConfigError(
+                    f"train.{key}={end:g} takes effect after train.decay_start={self.decay_start} (the end of the "
+                    f"warmup at the earliest), but train.steps={self.steps} ends there: nothing would change; lower "
+                    f"train.decay_start below train.steps or drop train.{key}"
+                )
         a, lr = self.anchor_weight, self.lr
         if isinstance(a, float) and isinstance(lr, float) and 0 < a < math.inf and 0 < lr < math.inf:
             if a * lr > 1 + 1e-9:

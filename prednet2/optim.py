@@ -63,11 +63,29 @@ def lr_factor(schedule: str, *, warmup: int, total: int, decay_start: int = 0):
         if s < start:
             return 1.0
         if schedule == "cosine":
-            p = min(1.0, (s - start) / max(1, total - start))
-            return 0.1 + 0.45 * (1.0 + math.cos(math.pi * p))
+            return _half_cosine(s, start, total, 0.1)
         if schedule == "inv_sqrt":
             return math.sqrt(max(1, start) / max(1, s))
         return 1.0
+
+    return f
+
+
+def _half_cosine(s: int, start: int, total: int, end: float) -> float:
+    """Half a cosine from 1 at step ``start`` down to ``end`` at step ``total`` (then ``end``)."""
+    p = min(1.0, max(0, s - start) / max(1, total - start))
+    return end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * p))
+
+
+def late_factor(end: float, *, warmup: int, total: int, decay_start: int = 0):
+    """Step -> multiplier of a loss or pull weight that is held at 1 until the learning rate's decay starts
+    (``train.decay_start``, counted from the end of the warmup as in ``lr_factor``) and then falls by half a
+    cosine to ``end`` at step ``total``: ``train.flow_end`` and ``train.anchor_end``. With the default hold (1000
+    steps) a run of 1000 steps or fewer never leaves 1; ``end=1`` is 1 throughout."""
+    start = max(max(0, warmup), decay_start)
+
+    def f(s: int) -> float:
+        return 1.0 if end == 1.0 or s < start else _half_cosine(s, start, total, end)
 
     return f
 
@@ -86,12 +104,13 @@ class InitAnchor:
 
     def __init__(self, optimizer: torch.optim.Optimizer, weight: float):
         self.weight = float(weight)
+        self.scale = 1.0  # the trainer's late_factor for train.anchor_end, set before each step
         self.init = [[p.detach().clone() for p in g["params"]] for g in optimizer.param_groups]
 
     @torch.no_grad()
     def __call__(self, optimizer: torch.optim.Optimizer) -> None:
         for g, inits in zip(optimizer.param_groups, self.init):
-            f = min(1.0, float(g["lr"]) * self.weight)
+            f = min(1.0, float(g["lr"]) * self.weight * self.scale)
             for p, p0 in zip(g["params"], inits):
                 p.lerp_(p0, f)
 

@@ -61,6 +61,8 @@ class PredictiveStack(nn.Module):
         units = []
         in_ch = cfg.in_channels * cfg.stem**2
         self.flow_weights = flow_weights = flow_weights_of(cfg)
+        # a multiplier of every flow weight, set by the trainer before each step (train.flow_end); 1 elsewhere
+        self.flow_scale = 1.0
         for l in range(L):
             pixel = pixel0 and l == 0
             head_input = cfg.flow_head_input  # "mixed": unit 0's a sees one frame (no heading), its head reads r
@@ -372,7 +374,7 @@ class PredictiveStack(nn.Module):
             if l == 0 and "bind" in terms:
                 loss = loss + cfg.bind_weight * terms["bind"]
             if f"flow/{l}" in terms:
-                loss = loss + self.flow_weights[l] * terms[f"flow/{l}"]
+                loss = loss + self.flow_scale * self.flow_weights[l] * terms[f"flow/{l}"]
             if f"warp/{l}" in terms:
                 loss = loss + cfg.warp_weight * terms[f"warp/{l}"]
             losses.append(loss)

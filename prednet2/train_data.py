@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 from prednet2.config import Config, ConfigError, ModelConfig, given_keys, preset_overrides
 from prednet2.distributed import get_local_rank, get_world_size, is_distributed
 from prednet2.readout import asked_parts
+from prednet2.stack_checks import flow_weights_of
 from prednet2.train_state import say
 
 # Channels of the motion stream's encoder when motion is on and the config leaves model.motion_channels at 0.
@@ -198,7 +199,11 @@ def resolved_train_data(cfg: Config, data_spec: str, *, progress: bool = True) -
     and the config resolved again by its first item (``in_channels``, masks, ``"flow"``): what training reads."""
     cfg = resolve_config(cfg)
     dataset = build_train_data(cfg, data_spec, progress=progress)
-    return resolve_config(cfg, dataset[0]), dataset
+    cfg = resolve_config(cfg, dataset[0])
+    if cfg.train.flow_end != 1.0 and not any(flow_weights_of(cfg.model)):
+        raise ConfigError(f"train.flow_end={cfg.train.flow_end:g} scales the flow target, but this model has none "
+                          "(model.flow_weight=0, motion off or the PredNet preset); drop train.flow_end")  # fmt: skip
+    return cfg, dataset
 
 
 def prepare_train_data(cfg: Config, data_spec: str, *, progress: bool = True) -> dict[str, Any]:

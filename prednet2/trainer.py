@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from prednet2 import tblog, train_data
-from prednet2.checkpoint import CheckpointError, load_checkpoint, load_model_state, set_rng_state
+from prednet2.checkpoint import CheckpointError, load_checkpoint, load_model_state, set_rng_state, unwrap_model
 from prednet2.config import Config, ConfigError
 from prednet2.distributed import (
     batch_sync,
@@ -44,7 +44,7 @@ from prednet2.distributed import (
     is_main_process,
     setup_distributed,
 )
-from prednet2.optim import build_anchor, build_optimizer, unit_param_groups
+from prednet2.optim import build_anchor, build_optimizer, late_factor, unit_param_groups
 from prednet2.run_folder import (
     RunFolderError,
     RunPaths,
@@ -68,6 +68,20 @@ from prednet2.train_state import (
 from prednet2.train_step import StepResult, encoder_params, train_step
 
 
+def _late_schedules(ts: TrainState) -> None:
+    """``train.flow_end`` and ``train.anchor_end`` at this step: the flow target's and the anchor's multipliers
+    (``prednet2.optim.late_factor``), recomputed from the step so a resumed run gets the same ones."""
+    t = ts.cfg.train
+    if t.flow_end == 1.0 and t.anchor_end == 1.0:
+        return
+    kw = {"warmup": t.warmup_steps, "total": t.steps, "decay_start": t.decay_start}
+    model = unwrap_model(ts.model)
+    if t.flow_end != 1.0 and hasattr(model, "flow_scale"):
+        model.flow_scale = late_factor(t.flow_end, **kw)(ts.step)
+    if t.anchor_end != 1.0 and ts.anchor is not None:
+        ts.anchor.scale = late_factor(t.anchor_end, **kw)(ts.step)
+
+
 def train_one_epoch(ts: TrainState, loader: DataLoader, total_steps: int) -> bool:
     """Train on the loader's batches until the epoch ends (True) or the run must stop (False)."""
     tc = ts.cfg.train
@@ -86,6 +100,7 @@ def train_one_epoch(ts: TrainState, loader: DataLoader, total_steps: int) -> boo
         images_now = edge or step % tc.image_every == 0
         log_now = edge or step % tc.log_every == 0 or stats_now or images_now
         # Step 2. Forward, backward, optimiser: per window (local) or over the whole clip (end_to_end).
+        _late_schedules(ts)
         res = train_step(
             ts.model,
             ts.optimizer,
