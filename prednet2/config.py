@@ -271,13 +271,6 @@ class TrainConfig:
                     f"train.anchor_end={end:g} scales the pull toward the initial weights, but "
                     "train.anchor_weight=0 turns it off; drop train.anchor_end or set anchor_weight"
                 )
-            start = max(self.warmup_steps, self.decay_start)
-            if isinstance(self.steps, int) and isinstance(start, int) and start >= self.steps:
-                raise ConfigError(
-                    f"train.{key}={end:g} takes effect after train.decay_start={self.decay_start} (the end of the "
-                    f"warmup at the earliest), but train.steps={self.steps} ends there: nothing would change; lower "
-                    f"train.decay_start below train.steps or drop train.{key}"
-                )
         a, lr = self.anchor_weight, self.lr
         if isinstance(a, float) and isinstance(lr, float) and 0 < a < math.inf and 0 < lr < math.inf:
             if a * lr > 1 + 1e-9:

@@ -200,10 +200,29 @@ def resolved_train_data(cfg: Config, data_spec: str, *, progress: bool = True) -
     cfg = resolve_config(cfg)
     dataset = build_train_data(cfg, data_spec, progress=progress)
     cfg = resolve_config(cfg, dataset[0])
-    if cfg.train.flow_end != 1.0 and not any(flow_weights_of(cfg.model)):
-        raise ConfigError(f"train.flow_end={cfg.train.flow_end:g} scales the flow target, but this model has none "
-                          "(model.flow_weight=0, motion off or the PredNet preset); drop train.flow_end")  # fmt: skip
+    _check_late(cfg)
     return cfg, dataset
+
+
+def _check_late(cfg: Config) -> None:
+    """``train.flow_end`` / ``train.anchor_end`` that would change nothing in this run are refused (checked on the
+    run's final config: a study may set them before it sets the steps)."""
+    t = cfg.train
+    for key in ("flow_end", "anchor_end"):
+        end = getattr(t, key)
+        if end == 1.0:
+            continue
+        if key == "flow_end" and not any(flow_weights_of(cfg.model)):
+            raise ConfigError(
+                f"train.flow_end={end:g} scales the flow target, but this model has none "
+                "(model.flow_weight=0, motion off or the PredNet preset); drop train.flow_end"
+            )
+        if max(t.warmup_steps, t.decay_start) >= t.steps:
+            raise ConfigError(
+                f"train.{key}={end:g} takes effect after train.decay_start={t.decay_start} (the end of the warmup "
+                f"at the earliest), but train.steps={t.steps} ends there: nothing would change; lower "
+                f"train.decay_start below train.steps or drop train.{key}"
+            )
 
 
 def prepare_train_data(cfg: Config, data_spec: str, *, progress: bool = True) -> dict[str, Any]:

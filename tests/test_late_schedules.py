@@ -73,22 +73,27 @@ def test_anchor_end_lets_a_full_pull_go_late(tmp_path):
     assert _differs(init, _weights(tmp_path / "run"))
 
 
+def test_anchor_end_without_the_anchor_is_refused():
+    with pytest.raises(ConfigError, match="anchor_end=0.5 .*anchor_weight=0"):
+        tiny_config("train.anchor_weight=0", "train.anchor_end=0.5", "train.decay_start=2")
+    with pytest.raises(ConfigError, match="train.flow_end"):
+        tiny_config("train.flow_end=2")
+
+
 @pytest.mark.parametrize(
     "sets, match",
     [
-        (("train.anchor_weight=0", "train.anchor_end=0.5", "train.decay_start=2"), "anchor_end=0.5 .*anchor_weight=0"),
-        (("train.flow_end=0.5",), "train.flow_end=0.5 takes effect after train.decay_start=1000"),
-        (("train.anchor_end=0.5", "train.decay_start=10"), "train.steps=6 ends there"),
-        (("train.flow_end=2",), "train.flow_end"),
+        (
+            ("train.flow_end=0.5", "train.decay_start=2"),
+            "train.flow_end=0.5 scales the flow target, but this model has none",
+        ),
+        (("train.flow_end=0.5", *FLOW[:2]), "train.flow_end=0.5 takes effect after train.decay_start=1000"),
+        (("train.anchor_end=0.5", "train.decay_start=10"), "train.steps=6 ends there: nothing would change"),
     ],
 )
-def test_late_keys_that_would_do_nothing_are_refused(sets, match):
+def test_late_keys_that_would_do_nothing_are_refused_before_training(tmp_path, sets, match):
+    cfg = tiny_config(*sets, f"data.cache_dir={tmp_path / 'cache'}")  # a study may set the steps after these keys
     with pytest.raises(ConfigError, match=match):
-        tiny_config(*sets)
-
-
-def test_flow_end_without_a_flow_target_is_refused(tmp_path):
-    cfg = tiny_config("train.flow_end=0.5", "train.decay_start=2", f"data.cache_dir={tmp_path / 'cache'}")
-    with pytest.raises(ConfigError, match="train.flow_end=0.5 scales the flow target, but this model has none"):
         train(cfg, "synthetic:shapes", tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "checkpoints").exists()
     assert Config.from_stored({"train": {"lr": 3e-3}}).train.flow_end == 1.0  # runs stored before the keys
