@@ -144,6 +144,8 @@ def run_stream(
     )
     model, cfg = load_model(checkpoint, dev)
     over = {**({"lr": lr} if lr > 0 else {}), **({"anchor_weight": anchor_weight} if anchor_weight is not None else {})}
+    if anchor_weight is not None:  # streaming applies no late schedule: a stored train.anchor_end must not refuse 0
+        over["anchor_end"] = 1.0
     try:  # e.g. an --lr or --anchor-weight whose product pulls every update all the way back
         cfg = cfg.replace({"train": over}) if over else cfg
     except ConfigError as e:

@@ -177,10 +177,11 @@ def test_cli_errors_exit_2(tmp_path, ckpt, video, capsys):
 
 def test_stream_learning_with_a_full_anchor_keeps_the_checkpoints_weights(tmp_path, video, capsys):
     """--anchor-weight (or train.anchor_weight in the checkpoint's config): stream --learn pulls toward the weights
-    it started from; at lr * anchor_weight = 1 every update is undone, and at 0 the weights move."""
+    it started from; at lr * anchor_weight = 1 every update is undone, and at 0 the weights move. A stored
+    train.anchor_end (a late schedule of train.py) is not applied to the stream, nor refuses --anchor-weight 0."""
     torch.manual_seed(0)
     cfg = Config.from_dict({"model": {"channels": [8, 16]}, "data": {"size": [32, 32]},
-                            "train": {"lr": 1e-2, "window": 4, "anchor_weight": 100.0}})  # fmt: skip
+                            "train": {"lr": 1e-2, "window": 4, "anchor_weight": 100.0, "anchor_end": 0.3}})  # fmt: skip
     path = tmp_path / "anchored.pt"
     save_checkpoint(path, model=prednet2.build_model(cfg.model), optimizer=None, config=cfg, step=0)
     before = load_checkpoint(path)["model"]
