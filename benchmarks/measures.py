@@ -6,7 +6,9 @@ paired differences from a reference variant (issue 13; docs/results/dynamics_rou
 
 A variant is a list of runs (run folders or checkpoint files), one per training seed, paired with the reference's
 by position. Each run is read on every measure; each variant's random init once, on its first run (random weights
-do not depend on the training seed, but a variant whose extra heads shift the random stream has its own). The
+do not depend on the training seed, but a variant whose extra heads shift the random stream has its own), and
+variants whose first runs' ``config.yaml`` agree on the ``model``, ``data`` and ``motion`` sections (the same network
+drawn the same way, probed the same way: e.g. variants that differ only in ``train.*``) share one. The
 measures:
 
 - ``dir1024``, ``kind1024``: direction (``synthetic:shapes:direction``) and kind of motion
@@ -183,6 +185,19 @@ def probe(runner: Runner, ckpt: Path, measure: str, random_init: bool) -> float:
     return top1
 
 
+def random_init_key(ckpt: Path) -> str:
+    """What a checkpoint's random init depends on: its run's ``config.yaml`` sections ``model``, ``data`` and
+    ``motion`` (the probe draws the same architecture under each probe seed); the checkpoint's own path where the run
+    has no readable config.yaml, so such a run shares with no other."""
+    import yaml
+
+    try:
+        cfg = yaml.safe_load((run_dir_of(ckpt) / "config.yaml").read_text())
+        return json.dumps({k: cfg[k] for k in ("model", "data", "motion")}, sort_keys=True)
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return str(ckpt.resolve())
+
+
 def tabulate(figures: dict, ref: str, measures: list[str]) -> tuple[str, dict]:
     """The markdown table and the summary behind it from ``figures[variant] = {"runs": [{measure: top1}],
     "random_init": {measure: top1}}``."""
@@ -236,7 +251,12 @@ def run(args: argparse.Namespace) -> dict:
                          "give every variant one run per training seed, in the same order")  # fmt: skip
     runner = Runner(Path(args.out), jobs=args.jobs, verbose=not args.quiet)
     jobs = [(v, i, c, m, False) for v, cs in variants.items() for i, c in enumerate(cs) for m in measures]
-    jobs += [(v, -1, cs[0], m, True) for v, cs in variants.items() for m in measures]
+    first: dict[str, Path] = {}  # random-init key -> the first run that has it: its random init stands for all
+    ri = {v: first.setdefault(random_init_key(cs[0]), cs[0]) for v, cs in variants.items()}
+    for v, c in ri.items():
+        if c != variants[v][0]:
+            runner.say(f"{v}: random init read on {c} (the same model, data and motion config)")
+    jobs += [(v, -1, ri[v], m, True) for v in variants for m in measures]
     unique = list(dict.fromkeys((c.resolve(), m, ri) for _, _, c, m, ri in jobs))  # a run named twice: probed once
     got = dict(zip(unique, runner.map(lambda k: probe(runner, k[0], k[1], k[2]), unique)))
     figures = {v: {"runs": [{} for _ in cs], "random_init": {}} for v, cs in variants.items()}

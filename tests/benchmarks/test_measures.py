@@ -170,3 +170,25 @@ def test_measure_sets_expand_and_the_default_is_the_seven():
         measures.parse_measures("heldot")
     with pytest.raises(measures.StudyError, match="spin given twice"):
         measures.parse_measures("heldout,spin")
+
+
+def test_variants_with_one_model_data_and_motion_config_share_one_random_init(tmp_path, monkeypatch):
+    calls = []
+
+    def fake(self, args, log, budget_s=None):
+        calls.append(args)
+        Path(args[args.index("--out") + 1]).write_text(json.dumps({"top1": 0.5}))
+        return 0
+
+    monkeypatch.setattr(measures.Runner, "run", fake)
+    base = {"model": {"preset": "tiny"}, "data": {"clip_len": 20}, "motion": {"enabled": True}, "train": {"lr": 0.003}}
+    runs = {}
+    for name, over in (("a", {}), ("b", {"train": {"lr": 0.001}}), ("c", {"model": {"preset": "small"}})):
+        runs[name] = fake_run(tmp_path, name, {})
+        (runs[name] / "config.yaml").write_text(json.dumps({**base, **over}))  # JSON is YAML
+    argv = [x for n, r in runs.items() for x in ("--variant", f"{n}={r}")]
+    assert measures.main([*argv, "--measures", "dirK5", "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    ri = sorted(a[a.index("--checkpoint") + 1] for a in calls if "--random-init" in a)
+    # b differs from a in train.* only: a's random init stands for both; c's model differs: its own
+    assert ri == [str(runs["a"] / "checkpoints" / "last.pt"), str(runs["c"] / "checkpoints" / "last.pt")]
+    assert len(calls) == 5  # 3 trained + 2 random init
