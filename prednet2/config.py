@@ -260,17 +260,14 @@ class TrainConfig:
     threads: int = _r(0, ge=0)  # torch CPU threads; 0 leaves torch's default
 
     def __post_init__(self) -> None:
+        end = self.anchor_end  # a late schedule of a pull that is off (the run-dependent checks: train_data)
+        if isinstance(end, float) and end != 1.0 and self.anchor_weight == 0:
+            raise ConfigError(
+                f"train.anchor_end={end:g} scales the pull toward the initial weights, but "
+                "train.anchor_weight=0 turns it off; drop train.anchor_end or set anchor_weight"
+            )
         # Ranges are checked after construction (check_ranges); this cross-key check needs both keys finite. At
         # lr x anchor_weight = 1 every update is undone (a diagnostic the tests use); above it the pull is capped there.
-        for key in ("flow_end", "anchor_end"):
-            end = getattr(self, key)
-            if not isinstance(end, float) or end == 1.0:
-                continue
-            if key == "anchor_end" and self.anchor_weight == 0:
-                raise ConfigError(
-                    f"train.anchor_end={end:g} scales the pull toward the initial weights, but "
-                    "train.anchor_weight=0 turns it off; drop train.anchor_end or set anchor_weight"
-                )
         a, lr = self.anchor_weight, self.lr
         if isinstance(a, float) and isinstance(lr, float) and 0 < a < math.inf and 0 < lr < math.inf:
             if a * lr > 1 + 1e-9:
