@@ -55,7 +55,7 @@ def lr_factor(schedule: str, *, warmup: int, total: int, decay_start: int = 0):
     run stand for shorter runs (``benchmarks/curve.py``) as long as the schedule does not depend on ``total``.
     """
     warmup = max(0, warmup)
-    start = max(warmup, decay_start)
+    start = decay_begins(warmup, decay_start)
 
     def f(s: int) -> float:
         if warmup and s < warmup:
@@ -71,6 +71,12 @@ def lr_factor(schedule: str, *, warmup: int, total: int, decay_start: int = 0):
     return f
 
 
+def decay_begins(warmup: int, decay_start: int) -> int:
+    """The step where the learning rate's decay (and the late schedules) begin: ``train.decay_start``, or the end of
+    the warmup where that comes later."""
+    return max(max(0, warmup), decay_start)
+
+
 def _half_cosine(s: int, start: int, total: int, end: float) -> float:
     """Half a cosine from 1 at step ``start`` down to ``end`` at step ``total`` (then ``end``)."""
     p = min(1.0, max(0, s - start) / max(1, total - start))
@@ -82,10 +88,10 @@ def late_factor(end: float, *, warmup: int, total: int, decay_start: int = 0):
     (``train.decay_start``, counted from the end of the warmup as in ``lr_factor``) and then falls by half a
     cosine to ``end`` at step ``total``: ``train.flow_end`` and ``train.anchor_end``. With the default hold (1000
     steps) a run of 1000 steps or fewer never leaves 1; ``end=1`` is 1 throughout."""
-    start = max(max(0, warmup), decay_start)
+    start = decay_begins(warmup, decay_start)
 
     def f(s: int) -> float:
-        return 1.0 if end == 1.0 or s < start else _half_cosine(s, start, total, end)
+        return 1.0 if s < start else _half_cosine(s, start, total, end)  # end=1: 1 throughout
 
     return f
 

@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 
 from prednet2.config import Config, ConfigError, ModelConfig, given_keys, preset_overrides
 from prednet2.distributed import get_local_rank, get_world_size, is_distributed
+from prednet2.optim import decay_begins
 from prednet2.readout import asked_parts
 from prednet2.stack_checks import flow_weights_of
 from prednet2.train_state import say
@@ -208,21 +209,18 @@ def _check_late(cfg: Config) -> None:
     """``train.flow_end`` / ``train.anchor_end`` that would change nothing in this run are refused (checked on the
     run's final config: a study may set them before it sets the steps)."""
     t = cfg.train
-    for key in ("flow_end", "anchor_end"):
-        end = getattr(t, key)
-        if end == 1.0:
-            continue
-        if key == "flow_end" and not any(flow_weights_of(cfg.model)):
-            raise ConfigError(
-                f"train.flow_end={end:g} scales the flow target, but this model has none "
-                "(model.flow_weight=0, motion off or the PredNet preset); drop train.flow_end"
-            )
-        if max(t.warmup_steps, t.decay_start) >= t.steps:
-            raise ConfigError(
-                f"train.{key}={end:g} takes effect after train.decay_start={t.decay_start} (the end of the warmup "
-                f"at the earliest), but train.steps={t.steps} ends there: nothing would change; lower "
-                f"train.decay_start below train.steps or drop train.{key}"
-            )
+    if t.flow_end != 1.0 and not any(flow_weights_of(cfg.model)):
+        raise ConfigError(
+            f"train.flow_end={t.flow_end:g} scales the flow target, but this model has none "
+            "(model.flow_weight=0, motion off or the PredNet preset); drop train.flow_end"
+        )
+    late = [f"train.{k}={getattr(t, k):g}" for k in ("flow_end", "anchor_end") if getattr(t, k) != 1.0]
+    if late and decay_begins(t.warmup_steps, t.decay_start) >= t.steps:
+        raise ConfigError(
+            f"{late[0]} takes effect after train.decay_start={t.decay_start} (the end of the warmup at the earliest), "
+            f"but train.steps={t.steps} ends there: nothing would change; lower train.decay_start below train.steps "
+            f"or drop {late[0].split('=')[0]}"
+        )
 
 
 def prepare_train_data(cfg: Config, data_spec: str, *, progress: bool = True) -> dict[str, Any]:
