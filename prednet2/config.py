@@ -105,6 +105,11 @@ class ModelConfig:
     # the flow heads' hidden width: 0 (the default) is a 1x1 linear head r -> 2; N > 0 puts a 1x1 layer of N channels
     # and a ReLU between, so the states need not hold the motion vectors linearly (round 115)
     flow_head_hidden: int = _r(0, ge=0)
+    # how many frames ahead each flow head predicts the motion of: K = 1 (the default) asks r(t) for frame t's motion
+    # alone; K > 1 gives the head 2K outputs, the motion of frames t .. t+K-1, so a state that only carries the present
+    # velocity cannot meet it (round 155). The term is the mean over the K offsets (its scale stays flow_weight's);
+    # offsets past the training window are left out, as model.horizon's are. The readout's f reads all 2K channels.
+    flow_horizon: int = _r(1, ge=1)
     # the share of each unit's state channels its flow head reads: 1 (the default) reads them all; s < 1 reads only
     # the last ceil(s * C) channels, so the flow target is asked of a part of the state and the rest is left to the
     # unit's own prediction (round 121: at 0.25 with [1,0,1], 0.48 below [1,0,1] on the seven acceptance measures, and

@@ -66,6 +66,8 @@ class StepOutput:
     valid: bool
     bind_pair: tuple[Tensor, Tensor] | None = None
     ahead: list[list[Tensor]] | None = None  # per layer, the predictions of t+1 .. t+K-1 (model.horizon > 1)
+    # per layer, the flow head's motion of frames t+1 .. t+K-1, (B, 2(K-1), h, w), or None (model.flow_horizon > 1)
+    flow_ahead: list[Tensor | None] | None = None
 
 
 class StackOutput:

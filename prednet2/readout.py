@@ -15,8 +15,8 @@
 - ``av`` / ``rv``: ``(x(t) - x(t-1))`` times x's spatial gradient (2C channels): motion energy, whose sign says which
   way the pattern moved, so mean pooling keeps it (round 144).
 - ``f``: the flow heads' prediction of the motion frame t brings, as ``[relu(u), relu(-u), relu(v), relu(-v)]`` (4
-  channels; ``model.flow_weight``, best with ``model.flow_detach``): which way things will move, learned from the
-  video's optical flow. A unit without a flow head reads nothing for it (round 148).
+  channels; 4K with ``model.flow_horizon`` K: frame t's motion, then t+1's, ...; ``model.flow_weight``): which way
+  things will move, learned from the video's optical flow. A unit without a flow head reads nothing for it (round 148).
 - ``w``: the warp heads' displacement (``model.warp_weight`` or ``model.predict=warp``), split by sign the same way:
   the velocity field the state reads out to move its last representation onto the next, learned without any optical
   flow. Zero at random init (the heads start at zero).

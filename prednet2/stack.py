@@ -44,7 +44,7 @@ from .stack_checks import (
     flow_weights_of,
     validate_model_config,
 )
-from .stack_parts import error_mask, passed_up, up_channels, window_terms
+from .stack_parts import error_mask, flow_ahead_terms, passed_up, up_channels, window_terms
 from .units import PredictiveUnit
 
 
@@ -93,6 +93,7 @@ class PredictiveStack(nn.Module):
                 flow_head_hidden=cfg.flow_head_hidden,
                 flow_head_share=cfg.flow_head_share,
                 flow_head_input=head_input,
+                flow_horizon=cfg.flow_horizon,
             )
             units.append(unit)
             in_ch = up_channels(cfg.pass_up, unit)
@@ -183,6 +184,7 @@ class PredictiveStack(nn.Module):
         frame_errors: list[Tensor] = []
         terms: dict[str, Tensor] = {}
         bind_pair = None
+        flow_ahead: list[Tensor | None] = [None] * L  # model.flow_horizon > 1: the flow heads' t+1.. outputs
         m = error_mask(mask) if cfg.motion_error_weight > 0 else None
         for l in range(L):
             u = self.units[l]
@@ -197,7 +199,10 @@ class PredictiveStack(nn.Module):
                 terms.update(self._unit_terms(l, a, preds[l], state.a[l], r_new[l]))
                 if u.flow_head is not None and flow is not None:
                     r_in, a_in = (r_new[l].detach(), a.detach()) if cfg.flow_detach else (r_new[l], a)
-                    terms[f"flow/{l}"] = flow_loss(u.predict_flow(r_in, a_in), flow, cfg.stem << l, valid)
+                    v = u.predict_flow(r_in, a_in)  # (B, 2K, h, w): frame t's motion, then t+1's, ...
+                    terms[f"flow/{l}"] = flow_loss(v[:, :2], flow, cfg.stem << l, valid)
+                    if cfg.flow_horizon > 1:
+                        flow_ahead[l] = v[:, 2:]
                 if u.motion_channels:
                     bind_pair = u.bind_projections(a)
             if l + 1 < L:
@@ -215,7 +220,9 @@ class PredictiveStack(nn.Module):
             mem_a = [torch.where(seen, a, p.detach()) for a, p in zip(a_new, preds)]
             mem_e = [torch.where(seen, e, torch.zeros_like(e)) for e in errors]
         new_state = StackState(t=state.t + 1, cell=cell_new, r=r_new, a=mem_a, e=mem_e)
-        out = StepOutput(preds, targets, errors, r_new, frame_errors, losses, terms, valid, bind_pair, ahead)
+        out = StepOutput(
+            preds, targets, errors, r_new, frame_errors, losses, terms, valid, bind_pair, ahead, flow_ahead
+        )
         return out, new_state
 
     def forward(
@@ -253,6 +260,8 @@ class PredictiveStack(nn.Module):
         )
         if self.cfg.horizon > 1:
             terms.update(self._ahead_terms(steps))
+        if self.cfg.flow_horizon > 1 and flow is not None:
+            terms.update(flow_ahead_terms(terms, steps, flow, self.cfg.stem))
         losses = self._compose(terms)
 
         stats = {k: v.detach() for k, v in terms.items()}

@@ -79,6 +79,7 @@ def validate_model_config(cfg: ModelConfig) -> None:
     if not any(flow_weights_of(cfg)):  # a flow-head key set on a model with no flow head would do nothing
         for key, off, does in (
             ("flow_head_hidden", 0, "shapes the flow heads"),
+            ("flow_horizon", 1, "shapes the flow heads"),
             ("flow_head_share", 1.0, "says what the flow heads read"),
             ("flow_head_input", "state", "says what the flow heads read"),
             ("flow_detach", False, "says what the flow heads train"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .losses import info_nce
+from .losses import flow_loss, info_nce
 from .units import PredictiveUnit
 
 
@@ -59,3 +59,25 @@ def error_mask(mask: Tensor) -> Tensor:
     """A frame's motion mask on unit 0's grid: (B, s*s, H/s, W/s) after the stem (or (B, 1, H, W)) -> (B, 1, h, w),
     1 where any pixel of the cell moves."""
     return mask.amax(dim=1, keepdim=True).float()
+
+
+def flow_ahead_terms(terms: dict[str, Tensor], steps: list, flow: Tensor, stem: int) -> dict[str, Tensor]:
+    """``model.flow_horizon`` K > 1: each unit's ``flow/l`` term (frame t's motion, already averaged over the valid
+    steps) becomes the mean over the K offsets of each offset's squared error; offset k averages the valid steps t
+    whose frame t+k is in ``flow`` (B, T', 2, H, W), T' >= the window's steps. An offset with no such step is left
+    out of the mean."""
+    out: dict[str, Tensor] = {}
+    for l in range(len(steps[0].flow_ahead or [])):
+        if f"flow/{l}" not in terms or steps[0].flow_ahead[l] is None:
+            continue
+        parts = [terms[f"flow/{l}"]]
+        for k in range(1, steps[0].flow_ahead[l].shape[1] // 2 + 1):
+            errs = [
+                flow_loss(s.flow_ahead[l][:, 2 * (k - 1) : 2 * k], flow[:, t + k], stem << l, True)
+                for t, s in enumerate(steps)
+                if s.valid and t + k < flow.shape[1]
+            ]
+            if errs:
+                parts.append(torch.stack(errs).mean())
+        out[f"flow/{l}"] = torch.stack(parts).mean()
+    return out

@@ -41,11 +41,12 @@ class Encoder(nn.Module):
         return self.act(self.norm(self.conv(x)))
 
 
-def _flow_head(in_channels: int, width: int) -> nn.Module:
-    """The flow head r -> 2 motion channels: linear (width 0) or 1x1 -> ReLU -> 1x1 (``model.flow_head_hidden``)."""
+def _flow_head(in_channels: int, width: int, horizon: int = 1) -> nn.Module:
+    """The flow head r -> 2 * horizon motion channels (frames t .. t+horizon-1, ``model.flow_horizon``): linear
+    (width 0) or 1x1 -> ReLU -> 1x1 (``model.flow_head_hidden``)."""
     if not width:
-        return nn.Conv2d(in_channels, 2, 1)
-    return nn.Sequential(nn.Conv2d(in_channels, width, 1), nn.ReLU(), nn.Conv2d(width, 2, 1))
+        return nn.Conv2d(in_channels, 2 * horizon, 1)
+    return nn.Sequential(nn.Conv2d(in_channels, width, 1), nn.ReLU(), nn.Conv2d(width, 2 * horizon, 1))
 
 
 def flow_head_inputs(hidden_channels: int, share: float) -> int:
@@ -69,6 +70,7 @@ class PredictiveUnit(nn.Module):
         flow_head_hidden: 0 for a linear flow head; N > 0 puts a 1x1 layer of N channels and a ReLU between.
         flow_head_share: the share of the state's channels the flow head reads (the last ceil(share * C)).
         flow_head_input: "state" (the head reads r) or "repr" (it reads a, the representation of frame t).
+        flow_horizon: K, the frames whose motion the flow head predicts (t .. t+K-1): 2K output channels.
         residual: â = sg(a(t-1)) + head(r) (``model.predict=residual``).
         warp: â = sg(a(t-1)) warped by a displacement read from r, + head(r) (``model.predict=warp``).
         warp_head: a displacement head without the warped prediction, for the warp target (``model.warp_weight``).
@@ -103,6 +105,7 @@ class PredictiveUnit(nn.Module):
         flow_head_hidden: int = 0,
         flow_head_share: float = 1.0,
         flow_head_input: str = "state",
+        flow_horizon: int = 1,
     ):
         super().__init__()
         self.pixel = pixel
@@ -152,7 +155,7 @@ class PredictiveUnit(nn.Module):
         self.flow_reads_repr = flow_head_input == "repr"
         read = self.target_channels if self.flow_reads_repr else hidden_channels
         self.flow_inputs = flow_head_inputs(read, flow_head_share)
-        self.flow_head = _flow_head(self.flow_inputs, flow_head_hidden) if flow_head else None
+        self.flow_head = _flow_head(self.flow_inputs, flow_head_hidden, flow_horizon) if flow_head else None
         if motion_channels:
             self.bind_rgb = nn.Linear(self.repr_channels, bind_dim)
             self.bind_motion = nn.Linear(motion_channels, bind_dim)
@@ -233,7 +236,8 @@ class PredictiveUnit(nn.Module):
 
     def predict_flow(self, r: Tensor, a: Tensor | None = None) -> Tensor:
         """The flow head on the state r (B, C_h, H, W), or on the representation a (B, C_t, H, W) with
-        ``flow_head_input="repr"``, -> (B, 2, H, W), reading the last ``flow_inputs`` channels."""
+        ``flow_head_input="repr"``, -> (B, 2K, H, W) (K = ``model.flow_horizon``: frame t's motion first, then t+1's,
+        ...), reading the last ``flow_inputs`` channels."""
         x = a if self.flow_reads_repr else r
         return self.flow_head(x if self.flow_inputs == x.shape[1] else x[:, -self.flow_inputs :])
 
