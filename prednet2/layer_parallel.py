@@ -27,8 +27,10 @@ Equivalence. Each unit computes exactly what ``PredictiveStack.forward`` compute
 same parameters at every step: unit l's step t always uses its parameters after floor(t/k) updates), and the
 per-unit loss of a window is aggregated as ``forward`` does (error over valid steps, anti-collapse over all steps,
 binding over all (step, sample) pairs). The per-unit optimiser is ``AdamW`` over that unit's param group, with
-``trainer.build_optimizer``'s warmup, and per-unit clipping as ``trainer.train_step`` does in local mode. So losses
-and parameters equal the sequential local mode's up to float rounding (the tests use 1e-5 relative on losses).
+``trainer.build_optimizer``'s warmup, per-unit clipping as ``trainer.train_step`` does in local mode, and the
+trainer's pull toward the initial weights (``anchor_weight``, ``train.anchor_weight``) after each unit's step. So
+losses and parameters equal the sequential local mode's up to float rounding (the tests use 1e-5 relative on
+losses). ``LayerParallelWorker.from_config`` takes all of that from a config, as ``train.py`` does.
 
 Only ``train.mode=local`` can be layer-parallel (end-to-end BPTT sends gradients across units).
 """
@@ -47,7 +49,7 @@ from torch import Tensor, nn
 
 from .cells import upsample2
 from .losses import ahead_loss
-from .optim import lr_factor
+from .optim import InitAnchor, lr_factor
 from .outputs import detach as _detach
 from .readout import asked_parts
 from .stack_checks import flow_weights_of
@@ -136,6 +138,7 @@ class LayerParallelWorker:
         size: tuple[int, int],
         units: list[list[int]] | None = None,
         device: torch.device | str = "cpu",
+        anchor_weight: float = 0.0,
     ):
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         self.model = model.to(device)
@@ -181,8 +184,31 @@ class LayerParallelWorker:
             for l in self.mine
         }
         self.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in self.optimizers.values()]
+        # train.anchor_weight: the trainer's pull toward the initial weights, per unit after its own step (the
+        # initial weights are the model's now, as the trainer's anchor is built before a resume loads anything)
+        if anchor_weight < 0:
+            raise ValueError(f"layer-parallel: anchor_weight={anchor_weight} must be >= 0 (train.anchor_weight)")
+        self.anchors = {l: InitAnchor(o, anchor_weight) for l, o in self.optimizers.items()} if anchor_weight else {}
         self._pending: list = []
         model.train()
+
+    @classmethod
+    def from_config(cls, model: nn.Module, cfg, *, units: list[list[int]] | None = None, device="cpu"):
+        """A worker that trains as ``train.py`` would with ``cfg`` (a ``prednet2.Config``): its learning rate,
+        schedule, weight decay, clipping, window and anchor, on ``cfg.data``'s batch, clip length and size. Train
+        keys this mode cannot follow are refused: ``train.mode=end_to_end``, ``train.encoder_lr_scale`` and the late
+        schedules (``train.flow_end``, ``train.anchor_end``)."""
+        t, d = cfg.train, cfg.data
+        for key, off in (("mode", "local"), ("encoder_lr_scale", 1.0), ("flow_end", 1.0), ("anchor_end", 1.0)):
+            if getattr(t, key) != off:
+                raise ValueError(f"layer-parallel: train.{key}={getattr(t, key)!r} is not supported; set it to "
+                                 f"{off!r} or train with train.py")  # fmt: skip
+        return cls(
+            model, lr=t.lr, weight_decay=t.weight_decay, warmup_steps=t.warmup_steps, lr_schedule=t.lr_schedule,
+            decay_start=t.decay_start, steps=t.steps, grad_clip=t.grad_clip, window=t.window,
+            anchor_weight=t.anchor_weight, batch_size=d.batch_size, clip_len=d.clip_len, size=tuple(d.size),
+            units=units, device=device,
+        )  # fmt: skip
 
     # ---- message shapes ------------------------------------------------------------------------------------
     def _x_shape(self, l: int) -> tuple[int, ...]:
@@ -317,6 +343,8 @@ class LayerParallelWorker:
         params = opt.param_groups[0]["params"]
         nn.utils.clip_grad_norm_(params, self.grad_clip if self.grad_clip > 0 else math.inf)  # per unit, as local
         opt.step()
+        if l in self.anchors:
+            self.anchors[l](opt)
         self.model.units[l].update_ema(self.model.cfg.ema_momentum)
 
     # ---- results -------------------------------------------------------------------------------------------

@@ -34,7 +34,9 @@ CFG = {
         "decay_start": 0,
         "steps": 2,
         "grad_clip": 0.5,
+        # the default pull toward the initial weights (train.anchor_weight=1) stays on: the workers must apply it
     },
+    "data": {"batch_size": 4, "clip_len": 6, "size": [16, 16]},
 }
 B, T, H, W, N_BATCHES = 4, 6, 16, 16, 2  # T=6, window 4: a full and a short window per clip
 
@@ -91,12 +93,8 @@ def _worker(rank: int, world: int, port: int, out: str, blocks, over: dict | Non
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     model, cfg = _model(over)
-    tc = cfg.train
-    w = LayerParallelWorker(
-        model, lr=tc.lr, weight_decay=tc.weight_decay, warmup_steps=tc.warmup_steps, grad_clip=tc.grad_clip,
-        lr_schedule=tc.lr_schedule, decay_start=tc.decay_start, steps=tc.steps, window=tc.window,
-        batch_size=B, clip_len=T, size=(H, W), units=blocks,
-    )  # fmt: skip
+    w = LayerParallelWorker.from_config(model, cfg, units=blocks)  # lr, schedule, clip, window, anchor, B, T, size
+    assert (w.B, w.T, w.size, w.window) == (B, T, (H, W), cfg.train.window) and len(w.anchors) == len(w.mine)
     clips, masks = _data()
     losses = []
     for i in range(N_BATCHES):
@@ -111,10 +109,11 @@ def _worker(rank: int, world: int, port: int, out: str, blocks, over: dict | Non
     dist.destroy_process_group()
 
 
-def _sequential(over: dict | None = None):
+def _sequential(over: dict | None = None, anchor: bool = True):
     """The sequential local mode on one thread, as the workers run: the same kernels, so only the op order could
     differ. (With residual heads, which start at zero, AdamW turns thread-count rounding in the first tiny gradients
     into lr-sized parameter differences: 4e-4 here with 2 threads.)"""
+    from prednet2.optim import build_anchor
     from prednet2.trainer import build_optimizer, train_step
 
     threads = torch.get_num_threads()
@@ -123,12 +122,14 @@ def _sequential(over: dict | None = None):
         model, cfg = _model(over)
         model.train()
         opt, sched = build_optimizer(model, cfg)
+        pull = build_anchor(opt, cfg) if anchor else None
         clips, masks = _data()
         losses = []
         for i in range(N_BATCHES):
             res = train_step(
-                model, opt, clips[i], masks[i], mode="local", window=cfg.train.window, grad_clip=cfg.train.grad_clip
-            )
+                model, opt, clips[i], masks[i], mode="local", window=cfg.train.window, grad_clip=cfg.train.grad_clip,
+                anchor=pull,
+            )  # fmt: skip
             sched.step()
             losses.append(res.losses.tolist())
     finally:
@@ -161,6 +162,34 @@ def test_two_processes_match_sequential_local(tmp_path, blocks, over):
     # The weights moved (a test that trains nothing would pass the comparison trivially).
     init, _ = _model(over)
     assert any(not torch.allclose(init.state_dict()[k], v) for k, v in ref_model.items())
+
+
+def test_the_anchor_moves_the_sequential_reference_beyond_the_tolerance():
+    """So the comparison above checks that the workers pull toward the initial weights as the trainer does."""
+    _, with_pull = _sequential()
+    _, without = _sequential(anchor=False)
+    assert max((with_pull[k] - v).abs().max().item() for k, v in without.items()) > 1e-4
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("mode", "end_to_end"), ("encoder_lr_scale", 0.5), ("anchor_end", 0.5), ("flow_end", 0.5)],
+)
+def test_from_config_refuses_train_keys_it_cannot_follow(key, value):
+    import dataclasses
+
+    import torch.distributed as dist
+
+    from prednet2.layer_parallel import LayerParallelWorker
+
+    model, cfg = _model()
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **{key: value}))
+    dist.init_process_group("gloo", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{free_port()}")
+    try:
+        with pytest.raises(ValueError, match=f"layer-parallel: train.{key}="):
+            LayerParallelWorker.from_config(model, cfg)
+    finally:
+        dist.destroy_process_group()
 
 
 @pytest.mark.parametrize(
