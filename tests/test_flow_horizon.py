@@ -10,6 +10,7 @@ from prednet2 import ModelConfig, build_model
 from prednet2.config import ConfigError
 from prednet2.config_ranges import check_ranges
 from prednet2.train_step import train_step
+from tests.test_flow_target import inputs  # random clips, masks and flow (b, t, h, w)
 
 SMALL = dict(channels=(4, 6, 8), stem=2, motion_channels=2, flow_weight=1.0, flow_units="ends")
 
@@ -19,18 +20,10 @@ def make(**over):
     return build_model(dataclasses.replace(ModelConfig(), **{**SMALL, **over}))
 
 
-def inputs(b=2, t=5, h=16, w=16):
-    g = torch.Generator().manual_seed(1)
-    x = torch.rand(b, t, 3, h, w, generator=g)
-    mask = (torch.rand(b, t, 1, h, w, generator=g) > 0.5).float()
-    flow = torch.randn(b, t, 2, h, w, generator=g)
-    return x, mask, flow
-
-
 def test_heads_have_two_channels_per_frame_ahead_and_the_readout_reads_them_all():
     models = [make(flow_horizon=k) for k in (1, 2, 3)]
     assert [u.flow_head.out_channels for u in models[2].units if u.flow_head is not None] == [6, 6]
-    x, mask, _ = inputs()
+    x, mask, _ = inputs(t=5)
     widths = [[f.shape[1] for f in m.extract_features(x, mask).values()] for m in models]
     # f is split by sign, 4 channels per frame ahead (times the readout's time pools), on units 0 and 2 alone
     step = [widths[1][l] - widths[0][l] for l in range(3)]
