@@ -108,7 +108,8 @@ class ModelConfig:
     # how many frames ahead each flow head predicts the motion of: K = 1 (the default) asks r(t) for frame t's motion
     # alone; K > 1 gives the head 2K outputs, the motion of frames t .. t+K-1, so a state that only carries the present
     # velocity cannot meet it (round 155). The term is the mean over the K offsets (its scale stays flow_weight's);
-    # offsets past the training window are left out, as model.horizon's are. The readout's f reads all 2K channels.
+    # offsets past the training window are left out, as model.horizon's are, and K past the window is refused. The
+    # readout's f reads all 2K channels.
     flow_horizon: int = _r(1, ge=1)
     # the share of each unit's state channels its flow head reads: 1 (the default) reads them all; s < 1 reads only
     # the last ceil(s * C) channels, so the flow target is asked of a part of the state and the rest is left to the

@@ -126,19 +126,21 @@ def _no_head(arch: str) -> str:
 
 
 def _check_horizon(cfg: Config) -> None:
-    """The furthest head (t -> t+K-1) only learns from pairs inside one training window: refuse a horizon that
-    no window can hold, instead of training K-1 heads of which some never get a loss."""
-    K = cfg.model.horizon
-    if K <= 1 or cfg.model.arch != "stack":
+    """The furthest head (t -> t+K-1; ``model.horizon``, and ``model.flow_horizon``'s last outputs) only learns from
+    pairs inside one training window: refuse a horizon that no window can hold, instead of training outputs of
+    which some never get a loss."""
+    if cfg.model.arch != "stack":
         return
     T = cfg.data.clip_len
     span = T if cfg.train.mode == "end_to_end" else min(cfg.train.window, T)
-    if K > span:
-        key = "data.clip_len" if span == T else "train.window"
-        raise ConfigError(
-            f"model.horizon={K} needs {K} frames in one training window, but {key}={span} gives {span}; "
-            f"raise {key} to at least {K} or lower model.horizon"
-        )
+    for name in ("horizon", "flow_horizon"):
+        K = getattr(cfg.model, name)
+        if K > span:
+            key = "data.clip_len" if span == T else "train.window"
+            raise ConfigError(
+                f"model.{name}={K} needs {K} frames in one training window, but {key}={span} gives {span}; "
+                f"raise {key} to at least {K} or lower model.{name}"
+            )
 
 
 def build_train_data(cfg: Config, data_spec: str, *, progress: bool = True) -> Dataset:

@@ -130,6 +130,11 @@ CASES = [
         lambda f: _train(f, "--set", "model.horizon=4", "--set", "train.window=3"),
         "model.horizon=4 needs 4 frames in one training window, but train.window=3 gives 3",
     ),
+    (
+        "flow_horizon_beyond_window",
+        lambda f: _train(f, "--set", "model.flow_horizon=4", "--set", "train.window=3"),
+        "model.flow_horizon=4 needs 4 frames in one training window, but train.window=3 gives 3",
+    ),
     ("fps_negative", lambda f: _train(f, "--set", "data.fps=-5"), "data.fps=-5.0 is out of range; expected >= 0"),
     ("out_is_a_file", lambda f: [*_train(f), "--out", str(f.d / "a_file")], "is a file, not a folder"),
     ("out_under_a_file", lambda f: [*_train(f), "--out", str(f.d / "a_file/run")], "which is a file"),
