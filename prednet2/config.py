@@ -19,8 +19,18 @@ from typing import Any
 import yaml
 
 # Value ranges are declared at each field (``_r``/``_one_of``) and checked by ``check_ranges``: config_ranges.py.
-# Parsing --set strings and building the dataclasses from dicts: config_parse.py (parse_set is re-exported).
-from .config_parse import build, deep_merge, dotted_keys, normalise_shortcuts, parse_set, to_plain  # noqa: F401
+# Parsing --set strings and YAML, and building the dataclasses from dicts: config_parse.py (parse_set re-exported).
+from .config_parse import (  # noqa: F401  (parse_set: re-exported)
+    UniqueKeyLoader,
+    build,
+    deep_merge,
+    dotted_keys,
+    normalise_shortcuts,
+    parse_set,
+    set_list,
+    to_plain,
+    yaml_problem,
+)
 from .config_ranges import ConfigError, _one_of, _r, check_ranges  # noqa: F401  (ConfigError, check_ranges: re-exported)
 
 
@@ -334,15 +344,15 @@ class Config:
             if not p.is_file():
                 raise ConfigError(f"config file not found: {p}")
             try:
-                d = yaml.load(p.read_text(), Loader=_UniqueKeyLoader) or {}
+                d = yaml.load(p.read_text(), Loader=UniqueKeyLoader) or {}
             except yaml.YAMLError as e:
-                raise ConfigError(f"{p}: not valid YAML ({_yaml_problem(e)})") from None
+                raise ConfigError(f"{p}: not valid YAML ({yaml_problem(e)})") from None
             except UnicodeDecodeError:  # e.g. a checkpoint passed as --config
                 raise ConfigError(f"{p}: a binary file, not a YAML config (such as configs/*.yaml)") from None
             if not isinstance(d, dict):
                 raise ConfigError(f"{p}: top level must be a mapping of sections (model, data, motion, train)")
         d = normalise_shortcuts(d)  # `motion: off` before any motion.* key merges over it
-        for s in _set_list(sets, "Config.from_yaml"):
+        for s in set_list(sets, "Config.from_yaml"):
             d = deep_merge(d, normalise_shortcuts(parse_set(s)))
         return cls.from_dict(d)
 
@@ -352,7 +362,7 @@ class Config:
         if isinstance(sets, dict):
             over = sets
         else:
-            for s in _set_list(sets, "Config.replace"):
+            for s in set_list(sets, "Config.replace"):
                 over = deep_merge(over, normalise_shortcuts(parse_set(s)))
         over = normalise_shortcuts(over)
         new = build(type(self), deep_merge(self.to_dict(), over), prefix="")
@@ -394,38 +404,6 @@ def given_keys(cfg: Config) -> frozenset[str]:
 def _with_given(cfg: Config, given: frozenset[str]) -> Config:
     object.__setattr__(cfg, "_given", given)  # not a field: to_dict, equality and config.yaml leave it out
     return cfg
-
-
-def _set_list(sets: Any, where: str) -> list[str]:
-    """``sets`` as the list of 'key=value' strings it must be (one string alone would be read letter by letter)."""
-    if isinstance(sets, str):
-        raise ConfigError(
-            f"{where}: sets must be a list of 'key=value' strings, got the string {sets!r}; pass [{sets!r}]"
-        )
-    return list(sets or [])
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """safe_load that refuses a key given twice in one mapping (YAML says keys are unique; PyYAML kept the last, so
-    a pasted second ``train:`` section silently replaced the first)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"{key!r} given twice (first on line {seen[key]})", key_node.start_mark
-                )
-            seen[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep)
-
-
-def _yaml_problem(e: yaml.YAMLError) -> str:
-    """PyYAML's error on one line: what is wrong and where (its own text spans several lines)."""
-    mark = getattr(e, "problem_mark", None)
-    what = getattr(e, "problem", None) or str(e).splitlines()[0]
-    return f"line {mark.line + 1}, column {mark.column + 1}: {what}" if mark is not None else what
 
 
 def register_preset(name: str, fields: dict[str, Any]) -> None:

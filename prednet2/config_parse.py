@@ -1,5 +1,6 @@
-"""Parsing a run configuration: ``--set key=value`` strings, merging nested dicts, building the frozen dataclasses
-from a dict with each value checked against its field's type (errors name the dotted key), and back to plain dicts.
+"""Parsing a run configuration: ``--set key=value`` strings, YAML files (a key given twice refused, errors on one
+line), merging nested dicts, building the frozen dataclasses from a dict with each value checked against its field's
+type (errors name the dotted key), and back to plain dicts.
 
 ``prednet2.config`` holds the dataclasses and the ``Config`` constructors that use these.
 """
@@ -155,3 +156,35 @@ def to_plain(x: Any) -> Any:
     if isinstance(x, list | tuple):
         return [to_plain(v) for v in x]
     return x
+
+
+def set_list(sets: Any, where: str) -> list[str]:
+    """``sets`` as the list of 'key=value' strings it must be (one string alone would be read letter by letter)."""
+    if isinstance(sets, str):
+        raise ConfigError(
+            f"{where}: sets must be a list of 'key=value' strings, got the string {sets!r}; pass [{sets!r}]"
+        )
+    return list(sets or [])
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (YAML says keys are unique; PyYAML kept the last, so
+    a pasted second ``train:`` section silently replaced the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key!r} given twice (first on line {seen[key]})", key_node.start_mark
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+def yaml_problem(e: yaml.YAMLError) -> str:
+    """PyYAML's error on one line: what is wrong and where (its own text spans several lines)."""
+    mark = getattr(e, "problem_mark", None)
+    what = getattr(e, "problem", None) or str(e).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {what}" if mark is not None else what
