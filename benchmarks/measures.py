@@ -24,7 +24,9 @@ variants chosen by looking at the first: docs/results/flow_anchor_round150.md.
 
 Probes are ``python -m eval.linear_probe`` subprocesses, one thread each, cached as
 ``RUN/eval/measure_<measure>_<trained|random_init>.json`` (another checkpoint than ``last.pt`` adds its name), so an
-interrupted call resumes; a checkpoint written after its file is read again. The table gives each
+interrupted call resumes; a checkpoint written after its file is read again. ``--readout NAME=PARTS`` reads a
+variant's runs on other readout parts (eval ``--readout``, files of their own): the same runs named under two
+variants, one with ``--readout``, compare two readouts of the same weights, paired. The table gives each
 variant's mean over its runs, the same minus its random init, and ``variant - REF`` per measure as the mean ± the
 standard error of the paired differences; a measure that falls by more than twice its standard error is marked.
 Below it, each set's mean (seven, heldout, heldout2) paired training seed by training seed: what round 143's rule
@@ -47,6 +49,7 @@ from prednet2.interrupt import quiet_loading, run_cli
 with quiet_loading(__name__):  # a Ctrl-C while these load: one line and exit 130, no traceback
     from prednet2.eval.common import run_dir_of, write_json
     from study import BASKETBALL, Runner, StudyError, StudyFailure, last_line, main_guard
+    from study_probe import readout_parts
     from tables import markdown_table, paired
 
     from prednet2.checkpoint import CheckpointError, resolve_checkpoint
@@ -89,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=RUN,RUN,...",
         help="a variant and its runs (run folders or checkpoints), one per training seed; repeatable",
     )
+    p.add_argument("--readout", action="append", default=[], metavar="NAME=PARTS",
+                   help="read the variant NAME's runs on these readout parts (eval --readout, e.g. a,r,da,fo) instead "
+                   "of their own model.readout; two variants can then name the same runs; repeatable")  # fmt: skip
     p.add_argument("--ref", default=None, help="the variant the others are paired with (default: the first)")
     p.add_argument("--measures", default="seven", help=f"comma-separated measures of {','.join(MEASURES)}, or the "
                    f"sets {', '.join(SETS)} (default: seven, the acceptance measures)")  # fmt: skip
@@ -134,6 +140,24 @@ def parse_variants(specs: list[str]) -> dict[str, list[Path]]:
     return out
 
 
+def parse_readouts(specs: list[str], variants: dict[str, list[Path]]) -> dict[str, str | None]:
+    """{variant: readout parts or None (each run's own model.readout)} from ``--readout NAME=PARTS``."""
+    out: dict[str, str | None] = dict.fromkeys(variants)
+    for spec in specs:
+        name, sep, parts = (x.strip() for x in spec.partition("="))
+        if not sep or not parts:
+            raise StudyError(f"--readout {spec!r}: expected NAME=PARTS (e.g. fo=a,r,da,fo)")
+        if name not in variants:
+            raise StudyError(f"--readout {spec!r}: {name!r} is not a --variant (given: {', '.join(variants)})")
+        if out[name] is not None:
+            raise StudyError(f"--readout {name!r} given twice; give each variant one readout")
+        try:
+            out[name] = readout_parts(parts, f"--readout {name}")
+        except ValueError as e:
+            raise StudyError(str(e)) from None
+    return out
+
+
 def parse_measures(names: str) -> list[str]:
     named = [m.strip() for m in names.split(",") if m.strip()]
     chosen = [x for m in named for x in SETS.get(m, [m])]  # a set's name stands for its measures
@@ -159,10 +183,13 @@ def cached_top1(path: Path) -> float:
         raise StudyError(f"{path}: not a probe result ({why}); delete it and rerun to probe again") from None
 
 
-def probe(runner: Runner, ckpt: Path, measure: str, random_init: bool) -> float:
-    """Top-1 of one measure on one checkpoint (cached beside it); StudyFailure naming the log when it fails."""
+def probe(runner: Runner, ckpt: Path, measure: str, random_init: bool, readout: str | None = None) -> float:
+    """Top-1 of one measure on one checkpoint (cached beside it), on ``readout``'s parts where given (eval
+    --readout); StudyFailure naming the log when it fails."""
     kind = "random_init" if random_init else "trained"
     tag = "" if ckpt.name == "last.pt" else f"_{ckpt.stem}"  # another checkpoint of the run: files of its own
+    if readout is not None:  # another readout of the same weights: files of its own
+        tag += f"_rp{readout.replace(',', '-')}"
     run = run_dir_of(ckpt)
     out = run / "eval" / f"measure_{measure}_{kind}{tag}.json"
     if out.is_file() and out.stat().st_mtime >= ckpt.stat().st_mtime:  # cached, unless the checkpoint is newer
@@ -171,6 +198,7 @@ def probe(runner: Runner, ckpt: Path, measure: str, random_init: bool) -> float:
     spec, extra = MEASURES[measure]
     args = ["-m", "eval.linear_probe", "--checkpoint", str(ckpt), "--data", spec, "--out", str(out)]
     args += [*extra, "--threads", "1", "--no-progress", *(["--random-init"] if random_init else [])]
+    args += ["--readout", readout] if readout is not None else []
     log = f"measure_{run.name}{tag}_{measure}_{kind}"
     rc = runner.run(args, log)
     if rc != 0 or not out.is_file():
@@ -241,6 +269,7 @@ def tabulate(figures: dict, ref: str, measures: list[str]) -> tuple[str, dict]:
 
 def run(args: argparse.Namespace) -> dict:
     variants = parse_variants(args.variant)
+    readouts = parse_readouts(args.readout, variants)
     measures = parse_measures(args.measures)
     ref = args.ref or next(iter(variants))
     if ref not in variants:
@@ -252,19 +281,20 @@ def run(args: argparse.Namespace) -> dict:
     runner = Runner(Path(args.out), jobs=args.jobs, verbose=not args.quiet)
     jobs = [(v, i, c, m, False) for v, cs in variants.items() for i, c in enumerate(cs) for m in measures]
     first: dict[str, Path] = {}  # random-init key -> the first run that has it: its random init stands for all
-    ri = {v: first.setdefault(random_init_key(cs[0]), cs[0]) for v, cs in variants.items()}
+    ri = {v: first.setdefault(random_init_key(cs[0]) + str(readouts[v]), cs[0]) for v, cs in variants.items()}
     for v, c in ri.items():
         if c != variants[v][0]:
             runner.say(f"{v}: random init read on {c} (the same model, data and motion config)")
     jobs += [(v, -1, ri[v], m, True) for v in variants for m in measures]
-    unique = list(dict.fromkeys((c.resolve(), m, ri) for _, _, c, m, ri in jobs))  # a run named twice: probed once
-    got = dict(zip(unique, runner.map(lambda k: probe(runner, k[0], k[1], k[2]), unique)))
+    # a run named twice on one readout: probed once
+    unique = list(dict.fromkeys((c.resolve(), m, ri, readouts[v]) for v, _, c, m, ri in jobs))
+    got = dict(zip(unique, runner.map(lambda k: probe(runner, *k), unique)))
     figures = {v: {"runs": [{} for _ in cs], "random_init": {}} for v, cs in variants.items()}
     for v, i, c, m, ri in jobs:
-        (figures[v]["random_init"] if ri else figures[v]["runs"][i])[m] = got[(c.resolve(), m, ri)]
+        (figures[v]["random_init"] if ri else figures[v]["runs"][i])[m] = got[(c.resolve(), m, ri, readouts[v])]
     table, summary = tabulate(figures, ref, measures)
     return {"measures": measures, "ref": ref, "runs": {v: [str(c) for c in cs] for v, cs in variants.items()},
-            "figures": figures, "summary": summary, "table": table}  # fmt: skip
+            "readouts": readouts, "figures": figures, "summary": summary, "table": table}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

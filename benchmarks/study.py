@@ -23,7 +23,7 @@ from pathlib import Path
 from prednet2.interrupt import EXIT_INTERRUPTED
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from study_probe import Probe, readout_args, readout_given, readout_note, readout_tag  # noqa: E402, F401
+from study_probe import Probe, readout_args, readout_given, readout_note, readout_parts, readout_tag  # noqa: E402, F401
 
 ROOT = Path(__file__).resolve().parent.parent
 BASKETBALL = os.environ.get("PREDNET2_BASKETBALL", str(ROOT.parent / "shared" / "data" / "basketball_actions"))
@@ -141,7 +141,13 @@ def parse_probe(args, tasks: list[str] = ()) -> Probe:
     if resplit and tasks and all(TASKS[t][0].startswith("synthetic:") for t in tasks):  # it would change nothing
         raise StudyError(f"--resplit {resplit} draws splits of folder tasks (basketball); --tasks {','.join(tasks)} "
                          "has none")  # fmt: skip
-    return Probe(args.seeds, args.n_train, args.n_test, clip_len, resplit, bins, whole, trend)
+    parts = getattr(args, "readout", None)
+    if parts is not None:
+        try:
+            parts = readout_parts(parts, "--readout")
+        except ValueError as e:
+            raise StudyError(str(e)) from None
+    return Probe(args.seeds, args.n_train, args.n_test, clip_len, resplit, bins, whole, trend, parts)
 
 
 def add_study_args(p, *, tasks: str, out: str) -> None:
@@ -161,6 +167,10 @@ def add_study_args(p, *, tasks: str, out: str) -> None:
     p.add_argument("--resplit", type=int, default=0, metavar="N",
                    help="folder tasks (basketball): probe N stratified train/test splits, one per probe seed, "
                    "instead of one fixed split (default 0: the fixed 226/57 split)")  # fmt: skip
+    p.add_argument("--readout", metavar="PARTS",
+                   help="probe every stack checkpoint on these readout parts (eval --readout, e.g. a,r,da,fo; "
+                   "default: each checkpoint's model.readout). The faithful PredNet keeps its fixed "
+                   "readout")  # fmt: skip
     p.add_argument("--readout-bins", type=int, metavar="N",
                    help="probe every stack checkpoint with N time bins (eval --readout-bins; default: each "
                    "checkpoint's model.readout_bins); reads older checkpoints on today's readout. The faithful "

@@ -18,13 +18,26 @@ class Probe:
     readout_bins: int | None = None  # eval --readout-bins for stack checkpoints; None: the checkpoint's own
     readout_whole: bool | None = None  # eval --readout-whole / --no-readout-whole; None: the checkpoint's own
     readout_trend: bool | None = None  # eval --readout-trend / --no-readout-trend; None: the checkpoint's own
+    readout: str | None = None  # eval --readout PARTS (e.g. "a,r,da,fo"); None: the checkpoint's model.readout
+
+
+def readout_parts(spec: str, opt: str) -> str:
+    """``spec`` as eval's --readout takes it (``"a, r"`` -> ``"a,r"``); a ValueError naming ``opt`` when it is not a
+    list of readout parts (prednet2.readout.PARTS), each once."""
+    from prednet2.readout import parse_parts
+
+    try:
+        return ",".join(parse_parts(spec))
+    except ValueError as e:
+        raise ValueError(str(e).replace("model.readout", opt, 1)) from None
 
 
 def readout_note(probe: Probe) -> str | None:
     """The line printed under a study's table when its probes read another readout than the checkpoints' own."""
     if not readout_given(probe):
         return None
-    what = [f"{probe.readout_bins} time bin(s)"] if probe.readout_bins is not None else []
+    what = [f"parts {probe.readout}"] if probe.readout is not None else []
+    what += [f"{probe.readout_bins} time bin(s)"] if probe.readout_bins is not None else []
     if probe.readout_whole is not None:
         what.append(("with" if probe.readout_whole else "without") + " the whole clip's mean")
     if probe.readout_trend is not None:
@@ -36,11 +49,16 @@ _READOUT_SWITCHES = (("readout_whole", "w"), ("readout_trend", "t"))  # the on/o
 
 
 def readout_given(probe: Probe) -> bool:
-    return probe.readout_bins is not None or any(getattr(probe, k) is not None for k, _ in _READOUT_SWITCHES)
+    return (
+        probe.readout is not None
+        or probe.readout_bins is not None
+        or any(getattr(probe, k) is not None for k, _ in _READOUT_SWITCHES)
+    )
 
 
 def readout_args(probe: Probe) -> list[str]:
-    out = ["--readout-bins", str(probe.readout_bins)] if probe.readout_bins is not None else []
+    out = ["--readout", probe.readout] if probe.readout is not None else []
+    out += ["--readout-bins", str(probe.readout_bins)] if probe.readout_bins is not None else []
     for k, _ in _READOUT_SWITCHES:
         if (v := getattr(probe, k)) is not None:
             out.append(("--" if v else "--no-") + k.replace("_", "-"))
@@ -48,8 +66,10 @@ def readout_args(probe: Probe) -> list[str]:
 
 
 def readout_tag(probe: Probe) -> str:
-    """The probe file's name part for a readout other than the checkpoint's own: _rb2w, _rb1, _rnw, _rb2t..."""
-    tag = "_r" + (f"b{probe.readout_bins}" if probe.readout_bins is not None else "")
+    """The probe file's name part for a readout other than the checkpoint's own: _rb2w, _rb1, _rnw, _rb2t,
+    _rpa-r-da-fo (parts a,r,da,fo)..."""
+    tag = "_r" + (f"p{probe.readout.replace(',', '-')}" if probe.readout is not None else "")
+    tag += f"b{probe.readout_bins}" if probe.readout_bins is not None else ""
     for k, letter in _READOUT_SWITCHES:
         if (v := getattr(probe, k)) is not None:
             tag += letter if v else "n" + letter

@@ -160,8 +160,9 @@ class ModelConfig:
     blind_prob: float = _r(0.0, ge=0, lt=1)
     # Probe readout (extract_features): comma-separated parts pooled per layer: a (what is there), r (the state),
     # e (the error units), da (|a(t) - a(t-1)|, what changed), dr (|r(t) - r(t-1)|), rw/aw (r/a pooled where the
-    # error units fire), am/rm (a/r times the x and y coordinate: where each channel's mass lies);
-    # each mean-pooled over readout_bins time segments.
+    # error units fire), am/rm (a/r times the x and y coordinate: where each channel's mass lies), f / fo (the flow
+    # heads' prediction split by sign / as an 8-direction orientation histogram); each mean-pooled over
+    # readout_bins time segments.
     # a,r,da: measured best on the mean over 4 probe tasks, same weights (docs/results/dynamics.md); a,r,da,f, the
     # default since round 152: f (the flow heads' prediction) is left out by itself where the model has no
     # flow heads; named in another readout there, it is refused

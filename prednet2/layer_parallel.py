@@ -167,9 +167,10 @@ class LayerParallelWorker:
             raise ValueError("layer-parallel: model.flow_weight / model.flow_weights above 0 are not supported (the "
                              "batches carry no optical flow; the default puts the flow target on the first and the "
                              "last unit); build the model with model.flow_weight=0 or train with train.py")  # fmt: skip
-        if cfg.flow_detach or "f" in asked_parts(cfg.readout, has_flow_heads=False):
-            raise ValueError("layer-parallel: model.flow_detach and the readout part f need trained flow heads, and "
-                             "this mode has no flow target; train with the sequential trainer (train.py)")  # fmt: skip
+        if cfg.flow_detach or {"f", "fo"} & set(asked_parts(cfg.readout, has_flow_heads=False)):
+            raise ValueError("layer-parallel: model.flow_detach and the readout parts f and fo need trained flow "
+                             "heads, and this mode has no flow target; train with the sequential trainer "
+                             "(train.py)")  # fmt: skip
         if cfg.blind_prob > 0:  # hiding a frame is decided per clip across every unit's process
             raise ValueError("layer-parallel: model.blind_prob is not supported; train without it")
         self.feedback = bool(cfg.feedback)

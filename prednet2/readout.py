@@ -17,6 +17,9 @@
 - ``f``: the flow heads' prediction of the motion frame t brings, as ``[relu(u), relu(-u), relu(v), relu(-v)]`` (4
   channels; 4K with ``model.flow_horizon`` K: frame t's motion, then t+1's, ...; ``model.flow_weight``): which way
   things will move, learned from the video's optical flow. A unit without a flow head reads nothing for it (round 148).
+- ``fo``: the same prediction as a histogram of its orientation (8 channels per predicted frame: each vector's length
+  shared between the two nearest of 8 directions 45 degrees apart, linearly in its angle): which way things will
+  move, with diagonals and opposing motions kept apart where ``f``'s four signed halves mix them (round 156).
 - ``w``: the warp heads' displacement (``model.warp_weight`` or ``model.predict=warp``), split by sign the same way:
   the velocity field the state reads out to move its last representation onto the next, learned without any optical
   flow. Zero at random init (the heads start at zero).
@@ -44,7 +47,9 @@ from .config import ModelConfig
 if TYPE_CHECKING:
     from .stack import PredictiveStack
 
-HEAD_PARTS = ("f", "w")  # read through a unit's own heads (flow, warp), not from its tensors alone
+FLOW_PARTS = ("f", "fo")  # read through a unit's flow head
+HEAD_PARTS = (*FLOW_PARTS, "w")  # read through a unit's own heads (flow, warp), not from its tensors alone
+ORIENTATIONS = 8  # the part fo's directions, 360 / 8 = 45 degrees apart
 PARTS = ("a", "r", "e", "da", "dr", "rw", "aw", "am", "rm", "av", "rv", *HEAD_PARTS)
 
 
@@ -64,18 +69,18 @@ def asked_parts(spec: str, has_flow_heads: bool) -> list[str]:
     """``parse_parts``, less the default readout's ``f`` where there are no flow heads (a model trained without the
     motion stream reads ``a,r,da``); an ``f`` named in any other readout stays, for the caller to refuse."""
     parts = parse_parts(spec)
-    if not has_flow_heads and spec == ModelConfig.readout and "f" in parts:
-        parts.remove("f")
+    if not has_flow_heads and spec == ModelConfig.readout:
+        parts = [p for p in parts if p not in FLOW_PARTS]
     return parts
 
 
 def check_parts(spec: str, has_flow_heads: bool, has_warp_heads: bool = False) -> list[str]:
-    """``asked_parts``, and a ValueError when the part ``f`` is asked of a model without flow heads, or ``w`` of one
-    without warp heads."""
+    """``asked_parts``, and a ValueError when the part ``f`` or ``fo`` is asked of a model without flow heads, or ``w``
+    of one without warp heads."""
     parts = asked_parts(spec, has_flow_heads)
-    if "f" in parts and not has_flow_heads:
-        raise ValueError(f"model.readout: {spec!r} reads the flow heads' prediction (f), but this model has none; "
-                         "train with model.flow_weight (and model.flow_detach=true) or drop f")  # fmt: skip
+    for p in (p for p in FLOW_PARTS if p in parts and not has_flow_heads):
+        raise ValueError(f"model.readout: {spec!r} reads the flow heads' prediction ({p}), but this model has none; "
+                         f"train with model.flow_weight (and model.flow_detach=true) or drop {p}")  # fmt: skip
     if "w" in parts and not has_warp_heads:
         raise ValueError(f"model.readout: {spec!r} reads the warp heads' displacement (w), but this model has none; "
                          "train with model.warp_weight or model.predict=warp, or drop w")  # fmt: skip
@@ -171,12 +176,30 @@ def _pool(f: Tensor, grid: int, how: str) -> Tensor:
 
 def _head_part(name: str, unit, a: Tensor, r: Tensor) -> Tensor:
     """The part ``f`` (the unit's flow head on its state, made before frame t, or its representation) or ``w`` (its
-    warp head's displacement), split by sign into (B, 4, H, W); (B, 0, H, W) for a unit without that head."""
-    head = unit.flow_head if name == "f" else unit.warp_head
+    warp head's displacement), split by sign into (B, 4, H, W), or ``fo`` (the flow head's prediction as an orientation
+    histogram, (B, 8, H, W) per predicted frame); (B, 0, H, W) for a unit without that head."""
+    head = unit.flow_head if name in FLOW_PARTS else unit.warp_head
     if head is None:
         return a.new_zeros(a.shape[0], 0, *a.shape[2:])
-    v = unit.predict_flow(r, a) if name == "f" else unit.displacement(r)
+    v = unit.predict_flow(r, a) if name in FLOW_PARTS else unit.displacement(r)
+    if name == "fo":
+        return orientation_histogram(v)
     return torch.cat([v.relu(), (-v).relu()], dim=1)
+
+
+def orientation_histogram(v: Tensor, bins: int = ORIENTATIONS) -> Tensor:
+    """(B, 2K, H, W) vectors (u, v per frame) -> (B, bins*K, H, W): each vector's length shared between the two
+    directions nearest its angle (bin j at 360*j/bins degrees from +u toward +v), linearly in the angle between
+    them, as a histogram of optical flow (HOF) bins it. The bins sum to its length (a zero vector adds about 1e-6)."""
+    u, w = v[:, 0::2], v[:, 1::2]  # (B, K, H, W) each
+    length = (u * u + w * w + 1e-12).sqrt()
+    angle = torch.atan2(w, u)  # (-pi, pi]
+    step = 2 * torch.pi / bins
+    centres = torch.arange(bins, device=v.device, dtype=v.dtype) * step  # (bins,)
+    diff = angle.unsqueeze(2) - centres.view(1, 1, bins, 1, 1)  # (B, K, bins, H, W)
+    diff = torch.remainder(diff + torch.pi, 2 * torch.pi) - torch.pi  # wrapped to [-pi, pi)
+    weight = (1 - diff.abs() / step).clamp_min(0)
+    return (length.unsqueeze(2) * weight).flatten(1, 2)
 
 
 def _part(name: str, a: Tensor, a_before: Tensor | None, r: Tensor, r_before: Tensor | None, e: Tensor) -> Tensor:
