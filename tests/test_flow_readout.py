@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from prednet2 import ModelConfig, build_model
-from prednet2.readout import check_parts, extract_features
+from prednet2.readout import check_parts, extract_features, orientation_histogram
 from tests.test_flow_target import SMALL, inputs, make  # the same tiny stack with flow heads, and its inputs
 
 
@@ -89,3 +89,39 @@ def test_part_w_is_the_warp_heads_displacement_split_by_sign_and_refused_without
     with pytest.raises(ValueError, match=r"model.readout: 'a,w' reads the warp heads' displacement \(w\), but this"):
         make(flow_weight=0.0, readout="a,w")
     assert check_parts("a,w", False, True) == ["a", "w"]
+
+
+def test_orientation_histogram_shares_each_vectors_length_between_its_two_nearest_directions():
+    s = 2**-0.5
+    # (u, v) per pixel: +u, +v at length 2, the diagonal (-1, -1), 22.5 degrees (half way between bins 0 and 1)
+    c, d = torch.cos(torch.tensor(torch.pi / 8)), torch.sin(torch.tensor(torch.pi / 8))
+    v = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-s, -s], [3 * c, 3 * d]]).T.reshape(1, 2, 4, 1)
+    h = orientation_histogram(v)
+    assert h.shape == (1, 8, 4, 1)
+    want = torch.zeros(4, 8)
+    want[0, 0], want[1, 2], want[2, 5], want[3, 0], want[3, 1] = 1.0, 2.0, 1.0, 1.5, 1.5
+    torch.testing.assert_close(h[0, :, :, 0].T, want, atol=1e-5, rtol=0)
+    torch.testing.assert_close(h.sum(1), torch.tensor([1.0, 2.0, 1.0, 3.0]).view(1, 4, 1))  # bins sum to the length
+    # K = 2 predicted frames: each frame's 8 bins in turn; a zero vector adds (almost) nothing
+    two = orientation_histogram(torch.tensor([0.0, 1.0, 0.0, 0.0]).view(1, 4, 1, 1))
+    assert two.shape == (1, 16, 1, 1) and two[0, 2, 0, 0] == pytest.approx(1.0) and two[0, 8:].abs().max() < 1e-5
+
+
+def test_part_fo_is_the_heads_prediction_as_orientation_bins_and_refused_without_flow_heads():
+    m = make(flow_weights=(1.0, 0.0, 1.0), flow_detach=True, readout="a,fo", readout_bins=1)
+    x, mask, _ = inputs(t=3)
+    feats = extract_features(m, x, mask)
+    m.cfg = dataclasses.replace(m.cfg, readout="a")
+    c = [extract_features(m, x, mask)[l].shape[1] for l in range(3)]
+    for l, extra in zip(range(3), (8, 0, 8)):
+        assert feats[l].shape == (2, c[l] + extra)
+    m.eval()
+    state, want = None, torch.zeros(2, 8)
+    with torch.no_grad():
+        for t in range(3):
+            out, state = m.step(x[:, t], state, mask[:, t], compute_losses=False)
+            f = m.units[2].predict_flow(out.states[2], state.a[2])
+            want += orientation_histogram(f).mean(dim=(2, 3)) / 3
+    torch.testing.assert_close(feats[2][:, c[2] :], want)
+    with pytest.raises(ValueError, match=r"model.readout: 'a,fo' reads the flow heads' prediction \(fo\), but this"):
+        make(flow_weight=0.0, readout="a,fo")

@@ -199,8 +199,9 @@ def test_from_config_refuses_train_keys_it_cannot_follow(key, value):
         ("blind_prob", 0.5, "layer-parallel: model.blind_prob is not supported"),
         ("flow_weight", 1.0, "layer-parallel: model.flow_weight / model.flow_weights above 0 are not supported"),
         ("flow_weights", (1.0, 0.0, 1.0), "layer-parallel: model.flow_weight / model.flow_weights above 0"),
-        ("flow_detach", True, "layer-parallel: model.flow_detach and the readout part f need trained flow heads"),
-        ("readout", "a,r,f", "layer-parallel: model.flow_detach and the readout part f need trained flow heads"),
+        ("flow_detach", True, "layer-parallel: model.flow_detach and the readout parts f and fo need trained flow"),
+        ("readout", "a,r,f", "layer-parallel: model.flow_detach and the readout parts f and fo need trained flow"),
+        ("readout", "a,r,fo", "layer-parallel: model.flow_detach and the readout parts f and fo need trained flow"),
     ],
 )
 def test_options_it_cannot_split_across_processes_are_refused(key, value, match):

@@ -192,3 +192,55 @@ def test_variants_with_one_model_data_and_motion_config_share_one_random_init(tm
     # b differs from a in train.* only: a's random init stands for both; c's model differs: its own
     assert ri == [str(runs["a"] / "checkpoints" / "last.pt"), str(runs["c"] / "checkpoints" / "last.pt")]
     assert len(calls) == 5  # 3 trained + 2 random init
+
+
+def test_readout_reads_one_variants_runs_on_other_parts_in_files_of_their_own(tmp_path, monkeypatch):
+    """The same runs under two variants, one with --readout: each probed twice (once per readout), paired."""
+    calls = []
+
+    def fake(self, args, log, budget_s=None):
+        calls.append(args)
+        top1 = (0.5 if "--random-init" in args else 0.6) + (0.1 if "--readout" in args else 0.0)
+        Path(args[args.index("--out") + 1]).write_text(json.dumps({"top1": top1}))
+        return 0
+
+    monkeypatch.setattr(measures.Runner, "run", fake)
+    r0, r1 = fake_run(tmp_path, "r0", {}), fake_run(tmp_path, "r1", {})
+    argv = ["--variant", f"a={r0},{r1}", "--variant", f"b={r0},{r1}", "--readout", "b=a, r,fo"]
+    argv += ["--measures", "dirK5", "--out", str(tmp_path / "o"), "--quiet", "--json", str(tmp_path / "m.json")]
+    assert measures.main(argv) == 0
+    assert len(calls) == 6  # 2 runs x 2 readouts trained, and each readout's random init
+    other = [a for a in calls if "--readout" in a]
+    assert len(other) == 3 and all(a[a.index("--readout") + 1] == "a,r,fo" for a in other)
+    assert (r0 / "eval" / "measure_dirK5_trained_rpa-r-fo.json").is_file()
+    assert (r0 / "eval" / "measure_dirK5_random_init_rpa-r-fo.json").is_file()
+    assert (r0 / "eval" / "measure_dirK5_trained.json").is_file()  # the run's own readout, apart
+    res = json.loads((tmp_path / "m.json").read_text())
+    assert res["readouts"] == {"a": None, "b": "a,r,fo"}
+    assert res["summary"]["b"]["mean"]["dirK5"] == pytest.approx(70.0)
+    assert res["summary"]["b"]["vs_ref"]["per_seed"]["seven"] == [pytest.approx(10.0)] * 2
+    assert measures.main(argv) == 0 and len(calls) == 6  # cached
+
+
+@pytest.mark.parametrize(
+    "readout, says",
+    [
+        ("b=a,r", "--readout 'b=a,r': 'b' is not a --variant"),
+        ("a", "--readout 'a': expected NAME=PARTS"),
+        ("a=", "--readout 'a=': expected NAME=PARTS"),
+        ("a=a,x", "--readout a: 'a,x' is not a comma-separated list of"),
+    ],
+)
+def test_bad_readout_is_one_line_and_exit_2(tmp_path, capsys, readout, says):
+    run = fake_run(tmp_path, "r", {})
+    argv = ["--variant", f"a={run}", "--readout", readout, "--out", str(tmp_path / "o")]
+    assert measures.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert says in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_a_variants_readout_given_twice_is_refused(tmp_path, capsys):
+    run = fake_run(tmp_path, "r", {})
+    argv = ["--variant", f"a={run}", "--readout", "a=a,r", "--readout", "a=a,fo", "--out", str(tmp_path / "o")]
+    assert measures.main(argv) == 2
+    assert "--readout 'a' given twice" in capsys.readouterr().err

@@ -226,6 +226,12 @@ def test_readout_options_reach_stack_probes_only(tmp_path, monkeypatch, capsys):
         "readout: 2 time bin(s), with the whole clip's mean for every stack checkpoint"
     )
     assert readout_note(Probe()) is None
+    seen.clear()
+    r.probe(tmp_path / "tiny" / "checkpoints" / "last.pt", "direction", "trained",
+            Probe(1, 8, 8, readout="a,r,da,fo", readout_bins=1), "t")  # fmt: skip
+    assert seen[0][1] == ["--readout", "a,r,da,fo", "--readout-bins", "1"]
+    assert seen[0][2] == "probe_direction_t_n8x1_rpa-r-da-fob1_trained.json"
+    assert readout_note(Probe(readout="a,fo")).startswith("readout: parts a,fo for every stack checkpoint")
     monkeypatch.setattr(ck, "load_checkpoint", load_checkpoint)  # a checkpoint that does not load is one line
     bad = tmp_path / "bad" / "checkpoints" / "last.pt"
     bad.parent.mkdir(parents=True)
@@ -235,6 +241,9 @@ def test_readout_options_reach_stack_probes_only(tmp_path, monkeypatch, capsys):
     assert "failed (exit" not in str(e.value)  # refused before any probe ran
     assert curve.main(["--readout-bins", "0", "--tasks", "direction"]) == 2
     assert "--readout-bins 0: need at least 1" in capsys.readouterr().err
+    assert curve.main(["--readout", "a,q", "--tasks", "direction"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--readout: 'a,q' is not a comma-separated list of" in err and len(err.splitlines()) == 1
 
 
 @pytest.mark.slow
