@@ -10,6 +10,17 @@ from prednet2.readout import check_parts, extract_features, orientation_histogra
 from tests.test_flow_target import SMALL, inputs, make  # the same tiny stack with flow heads, and its inputs
 
 
+def heads_read_by_hand(m, x, mask, unit: int, part) -> torch.Tensor:
+    """``part`` of unit ``unit``'s flow head prediction at each step, mean-pooled over space and the clip's steps."""
+    m.eval()
+    state, total = None, 0.0
+    with torch.no_grad():
+        for t in range(x.shape[1]):
+            out, state = m.step(x[:, t], state, mask[:, t], compute_losses=False)
+            total = total + part(m.units[unit].predict_flow(out.states[unit], state.a[unit])).mean(dim=(2, 3))
+    return total / x.shape[1]
+
+
 def test_detached_heads_learn_and_the_stack_learns_as_without_the_flow_target():
     x, mask, flow = inputs()
     attached, detached = make(), make(flow_detach=True)
@@ -46,13 +57,7 @@ def test_part_f_is_the_heads_prediction_split_by_sign_and_empty_for_units_withou
     for l, extra in zip(range(3), (4, 0, 4)):
         assert feats[l].shape == (2, c[l] + extra)
         torch.testing.assert_close(feats[l][:, : c[l]], only_a[l])
-    m.eval()
-    state, want = None, torch.zeros(2, 4)
-    with torch.no_grad():
-        for t in range(3):
-            out, state = m.step(x[:, t], state, mask[:, t], compute_losses=False)
-            f = m.units[0].predict_flow(out.states[0], state.a[0])
-            want += torch.cat([f.relu(), (-f).relu()], dim=1).mean(dim=(2, 3)) / 3
+    want = heads_read_by_hand(m, x, mask, 0, lambda f: torch.cat([f.relu(), (-f).relu()], dim=1))
     torch.testing.assert_close(feats[0][:, c[0] :], want)
     assert (feats[0][:, c[0] :] >= 0).all()
 
@@ -115,13 +120,6 @@ def test_part_fo_is_the_heads_prediction_as_orientation_bins_and_refused_without
     c = [extract_features(m, x, mask)[l].shape[1] for l in range(3)]
     for l, extra in zip(range(3), (8, 0, 8)):
         assert feats[l].shape == (2, c[l] + extra)
-    m.eval()
-    state, want = None, torch.zeros(2, 8)
-    with torch.no_grad():
-        for t in range(3):
-            out, state = m.step(x[:, t], state, mask[:, t], compute_losses=False)
-            f = m.units[2].predict_flow(out.states[2], state.a[2])
-            want += orientation_histogram(f).mean(dim=(2, 3)) / 3
-    torch.testing.assert_close(feats[2][:, c[2] :], want)
+    torch.testing.assert_close(feats[2][:, c[2] :], heads_read_by_hand(m, x, mask, 2, orientation_histogram))
     with pytest.raises(ValueError, match=r"model.readout: 'a,fo' reads the flow heads' prediction \(fo\), but this"):
         make(flow_weight=0.0, readout="a,fo")
