@@ -14,7 +14,7 @@
   each channel's mass went: heading as a few linear coordinates (round 127).
 - ``av`` / ``rv``: ``(x(t) - x(t-1))`` times x's spatial gradient (2C channels): motion energy, whose sign says which
   way the pattern moved, so mean pooling keeps it (round 144).
-- ``f``: the flow heads' prediction of the motion frame t brings, as ``[relu(u), relu(-u), relu(v), relu(-v)]`` (4
+- ``f``: the flow heads' prediction of the motion frame t brings, as ``[relu(u), relu(v), relu(-u), relu(-v)]`` (4
   channels; 4K with ``model.flow_horizon`` K: frame t's motion, then t+1's, ...; ``model.flow_weight``): which way
   things will move, learned from the video's optical flow. A unit without a flow head reads nothing for it (round 148).
 - ``fo``: the same prediction as a histogram of its orientation (8 channels per predicted frame: each vector's length
