@@ -49,7 +49,7 @@ from prednet2.interrupt import quiet_loading, run_cli
 with quiet_loading(__name__):  # a Ctrl-C while these load: one line and exit 130, no traceback
     from prednet2.eval.common import run_dir_of, write_json
     from study import BASKETBALL, Runner, StudyError, StudyFailure, last_line, main_guard
-    from study_probe import readout_parts
+    from study_probe import Probe, readout_args, readout_parts, readout_tag
     from tables import markdown_table, paired
 
     from prednet2.checkpoint import CheckpointError, resolve_checkpoint
@@ -188,8 +188,8 @@ def probe(runner: Runner, ckpt: Path, measure: str, random_init: bool, readout: 
     --readout); StudyFailure naming the log when it fails."""
     kind = "random_init" if random_init else "trained"
     tag = "" if ckpt.name == "last.pt" else f"_{ckpt.stem}"  # another checkpoint of the run: files of its own
-    if readout is not None:  # another readout of the same weights: files of its own
-        tag += f"_rp{readout.replace(',', '-')}"
+    other = Probe(readout=readout)  # another readout of the same weights: eval flags and files of its own
+    tag += readout_tag(other) if readout is not None else ""
     run = run_dir_of(ckpt)
     out = run / "eval" / f"measure_{measure}_{kind}{tag}.json"
     if out.is_file() and out.stat().st_mtime >= ckpt.stat().st_mtime:  # cached, unless the checkpoint is newer
@@ -198,7 +198,7 @@ def probe(runner: Runner, ckpt: Path, measure: str, random_init: bool, readout: 
     spec, extra = MEASURES[measure]
     args = ["-m", "eval.linear_probe", "--checkpoint", str(ckpt), "--data", spec, "--out", str(out)]
     args += [*extra, "--threads", "1", "--no-progress", *(["--random-init"] if random_init else [])]
-    args += ["--readout", readout] if readout is not None else []
+    args += readout_args(other)
     log = f"measure_{run.name}{tag}_{measure}_{kind}"
     rc = runner.run(args, log)
     if rc != 0 or not out.is_file():
