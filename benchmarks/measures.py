@@ -20,7 +20,8 @@ measures:
 ``synthetic:heldout``, 512/256 clips of 20 frames, all labels and ``K5``: 5 per class), tasks no default was
 chosen on: docs/results/heldout_rounds135.md. ``--measures heldout2`` reads the second battery (``collide``,
 ``occlude``, ``follow`` from ``synthetic:heldout2``, the same sizes, all labels and ``K5``), written in session 39 for
-variants chosen by looking at the first: docs/results/flow_anchor_round150.md.
+variants chosen by looking at the first: docs/results/flow_anchor_round150.md. ``--measures bbK5`` reads
+basketball_actions at 5 labels per class (its fixed split, 10 draws, 6 frames): the few-label target on real footage.
 
 Probes are ``python -m eval.linear_probe`` subprocesses, one thread each, cached as
 ``RUN/eval/measure_<measure>_<trained|random_init>.json`` (another checkpoint than ``last.pt`` adds its name), so an
@@ -81,6 +82,10 @@ MEASURES |= {t: (f"synthetic:heldout2:{t}", _FEW) for t in _HELDOUT2}
 MEASURES |= {f"{t}K5": (f"synthetic:heldout2:{t}", [*_FEW, "--shots", "5"]) for t in _HELDOUT2}
 HELDOUT2 = tuple(m for m in MEASURES if m not in SEVEN + HELDOUT)
 SETS = {"seven": SEVEN, "heldout": HELDOUT, "heldout2": HELDOUT2}  # names --measures expands
+# The few-label target on real footage (docs/RESULTS.md): basketball_actions at 5 labels per class on its fixed
+# split, 10 draws of the labels; in no set, asked for by name (--measures bbK5).
+MEASURES["bbK5"] = (BASKETBALL, ["--seeds", "10", "--clip-len", "6", "--shots", "5"])
+ON_BASKETBALL = ("bbres", "bbK5")  # measures whose data is the basketball_actions folder
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -168,9 +173,10 @@ def parse_measures(names: str) -> list[str]:
     twice = sorted({m for m in chosen if chosen.count(m) > 1})
     if twice:  # a column twice would count twice in the mean over measures
         raise StudyError(f"--measures: {','.join(twice)} given twice; name each measure once")
-    if "bbres" in chosen and not Path(MEASURES["bbres"][0]).is_dir():  # before any probe runs, as study.py does
-        raise StudyError(f"--measures bbres: {MEASURES['bbres'][0]} not found (set PREDNET2_BASKETBALL to the "
-                         "basketball_actions folder, or leave bbres out)")  # fmt: skip
+    for m in (m for m in chosen if m in ON_BASKETBALL):  # before any probe runs, as study.py does
+        if not Path(MEASURES[m][0]).is_dir():
+            raise StudyError(f"--measures {m}: {MEASURES[m][0]} not found (set PREDNET2_BASKETBALL to the "
+                             f"basketball_actions folder, or leave {m} out)")  # fmt: skip
     return chosen
 
 

@@ -96,6 +96,9 @@ def test_a_missing_basketball_folder_is_refused_before_any_probe(tmp_path, capsy
     assert measures.main(["--variant", f"a={run}", "--measures", "dirK5,bbres", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"bbres: {tmp_path / 'nope'} not found (set PREDNET2_BASKETBALL" in err
+    monkeypatch.setitem(measures.MEASURES, "bbK5", (str(tmp_path / "nope"), []))
+    assert measures.main(["--variant", f"a={run}", "--measures", "bbK5", "--out", str(tmp_path / "o")]) == 2
+    assert "--measures bbK5: " in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 
@@ -166,6 +169,10 @@ def test_measure_sets_expand_and_the_default_is_the_seven():
     assert held2 == ["collide", "occlude", "follow", "collideK5", "occludeK5", "followK5"]
     assert measures.MEASURES["followK5"] == ("synthetic:heldout2:follow", [*measures._FEW, "--shots", "5"])
     assert measures.parse_measures("heldout,heldout2") == held + held2
+    # the few-label basketball measure is in no set: asked for by name only
+    assert all("bbK5" not in ms for ms in measures.SETS.values())
+    assert measures.parse_measures("bbK5") == ["bbK5"]
+    assert measures.MEASURES["bbK5"][1] == ["--seeds", "10", "--clip-len", "6", "--shots", "5"]
     with pytest.raises(measures.StudyError, match="or the sets seven, heldout, heldout2"):
         measures.parse_measures("heldot")
     with pytest.raises(measures.StudyError, match="spin given twice"):
