@@ -269,7 +269,8 @@ def tabulate(figures: dict, ref: str, measures: list[str]) -> tuple[str, dict]:
         }
         summary[v]["vs_ref"] = {"ref": ref, "pairs": len(pairs), "below_by_2se": below, "per_seed": per_seed}
         sets = "; ".join(f"{name} {' / '.join(f'{d:+.2f}' for d in ds)}" for name, ds in per_seed.items())
-        notes.append(f"{v} − {ref}, each set's mean per training seed: {sets}")
+        if sets:  # none where every chosen measure is in no set (bbK5 alone)
+            notes.append(f"{v} − {ref}, each set's mean per training seed: {sets}")
     return "\n".join([markdown_table(header, rows), *notes]), summary
 
 

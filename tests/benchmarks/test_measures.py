@@ -251,3 +251,13 @@ def test_a_variants_readout_given_twice_is_refused(tmp_path, capsys):
     argv = ["--variant", f"a={run}", "--readout", "a=a,r", "--readout", "a=a,fo", "--out", str(tmp_path / "o")]
     assert measures.main(argv) == 2
     assert "--readout 'a' given twice" in capsys.readouterr().err
+
+
+def test_a_measure_in_no_set_has_no_per_set_line(tmp_path, capsys):
+    a0 = fake_run(tmp_path, "a_s0", {"bbK5": 30.0}, {"bbK5": 26.0})
+    b0 = fake_run(tmp_path, "b_s0", {"bbK5": 31.0}, {"bbK5": 26.0})
+    argv = ["--variant", f"a={a0}", "--variant", f"b={b0}", "--measures", "bbK5", "--out", str(tmp_path / "o")]
+    assert measures.main([*argv, "--quiet", "--json", str(tmp_path / "m.json")]) == 0
+    out = capsys.readouterr().out
+    assert "| b − a, paired (1) | +1.00 | +1.00 |" in out and "each set's mean" not in out
+    assert json.loads((tmp_path / "m.json").read_text())["summary"]["b"]["vs_ref"]["per_seed"] == {}
