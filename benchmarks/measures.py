@@ -25,9 +25,11 @@ basketball_actions at 5 labels per class (its fixed split, 10 draws, 6 frames): 
 
 Probes are ``python -m eval.linear_probe`` subprocesses, one thread each, cached as
 ``RUN/eval/measure_<measure>_<trained|random_init>.json`` (another checkpoint than ``last.pt`` adds its name), so an
-interrupted call resumes; a checkpoint written after its file is read again. ``--readout NAME=PARTS`` reads a
-variant's runs on other readout parts (eval ``--readout``, files of their own): the same runs named under two
-variants, one with ``--readout``, compare two readouts of the same weights, paired. The table gives each
+interrupted call resumes; a checkpoint written after its file is read again. ``--pixels`` also reads each measure
+on pooled raw pixels, once, on the reference's first run (``measure_<measure>_pixels.json``), as a row of its own.
+``--readout NAME=PARTS`` reads a variant's runs on other readout parts (eval ``--readout``, files of their own): the
+same runs named under two variants, one with ``--readout``, compare two readouts of the same weights, paired. The
+table gives each
 variant's mean over its runs, the same minus its random init, and ``variant - REF`` per measure as the mean ± the
 standard error of the paired differences; a measure that falls by more than twice its standard error is marked.
 Below it, each set's mean (seven, heldout, heldout2) paired training seed by training seed: what round 143's rule
@@ -107,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int_at_least(1), default=1, help="probes side by side, one thread each (default 1)")
     p.add_argument("--json", type=out_file, default=None, help="write every figure here")
     p.add_argument("--quiet", action="store_true", help="no line per finished probe")
+    p.add_argument("--pixels", action="store_true", help="also read each measure on pooled raw pixels (eval "
+                   "--baseline pixels, on the reference's first run's data settings): the floor beside "
+                   "random init")  # fmt: skip
     return p
 
 
@@ -189,10 +194,14 @@ def cached_top1(path: Path) -> float:
         raise StudyError(f"{path}: not a probe result ({why}); delete it and rerun to probe again") from None
 
 
-def probe(runner: Runner, ckpt: Path, measure: str, random_init: bool, readout: str | None = None) -> float:
-    """Top-1 of one measure on one checkpoint (cached beside it), on ``readout``'s parts where given (eval
-    --readout); StudyFailure naming the log when it fails."""
-    kind = "random_init" if random_init else "trained"
+KIND_FLAGS = {"trained": [], "random_init": ["--random-init"], "pixels": ["--baseline", "pixels"]}
+
+
+def probe(runner: Runner, ckpt: Path, measure: str, kind: str, readout: str | None = None) -> float:
+    """Top-1 of one measure on one checkpoint (cached beside it) read as ``kind`` (trained, random_init or pixels),
+    on ``readout``'s parts where given (eval --readout; pixels have none); StudyFailure naming the log when it
+    fails."""
+    readout = None if kind == "pixels" else readout
     tag = "" if ckpt.name == "last.pt" else f"_{ckpt.stem}"  # another checkpoint of the run: files of its own
     other = Probe(readout=readout)  # another readout of the same weights: eval flags and files of its own
     tag += readout_tag(other) if readout is not None else ""
@@ -203,7 +212,7 @@ def probe(runner: Runner, ckpt: Path, measure: str, random_init: bool, readout: 
     out.parent.mkdir(parents=True, exist_ok=True)
     spec, extra = MEASURES[measure]
     args = ["-m", "eval.linear_probe", "--checkpoint", str(ckpt), "--data", spec, "--out", str(out)]
-    args += [*extra, "--threads", "1", "--no-progress", *(["--random-init"] if random_init else [])]
+    args += [*extra, "--threads", "1", "--no-progress", *KIND_FLAGS[kind]]
     args += readout_args(other)
     log = f"measure_{run.name}{tag}_{measure}_{kind}"
     rc = runner.run(args, log)
@@ -232,12 +241,15 @@ def random_init_key(ckpt: Path) -> str:
         return str(ckpt.resolve())
 
 
-def tabulate(figures: dict, ref: str, measures: list[str]) -> tuple[str, dict]:
+def tabulate(figures: dict, ref: str, measures: list[str], pixels: dict | None = None) -> tuple[str, dict]:
     """The markdown table and the summary behind it from ``figures[variant] = {"runs": [{measure: top1}],
-    "random_init": {measure: top1}}``."""
+    "random_init": {measure: top1}}`` and, where read, ``pixels = {measure: top1}`` (a row of its own, and each
+    variant's ``gain_over_pixels``)."""
     header = ["", *measures, "mean"]
     rows, summary, notes = [], {}, []
     mean = statistics.fmean
+    if pixels:
+        rows.append(["pooled pixels", *(f"{pixels[m]:.1f}" for m in measures), f"{mean(pixels.values()):.2f}"])
     for v, f in figures.items():
         avg = {m: mean([r[m] for r in f["runs"]]) for m in measures}
         gain = {m: avg[m] - f["random_init"][m] for m in measures}
@@ -246,6 +258,8 @@ def tabulate(figures: dict, ref: str, measures: list[str]) -> tuple[str, dict]:
         rows.append([f"{v} − its random init", *(f"{gain[m]:+.1f}" for m in measures),
                      f"{mean(list(gain.values())):+.2f}"])  # fmt: skip
         summary[v] = {"mean": avg, "gain_over_random_init": gain}
+        if pixels:
+            summary[v]["gain_over_pixels"] = {m: avg[m] - pixels[m] for m in measures}
     for v, f in figures.items():
         if v == ref:
             continue
@@ -286,22 +300,35 @@ def run(args: argparse.Namespace) -> dict:
         raise StudyError(f"runs pair by position with --ref {ref}'s {len(variants[ref])}, but {', '.join(odd)}; "
                          "give every variant one run per training seed, in the same order")  # fmt: skip
     runner = Runner(Path(args.out), jobs=args.jobs, verbose=not args.quiet)
-    jobs = [(v, i, c, m, False) for v, cs in variants.items() for i, c in enumerate(cs) for m in measures]
+    jobs = [(v, i, c, m, "trained") for v, cs in variants.items() for i, c in enumerate(cs) for m in measures]
     first: dict[str, Path] = {}  # random-init key -> the first run that has it: its random init stands for all
     ri = {v: first.setdefault(random_init_key(cs[0]) + str(readouts[v]), cs[0]) for v, cs in variants.items()}
     for v, c in ri.items():
         if c != variants[v][0]:
             runner.say(f"{v}: random init read on {c} (the same model, data and motion config)")
-    jobs += [(v, -1, ri[v], m, True) for v in variants for m in measures]
+    jobs += [(v, -1, ri[v], m, "random_init") for v in variants for m in measures]
+    # pixels once, on the reference's first run (its data settings: size, clip length; no weights read)
+    jobs += [(ref, -1, variants[ref][0], m, "pixels") for m in measures] if args.pixels else []
     # a run named twice on one readout: probed once
-    unique = list(dict.fromkeys((c.resolve(), m, ri, readouts[v]) for v, _, c, m, ri in jobs))
+    unique = list(dict.fromkeys(job_key(c, m, kind, readouts[v]) for v, _, c, m, kind in jobs))
     got = dict(zip(unique, runner.map(lambda k: probe(runner, *k), unique)))
     figures = {v: {"runs": [{} for _ in cs], "random_init": {}} for v, cs in variants.items()}
-    for v, i, c, m, ri in jobs:
-        (figures[v]["random_init"] if ri else figures[v]["runs"][i])[m] = got[(c.resolve(), m, ri, readouts[v])]
-    table, summary = tabulate(figures, ref, measures)
+    pixels: dict[str, float] = {}
+    for v, i, c, m, kind in jobs:
+        top1 = got[job_key(c, m, kind, readouts[v])]
+        if kind == "pixels":
+            pixels[m] = top1
+        else:
+            (figures[v]["random_init"] if kind == "random_init" else figures[v]["runs"][i])[m] = top1
+    table, summary = tabulate(figures, ref, measures, pixels or None)
     return {"measures": measures, "ref": ref, "runs": {v: [str(c) for c in cs] for v, cs in variants.items()},
-            "readouts": readouts, "figures": figures, "summary": summary, "table": table}  # fmt: skip
+            "readouts": readouts, "figures": figures, "pixels": pixels or None, "summary": summary,
+            "table": table}  # fmt: skip
+
+
+def job_key(ckpt: Path, measure: str, kind: str, readout: str | None) -> tuple:
+    """One probe's identity: pixels read no weights and no readout, so every run's pixel reading is one."""
+    return (ckpt.resolve(), measure, kind, None if kind == "pixels" else readout)
 
 
 def main(argv: list[str] | None = None) -> int:

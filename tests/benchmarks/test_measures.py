@@ -261,3 +261,22 @@ def test_a_measure_in_no_set_has_no_per_set_line(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| b − a, paired (1) | +1.00 | +1.00 |" in out and "each set's mean" not in out
     assert json.loads((tmp_path / "m.json").read_text())["summary"]["b"]["vs_ref"]["per_seed"] == {}
+
+
+def test_pixels_are_read_once_on_the_reference_and_tabulated(tmp_path, capsys):
+    a0 = fake_run(tmp_path, "a_s0", {"dirK5": 20.0, "bbK5": 30.0}, {"dirK5": 10.0, "bbK5": 26.0})
+    b0 = fake_run(tmp_path, "b_s0", {"dirK5": 24.0, "bbK5": 31.0}, {"dirK5": 11.0, "bbK5": 25.0})
+    for m, v in (("dirK5", 15.0), ("bbK5", 27.0)):  # only the reference's first run holds pixel readings
+        (a0 / "eval" / f"measure_{m}_pixels.json").write_text(json.dumps({"top1": v / 100}))
+    argv = ["--variant", f"a={a0}", "--variant", f"b={b0}", "--measures", "dirK5,bbK5", "--pixels"]
+    assert measures.main([*argv, "--out", str(tmp_path / "o"), "--quiet", "--json", str(tmp_path / "m.json")]) == 0
+    out = capsys.readouterr().out
+    assert "| pooled pixels | 15.0 | 27.0 | 21.00 |" in out
+    res = json.loads((tmp_path / "m.json").read_text())
+    assert res["pixels"] == {"dirK5": pytest.approx(15.0), "bbK5": pytest.approx(27.0)}
+    assert res["summary"]["b"]["gain_over_pixels"] == {"dirK5": pytest.approx(9.0), "bbK5": pytest.approx(4.0)}
+    assert not (b0 / "eval" / "measure_dirK5_pixels.json").exists()  # b's pixels are a's: not probed again
+    # without --pixels: no row, no key
+    assert measures.main([*argv[:-1], "--out", str(tmp_path / "o"), "--quiet", "--json", str(tmp_path / "n.json")]) == 0
+    assert "pooled pixels" not in capsys.readouterr().out
+    assert json.loads((tmp_path / "n.json").read_text())["pixels"] is None
