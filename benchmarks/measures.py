@@ -241,6 +241,11 @@ def random_init_key(ckpt: Path) -> str:
         return str(ckpt.resolve())
 
 
+def set_label(name: str, chosen: list[str]) -> str:
+    """A set's name in the per-seed line, with the measures read where they are not the whole set."""
+    return name if len(chosen) == len(SETS[name]) else f"{name} ({', '.join(chosen)} of its {len(SETS[name])})"
+
+
 def tabulate(figures: dict, ref: str, measures: list[str], pixels: dict | None = None) -> tuple[str, dict]:
     """The markdown table and the summary behind it from ``figures[variant] = {"runs": [{measure: top1}],
     "random_init": {measure: top1}}`` and, where read, ``pixels = {measure: top1}`` (a row of its own, and each
@@ -282,7 +287,8 @@ def tabulate(figures: dict, ref: str, measures: list[str], pixels: dict | None =
             name: [mean([a[x] for x in ms]) - mean([b[x] for x in ms]) for a, b in pairs] for name, ms in groups.items()
         }
         summary[v]["vs_ref"] = {"ref": ref, "pairs": len(pairs), "below_by_2se": below, "per_seed": per_seed}
-        sets = "; ".join(f"{name} {' / '.join(f'{d:+.2f}' for d in ds)}" for name, ds in per_seed.items())
+        sets = "; ".join(f"{set_label(name, groups[name])} {' / '.join(f'{d:+.2f}' for d in ds)}"
+                         for name, ds in per_seed.items())  # fmt: skip
         if sets:  # none where every chosen measure is in no set (bbK5 alone)
             notes.append(f"{v} − {ref}, each set's mean per training seed: {sets}")
     return "\n".join([markdown_table(header, rows), *notes]), summary

@@ -55,7 +55,7 @@ def test_table_pairs_runs_by_position_and_marks_a_fall_beyond_two_standard_error
     table = capsys.readouterr().out
     assert "+4.50 ± 0.50" in table and "**-2.25 ± 0.25**" in table and "b − its random init" in table
     assert "| +1.12 ± 0.37 |" in table  # the mean over the two measures, paired: +1.5 and +0.75 (se 0.375)
-    assert "b − a, each set's mean per training seed: seven +1.50 / +0.75" in table
+    assert "b − a, each set's mean per training seed: seven (bbres, dirK5 of its 7) +1.50 / +0.75" in table
 
 
 @pytest.mark.parametrize(
