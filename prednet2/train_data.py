@@ -217,11 +217,17 @@ def _check_late(cfg: Config) -> None:
             "(model.flow_weight=0, motion off or the PredNet preset); drop train.flow_end"
         )
     late = [f"train.{k}={getattr(t, k):g}" for k in ("flow_end", "anchor_end") if getattr(t, k) != 1.0]
-    if late and decay_begins(t.warmup_steps, t.decay_start) >= t.steps:
+    begins = decay_begins(t.warmup_steps, t.decay_start)
+    if late and begins >= t.steps:
+        if begins == t.decay_start:
+            where, fix = f"train.decay_start={t.decay_start}", "lower train.decay_start below train.steps"
+        else:  # the warmup ends later than decay_start: that is the step to move
+            where = f"step {begins}, the end of train.warmup_steps={t.warmup_steps}"
+            where += f" (after train.decay_start={t.decay_start})"
+            fix = "lower train.warmup_steps (and train.decay_start) below train.steps"
         raise ConfigError(
-            f"{late[0]} takes effect after train.decay_start={t.decay_start} (the end of the warmup at the earliest), "
-            f"but train.steps={t.steps} ends there: nothing would change; lower train.decay_start below train.steps "
-            f"or drop {late[0].split('=')[0]}"
+            f"{late[0]} takes effect after {where}, but train.steps={t.steps} ends there: nothing would change; "
+            f"{fix} or drop {late[0].split('=')[0]}"
         )
 
 

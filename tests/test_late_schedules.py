@@ -89,6 +89,10 @@ def test_anchor_end_without_the_anchor_is_refused():
         ),
         (("train.flow_end=0.5", *FLOW[:2]), "train.flow_end=0.5 takes effect after train.decay_start=1000"),
         (("train.anchor_end=0.5", "train.decay_start=10"), "train.steps=6 ends there: nothing would change"),
+        (  # decay_start is below the steps, but the warmup (20 steps by default) ends after them: name the warmup
+            ("train.anchor_end=0.5", "train.decay_start=2", "train.warmup_steps=20"),
+            r"after step 20, the end of train.warmup_steps=20 \(after train.decay_start=2\).*lower train.warmup_steps",
+        ),
     ],
 )
 def test_late_keys_that_would_do_nothing_are_refused_before_training(tmp_path, sets, match):
