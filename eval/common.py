@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 import torch
 
+from prednet2.busy import busy_note
 from prednet2.cli import int_at_least
 from prednet2.config import Config, ConfigError, DataConfig, check_ranges
 
@@ -61,6 +62,8 @@ def apply_runtime(args: Any) -> None:
     """Apply ``add_runtime_args``'s options: torch threads, progress bars."""
     set_threads(args.threads)
     _PROGRESS[0] = not getattr(args, "no_progress", False)
+    if args.threads == 0 and (note := busy_note(torch.get_num_threads(), "--threads 1")):
+        print(note, file=sys.stderr)
 
 
 def progress(iterable, desc: str):

@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from prednet2 import tblog, train_data
+from prednet2.busy import busy_note
 from prednet2.checkpoint import CheckpointError, load_checkpoint, load_model_state, set_rng_state, unwrap_model
 from prednet2.config import Config, ConfigError
 from prednet2.distributed import (
@@ -177,6 +178,8 @@ def train(
         device = resolve_device(cfg.train.device)
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
+    elif main and device.type == "cpu" and (note := busy_note(torch.get_num_threads(), "--set train.threads=1")):
+        say(note)
 
     # Step 3. Data first (it decides in_channels and whether masks exist), then the config it resolves.
     _seed_everything(cfg.train.seed)
