@@ -12,7 +12,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +111,20 @@ def variant_of(args) -> str:
     return "pixels" if args.baseline else ("random_init" if args.random_init else "trained")
 
 
+@contextmanager
+def quiet_datasets(quiet: bool) -> Iterator[None]:
+    """Within the block the data pipeline's warnings (skipped, cut or padded videos) are not printed, when
+    ``quiet``; errors are raised as ever."""
+    lg = logging.getLogger("prednet2.datasets")
+    old = lg.level
+    if quiet:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        lg.setLevel(old)
+
+
 class FeatureSource:
     """Per-video features of one checkpoint's variant on one data spec; exits 2 with one line on bad input.
 
@@ -162,8 +179,11 @@ class FeatureSource:
             kw = {"splits_dir": a.splits, "fold": a.fold} if a.splits else {}
             if not self.labelled:
                 kw = {}
-            ds = build_or_exit(a.data, cfg=self.dcfg, split=split, seed=a.data_seed, motion=self.motion,
-                               labelled=self.labelled, **kw)  # fmt: skip
+            # with --resplit the probe reads split "all": it alone says which videos are skipped or padded (the
+            # fixed train split, built for its label checks, would say it again with other counts)
+            with quiet_datasets(self.resplit and split != "all"):
+                ds = build_or_exit(a.data, cfg=self.dcfg, split=split, seed=a.data_seed, motion=self.motion,
+                                   labelled=self.labelled, **kw)  # fmt: skip
             if len(ds) == 0:
                 fail(f"--data {a.data}: the {split} split is empty")
             # An unlabelled folder yields every clip of every video: cut it to the same N spread clips per video.

@@ -230,6 +230,19 @@ def test_padded_videos_are_counted_in_the_json(tiny_run, labelled_videos, tmp_pa
         assert (r["n_padded"], r["shortest_padded"]) == want
 
 
+def test_resplit_says_once_which_videos_are_padded(tiny_run, labelled_videos, tmp_path, caplog):
+    """--resplit reads split "all": the fixed train split built for its label checks says nothing of its own (it
+    printed the padding warning a second time, with other counts)."""
+    argv = ["--checkpoint", str(tiny_run), "--data", str(labelled_videos), "--baseline", "pixels", "--seeds", "2"]
+    out = tmp_path / "p.json"
+    argv += ["--resplit", "--clip-len", "16", "--device", "cpu", "--no-progress", "--out", str(out)]
+    with caplog.at_level("WARNING", logger="prednet2.datasets"):
+        assert main(argv) == 0
+    said = [r.getMessage() for r in caplog.records if "shorter than a clip" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("3 of ")
+    assert json.loads(out.read_text())["n_padded"] == 3
+
+
 def test_resplit_draws_the_folder_split_of_each_seed(tiny_run, tmp_path, capsys, monkeypatch):
     """--resplit: seed s tests on the videos LabelledVideoFolder(seed=data_seed + s) puts in test; others refuse it."""
     from prednet2.datasets.labelled import LabelledVideoFolder
