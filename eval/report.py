@@ -5,7 +5,8 @@
 
 Every figure comes from a file: a RUN folder contributes ``summary.json`` and every ``*.json`` in it (and in
 ``RUN/eval/``); a JSON file is classified by its keys (probe: ``top1``; few-label point: ``top1`` and ``shots``;
-k-NN: ``method: knn``; clusters: ``method: kmeans``; next-step: ``per_layer_ratio``; surprise: ``auroc``;
+k-NN: ``method: knn``; clusters: ``method: kmeans``; next-step: ``per_layer_ratio``; flow probe: ``per_unit_r2``;
+surprise: ``auroc``;
 training summary: ``final_loss``). The few/no-label tables and the label-efficiency PNG (``--curve-png``) live
 in ``eval.report_fewlabels``. Probe files are tied to their training run through their
 ``run`` key, so the probe table carries that run's steps and wall time. The Markdown ends with the list of files
@@ -35,6 +36,7 @@ class Collected:
     summaries: dict[str, dict] = field(default_factory=dict)  # run dir -> summary.json
     probes: list[tuple[Path, dict]] = field(default_factory=list)
     nexts: list[tuple[Path, dict]] = field(default_factory=list)
+    flows: list[tuple[Path, dict]] = field(default_factory=list)  # eval.flow_probe: the coming motion from the states
     surprises: list[tuple[Path, dict]] = field(default_factory=list)
     shots: list[tuple[Path, dict]] = field(default_factory=list)  # probes/k-NN at K labelled videos per class
     knns: list[tuple[Path, dict]] = field(default_factory=list)
@@ -60,6 +62,8 @@ def kind_of(d: dict) -> str | None:
         return "probe"
     if "per_layer_ratio" in d:
         return "next"
+    if "per_unit_r2" in d:
+        return "flow"
     if "auroc" in d:
         return "surprise"
     if "final_loss" in d and "steps" in d:
@@ -82,7 +86,7 @@ def collect(paths: list[str]) -> Collected:
         _add(c, f, d, kind)
         _check_renders(f, d, kind)
     # Probe files name their run: read its summary too when it was not given.
-    for _, d in [*c.probes, *c.nexts, *c.surprises, *c.shots, *c.knns, *c.clusters]:
+    for _, d in [*c.probes, *c.nexts, *c.flows, *c.surprises, *c.shots, *c.knns, *c.clusters]:
         run = _run_of(d)
         if run and run not in c.summaries and (Path(run) / "summary.json").is_file():
             c.summaries[run] = json.loads((Path(run) / "summary.json").read_text())
@@ -95,8 +99,8 @@ def _add(c: Collected, f: Path, d: dict, kind: str) -> None:
     if kind == "summary":
         c.summaries[str(f.resolve().parent)] = d
     else:
-        field_of = {"probe": "probes", "next": "nexts", "surprise": "surprises", "shots": "shots", "knn": "knns",
-                    "cluster": "clusters"}  # fmt: skip
+        field_of = {"probe": "probes", "next": "nexts", "flow": "flows", "surprise": "surprises", "shots": "shots",
+                    "knn": "knns", "cluster": "clusters"}  # fmt: skip
         getattr(c, field_of[kind]).append((f, d))
 
 
@@ -250,6 +254,24 @@ def next_table(c: Collected) -> str:
     return out + "\nRatios below 1 beat the trivial predictor; frames t ≥ 1 of held-out clips.\n"
 
 
+def flow_table(c: Collected) -> str:
+    if not c.flows:
+        return ""
+    lines = []
+    for _, d in c.flows:
+        r2 = ", ".join(f"{k}: {_num(v)}" for k, v in d["per_unit_r2"].items())
+        ratio = ", ".join(f"{k}: {_num(v)}" for k, v in d.get("per_unit_ratio_copy_last", {}).items()) or "–"
+        model, steps = ("random init", 0) if d.get("random_init") else ("trained", d.get("steps", "–"))
+        lines.append(f"| {_name(_run_of(d))} | {d.get('dataset', '?')} | {model} | {d.get('target', '–')} | {r2} "
+                     f"| {ratio} | {d.get('n_test', '–')} | {steps} |")  # fmt: skip
+    return (
+        "### Flow probe (the coming motion read from each unit's state)\n\n"
+        "| run | data | model | target | R² per unit | MSE ratio vs copy-last flow, per unit | test clips "
+        "| train steps |\n|---|---|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n\n"
+        "R² is the share of the optical flow's variance that a ridge from the state explains on held-out clips.\n"
+    )
+
+
 def surprise_table(c: Collected) -> str:
     if not c.surprises:
         return ""
@@ -294,7 +316,7 @@ def render(c: Collected, title: str = "prednet2 results") -> str:
         fl.knn_table(c.knns, _run_of, _name, ReportError),
         fl.cluster_table(c.clusters, _run_of, _name),
     )
-    for t in (runs_table(c), probe_table(c), *few, next_table(c), surprise_table(c)):
+    for t in (runs_table(c), probe_table(c), *few, next_table(c), flow_table(c), surprise_table(c)):
         if t:
             parts.append(t)
     parts.append("### Sources\n\n" + "\n".join(f"- `{p}`" for p in c.sources) + "\n")

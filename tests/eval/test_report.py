@@ -28,6 +28,10 @@ def make_run(tmp_path):
            "per_layer_ratio_mean": {"0": 0.5, "1": 0.9}, "n_clips": 16, "run": str(run)}  # fmt: skip
     write(run / "next.json", nxt)
     write(run / "surprise.json", {"auroc": 0.873, "n_clips": 32, "per_layer_auroc": {"0": 0.8}, "run": str(run)})
+    flow = {"dataset": "synthetic:shapes", "per_unit_r2": {"0": 0.004, "2": 0.107}, "target": "next",
+            "per_unit_ratio_copy_last": {"0": 1.74, "2": 1.7}, "n_test": 16, "steps": 10, "random_init": False,
+            "checkpoint": str(run / "checkpoints" / "last.pt")}  # fmt: skip
+    write(run / "flow.json", flow)
     write(run / "config.json", {"not": "a result"})
     return run
 
@@ -39,6 +43,8 @@ def test_report_renders_every_table_from_files(tmp_path):
     assert "| 200 | 1.6 min | 3 | 100/50 |" in md  # steps and wall time come from the run's summary.json
     assert "0: 0.800, 1: 1.200" in md and "| no |" in md  # layer 1 does not beat copy-last
     assert "0.873" in md
+    assert "### Flow probe" in md and "| shapes_run | synthetic:shapes | trained | next | 0: 0.004, 2: 0.107 " in md
+    assert "| 0: 1.740, 2: 1.700 | 16 | 10 |" in md
     assert "config.json" not in md  # not a result file
     assert str(run / "probe.json") in md  # sources listed
 
