@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import statistics
 import sys
 import time
@@ -105,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None and not Path(args.json).parent.exists():
         parser.error(f"--json: folder {Path(args.json).parent} does not exist")
     torch.set_num_threads(args.threads)
+    if args.device == "cpu":  # inductor's CPU compile says "No CUDA runtime is found" on a machine with a toolkit
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
     shapes = [(args.batch, c, h, w) for c in args.channels for h, w in args.sizes]
     variants = [False, True] if args.target_grad else [False]
