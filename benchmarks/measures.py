@@ -29,9 +29,9 @@ interrupted call resumes; a checkpoint written after its file is read again. ``-
 on pooled raw pixels, once, on the reference's first run (``measure_<measure>_pixels.json``), as a row of its own.
 ``--readout NAME=PARTS`` reads a variant's runs on other readout parts (eval ``--readout``, files of their own): the
 same runs named under two variants, one with ``--readout``, compare two readouts of the same weights, paired. The
-table gives each
-variant's mean over its runs, the same minus its random init, and ``variant - REF`` per measure as the mean ± the
-standard error of the paired differences; a measure that falls by more than twice its standard error is marked.
+table gives each variant's mean over its runs, the same minus its random init, and ``variant - REF`` per measure as
+the mean ± the standard error of the paired differences; a measure that falls by more than twice its standard error
+is marked.
 Below it, each set's mean (seven, heldout, heldout2) paired training seed by training seed: what round 143's rule
 reads ("above on every seed"; also in ``--json`` as ``summary[variant]["vs_ref"]["per_seed"]``).
 Bad input is one line and exit 2; a failed probe one line naming its log and exit 1.

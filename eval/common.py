@@ -62,7 +62,9 @@ def apply_runtime(args: Any) -> None:
     """Apply ``add_runtime_args``'s options: torch threads, progress bars."""
     set_threads(args.threads)
     _PROGRESS[0] = not getattr(args, "no_progress", False)
-    if args.threads == 0 and (note := busy_note(torch.get_num_threads(), "--threads 1")):
+    device = str(getattr(args, "device", "cpu") or "cpu")
+    on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if args.threads == 0 and not on_gpu and (note := busy_note(torch.get_num_threads(), "--threads 1")):
         print(note, file=sys.stderr)
 
 

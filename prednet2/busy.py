@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 
 def usable_cores() -> int:
@@ -19,11 +20,22 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def others_running() -> int | None:
+    """Tasks runnable right now besides this one (``/proc/loadavg``'s fourth field, ``running/total``), or None where
+    the OS does not say. The 1-minute load lags: it stays high for a minute after one's own last command ended."""
+    try:
+        running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+    except (OSError, IndexError, ValueError):
+        return None
+    return max(0, running - 1)
+
+
 def busy_note(threads: int, fix: str, *, load: float | None = None, cores: int | None = None,
-              env: Mapping[str, str] | None = None) -> str | None:  # fmt: skip
+              others: int | None = -1, env: Mapping[str, str] | None = None) -> str | None:  # fmt: skip
     """The note for ``threads`` torch threads, naming ``fix`` (e.g. ``--set train.threads=1``); None when there is
     nothing to say: one thread, OMP_NUM_THREADS set by the user, an idle machine (1-minute load below 0.9, or the
-    threads fit beside it), or under pytest (its own load would print the note in every test's output)."""
+    threads fit beside it, or no other task runnable now where the OS says: ``others``, read by ``others_running``
+    unless given), or under pytest (its own load would print the note in every test's output)."""
     env = os.environ if env is None else env
     if threads <= 1 or env.get("OMP_NUM_THREADS") or env.get("PYTEST_CURRENT_TEST"):
         return None
@@ -33,7 +45,8 @@ def busy_note(threads: int, fix: str, *, load: float | None = None, cores: int |
         except (AttributeError, OSError):  # no load average on this OS: say nothing
             return None
     cores = usable_cores() if cores is None else cores
-    if load < 0.9 or load + threads <= cores + 0.5:
+    others = others_running() if others == -1 else others
+    if load < 0.9 or load + threads <= cores + 0.5 or others == 0:
         return None
     busy = f"note: this machine is busy (load {load:.1f} on {cores} cores) and torch will run {threads} threads"
     return f"{busy}, which beside other work can slow this many times over; {fix} (or OMP_NUM_THREADS=1) avoids that"

@@ -219,11 +219,11 @@ def _check_late(cfg: Config) -> None:
     late = [f"train.{k}={getattr(t, k):g}" for k in ("flow_end", "anchor_end") if getattr(t, k) != 1.0]
     begins = decay_begins(t.warmup_steps, t.decay_start)
     if late and begins >= t.steps:
-        if begins == t.decay_start:
+        if t.warmup_steps < t.steps:  # the warmup ends in time: decay_start is the step to move
             where, fix = f"train.decay_start={t.decay_start}", "lower train.decay_start below train.steps"
-        else:  # the warmup ends later than decay_start: that is the step to move
-            where = f"step {begins}, the end of train.warmup_steps={t.warmup_steps}"
-            where += f" (after train.decay_start={t.decay_start})"
+        else:  # the warmup outlasts the run too: lowering decay_start alone would not do
+            where = f"step {begins}, the later of train.warmup_steps={t.warmup_steps}"
+            where += f" and train.decay_start={t.decay_start}"
             fix = "lower train.warmup_steps (and train.decay_start) below train.steps"
         raise ConfigError(
             f"{late[0]} takes effect after {where}, but train.steps={t.steps} ends there: nothing would change; "

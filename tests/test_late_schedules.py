@@ -91,7 +91,11 @@ def test_anchor_end_without_the_anchor_is_refused():
         (("train.anchor_end=0.5", "train.decay_start=10"), "train.steps=6 ends there: nothing would change"),
         (  # decay_start is below the steps, but the warmup (20 steps by default) ends after them: name the warmup
             ("train.anchor_end=0.5", "train.decay_start=2", "train.warmup_steps=20"),
-            r"after step 20, the end of train.warmup_steps=20 \(after train.decay_start=2\).*lower train.warmup_steps",
+            r"after step 20, the later of train.warmup_steps=20 and train.decay_start=2,.*lower train.warmup_steps",
+        ),
+        (  # both outlast the run, decay_start the later: lowering it alone would not do
+            ("train.anchor_end=0.5", "train.decay_start=30", "train.warmup_steps=20"),
+            r"after step 30, the later of train.warmup_steps=20 and train.decay_start=30,.*lower train.warmup_steps",
         ),
     ],
 )
