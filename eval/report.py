@@ -147,6 +147,11 @@ def _num(x, fmt: str = ".3f") -> str:
     return format(x, fmt)
 
 
+def _per(figures: dict) -> str:
+    """``{layer: x}`` as ``"0: 0.800, 1: 1.200"``; "–" when empty."""
+    return ", ".join(f"{k}: {_num(v)}" for k, v in figures.items()) or "–"
+
+
 def _wall(s: float | None) -> str:
     if s is None:
         return "–"
@@ -228,8 +233,8 @@ def next_table(c: Collected) -> str:
         return ""
     lines = []
     for _, d in c.nexts:
-        ratios = ", ".join(f"{k}: {_num(v)}" for k, v in d["per_layer_ratio"].items())
-        means = ", ".join(f"{k}: {_num(v)}" for k, v in d.get("per_layer_ratio_mean", {}).items()) or "–"
+        ratios = _per(d["per_layer_ratio"])
+        means = _per(d.get("per_layer_ratio_mean", {}))
         beats = all(v < 1.0 for v in d["per_layer_ratio"].values())
         summ = c.summaries.get(_run_of(d), {})
         lines.append(
@@ -259,8 +264,8 @@ def flow_table(c: Collected) -> str:
         return ""
     lines = []
     for _, d in c.flows:
-        r2 = ", ".join(f"{k}: {_num(v)}" for k, v in d["per_unit_r2"].items())
-        ratio = ", ".join(f"{k}: {_num(v)}" for k, v in d.get("per_unit_ratio_copy_last", {}).items()) or "–"
+        r2 = _per(d["per_unit_r2"])
+        ratio = _per(d.get("per_unit_ratio_copy_last", {}))
         model, steps = ("random init", 0) if d.get("random_init") else ("trained", d.get("steps", "–"))
         lines.append(f"| {_name(_run_of(d))} | {d.get('dataset', '?')} | {model} | {d.get('target', '–')} | {r2} "
                      f"| {ratio} | {d.get('n_test', '–')} | {steps} |")  # fmt: skip
@@ -277,7 +282,7 @@ def surprise_table(c: Collected) -> str:
         return ""
     lines = []
     for _, d in c.surprises:
-        per_layer = ", ".join(f"{k}: {_num(v)}" for k, v in d.get("per_layer_auroc", {}).items()) or "–"
+        per_layer = _per(d.get("per_layer_auroc", {}))
         lines.append(
             f"| {_name(_run_of(d))} | {'random init' if d.get('random_init') else 'trained'} | {_num(d['auroc'])} "
             f"| {d.get('score', '–')} | {per_layer} | {d.get('n_clips', '–')} | {d.get('steps', '–')} |"
@@ -295,7 +300,7 @@ def runs_table(c: Collected) -> str:
         return ""
     lines = []
     for run, s in c.summaries.items():
-        losses = ", ".join(f"{k}: {_num(v)}" for k, v in (s.get("final_loss") or {}).items())
+        losses = _per(s.get("final_loss") or {})
         fps = s.get("frames_per_s")
         lines.append(
             f"| {_name(run)} | {s.get('data', '–')} | {s.get('preset', '–')} | {s.get('mode', '–')} "
