@@ -8,12 +8,13 @@ without copying frames between processes. Each video is independent and its resu
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import TypeVar
 
 from tqdm.auto import tqdm
+
+from prednet2.busy import usable_cores
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -26,13 +27,9 @@ def prep_workers(requested: int = 0) -> int:
     (``--threads 1``, ``train.threads=1``, ``OMP_NUM_THREADS=1``) prepares on one too."""
     if requested > 0:
         return int(requested)
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
     import torch
 
-    return max(1, min(AUTO_MAX, cores, torch.get_num_threads()))
+    return max(1, min(AUTO_MAX, usable_cores(), torch.get_num_threads()))
 
 
 def ordered_map(
