@@ -199,9 +199,8 @@ KIND_FLAGS = {"trained": [], "random_init": ["--random-init"], "pixels": ["--bas
 
 def probe(runner: Runner, ckpt: Path, measure: str, kind: str, readout: str | None = None) -> float:
     """Top-1 of one measure on one checkpoint (cached beside it) read as ``kind`` (trained, random_init or pixels),
-    on ``readout``'s parts where given (eval --readout; pixels have none); StudyFailure naming the log when it
-    fails."""
-    readout = None if kind == "pixels" else readout
+    on ``readout``'s parts where given (eval --readout; ``job_key`` gives pixels none); StudyFailure naming the log
+    when it fails."""
     tag = "" if ckpt.name == "last.pt" else f"_{ckpt.stem}"  # another checkpoint of the run: files of its own
     other = Probe(readout=readout)  # another readout of the same weights: eval flags and files of its own
     tag += readout_tag(other) if readout is not None else ""
