@@ -87,7 +87,7 @@ SETS = {"seven": SEVEN, "heldout": HELDOUT, "heldout2": HELDOUT2}  # names --mea
 # The few-label target on real footage (docs/RESULTS.md): basketball_actions at 5 labels per class on its fixed
 # split, 10 draws of the labels; in no set, asked for by name (--measures bbK5).
 MEASURES["bbK5"] = (BASKETBALL, ["--seeds", "10", "--clip-len", "6", "--shots", "5"])
-ON_BASKETBALL = ("bbres", "bbK5")  # measures whose data is the basketball_actions folder
+ON_BASKETBALL = tuple(m for m, (spec, _) in MEASURES.items() if spec == BASKETBALL)  # read the basketball folder
 
 
 def build_parser() -> argparse.ArgumentParser:
