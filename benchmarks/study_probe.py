@@ -68,7 +68,7 @@ def readout_args(probe: Probe) -> list[str]:
 def readout_tag(probe: Probe) -> str:
     """The probe file's name part for a readout other than the checkpoint's own: _rb2w, _rb1, _rnw, _rb2t,
     _rpa-r-da-fo (parts a,r,da,fo)..."""
-    tag = "_r" + (f"p{probe.readout.replace(',', '-')}" if probe.readout is not None else "")
+    tag = "_r" + (f"p{probe.readout.replace(',', '-').replace('@', 'g')}" if probe.readout is not None else "")
     tag += f"b{probe.readout_bins}" if probe.readout_bins is not None else ""
     for k, letter in _READOUT_SWITCHES:
         if (v := getattr(probe, k)) is not None:

@@ -51,7 +51,7 @@ from .cells import upsample2
 from .losses import ahead_loss
 from .optim import InitAnchor, lr_factor
 from .outputs import detach as _detach
-from .readout import FLOW_PARTS, asked_parts
+from .readout import FLOW_PARTS, asked_parts, base_part
 from .stack_checks import flow_weights_of
 from .stack_parts import passed_up, up_channels, window_terms
 
@@ -167,7 +167,7 @@ class LayerParallelWorker:
             raise ValueError("layer-parallel: model.flow_weight / model.flow_weights above 0 are not supported (the "
                              "batches carry no optical flow; the default puts the flow target on the first and the "
                              "last unit); build the model with model.flow_weight=0 or train with train.py")  # fmt: skip
-        if cfg.flow_detach or set(FLOW_PARTS) & set(asked_parts(cfg.readout, has_flow_heads=False)):
+        if cfg.flow_detach or set(FLOW_PARTS) & {base_part(p) for p in asked_parts(cfg.readout, has_flow_heads=False)}:
             raise ValueError("layer-parallel: model.flow_detach and the readout parts f and fo need trained flow "
                              "heads, and this mode has no flow target; train with the sequential trainer "
                              "(train.py)")  # fmt: skip

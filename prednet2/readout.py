@@ -24,6 +24,10 @@
   the velocity field the state reads out to move its last representation onto the next, learned without any optical
   flow. Zero at random init (the heads start at zero).
 
+A part named ``PART@G`` (e.g. ``f@4``) is pooled over a ``G x G`` grid of its own, where the other parts pool over
+the whole map: where on the map a few channels were, kept without widening every part (round 159). ``f`` and ``f@4``
+may be named together; the same name twice may not.
+
 Each part is pooled over a ``grid x grid`` spatial grid (``model.readout_pool``: mean, max or both) and averaged
 over each of the ``readout_bins`` equal time segments; the parts and segments are concatenated. With
 ``model.readout_whole`` (and more than one bin) the mean over the whole clip comes first, beside the bins; with
@@ -53,12 +57,35 @@ ORIENTATIONS = 8  # the part fo's directions, 360 / 8 = 45 degrees apart
 PARTS = ("a", "r", "e", "da", "dr", "rw", "aw", "am", "rm", "av", "rv", *HEAD_PARTS)
 
 
+MAX_PART_GRID = 16  # PART@G: at most a 16x16 grid (unit 0's map at 64x64 input is 32x32)
+
+
+def base_part(name: str) -> str:
+    """``"f@4"`` -> ``"f"``: the part a name reads, without its grid."""
+    return name.split("@", 1)[0]
+
+
+def part_grid(name: str, default: int) -> int:
+    """``"f@4"`` -> 4; ``default`` (the readout's grid) for a name without ``@G``."""
+    return int(name.split("@", 1)[1]) if "@" in name else default
+
+
+def _valid_part(name: str) -> bool:
+    part, at, g = name.partition("@")
+    if part not in PARTS:
+        return False
+    return not at or (g.isdigit() and 1 <= int(g) <= MAX_PART_GRID and g == str(int(g)))
+
+
 def parse_parts(spec: str) -> list[str]:
-    """``"a,r"`` -> ``["a", "r"]``; a ValueError naming ``model.readout`` for anything else (a part named twice too)."""
+    """``"a,r,f@4"`` -> ``["a", "r", "f@4"]``; a ValueError naming ``model.readout`` for anything else (a part named
+    twice too)."""
     parts = [p.strip() for p in spec.split(",") if p.strip()]
-    bad = [p for p in parts if p not in PARTS]
+    bad = [p for p in parts if not _valid_part(p)]
     if not parts or bad:
-        raise ValueError(f"model.readout: {spec!r} is not a comma-separated list of {', '.join(PARTS)} (e.g. 'a,r')")
+        raise ValueError(f"model.readout: {spec!r} is not a comma-separated list of {', '.join(PARTS)}, each "
+                         f"optionally PART@G to pool it over a GxG grid, G 1 to {MAX_PART_GRID} "
+                         "(e.g. 'a,r' or 'a,r,da,f@4')")  # fmt: skip
     twice = sorted({p for p in parts if parts.count(p) > 1})
     if twice:  # a part twice would read the same channels twice: a wider feature, nothing new
         raise ValueError(f"model.readout: {spec!r} names {', '.join(twice)} twice; name each part once")
@@ -70,7 +97,7 @@ def asked_parts(spec: str, has_flow_heads: bool) -> list[str]:
     motion stream reads ``a,r,da``); an ``f`` named in any other readout stays, for the caller to refuse."""
     parts = parse_parts(spec)
     if not has_flow_heads and spec == ModelConfig.readout:
-        parts = [p for p in parts if p not in FLOW_PARTS]
+        parts = [p for p in parts if base_part(p) not in FLOW_PARTS]
     return parts
 
 
@@ -78,10 +105,11 @@ def check_parts(spec: str, has_flow_heads: bool, has_warp_heads: bool = False) -
     """``asked_parts``, and a ValueError when the part ``f`` or ``fo`` is asked of a model without flow heads, or ``w``
     of one without warp heads."""
     parts = asked_parts(spec, has_flow_heads)
-    for p in (p for p in FLOW_PARTS if p in parts and not has_flow_heads):
+    bases = [base_part(p) for p in parts]
+    for p in (p for p in FLOW_PARTS if p in bases and not has_flow_heads):
         raise ValueError(f"model.readout: {spec!r} reads the flow heads' prediction ({p}), but this model has none; "
                          f"train with model.flow_weight (and model.flow_detach=true) or drop {p}")  # fmt: skip
-    if "w" in parts and not has_warp_heads:
+    if "w" in bases and not has_warp_heads:
         raise ValueError(f"model.readout: {spec!r} reads the warp heads' displacement (w), but this model has none; "
                          "train with model.warp_weight or model.predict=warp, or drop w")  # fmt: skip
     return parts
@@ -147,11 +175,7 @@ def _read(
         for l in range(L):
             step = (state.a[l], a_before[l], out.states[l], r_before[l], out.errors[l])
             u = model.units[l]
-            f = torch.cat(
-                [_head_part(p, u, state.a[l], out.states[l]) if p in HEAD_PARTS else _part(p, *step) for p in parts],
-                dim=1,
-            )
-            f = _pool(f, grid, model.cfg.readout_pool)  # (B, C*grid*grid), twice that for "meanmax"
+            f = _pool_parts([_one_part(p, u, state.a[l], out.states[l], step) for p in parts], parts, grid, model)
             b = bin_of[t]
             sums[l][b] = f if sums[l][b] is None else sums[l][b] + f
     feats = {}
@@ -163,6 +187,28 @@ def _read(
             means = [sum(s) / T, *means]
         feats[l] = torch.cat(means, dim=1)
     return feats
+
+
+def _one_part(name: str, unit, a: Tensor, r: Tensor, step: tuple) -> Tensor:
+    """The part ``name`` (its grid aside) at one step, (B, C_part, H, W)."""
+    p = base_part(name)
+    return _head_part(p, unit, a, r) if p in HEAD_PARTS else _part(p, *step)
+
+
+def _pool_parts(maps: list[Tensor], names: list[str], grid: int, model: PredictiveStack) -> Tensor:
+    """The parts' maps pooled, each over its own grid (``PART@G``, else ``grid``), in the order named: runs of parts
+    on the same grid are pooled together, so a readout without ``@G`` lays out its features as before (channel-major
+    over the whole concatenation). (B, F)."""
+    out, run, run_grid = [], [], None
+    for m, name in zip(maps, names):
+        g = part_grid(name, grid)
+        if run and g != run_grid:
+            out.append(_pool(torch.cat(run, dim=1), run_grid, model.cfg.readout_pool))
+            run = []
+        run.append(m)
+        run_grid = g
+    out.append(_pool(torch.cat(run, dim=1), run_grid, model.cfg.readout_pool))
+    return torch.cat(out, dim=1)
 
 
 def _pool(f: Tensor, grid: int, how: str) -> Tensor:

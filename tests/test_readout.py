@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import pytest
 import torch
 
 from prednet2 import ModelConfig, build_model
@@ -60,3 +61,33 @@ def test_motion_energy_parts_hold_the_sign_of_the_motion():
     f = m.extract_features(clip())
     base = make(readout="a,r").eval().extract_features(clip())
     assert all(f[l].shape[1] == 3 * base[l].shape[1] for l in f)  # av and rv: 2C each beside a and r's C
+
+
+def test_a_part_on_its_own_grid_keeps_where_it_was_and_averages_to_the_whole_map_mean():
+    x = clip()
+    whole = make(readout="a,r", readout_bins=1).eval().extract_features(x)
+    gridded = make(readout="a,r@2", readout_bins=1).eval().extract_features(x)
+    wide = make(readout="a,r", readout_bins=1).eval().extract_features(x, grid=2)
+    for l in whole:
+        c = whole[l].shape[1] // 2  # a and r have C channels each
+        assert gridded[l].shape[1] == c + 4 * c
+        torch.testing.assert_close(gridded[l][:, :c], whole[l][:, :c])  # a: pooled over the whole map as before
+        torch.testing.assert_close(gridded[l][:, c:], wide[l][:, 4 * c :])  # r: its 2x2 cells, channel-major
+        cells = gridded[l][:, c:].view(-1, c, 4)
+        torch.testing.assert_close(cells.mean(dim=2), whole[l][:, c:])  # the cells' mean is the whole map's
+
+
+def test_a_part_grid_is_checked_and_the_flow_parts_keep_their_checks():
+    from prednet2.readout import base_part, check_parts, parse_parts, part_grid
+
+    assert parse_parts("a, r,f@4") == ["a", "r", "f@4"] and parse_parts("f,f@4") == ["f", "f@4"]
+    assert [base_part(p) for p in ("f@4", "da")] == ["f", "da"] and [part_grid(p, 1) for p in ("f@4", "a")] == [4, 1]
+    for bad in ("a@0", "a@17", "a@", "a@x", "a@02", "q@2"):
+        with pytest.raises(ValueError, match=r"PART@G to pool it over a GxG grid, G 1 to 16"):
+            parse_parts(f"r,{bad}")
+    with pytest.raises(ValueError, match="names f@4 twice"):
+        parse_parts("f@4,a,f@4")
+    with pytest.raises(ValueError, match=r"reads the flow heads' prediction \(f\), but this model has none"):
+        check_parts("a,f@2", has_flow_heads=False)
+    with pytest.raises(ValueError, match=r"reads the warp heads' displacement \(w\)"):
+        check_parts("a,w@2", has_flow_heads=True)
