@@ -67,7 +67,8 @@ def add_feature_args(p: argparse.ArgumentParser, *, data_help: str) -> argparse.
     p.add_argument("--clip-len", type=int, help="frames per clip (default: the checkpoint's data.clip_len)")
     p.add_argument("--readout", metavar="PARTS",
                    help="what each layer's features pool, e.g. a,r,da (default: the checkpoint's model.readout; "
-                   "parts: " + ", ".join(READOUT_PARTS) + "; PART@G pools that part over a GxG grid, e.g. f@4)")  # fmt: skip
+                   "parts: " + ", ".join(READOUT_PARTS) + "; PART@G pools that part over a GxG grid, "
+                   "e.g. f@4)")  # fmt: skip
     p.add_argument("--readout-bins", type=int, metavar="N",
                    help="time segments the readout pools apart (default: the checkpoint's model.readout_bins); "
                    "2 keeps a heading that a mean over a long clip blurs")  # fmt: skip
