@@ -232,6 +232,9 @@ def test_readout_options_reach_stack_probes_only(tmp_path, monkeypatch, capsys):
     assert seen[0][1] == ["--readout", "a,r,da,fo", "--readout-bins", "1"]
     assert seen[0][2] == "probe_direction_t_n8x1_rpa-r-da-fob1_trained.json"
     assert readout_note(Probe(readout="a,fo")).startswith("readout: parts a,fo for every stack checkpoint")
+    seen.clear()  # a part on its own grid: '@' kept out of the file name
+    r.probe(tmp_path / "tiny" / "checkpoints" / "last.pt", "direction", "trained", Probe(1, 8, 8, readout="a,f@4"), "t")
+    assert seen[0][1] == ["--readout", "a,f@4"] and seen[0][2] == "probe_direction_t_n8x1_rpa-fg4_trained.json"
     monkeypatch.setattr(ck, "load_checkpoint", load_checkpoint)  # a checkpoint that does not load is one line
     bad = tmp_path / "bad" / "checkpoints" / "last.pt"
     bad.parent.mkdir(parents=True)
