@@ -40,6 +40,7 @@ Tensor layout: clips (B, T, C, H, W).
 
 from __future__ import annotations
 
+from itertools import groupby
 from typing import TYPE_CHECKING
 
 import torch
@@ -158,6 +159,7 @@ def _read(
     """One reading of the clip in the order given (checked by the caller): the ``model.readout`` parts pooled over
     space and time bins."""
     parts = check_parts(model.cfg.readout, *heads_of(model))
+    bases, grids = [base_part(p) for p in parts], [part_grid(p, grid) for p in parts]  # parsed once, not per frame
     L, T = model.num_layers, clip.shape[1]
     bins = max(1, min(model.cfg.readout_bins, T))
     bin_of = [min(t * bins // T, bins - 1) for t in range(T)]
@@ -175,7 +177,8 @@ def _read(
         for l in range(L):
             step = (state.a[l], a_before[l], out.states[l], r_before[l], out.errors[l])
             u = model.units[l]
-            f = _pool_parts([_one_part(p, u, state.a[l], out.states[l], step) for p in parts], parts, grid, model)
+            maps = [_head_part(p, u, state.a[l], out.states[l]) if p in HEAD_PARTS else _part(p, *step) for p in bases]
+            f = _pool_parts(maps, grids, model.cfg.readout_pool)
             b = bin_of[t]
             sums[l][b] = f if sums[l][b] is None else sums[l][b] + f
     feats = {}
@@ -189,26 +192,12 @@ def _read(
     return feats
 
 
-def _one_part(name: str, unit, a: Tensor, r: Tensor, step: tuple) -> Tensor:
-    """The part ``name`` (its grid aside) at one step, (B, C_part, H, W)."""
-    p = base_part(name)
-    return _head_part(p, unit, a, r) if p in HEAD_PARTS else _part(p, *step)
-
-
-def _pool_parts(maps: list[Tensor], names: list[str], grid: int, model: PredictiveStack) -> Tensor:
-    """The parts' maps pooled, each over its own grid (``PART@G``, else ``grid``), in the order named: runs of parts
-    on the same grid are pooled together, so a readout without ``@G`` lays out its features as before (channel-major
-    over the whole concatenation). (B, F)."""
-    out, run, run_grid = [], [], None
-    for m, name in zip(maps, names):
-        g = part_grid(name, grid)
-        if run and g != run_grid:
-            out.append(_pool(torch.cat(run, dim=1), run_grid, model.cfg.readout_pool))
-            run = []
-        run.append(m)
-        run_grid = g
-    out.append(_pool(torch.cat(run, dim=1), run_grid, model.cfg.readout_pool))
-    return torch.cat(out, dim=1)
+def _pool_parts(maps: list[Tensor], grids: list[int], how: str) -> Tensor:
+    """The parts' maps (B, C_part, H, W) pooled, each over its grid, in the order named: runs of parts on the same
+    grid are pooled together, so a readout without ``@G`` lays out its features as before (channel-major over the
+    whole concatenation). (B, F)."""
+    runs = groupby(zip(grids, maps), key=lambda gm: gm[0])
+    return torch.cat([_pool(torch.cat([m for _, m in run], dim=1), g, how) for g, run in runs], dim=1)
 
 
 def _pool(f: Tensor, grid: int, how: str) -> Tensor:
