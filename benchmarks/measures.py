@@ -229,14 +229,22 @@ def probe(runner: Runner, ckpt: Path, measure: str, kind: str, readout: str | No
 
 def random_init_key(ckpt: Path) -> str:
     """What a checkpoint's random init depends on: its run's ``config.yaml`` sections ``model``, ``data`` and
-    ``motion`` (the probe draws the same architecture under each probe seed); the checkpoint's own path where the run
-    has no readable config.yaml, so such a run shares with no other."""
+    ``motion`` (the probe draws the same architecture under each probe seed), read as the library loads a stored
+    config (``Config.from_stored``), so a run stored before a key existed shares with one that states the key's
+    value of that time; the checkpoint's own path where the run has no readable config.yaml, so such a run shares
+    with no other."""
+    import dataclasses
+
     import yaml
 
+    from prednet2.config import Config, ConfigError
+
     try:
-        cfg = yaml.safe_load((run_dir_of(ckpt) / "config.yaml").read_text())
-        return json.dumps({k: cfg[k] for k in ("model", "data", "motion")}, sort_keys=True)
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        stored = yaml.safe_load((run_dir_of(ckpt) / "config.yaml").read_text())
+        cfg = Config.from_stored(stored)
+        return json.dumps({k: dataclasses.asdict(getattr(cfg, k)) for k in ("model", "data", "motion")},
+                          sort_keys=True, default=str)  # fmt: skip
+    except (OSError, yaml.YAMLError, ConfigError, KeyError, TypeError, ValueError):
         return str(ckpt.resolve())
 
 

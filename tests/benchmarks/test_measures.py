@@ -201,6 +201,20 @@ def test_variants_with_one_model_data_and_motion_config_share_one_random_init(tm
     assert len(calls) == 5  # 3 trained + 2 random init
 
 
+def test_a_run_stored_before_a_key_existed_shares_the_random_init_of_one_that_states_its_old_value(tmp_path):
+    """config.yaml read as the library loads it: a key added later (model.flow_horizon) absent in one run and at its
+    value of that time in another is the same model; another value, or a config that does not load, is not."""
+    base = {"model": {"preset": "tiny"}, "data": {"clip_len": 20}, "motion": {"enabled": True}}
+    keys = {}
+    models = {"old": {}, "new": {"flow_horizon": 1}, "ahead": {"flow_horizon": 2}, "bad": {"nope": 1}}
+    for name, model in models.items():
+        run = fake_run(tmp_path, name, {})
+        (run / "config.yaml").write_text(json.dumps({**base, "model": {"preset": "tiny", **model}}))
+        keys[name] = measures.random_init_key(run / "checkpoints" / "last.pt")
+    assert keys["old"] == keys["new"] != keys["ahead"]
+    assert keys["bad"] == str((tmp_path / "bad" / "checkpoints" / "last.pt").resolve())  # shares with no other
+
+
 def test_readout_reads_one_variants_runs_on_other_parts_in_files_of_their_own(tmp_path, monkeypatch):
     """The same runs under two variants, one with --readout: each probed twice (once per readout), paired."""
     calls = []
