@@ -233,18 +233,14 @@ def random_init_key(ckpt: Path) -> str:
     config (``Config.from_stored``), so a run stored before a key existed shares with one that states the key's
     value of that time; the checkpoint's own path where the run has no readable config.yaml, so such a run shares
     with no other."""
-    import dataclasses
-
     import yaml
 
-    from prednet2.config import Config, ConfigError
+    from prednet2.config import Config
 
     try:
-        stored = yaml.safe_load((run_dir_of(ckpt) / "config.yaml").read_text())
-        cfg = Config.from_stored(stored)
-        return json.dumps({k: dataclasses.asdict(getattr(cfg, k)) for k in ("model", "data", "motion")},
-                          sort_keys=True, default=str)  # fmt: skip
-    except (OSError, yaml.YAMLError, ConfigError, KeyError, TypeError, ValueError):
+        cfg = Config.from_stored(yaml.safe_load((run_dir_of(ckpt) / "config.yaml").read_text())).to_dict()
+        return json.dumps({k: cfg[k] for k in ("model", "data", "motion")}, sort_keys=True)
+    except (OSError, ValueError, TypeError, AttributeError, yaml.YAMLError):  # ConfigError is a ValueError
         return str(ckpt.resolve())
 
 
